@@ -1,0 +1,64 @@
+/**
+ * The audit event: one JSON line per gateway decision (DESIGN.md "Audit event"). Query strings and
+ * credentials are never recorded: `path` is the normalised path without its query.
+ */
+export type DecisionOutcome = 'allow' | 'deny';
+
+/**
+ * Fixed reason strings (the Smokescreen habit: a decision is data, its reason one of a closed set).
+ * - `rule_allow`: an allow rule matched and no deny rule did.
+ * - `rule_deny`: a deny rule matched (deny overrides allow).
+ * - `no_match`: no rule matched the request (default deny).
+ * - `no_policy`: no valid policy is loaded (fail closed).
+ * - `unknown_session` / `bad_credential` / `address_mismatch` / `session_expired`: identity failures.
+ * - `destination_refused`: the resolved upstream address is loopback/private/link-local/... .
+ * - `bad_request`: malformed or ambiguous request (framing, host disagreement, encoded separators).
+ * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
+ */
+export const DecisionReasons = [
+  'rule_allow',
+  'rule_deny',
+  'no_match',
+  'no_policy',
+  'unknown_session',
+  'bad_credential',
+  'address_mismatch',
+  'session_expired',
+  'destination_refused',
+  'bad_request',
+  'upstream_error',
+] as const;
+export type DecisionReason = (typeof DecisionReasons)[number];
+
+export interface AuditEvent {
+  /** ISO-8601 time the decision was made. */
+  time: string;
+  /** Session the call came from; null when the caller could not be identified at all. */
+  sessionId: string | null;
+  role: string | null;
+  method: string;
+  scheme: 'http' | 'https';
+  host: string;
+  port: number;
+  /** Normalised path, no query string. */
+  path: string;
+  decision: DecisionOutcome;
+  /** The rule that decided (`policy.csv:12: p, analyst, ...`), or null when none did. */
+  rule: string | null;
+  reason: DecisionReason;
+  /** HTTP status the sandbox received. */
+  status: number;
+  /** Decision + upstream time, in ms. */
+  durationMs: number;
+  /** Request body bytes sent upstream. */
+  bytesOut: number;
+  /** Response body bytes returned to the sandbox. */
+  bytesIn: number;
+  /** Version of the policy that decided (content hash or git SHA); null when none was loaded. */
+  policyVersion: string | null;
+}
+
+/** Where audit events go. Implementations must not throw from `emit`. */
+export interface AuditSink {
+  emit(event: AuditEvent): void;
+}

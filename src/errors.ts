@@ -1,0 +1,138 @@
+/**
+ * Every error Airlock raises on purpose, in one place (the undici habit): a base class plus one
+ * subclass per failure kind, each with a stable `code` that callers, the API's problem+json bodies
+ * and docs/errors.md share. `test/unit/errors.test.ts` keeps this file and docs/errors.md in sync.
+ */
+
+/** Stable error codes. Adding one requires a row in docs/errors.md. */
+export const ErrorCodes = {
+  CONFIG_INVALID: 'AIRLOCK_CONFIG_INVALID',
+  POLICY_INVALID: 'AIRLOCK_POLICY_INVALID',
+  POLICY_TEST_FAILED: 'AIRLOCK_POLICY_TEST_FAILED',
+  REQUEST_INVALID: 'AIRLOCK_REQUEST_INVALID',
+  UNAUTHORIZED: 'AIRLOCK_UNAUTHORIZED',
+  FORBIDDEN: 'AIRLOCK_FORBIDDEN',
+  SESSION_NOT_FOUND: 'AIRLOCK_SESSION_NOT_FOUND',
+  SESSION_CONFLICT: 'AIRLOCK_SESSION_CONFLICT',
+  UNKNOWN_ROLE: 'AIRLOCK_UNKNOWN_ROLE',
+  RUNTIME_FAILED: 'AIRLOCK_RUNTIME_FAILED',
+  GATEWAY_UNAVAILABLE: 'AIRLOCK_GATEWAY_UNAVAILABLE',
+  EXEC_TIMEOUT: 'AIRLOCK_EXEC_TIMEOUT',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Base class: `code` is stable, `message` is for people. */
+export class AirlockError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AirlockError';
+    this.code = code;
+  }
+}
+
+/** A config file or value failed validation. `path` is the dotted key path (`gateway.port`). */
+export class ConfigError extends AirlockError {
+  constructor(
+    message: string,
+    readonly path: string,
+  ) {
+    super(ErrorCodes.CONFIG_INVALID, message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A policy directory failed to parse, validate or compile. `location` is `file:line` when known. */
+export class PolicyError extends AirlockError {
+  constructor(
+    message: string,
+    readonly location?: string,
+  ) {
+    super(ErrorCodes.POLICY_INVALID, location ? `${location}: ${message}` : message);
+    this.name = 'PolicyError';
+  }
+}
+
+/** The policy's own tests (`policies/tests/*.yaml`) failed; the policy is not used. */
+export class PolicyTestError extends AirlockError {
+  constructor(
+    message: string,
+    readonly failures: readonly string[],
+  ) {
+    super(ErrorCodes.POLICY_TEST_FAILED, message);
+    this.name = 'PolicyTestError';
+  }
+}
+
+/** An API request body or parameter is invalid. `field` is the offending field path (`command.0`). */
+export class RequestValidationError extends AirlockError {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(ErrorCodes.REQUEST_INVALID, message);
+    this.name = 'RequestValidationError';
+  }
+}
+
+export class UnauthorizedError extends AirlockError {
+  constructor(message = 'missing or invalid bearer token') {
+    super(ErrorCodes.UNAUTHORIZED, message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+export class ForbiddenError extends AirlockError {
+  constructor(message: string) {
+    super(ErrorCodes.FORBIDDEN, message);
+    this.name = 'ForbiddenError';
+  }
+}
+
+export class SessionNotFoundError extends AirlockError {
+  constructor(readonly sessionId: string) {
+    super(ErrorCodes.SESSION_NOT_FOUND, `session ${sessionId} not found`);
+    this.name = 'SessionNotFoundError';
+  }
+}
+
+export class SessionConflictError extends AirlockError {
+  constructor(
+    readonly sessionId: string,
+    message: string,
+  ) {
+    super(ErrorCodes.SESSION_CONFLICT, message);
+    this.name = 'SessionConflictError';
+  }
+}
+
+export class UnknownRoleError extends AirlockError {
+  constructor(readonly role: string) {
+    super(ErrorCodes.UNKNOWN_ROLE, `role "${role}" is not defined by the loaded policy`);
+    this.name = 'UnknownRoleError';
+  }
+}
+
+/** The container runtime (Docker engine) failed; `cause` carries the engine's error. */
+export class RuntimeError extends AirlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.RUNTIME_FAILED, message, options);
+    this.name = 'RuntimeError';
+  }
+}
+
+/** The control plane could not reach or update the egress gateway. */
+export class GatewayUnavailableError extends AirlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.GATEWAY_UNAVAILABLE, message, options);
+    this.name = 'GatewayUnavailableError';
+  }
+}
+
+export class ExecTimeoutError extends AirlockError {
+  constructor(readonly timeoutMs: number) {
+    super(ErrorCodes.EXEC_TIMEOUT, `command did not finish within ${timeoutMs} ms`);
+    this.name = 'ExecTimeoutError';
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The runtime interface: one implementation per platform (`docker` now, `kubernetes` later).
+ * A runtime creates and removes sandboxes and the gateway they exit through; it keeps no state that
+ * cannot be recovered from the platform itself (labels).
+ */
+
+/** What a new sandbox needs. */
+export interface SandboxSpec {
+  sessionId: string;
+  role: string;
+  image: string;
+  /** Extra environment for the sandbox (proxy variables are added by the runtime). */
+  env: Record<string, string>;
+  /** The session credential, placed in the proxy URLs inside the sandbox. */
+  credential: string;
+  credentialSha256: string;
+  createdAt: Date;
+  expiresAt: Date;
+  createdBy: string;
+  labels: Record<string, string>;
+}
+
+/** A sandbox as recovered from the platform. */
+export interface SandboxInfo {
+  sessionId: string;
+  role: string;
+  image: string;
+  /** IP the sandbox's traffic comes from, as the gateway sees it. */
+  address: string;
+  credentialSha256: string;
+  createdAt: Date;
+  expiresAt: Date;
+  createdBy: string;
+  labels: Record<string, string>;
+  running: boolean;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Where the control plane reaches the gateway's admin API. */
+export interface GatewayEndpoint {
+  /** Base URL of the admin API, e.g. `http://127.0.0.1:49153`. */
+  adminUrl: string;
+  /** Bearer token for the admin API. */
+  adminToken: string;
+}
+
+export interface SandboxRuntime {
+  /** Starts (or adopts) the gateway. Idempotent. @throws RuntimeError */
+  ensureGateway(): Promise<GatewayEndpoint>;
+  /**
+   * Creates the sandbox's isolation (network) and container, without starting it, and returns the
+   * address it will have. Nothing is left behind when this throws. @throws RuntimeError
+   */
+  prepare(spec: SandboxSpec): Promise<SandboxInfo>;
+  /** Starts a prepared sandbox. @throws RuntimeError */
+  start(sessionId: string): Promise<void>;
+  /**
+   * Runs a command to completion. Output is capped (bytes) per stream.
+   * @throws ExecTimeoutError when `timeoutMs` elapses; RuntimeError otherwise.
+   */
+  exec(sessionId: string, command: string[], timeoutMs: number): Promise<ExecResult>;
+  /** Removes the sandbox and its isolation; removing what is already gone is not an error. */
+  remove(sessionId: string): Promise<void>;
+  /** Every sandbox this installation owns, from platform labels (recovery after restart). */
+  list(): Promise<SandboxInfo[]>;
+  /** Releases client resources (not the sandboxes). */
+  close(): Promise<void>;
+}
