@@ -22,3 +22,39 @@ export interface GatewaySession {
   /** Expiry as epoch ms; the gateway refuses the session from this instant on its own. */
   expiresAtMs: number;
 }
+
+/** Body of `POST /v1/sessions` after validation. */
+export interface CreateSessionRequest {
+  role: string;
+  image?: string;
+  env?: Record<string, string>;
+  ttlSeconds?: number;
+  labels?: Record<string, string>;
+}
+
+/** Result of `POST /v1/sessions/{id}/exec`. */
+export interface ExecOutput {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * What the API needs from the session layer (implemented by SessionManager in ./manager.ts).
+ * Errors are the classes of src/errors.ts; the API maps their `code` to HTTP statuses.
+ */
+export interface SessionService {
+  /** @throws UnknownRoleError (422), RequestValidationError (400), RuntimeError, GatewayUnavailableError */
+  create(req: CreateSessionRequest, caller: string): Promise<SessionView>;
+  list(): SessionView[];
+  /** @throws SessionNotFoundError */
+  get(id: string): SessionView;
+  /** @throws SessionNotFoundError, SessionConflictError (not running), ExecTimeoutError, RuntimeError */
+  exec(id: string, command: string[], timeoutMs: number): Promise<ExecOutput>;
+  /** Audit events of the session, oldest first. @throws SessionNotFoundError */
+  audit(id: string): import('../audit/event.js').AuditEvent[];
+  /** Kill switch: the gateway refuses the session before the sandbox is removed. @throws SessionNotFoundError */
+  remove(id: string): Promise<void>;
+  /** Whether the service can take new sessions; `reasons` says why not. */
+  readiness(): { ready: boolean; reasons: string[] };
+}
