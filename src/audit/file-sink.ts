@@ -1,0 +1,54 @@
+import pino from 'pino';
+import type { AuditEvent, AuditSink } from './event.js';
+
+/**
+ * Appends audit events as JSON lines to a file (and optionally stdout) through pino's SonicBoom
+ * destination: buffered, asynchronous writes off the request path, flushed on `close()`.
+ */
+export class FileAuditSink implements AuditSink {
+  private readonly file: ReturnType<typeof pino.destination>;
+  private readonly stdout: ReturnType<typeof pino.destination> | null;
+
+  /** @param path file to append to (parent directories are created). @param toStdout also write to fd 1. */
+  constructor(path: string, toStdout = false) {
+    this.file = pino.destination({ dest: path, mkdir: true, sync: false, minLength: 0 });
+    this.stdout = toStdout ? pino.destination({ dest: 1, sync: false }) : null;
+  }
+
+  emit(event: AuditEvent): void {
+    const line = JSON.stringify(event) + '\n';
+    this.file.write(line);
+    this.stdout?.write(line);
+  }
+
+  /** Flushes and closes. */
+  async close(): Promise<void> {
+    await Promise.all(
+      [this.file, this.stdout].map(
+        (d) =>
+          new Promise<void>((resolve) => {
+            if (!d) return resolve();
+            d.once('close', () => resolve());
+            d.once('error', () => resolve());
+            d.end();
+          }),
+      ),
+    );
+  }
+}
+
+/** Sends each event to every sink. */
+export class FanoutSink implements AuditSink {
+  constructor(private readonly sinks: AuditSink[]) {}
+  emit(event: AuditEvent): void {
+    for (const s of this.sinks) s.emit(event);
+  }
+}
+
+/** Keeps events in memory (tests, and the in-process gateway). */
+export class MemoryAuditSink implements AuditSink {
+  readonly events: AuditEvent[] = [];
+  emit(event: AuditEvent): void {
+    this.events.push(event);
+  }
+}

@@ -1,0 +1,138 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import type { PolicySource } from '../policy/types.js';
+import { normalizeRemoteAddress, type SessionTable } from './sessions.js';
+
+/** A session as the control plane registers it with the gateway. */
+export const gatewaySessionSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  role: z.string().min(1).max(128),
+  address: z.string().min(2).max(45),
+  credentialSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  expiresAtMs: z.number().int().positive(),
+});
+const syncSchema = z.strictObject({ sessions: z.array(gatewaySessionSchema) });
+
+export interface AdminOptions {
+  sessions: SessionTable;
+  policy: PolicySource;
+  /** Bearer token the control plane presents. */
+  token: string;
+  /** Prometheus text exposition, when metrics are enabled. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Identifies this gateway process, so the control plane notices a restart and resyncs. */
+  instanceId: string;
+}
+
+const MAX_BODY = 4 * 1024 * 1024;
+
+function send(res: ServerResponse, status: number, body?: unknown): void {
+  if (body === undefined) {
+    res.writeHead(status).end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res
+    .writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+    .end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new Error('body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+/**
+ * The gateway's admin API, used only by the control plane (never reachable with a session's
+ * identity): session registration and the kill switch, status, health and metrics.
+ *
+ * - `PUT /admin/sessions` `{sessions}`: replace the whole table (resync after a restart).
+ * - `PUT /admin/sessions/{id}` GatewaySession: register or update one session.
+ * - `DELETE /admin/sessions/{id}`: kill switch; answers after the session is forgotten and its
+ *   sockets are destroyed: `{closedSockets}`.
+ * - `GET /admin/status`, `GET /healthz`, `GET /readyz` (503 without a valid policy), `GET /metrics`.
+ */
+export function createAdminServer(opts: AdminOptions): http.Server {
+  const digest = createHash('sha256').update(opts.token).digest();
+  const authorized = (req: IncomingMessage): boolean => {
+    const h = req.headers.authorization;
+    if (!h?.startsWith('Bearer ')) return false;
+    const d = createHash('sha256').update(h.slice(7)).digest();
+    return timingSafeEqual(d, digest);
+  };
+  const startedAt = new Date().toISOString();
+
+  return http.createServer((req, res) => {
+    void (async () => {
+      const url = req.url ?? '/';
+      // A sandbox must never drive the admin API, even holding a token.
+      if (opts.sessions.atAddress(normalizeRemoteAddress(req.socket.remoteAddress)))
+        return send(res, 403, { error: 'forbidden' });
+      if (url === '/healthz') return send(res, 200, { status: 'ok' });
+      if (url === '/readyz') {
+        const p = opts.policy.current();
+        return p
+          ? send(res, 200, { status: 'ready', policyVersion: p.version })
+          : send(res, 503, {
+              status: 'not_ready',
+              reason: opts.policy.lastError() ?? 'no valid policy loaded',
+            });
+      }
+      if (url === '/metrics' && opts.metrics) {
+        const m = await opts.metrics();
+        res.writeHead(200, { 'content-type': m.contentType }).end(m.body);
+        return;
+      }
+      if (!authorized(req)) return send(res, 401, { error: 'unauthorized' });
+      if (url === '/admin/status' && req.method === 'GET') {
+        const p = opts.policy.current();
+        return send(res, 200, {
+          instanceId: opts.instanceId,
+          startedAt,
+          policyVersion: p?.version ?? null,
+          policyError: opts.policy.lastError(),
+          sessions: opts.sessions.size,
+        });
+      }
+      if (url === '/admin/sessions' && req.method === 'PUT') {
+        const parsed = syncSchema.safeParse(await readJson(req));
+        if (!parsed.success) return send(res, 400, { error: 'bad_request', detail: parsed.error.message });
+        opts.sessions.replaceAll(parsed.data.sessions);
+        return send(res, 204);
+      }
+      const m = /^\/admin\/sessions\/([A-Za-z0-9_-]{1,64})$/.exec(url);
+      if (m) {
+        const id = m[1]!;
+        if (req.method === 'PUT') {
+          const parsed = gatewaySessionSchema.safeParse(await readJson(req));
+          if (!parsed.success || parsed.data.id !== id) {
+            return send(res, 400, { error: 'bad_request', detail: parsed.error?.message ?? 'id mismatch' });
+          }
+          opts.sessions.upsert(parsed.data);
+          return send(res, 204);
+        }
+        if (req.method === 'DELETE') return send(res, 200, { closedSockets: opts.sessions.revoke(id) });
+      }
+      send(res, 404, { error: 'not_found' });
+    })().catch((err: unknown) => send(res, 400, { error: 'bad_request', detail: String(err) }));
+  });
+}
+
+/** Starts `server` on `port` (0 = ephemeral). */
+export function listen(server: http.Server, port: number, host = '0.0.0.0'): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

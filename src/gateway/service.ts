@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import client from 'prom-client';
+import { z } from 'zod';
+import { FanoutSink, FileAuditSink } from '../audit/file-sink.js';
+import type { AuditEvent, AuditSink } from '../audit/event.js';
+import { ConfigError } from '../errors.js';
+import { PolicyStore } from '../policy/store.js';
+import { DestinationPolicy } from './address.js';
+import { createAdminServer, listen } from './admin.js';
+import { EgressGateway } from './proxy.js';
+import { UpstreamResolver } from './resolve.js';
+import { SessionTable } from './sessions.js';
+
+/**
+ * Settings of a gateway process (the `airlock gateway` command inside the gateway container). The
+ * control plane derives them from the user's config and passes them as JSON in
+ * `AIRLOCK_GATEWAY_CONFIG`; the admin token comes in `AIRLOCK_ADMIN_TOKEN`.
+ */
+export const gatewayServiceSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(3128),
+  adminPort: z.number().int().min(0).max(65535).default(9090),
+  listenHost: z.string().default('0.0.0.0'),
+  policyDir: z.string().min(1),
+  auditFile: z.string().min(1),
+  auditStdout: z.boolean().default(true),
+  /** name -> IP, already resolved (no "host-gateway" here). */
+  hostAliases: z.record(z.string(), z.string()).default({}),
+  allowPrivateCidrs: z.array(z.string()).default([]),
+  connectTimeoutMs: z.number().int().positive().default(5_000),
+  headersTimeoutMs: z.number().int().positive().default(30_000),
+  bodyTimeoutMs: z.number().int().positive().default(300_000),
+});
+export type GatewayServiceConfig = z.input<typeof gatewayServiceSchema>;
+
+export interface RunningGateway {
+  gateway: EgressGateway;
+  admin: http.Server;
+  sessions: SessionTable;
+  policy: PolicyStore;
+  proxyPort: number;
+  adminPort: number;
+  close(): Promise<void>;
+}
+
+/** Counts decisions for /metrics without touching the request path beyond one increment. */
+class MetricsSink implements AuditSink {
+  constructor(private readonly counter: client.Counter<'decision' | 'reason'>) {}
+  emit(e: AuditEvent): void {
+    this.counter.inc({ decision: e.decision, reason: e.reason });
+  }
+}
+
+/**
+ * Starts a complete gateway: policy store (watching `policyDir`), session table, audit file,
+ * forward proxy and admin API.
+ * @throws ConfigError for invalid settings.
+ */
+export async function startGatewayService(
+  input: GatewayServiceConfig,
+  adminToken: string,
+): Promise<RunningGateway> {
+  const parsed = gatewayServiceSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const at = issue?.path.map(String).join('.') ?? '(root)';
+    throw new ConfigError(`gateway config ${at}: ${issue?.message ?? 'invalid'}`, at);
+  }
+  const cfg = parsed.data;
+  if (adminToken.length < 16)
+    throw new ConfigError('AIRLOCK_ADMIN_TOKEN must have >= 16 characters', 'AIRLOCK_ADMIN_TOKEN');
+
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const decisions = new client.Counter({
+    name: 'airlock_gateway_decisions_total',
+    help: 'Gateway decisions by outcome and reason',
+    labelNames: ['decision', 'reason'] as const,
+    registers: [registry],
+  });
+  const policy = await PolicyStore.open(cfg.policyDir);
+  new client.Gauge({
+    name: 'airlock_policy_loaded',
+    help: '1 when a valid policy is loaded, else 0',
+    registers: [registry],
+    collect() {
+      this.set(policy.current() ? 1 : 0);
+    },
+  });
+  const sessions = new SessionTable();
+  const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
+  const gateway = new EgressGateway({
+    policy,
+    sessions,
+    audit: new FanoutSink([fileSink, new MetricsSink(decisions)]),
+    resolver: new UpstreamResolver(
+      new DestinationPolicy(cfg.allowPrivateCidrs),
+      new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
+    ),
+    connectTimeoutMs: cfg.connectTimeoutMs,
+    headersTimeoutMs: cfg.headersTimeoutMs,
+    bodyTimeoutMs: cfg.bodyTimeoutMs,
+  });
+  const admin = createAdminServer({
+    sessions,
+    policy,
+    token: adminToken,
+    instanceId: randomUUID(),
+    metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+  });
+  const proxyAddr = await gateway.listen(cfg.port, cfg.listenHost);
+  const adminAddr = await listen(admin, cfg.adminPort, cfg.listenHost);
+  return {
+    gateway,
+    admin,
+    sessions,
+    policy,
+    proxyPort: proxyAddr.port,
+    adminPort: adminAddr.port,
+    async close() {
+      await new Promise<void>((r) => {
+        admin.close(() => r());
+        admin.closeAllConnections();
+      });
+      await gateway.close();
+      policy.close();
+      await fileSink.close();
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { GatewaySession } from '../sessions/types.js';
+
+/** Outcome of identifying the caller of one proxy request (DESIGN.md property 2). */
+export type Identity =
+  | { ok: true; session: GatewaySession }
+  | {
+      ok: false;
+      reason: 'unknown_session' | 'bad_credential' | 'address_mismatch' | 'session_expired';
+      /** The session registered at the caller's address, if any (for the audit trail). */
+      session: GatewaySession | null;
+    };
+
+interface Entry {
+  session: GatewaySession;
+  digest: Buffer;
+  sockets: Set<Socket>;
+}
+
+/** Strips the IPv4-mapped prefix node reports on dual-stack sockets (`::ffff:10.0.0.3`). */
+export function normalizeRemoteAddress(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/**
+ * The gateway's view of live sessions, keyed by sandbox address. A session is known here only while
+ * the control plane says so and its TTL has not run out; `revoke` also destroys every client socket
+ * the session has open, so a keep-alive connection cannot carry one more request.
+ */
+export class SessionTable {
+  private readonly byAddress = new Map<string, Entry>();
+  private readonly byId = new Map<string, Entry>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Adds or replaces a session. A different session already at the same address is revoked first. */
+  upsert(session: GatewaySession): void {
+    const old = this.byId.get(session.id);
+    if (old && old.session.address !== session.address) this.revoke(session.id);
+    const other = this.byAddress.get(session.address);
+    if (other && other.session.id !== session.id) this.revoke(other.session.id);
+    const entry: Entry = {
+      session,
+      digest: Buffer.from(session.credentialSha256, 'hex'),
+      sockets: this.byId.get(session.id)?.sockets ?? new Set(),
+    };
+    this.byAddress.set(session.address, entry);
+    this.byId.set(session.id, entry);
+  }
+
+  /** Replaces the whole table (control-plane resync); sessions not in `sessions` are revoked. */
+  replaceAll(sessions: readonly GatewaySession[]): void {
+    const keep = new Set(sessions.map((s) => s.id));
+    for (const id of [...this.byId.keys()]) if (!keep.has(id)) this.revoke(id);
+    for (const s of sessions) this.upsert(s);
+  }
+
+  /**
+   * Kill switch: forget the session and destroy its open sockets. Returns the number of sockets
+   * closed; revoking an unknown id is a no-op.
+   */
+  revoke(id: string): number {
+    const entry = this.byId.get(id);
+    if (!entry) return 0;
+    this.byId.delete(id);
+    if (this.byAddress.get(entry.session.address) === entry) this.byAddress.delete(entry.session.address);
+    const n = entry.sockets.size;
+    for (const socket of entry.sockets) socket.destroy();
+    entry.sockets.clear();
+    return n;
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  list(): GatewaySession[] {
+    return [...this.byId.values()].map((e) => e.session);
+  }
+
+  /** The session registered at `address`, whatever the credential. */
+  atAddress(address: string): GatewaySession | null {
+    return this.byAddress.get(address)?.session ?? null;
+  }
+
+  /**
+   * Identifies a request: the credential (`user` = session id, `password` = secret) must belong to
+   * the session registered at the request's source address, and the session must not be expired.
+   */
+  identify(address: string, user: string | null, password: string | null): Identity {
+    const entry = this.byAddress.get(address);
+    if (!entry) return { ok: false, reason: 'unknown_session', session: null };
+    const session = entry.session;
+    if (user === null || password === null) return { ok: false, reason: 'bad_credential', session };
+    if (user !== session.id) return { ok: false, reason: 'address_mismatch', session };
+    const digest = createHash('sha256').update(password).digest();
+    if (digest.length !== entry.digest.length || !timingSafeEqual(digest, entry.digest)) {
+      return { ok: false, reason: 'bad_credential', session };
+    }
+    if (this.now() >= session.expiresAtMs) {
+      this.revoke(session.id);
+      return { ok: false, reason: 'session_expired', session };
+    }
+    return { ok: true, session };
+  }
+
+  /** Tracks a client socket of a session so `revoke` can close it. */
+  attachSocket(sessionId: string, socket: Socket): void {
+    const entry = this.byId.get(sessionId);
+    if (!entry || entry.sockets.has(socket)) return;
+    entry.sockets.add(socket);
+    socket.once('close', () => entry.sockets.delete(socket));
+  }
+}

@@ -1,0 +1,118 @@
+import { isIP } from 'node:net';
+import { RequestValidationError } from '../errors.js';
+import { normalizeHost, normalizePath, policyHost } from './normalize.js';
+
+/** A proxy request target after normalisation: what the policy sees and what goes upstream. */
+export interface Target {
+  scheme: 'http' | 'https';
+  /** Normalised host: lowercase, no trailing dot, punycode; IPv6 without brackets. */
+  host: string;
+  port: number;
+  /** Normalised path, no query. */
+  path: string;
+  /** `?query` as received (possibly empty); forwarded upstream, never logged. */
+  query: string;
+  /** The host as the policy sees it: `host` or `host:port` (see normalize.policyHost). */
+  policyHost: string;
+  /** The Host header value sent upstream (`host` or `host:port`, IPv6 bracketed). */
+  authority: string;
+}
+
+const DEFAULT_PORT = { http: 80, https: 443 } as const;
+
+/**
+ * Splits `host[:port]` / `[v6]:port`. The host is normalised; the port defaults to the scheme's.
+ * @throws RequestValidationError naming `field` when the authority is malformed.
+ */
+export function parseAuthority(
+  raw: string,
+  scheme: 'http' | 'https',
+  field: string,
+): { host: string; port: number } {
+  if (raw.length === 0) throw new RequestValidationError(`${field}: empty host`, field);
+  if (raw.includes('@')) throw new RequestValidationError(`${field}: userinfo is not allowed`, field);
+  let hostPart: string;
+  let portPart: string | undefined;
+  if (raw.startsWith('[')) {
+    const end = raw.indexOf(']');
+    if (end < 0) throw new RequestValidationError(`${field}: unterminated IPv6 literal`, field);
+    hostPart = raw.slice(1, end);
+    const after = raw.slice(end + 1);
+    if (after !== '' && !after.startsWith(':'))
+      throw new RequestValidationError(`${field}: malformed`, field);
+    portPart = after === '' ? undefined : after.slice(1);
+    if (isIP(hostPart) !== 6) throw new RequestValidationError(`${field}: invalid IPv6 literal`, field);
+  } else {
+    const colon = raw.lastIndexOf(':');
+    hostPart = colon < 0 ? raw : raw.slice(0, colon);
+    portPart = colon < 0 ? undefined : raw.slice(colon + 1);
+  }
+  let port: number = DEFAULT_PORT[scheme];
+  if (portPart !== undefined) {
+    if (!/^\d{1,5}$/.test(portPart) || Number(portPart) < 1 || Number(portPart) > 65535) {
+      throw new RequestValidationError(`${field}: invalid port "${portPart}"`, field);
+    }
+    port = Number(portPart);
+  }
+  const host = isIP(hostPart) === 6 ? hostPart.toLowerCase() : normalizeHost(hostPart);
+  return { host, port };
+}
+
+function authorityOf(host: string, port: number, scheme: 'http' | 'https'): string {
+  const h = isIP(host) === 6 ? `[${host}]` : host;
+  return port === DEFAULT_PORT[scheme] ? h : `${h}:${port}`;
+}
+
+/**
+ * Parses an absolute-form request target (`http://host[:port]/path?query`, RFC 9112 3.2.2) without
+ * the WHATWG URL parser, which would silently rewrite backslashes and dot segments before the policy
+ * could see them. Fragments are refused; `https://` targets must use CONNECT.
+ * @throws RequestValidationError with a message that names what is wrong.
+ */
+export function parseAbsoluteTarget(url: string): Target {
+  const lower = url.slice(0, 8).toLowerCase();
+  if (!lower.startsWith('http://')) {
+    if (lower.startsWith('https://')) {
+      throw new RequestValidationError('https:// targets must be tunnelled with CONNECT', 'request-target');
+    }
+    throw new RequestValidationError(
+      'a forward proxy needs an absolute-form target (http://host/path)',
+      'request-target',
+    );
+  }
+  const rest = url.slice(7);
+  if (rest.includes('#')) throw new RequestValidationError('fragments are not allowed', 'request-target');
+  let end = rest.length;
+  for (let i = 0; i < rest.length; i++) {
+    const c = rest.charCodeAt(i);
+    if (c === 0x2f /* / */ || c === 0x3f /* ? */) {
+      end = i;
+      break;
+    }
+    if (c === 0x5c /* \ */) throw new RequestValidationError('backslash in authority', 'request-target');
+  }
+  const { host, port } = parseAuthority(rest.slice(0, end), 'http', 'request-target');
+  const pathAndQuery = rest.slice(end);
+  const q = pathAndQuery.indexOf('?');
+  const rawPath = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const query = q < 0 ? '' : pathAndQuery.slice(q);
+  const path = normalizePath(rawPath === '' ? '/' : rawPath);
+  return {
+    scheme: 'http',
+    host,
+    port,
+    path,
+    query,
+    policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'http'),
+    authority: authorityOf(host, port, 'http'),
+  };
+}
+
+/** Parses a CONNECT authority (`host:port`, port required, RFC 9110 9.3.6). */
+export function parseConnectTarget(authority: string): { host: string; port: number; policyHost: string } {
+  if (!/:\d+$/.test(authority)) {
+    throw new RequestValidationError('CONNECT needs host:port', 'request-target');
+  }
+  const { host, port } = parseAuthority(authority, 'https', 'request-target');
+  return { host, port, policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'https') };
+}

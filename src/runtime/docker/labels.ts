@@ -1,0 +1,19 @@
+/** Container and network labels: the only state the Docker runtime keeps, read back on restart. */
+export const LABEL = {
+  managed: 'io.airlock.managed',
+  kind: 'io.airlock.kind',
+  session: 'io.airlock.session',
+  role: 'io.airlock.role',
+  credentialSha256: 'io.airlock.credential-sha256',
+  createdAt: 'io.airlock.created-at',
+  expiresAt: 'io.airlock.expires-at',
+  createdBy: 'io.airlock.created-by',
+  configHash: 'io.airlock.config-hash',
+  /** Prefix for user labels given at session creation. */
+  userPrefix: 'io.airlock.label.',
+} as const;
+
+export const GATEWAY_CONTAINER = 'airlock-gateway';
+export const EGRESS_NETWORK = 'airlock-egress';
+export const sessionNetworkName = (sessionId: string): string => `airlock-net-${sessionId}`;
+export const sandboxContainerName = (sessionId: string): string => `airlock-${sessionId}`;

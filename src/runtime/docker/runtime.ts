@@ -1,0 +1,459 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import Docker from 'dockerode';
+import type { Config } from '../../config/schema.js';
+import { ExecTimeoutError, RuntimeError } from '../../errors.js';
+import type { GatewayServiceConfig } from '../../gateway/service.js';
+import type { ExecResult, GatewayEndpoint, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import {
+  EGRESS_NETWORK,
+  GATEWAY_CONTAINER,
+  LABEL,
+  sandboxContainerName,
+  sessionNetworkName,
+} from './labels.js';
+import { allocateSubnet, subnetAddresses } from './subnets.js';
+
+/** Bytes of stdout/stderr kept per exec call; more is cut with a marker. */
+const EXEC_OUTPUT_CAP = 1024 * 1024;
+/** uid the gateway runs as when the control plane runs as root. */
+const GATEWAY_UID = 10001;
+
+/**
+ * Options of a per-session network. `Internal` keeps Docker from adding a route out; with
+ * `inhibit_ipv4` the bridge gets no IPv4 address, so the host is not an address on this network and
+ * nothing on the host (which Docker 20.10 would otherwise expose through the bridge address) can be
+ * reached. The only peer a sandbox can reach is the gateway container at .2 (DESIGN.md property 1).
+ */
+const SESSION_NETWORK_OPTIONS = {
+  'com.docker.network.bridge.inhibit_ipv4': 'true',
+  'com.docker.network.bridge.enable_ip_masquerade': 'false',
+};
+
+function isNotFound(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 404;
+}
+
+function wrap(what: string, err: unknown): RuntimeError {
+  const msg = (err as { json?: { message?: string } }).json?.message ?? (err as Error).message;
+  return new RuntimeError(`${what}: ${msg}`, { cause: err });
+}
+
+/** A tiny promise mutex: subnet allocation and gateway setup must not interleave. */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/**
+ * The Docker runtime (dockerode). Layout on the engine:
+ * - network `airlock-egress` (plain bridge): the gateway container's way out;
+ * - container `airlock-gateway`: the egress gateway, admin port published on 127.0.0.1 only;
+ * - per session: internal network `airlock-net-<id>` (/29 from the pool, no host address) joined by
+ *   the gateway (.2) and the sandbox container `airlock-<id>` (.3).
+ * Everything carries `io.airlock.*` labels, from which `list()` recovers sessions after a restart.
+ */
+export class DockerRuntime implements SandboxRuntime {
+  readonly docker: Docker;
+  private readonly lock = new Mutex();
+  private endpoint: GatewayEndpoint | null = null;
+
+  constructor(private readonly cfg: Config) {
+    this.docker = new Docker({ socketPath: cfg.runtime.docker.socketPath });
+  }
+
+  /** Fails with a clear message when the engine is not reachable. */
+  async ping(): Promise<void> {
+    try {
+      await this.docker.ping();
+    } catch (err) {
+      throw new RuntimeError(
+        `cannot reach the Docker engine at ${this.cfg.runtime.docker.socketPath} (is dockerd running?)`,
+        { cause: err },
+      );
+    }
+  }
+
+  private adminToken(): string {
+    const file = path.join(this.cfg.stateDir, 'gateway-admin-token');
+    if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+    mkdirSync(this.cfg.stateDir, { recursive: true, mode: 0o700 });
+    const token = randomBytes(32).toString('base64url');
+    writeFileSync(file, token + '\n', { mode: 0o600 });
+    return token;
+  }
+
+  private async ensureEgressNetwork(): Promise<string> {
+    let info: Docker.NetworkInspectInfo;
+    try {
+      info = await this.docker.getNetwork(EGRESS_NETWORK).inspect();
+    } catch (err) {
+      if (!isNotFound(err)) throw wrap('inspect egress network', err);
+      try {
+        await this.docker.createNetwork({
+          Name: EGRESS_NETWORK,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'egress' },
+        });
+      } catch (e) {
+        throw wrap('create egress network', e);
+      }
+      info = await this.docker.getNetwork(EGRESS_NETWORK).inspect();
+    }
+    const gw = info.IPAM?.Config?.[0]?.Gateway;
+    if (!gw) throw new RuntimeError(`network ${EGRESS_NETWORK} has no gateway address`);
+    return gw;
+  }
+
+  /** The gateway process settings for the current config (`host-gateway` resolved). */
+  private gatewayServiceConfig(hostGatewayIp: string): GatewayServiceConfig {
+    const g = this.cfg.gateway;
+    return {
+      port: g.port,
+      adminPort: 9090,
+      policyDir: '/etc/airlock/policies',
+      auditFile: '/var/lib/airlock/audit/audit.jsonl',
+      auditStdout: true,
+      hostAliases: Object.fromEntries(
+        Object.entries(g.hostAliases).map(([k, v]) => [
+          k.toLowerCase(),
+          v === 'host-gateway' ? hostGatewayIp : v,
+        ]),
+      ),
+      allowPrivateCidrs: g.allowPrivateCidrs,
+      connectTimeoutMs: g.connectTimeoutMs,
+      headersTimeoutMs: g.headersTimeoutMs,
+      bodyTimeoutMs: g.bodyTimeoutMs,
+    };
+  }
+
+  ensureGateway(): Promise<GatewayEndpoint> {
+    return this.lock.run(() => this.ensureGatewayLocked());
+  }
+
+  private async ensureGatewayLocked(): Promise<GatewayEndpoint> {
+    const hostGatewayIp = await this.ensureEgressNetwork();
+    const token = this.adminToken();
+    const serviceConfig = this.gatewayServiceConfig(hostGatewayIp);
+    const auditDir = path.dirname(this.cfg.audit.file);
+    mkdirSync(auditDir, { recursive: true });
+    const uid = process.getuid?.() ?? GATEWAY_UID;
+    const user = uid === 0 ? `${GATEWAY_UID}:${GATEWAY_UID}` : `${uid}:${process.getgid?.() ?? uid}`;
+    if (uid === 0) chownSync(auditDir, GATEWAY_UID, GATEWAY_UID);
+    let imageId: string;
+    try {
+      imageId = (await this.docker.getImage(this.cfg.gateway.image).inspect()).Id;
+    } catch (err) {
+      throw new RuntimeError(
+        `gateway image ${this.cfg.gateway.image} not found: build it with "airlock images build --offline"`,
+        { cause: err },
+      );
+    }
+    const binds = [`${this.cfg.policy.dir}:/etc/airlock/policies:ro`, `${auditDir}:/var/lib/airlock/audit`];
+    const hash = createHash('sha256')
+      .update(JSON.stringify({ imageId, serviceConfig, binds, user, token }))
+      .digest('hex')
+      .slice(0, 16);
+
+    const existing = this.docker.getContainer(GATEWAY_CONTAINER);
+    let adopt = false;
+    try {
+      const info = await existing.inspect();
+      adopt = info.State.Running && info.Config.Labels?.[LABEL.configHash] === hash;
+      if (!adopt) await existing.remove({ force: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw wrap('inspect gateway container', err);
+    }
+    if (!adopt) {
+      try {
+        const c = await this.docker.createContainer({
+          name: GATEWAY_CONTAINER,
+          Image: this.cfg.gateway.image,
+          User: user,
+          Env: [`AIRLOCK_GATEWAY_CONFIG=${JSON.stringify(serviceConfig)}`, `AIRLOCK_ADMIN_TOKEN=${token}`],
+          Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'gateway', [LABEL.configHash]: hash },
+          ExposedPorts: { '9090/tcp': {} },
+          HostConfig: {
+            NetworkMode: EGRESS_NETWORK,
+            PortBindings: { '9090/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
+            Binds: binds,
+            CapDrop: ['ALL'],
+            SecurityOpt: ['no-new-privileges'],
+            ReadonlyRootfs: true,
+            Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=16m' },
+            RestartPolicy: { Name: 'unless-stopped' },
+            Init: true,
+          },
+        });
+        await c.start();
+      } catch (err) {
+        throw wrap('start gateway container', err);
+      }
+    }
+    const info = await existing.inspect();
+    const port = info.NetworkSettings.Ports['9090/tcp']?.[0]?.HostPort;
+    if (!port) throw new RuntimeError('gateway admin port is not published');
+    // Rejoin every session network (after a re-creation the gateway is on none of them).
+    const joined = new Set(Object.keys(info.NetworkSettings.Networks));
+    const nets = await this.docker.listNetworks({
+      filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] },
+    });
+    for (const n of nets) {
+      if (joined.has(n.Name)) continue;
+      const subnet = n.IPAM?.Config?.[0]?.Subnet;
+      if (!subnet) continue;
+      await this.docker
+        .getNetwork(n.Id)
+        .connect({
+          Container: GATEWAY_CONTAINER,
+          EndpointConfig: { IPAMConfig: { IPv4Address: subnetAddresses(subnet).gateway } },
+        })
+        .catch((err: unknown) => {
+          throw wrap(`connect gateway to ${n.Name}`, err);
+        });
+    }
+    this.endpoint = { adminUrl: `http://127.0.0.1:${port}`, adminToken: token };
+    return this.endpoint;
+  }
+
+  prepare(spec: SandboxSpec): Promise<SandboxInfo> {
+    return this.lock.run(() => this.prepareLocked(spec));
+  }
+
+  private async prepareLocked(spec: SandboxSpec): Promise<SandboxInfo> {
+    const nets = await this.docker
+      .listNetworks({ filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] } })
+      .catch((err: unknown) => {
+        throw wrap('list networks', err);
+      });
+    const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter((s): s is string => !!s));
+    const sub = allocateSubnet(this.cfg.runtime.docker.subnetPool, used);
+    if (!sub) throw new RuntimeError(`subnet pool ${this.cfg.runtime.docker.subnetPool} is exhausted`);
+
+    const netName = sessionNetworkName(spec.sessionId);
+    const labels: Record<string, string> = {
+      [LABEL.managed]: 'true',
+      [LABEL.session]: spec.sessionId,
+      [LABEL.role]: spec.role,
+      [LABEL.credentialSha256]: spec.credentialSha256,
+      [LABEL.createdAt]: spec.createdAt.toISOString(),
+      [LABEL.expiresAt]: spec.expiresAt.toISOString(),
+      [LABEL.createdBy]: spec.createdBy,
+    };
+    for (const [k, v] of Object.entries(spec.labels)) labels[LABEL.userPrefix + k] = v;
+
+    const proxyUrl = `http://${encodeURIComponent(spec.sessionId)}:${encodeURIComponent(spec.credential)}@${sub.gateway}:${this.cfg.gateway.port}`;
+    const env = {
+      ...spec.env,
+      HTTP_PROXY: proxyUrl,
+      HTTPS_PROXY: proxyUrl,
+      http_proxy: proxyUrl,
+      https_proxy: proxyUrl,
+      NO_PROXY: '',
+      no_proxy: '',
+      AIRLOCK_SESSION_ID: spec.sessionId,
+    };
+    const r = this.cfg.runtime.resources;
+    let networkCreated = false;
+    try {
+      await this.docker.createNetwork({
+        Name: netName,
+        Driver: 'bridge',
+        Internal: true,
+        CheckDuplicate: true,
+        IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
+        Options: SESSION_NETWORK_OPTIONS,
+        Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: spec.sessionId },
+      });
+      networkCreated = true;
+      await this.docker
+        .getNetwork(netName)
+        .connect({
+          Container: GATEWAY_CONTAINER,
+          EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
+        });
+      await this.docker.createContainer({
+        name: sandboxContainerName(spec.sessionId),
+        Image: spec.image,
+        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        Labels: { ...labels, [LABEL.kind]: 'sandbox' },
+        HostConfig: {
+          NetworkMode: netName,
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges'],
+          Privileged: false,
+          NanoCpus: Math.round(r.cpus * 1e9),
+          Memory: r.memoryMiB * 1024 * 1024,
+          MemorySwap: r.memoryMiB * 1024 * 1024,
+          PidsLimit: r.pids,
+          Init: true,
+          Binds: [],
+          IpcMode: 'private',
+        },
+        NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
+      });
+    } catch (err) {
+      await this.removeLocked(spec.sessionId, networkCreated).catch(() => undefined);
+      if (isNotFound(err) && (err as Error).message.includes('image')) {
+        throw new RuntimeError(`sandbox image ${spec.image} not found`, { cause: err });
+      }
+      throw wrap(`create sandbox for session ${spec.sessionId}`, err);
+    }
+    return {
+      sessionId: spec.sessionId,
+      role: spec.role,
+      image: spec.image,
+      address: sub.sandbox,
+      credentialSha256: spec.credentialSha256,
+      createdAt: spec.createdAt,
+      expiresAt: spec.expiresAt,
+      createdBy: spec.createdBy,
+      labels: spec.labels,
+      running: false,
+    };
+  }
+
+  async start(sessionId: string): Promise<void> {
+    try {
+      await this.docker.getContainer(sandboxContainerName(sessionId)).start();
+    } catch (err) {
+      throw wrap(`start sandbox ${sessionId}`, err);
+    }
+  }
+
+  async exec(sessionId: string, command: string[], timeoutMs: number): Promise<ExecResult> {
+    const container = this.docker.getContainer(sandboxContainerName(sessionId));
+    let exec: Docker.Exec;
+    let stream: NodeJS.ReadWriteStream;
+    try {
+      exec = await container.exec({
+        Cmd: command,
+        AttachStdout: true,
+        AttachStderr: true,
+        AttachStdin: false,
+      });
+      stream = await exec.start({ hijack: true, stdin: false });
+    } catch (err) {
+      throw wrap(`exec in ${sessionId}`, err);
+    }
+    const out = new Collector();
+    const errOut = new Collector();
+    this.docker.modem.demuxStream(stream, out.stream, errOut.stream);
+    const finished = new Promise<void>((resolve, reject) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      stream.once('error', reject);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ExecTimeoutError(timeoutMs)), timeoutMs);
+    });
+    try {
+      await Promise.race([finished, timeout]);
+    } catch (err) {
+      (stream as unknown as { destroy(): void }).destroy();
+      if (err instanceof ExecTimeoutError) throw err;
+      throw wrap(`exec in ${sessionId}`, err);
+    } finally {
+      clearTimeout(timer);
+    }
+    const info = await exec.inspect();
+    return { exitCode: info.ExitCode ?? -1, stdout: out.text(), stderr: errOut.text() };
+  }
+
+  remove(sessionId: string): Promise<void> {
+    return this.lock.run(() => this.removeLocked(sessionId, true));
+  }
+
+  private async removeLocked(sessionId: string, withNetwork: boolean): Promise<void> {
+    try {
+      await this.docker.getContainer(sandboxContainerName(sessionId)).remove({ force: true, v: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw wrap(`remove sandbox ${sessionId}`, err);
+    }
+    if (!withNetwork) return;
+    const net = this.docker.getNetwork(sessionNetworkName(sessionId));
+    try {
+      await net.disconnect({ Container: GATEWAY_CONTAINER, Force: true });
+    } catch (err) {
+      // not connected / gateway gone: nothing to undo
+      void err;
+    }
+    try {
+      await net.remove();
+    } catch (err) {
+      if (!isNotFound(err)) throw wrap(`remove network of ${sessionId}`, err);
+    }
+  }
+
+  async list(): Promise<SandboxInfo[]> {
+    let containers: Docker.ContainerInfo[];
+    try {
+      containers = await this.docker.listContainers({
+        all: true,
+        filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=sandbox`] },
+      });
+    } catch (err) {
+      throw wrap('list sandboxes', err);
+    }
+    const out: SandboxInfo[] = [];
+    for (const c of containers) {
+      const l = c.Labels;
+      const id = l[LABEL.session];
+      if (!id) continue;
+      const net = c.NetworkSettings?.Networks?.[sessionNetworkName(id)];
+      const userLabels: Record<string, string> = {};
+      for (const [k, v] of Object.entries(l))
+        if (k.startsWith(LABEL.userPrefix)) userLabels[k.slice(LABEL.userPrefix.length)] = v;
+      out.push({
+        sessionId: id,
+        role: l[LABEL.role] ?? '',
+        image: c.Image,
+        address: net?.IPAddress || net?.IPAMConfig?.IPv4Address || '',
+        credentialSha256: l[LABEL.credentialSha256] ?? '',
+        createdAt: new Date(l[LABEL.createdAt] ?? 0),
+        expiresAt: new Date(l[LABEL.expiresAt] ?? 0),
+        createdBy: l[LABEL.createdBy] ?? '',
+        labels: userLabels,
+        running: c.State === 'running',
+      });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    // dockerode keeps no pooled connections that need closing.
+  }
+}
+
+/** Collects a stream up to EXEC_OUTPUT_CAP bytes. */
+class Collector {
+  readonly stream = new PassThrough();
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private cut = false;
+  constructor() {
+    this.stream.on('data', (c: Buffer) => {
+      if (this.size >= EXEC_OUTPUT_CAP) {
+        this.cut = true;
+        return;
+      }
+      const take = c.subarray(0, EXEC_OUTPUT_CAP - this.size);
+      this.chunks.push(take);
+      this.size += take.length;
+      if (take.length < c.length) this.cut = true;
+    });
+  }
+  text(): string {
+    return (
+      Buffer.concat(this.chunks).toString('utf8') + (this.cut ? '\n[airlock: output truncated at 1 MiB]' : '')
+    );
+  }
+}
