@@ -1,0 +1,260 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AuditEvent } from '../audit/event.js';
+import type { AuditIndex } from '../audit/index-reader.js';
+import type { Config } from '../config/schema.js';
+import {
+  GatewayUnavailableError,
+  RequestValidationError,
+  SessionConflictError,
+  SessionNotFoundError,
+  UnknownRoleError,
+} from '../errors.js';
+import type { PolicySource } from '../policy/types.js';
+import type { SandboxInfo, SandboxRuntime } from '../runtime/types.js';
+import { GatewayClient } from './gateway-client.js';
+import type {
+  CreateSessionRequest,
+  ExecOutput,
+  GatewaySession,
+  SessionService,
+  SessionView,
+} from './types.js';
+
+interface Record_ {
+  info: SandboxInfo;
+  status: SessionView['status'];
+  timer: NodeJS.Timeout | null;
+}
+
+/** Largest delay setTimeout accepts (~24.8 days); longer TTLs re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Session ids: `s-` + 16 lowercase hex (64 random bits). */
+function newSessionId(): string {
+  return 's-' + randomBytes(8).toString('hex');
+}
+
+function toGatewaySession(info: SandboxInfo): GatewaySession {
+  return {
+    id: info.sessionId,
+    role: info.role,
+    address: info.address,
+    credentialSha256: info.credentialSha256,
+    expiresAtMs: info.expiresAt.getTime(),
+  };
+}
+
+/**
+ * Sessions: create / list / get / exec / audit / delete (kill switch) / TTL expiry, on any
+ * SandboxRuntime. Order of operations is what makes the guarantees:
+ * - create: sandbox prepared (not started) -> gateway registration -> start; any failure undoes all;
+ * - delete and expiry: gateway revocation (answers after the session's sockets are closed) -> sandbox
+ *   removal, so no call of the session is allowed once `remove` resolves;
+ * - restart: sessions are rebuilt from the runtime's labels and re-registered with the gateway.
+ * A watchdog resyncs the gateway when it restarts (its instance id changes).
+ */
+export class SessionManager implements SessionService {
+  private readonly sessions = new Map<string, Record_>();
+  private gateway: GatewayClient | null = null;
+  private gatewayInstance: string | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private gatewayError: string | null = 'gateway not started';
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly runtime: SandboxRuntime,
+    private readonly policy: PolicySource,
+    private readonly auditIndex: AuditIndex,
+    private readonly logger?: Logger,
+  ) {}
+
+  /**
+   * Starts the gateway, recovers sessions from the runtime, removes expired ones.
+   * @throws RuntimeError, GatewayUnavailableError
+   */
+  async start(): Promise<void> {
+    const endpoint = await this.runtime.ensureGateway();
+    this.gateway = new GatewayClient(endpoint);
+    const status = await this.gateway.waitReady();
+    this.gatewayInstance = status.instanceId;
+    this.gatewayError = null;
+    const now = Date.now();
+    for (const info of await this.runtime.list()) {
+      if (info.expiresAt.getTime() <= now || !info.running || !info.address || !info.credentialSha256) {
+        this.logger?.info({ sessionId: info.sessionId }, 'removing expired or broken session found at start');
+        await this.runtime.remove(info.sessionId).catch((err: unknown) => {
+          this.logger?.warn({ err, sessionId: info.sessionId }, 'could not remove stale sandbox');
+        });
+        continue;
+      }
+      this.sessions.set(info.sessionId, { info, status: 'running', timer: null });
+      this.arm(info.sessionId);
+    }
+    await this.gateway.sync(this.liveGatewaySessions());
+    this.logger?.info({ recovered: this.sessions.size }, 'sessions recovered');
+    this.watchdog = setInterval(() => void this.checkGateway(), 2_000);
+    this.watchdog.unref();
+  }
+
+  /** Stops timers; sandboxes keep running and are recovered by the next start. */
+  stop(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    for (const r of this.sessions.values()) if (r.timer) clearTimeout(r.timer);
+  }
+
+  private liveGatewaySessions(): GatewaySession[] {
+    return [...this.sessions.values()]
+      .filter((r) => r.status === 'running')
+      .map((r) => toGatewaySession(r.info));
+  }
+
+  private async checkGateway(): Promise<void> {
+    if (!this.gateway) return;
+    try {
+      const status = await this.gateway.status();
+      if (status.instanceId !== this.gatewayInstance) {
+        this.logger?.warn('gateway restarted: resyncing sessions');
+        await this.gateway.sync(this.liveGatewaySessions());
+        this.gatewayInstance = status.instanceId;
+      }
+      this.gatewayError = null;
+    } catch (err) {
+      this.gatewayError = (err as Error).message;
+    }
+  }
+
+  private arm(id: string): void {
+    const r = this.sessions.get(id);
+    if (!r) return;
+    if (r.timer) clearTimeout(r.timer);
+    const delay = r.info.expiresAt.getTime() - Date.now();
+    r.timer = setTimeout(
+      () => {
+        if (Date.now() < r.info.expiresAt.getTime()) return this.arm(id);
+        this.logger?.info({ sessionId: id }, 'session TTL expired');
+        this.remove(id).catch((err: unknown) => this.logger?.error({ err, sessionId: id }, 'expiry failed'));
+      },
+      Math.max(0, Math.min(delay, MAX_TIMER_MS)),
+    );
+    r.timer.unref();
+  }
+
+  private view(r: Record_): SessionView {
+    return {
+      id: r.info.sessionId,
+      role: r.info.role,
+      status: r.status,
+      image: r.info.image,
+      createdAt: r.info.createdAt.toISOString(),
+      expiresAt: r.info.expiresAt.toISOString(),
+      createdBy: r.info.createdBy,
+      labels: r.info.labels,
+    };
+  }
+
+  async create(req: CreateSessionRequest, caller: string): Promise<SessionView> {
+    const gateway = this.gateway;
+    if (!gateway) throw new GatewayUnavailableError('the gateway is not running');
+    const policy = this.policy.current();
+    if (!policy) throw new GatewayUnavailableError('no valid policy is loaded; sessions cannot be created');
+    if (!policy.roles.has(req.role)) throw new UnknownRoleError(req.role);
+    const ttl = req.ttlSeconds ?? this.cfg.sessions.defaultTtlSeconds;
+    if (ttl > this.cfg.sessions.maxTtlSeconds) {
+      throw new RequestValidationError(
+        `ttlSeconds must be <= ${this.cfg.sessions.maxTtlSeconds} (sessions.maxTtlSeconds)`,
+        'ttlSeconds',
+      );
+    }
+    const id = newSessionId();
+    const credential = randomBytes(32).toString('base64url');
+    const credentialSha256 = createHash('sha256').update(credential).digest('hex');
+    const createdAt = new Date();
+    const expiresAt = new Date(createdAt.getTime() + ttl * 1000);
+    const info = await this.runtime.prepare({
+      sessionId: id,
+      role: req.role,
+      image: req.image ?? this.cfg.runtime.sandboxImage,
+      env: req.env ?? {},
+      credential,
+      credentialSha256,
+      createdAt,
+      expiresAt,
+      createdBy: caller,
+      labels: req.labels ?? {},
+    });
+    try {
+      await gateway.register(toGatewaySession(info));
+      await this.runtime.start(id);
+    } catch (err) {
+      await gateway.revoke(id).catch(() => undefined);
+      await this.runtime.remove(id).catch(() => undefined);
+      throw err;
+    }
+    const record: Record_ = { info: { ...info, running: true }, status: 'running', timer: null };
+    this.sessions.set(id, record);
+    this.arm(id);
+    this.logger?.info({ sessionId: id, role: req.role, caller }, 'session created');
+    return this.view(record);
+  }
+
+  list(): SessionView[] {
+    return [...this.sessions.values()].map((r) => this.view(r));
+  }
+
+  private record(id: string): Record_ {
+    const r = this.sessions.get(id);
+    if (!r) throw new SessionNotFoundError(id);
+    return r;
+  }
+
+  get(id: string): SessionView {
+    return this.view(this.record(id));
+  }
+
+  async exec(id: string, command: string[], timeoutMs: number): Promise<ExecOutput> {
+    const r = this.record(id);
+    if (r.status !== 'running') throw new SessionConflictError(id, `session ${id} is ${r.status}`);
+    return this.runtime.exec(id, command, timeoutMs);
+  }
+
+  audit(id: string): AuditEvent[] {
+    this.record(id);
+    return this.auditIndex.events(id);
+  }
+
+  /** Waits until the audit index has read everything the gateway wrote so far. */
+  async auditFresh(id: string): Promise<AuditEvent[]> {
+    this.record(id);
+    await this.auditIndex.catchUp();
+    return this.auditIndex.events(id);
+  }
+
+  async remove(id: string): Promise<void> {
+    const r = this.record(id);
+    if (r.status === 'stopping') throw new SessionConflictError(id, `session ${id} is already stopping`);
+    r.status = 'stopping';
+    if (r.timer) clearTimeout(r.timer);
+    try {
+      // The kill switch proper: from here on the gateway refuses the session.
+      await this.gateway?.revoke(id);
+    } catch (err) {
+      // Gateway unreachable: removing the sandbox (below) still cuts it off; say so loudly.
+      this.logger?.error({ err, sessionId: id }, 'gateway revocation failed; removing sandbox anyway');
+    }
+    try {
+      await this.runtime.remove(id);
+    } catch (err) {
+      r.status = 'running';
+      throw err;
+    }
+    this.sessions.delete(id);
+    this.logger?.info({ sessionId: id }, 'session removed');
+  }
+
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (this.gatewayError) reasons.push(`gateway: ${this.gatewayError}`);
+    return { ready: reasons.length === 0, reasons };
+  }
+}
