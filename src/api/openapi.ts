@@ -1,0 +1,313 @@
+import { z } from 'zod';
+import {
+  MAX_BODY_BYTES,
+  auditListSchema,
+  createSessionBody,
+  execBody,
+  execResultSchema,
+  healthSchema,
+  policyStatusSchema,
+  problemSchema,
+  readinessSchema,
+  sessionIdParam,
+  sessionListSchema,
+  sessionSchema,
+  auditEventSchema,
+} from './schemas.js';
+
+/**
+ * The OpenAPI 3.1 document served at `/openapi.json`. Every schema in it is generated from the zod
+ * schemas the handlers validate with (src/api/schemas.ts) by `z.toJSONSchema`, so it cannot drift
+ * from the code; only the paths table below is written by hand.
+ */
+
+type Json = Record<string, unknown>;
+
+const ref = (name: string): Json => ({ $ref: `#/components/schemas/${name}` });
+
+/** Named component schemas, in the order they appear in the document. */
+const components: ReadonlyArray<[string, z.ZodType]> = [
+  ['CreateSessionRequest', createSessionBody],
+  ['ExecRequest', execBody],
+  ['Session', sessionSchema],
+  ['SessionList', sessionListSchema],
+  ['ExecResult', execResultSchema],
+  ['AuditEvent', auditEventSchema],
+  ['AuditEventList', auditListSchema],
+  ['PolicyStatus', policyStatusSchema],
+  ['Health', healthSchema],
+  ['Readiness', readinessSchema],
+  ['Problem', problemSchema],
+];
+
+function componentSchemas(): Record<string, Json> {
+  const registry = z.registry<{ id: string }>();
+  for (const [id, schema] of components) registry.add(schema, { id });
+  // io "input": request schemas show their defaults as optional fields (what a client may send);
+  // response schemas have no defaults or transforms, so input and output agree for them.
+  const { schemas } = z.toJSONSchema(registry, {
+    io: 'input',
+    uri: (id) => `#/components/schemas/${id}`,
+  }) as { schemas: Record<string, Json> };
+  for (const s of Object.values(schemas)) {
+    delete s.$schema;
+    delete s.$id;
+  }
+  return schemas;
+}
+
+interface ErrorResponse {
+  status: number;
+  description: string;
+}
+
+const errorResponses: Record<string, ErrorResponse> = {
+  BadRequest: { status: 400, description: 'Invalid body or parameter; `field` names the offending path.' },
+  Unauthorized: { status: 401, description: 'Missing or invalid bearer token.' },
+  Forbidden: { status: 403, description: 'The caller may not do this.' },
+  NotFound: { status: 404, description: 'No such session.' },
+  Conflict: { status: 409, description: 'The session is not in a state that allows this.' },
+  PayloadTooLarge: { status: 413, description: `Body larger than ${MAX_BODY_BYTES} bytes.` },
+  UnsupportedMediaType: { status: 415, description: 'Body is not application/json.' },
+  UnknownRole: { status: 422, description: 'The role is not defined by the loaded policy.' },
+  InternalError: { status: 500, description: 'Unexpected failure; see the server log under X-Request-Id.' },
+  RuntimeFailed: {
+    status: 502,
+    description: "The container runtime failed; detail carries the runtime's message.",
+  },
+  GatewayUnavailable: { status: 503, description: 'The egress gateway could not be reached or updated.' },
+  ExecTimeout: { status: 504, description: 'The command did not finish within timeoutSeconds.' },
+};
+
+const problemContent = { 'application/problem+json': { schema: ref('Problem') } };
+
+function errors(...names: Array<keyof typeof errorResponses>): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  for (const name of [...names, 'InternalError']) {
+    const r = errorResponses[name];
+    if (r) out[String(r.status)] = { $ref: `#/components/responses/${name}` };
+  }
+  return out;
+}
+
+const json = (schema: string, description: string): Json => ({
+  description,
+  content: { 'application/json': { schema: ref(schema) } },
+});
+
+const body = (schema: string): Json => ({
+  required: true,
+  content: { 'application/json': { schema: ref(schema) } },
+});
+
+const bearer = [{ bearer: [] }];
+const idParam = [{ $ref: '#/components/parameters/SessionId' }];
+
+function paths(): Json {
+  return {
+    '/v1/sessions': {
+      post: {
+        operationId: 'createSession',
+        summary: 'Create a session (a sandbox whose only exit is the egress gateway).',
+        tags: ['sessions'],
+        security: bearer,
+        requestBody: body('CreateSessionRequest'),
+        responses: {
+          '201': {
+            ...json('Session', 'Created.'),
+            headers: { Location: { description: 'URL of the new session.', schema: { type: 'string' } } },
+          },
+          ...errors(
+            'BadRequest',
+            'Unauthorized',
+            'Forbidden',
+            'PayloadTooLarge',
+            'UnsupportedMediaType',
+            'UnknownRole',
+            'RuntimeFailed',
+            'GatewayUnavailable',
+          ),
+        },
+      },
+      get: {
+        operationId: 'listSessions',
+        summary: 'List sessions.',
+        tags: ['sessions'],
+        security: bearer,
+        responses: { '200': json('SessionList', 'The sessions.'), ...errors('Unauthorized') },
+      },
+    },
+    '/v1/sessions/{id}': {
+      parameters: idParam,
+      get: {
+        operationId: 'getSession',
+        summary: 'Get one session.',
+        tags: ['sessions'],
+        security: bearer,
+        responses: {
+          '200': json('Session', 'The session.'),
+          ...errors('BadRequest', 'Unauthorized', 'NotFound'),
+        },
+      },
+      delete: {
+        operationId: 'deleteSession',
+        summary: "Kill switch: the gateway refuses the session's traffic, then the sandbox is removed.",
+        tags: ['sessions'],
+        security: bearer,
+        responses: {
+          '204': { description: 'Removed.' },
+          ...errors(
+            'BadRequest',
+            'Unauthorized',
+            'Forbidden',
+            'NotFound',
+            'RuntimeFailed',
+            'GatewayUnavailable',
+          ),
+        },
+      },
+    },
+    '/v1/sessions/{id}/exec': {
+      parameters: idParam,
+      post: {
+        operationId: 'execInSession',
+        summary: 'Run a command in the session and wait for it.',
+        tags: ['sessions'],
+        security: bearer,
+        requestBody: body('ExecRequest'),
+        responses: {
+          '200': json('ExecResult', 'The command finished (any exit code).'),
+          ...errors(
+            'BadRequest',
+            'Unauthorized',
+            'Forbidden',
+            'NotFound',
+            'Conflict',
+            'PayloadTooLarge',
+            'UnsupportedMediaType',
+            'RuntimeFailed',
+            'ExecTimeout',
+          ),
+        },
+      },
+    },
+    '/v1/sessions/{id}/audit': {
+      parameters: idParam,
+      get: {
+        operationId: 'getSessionAudit',
+        summary: "The session's gateway decisions, oldest first.",
+        tags: ['sessions'],
+        security: bearer,
+        responses: {
+          '200': json('AuditEventList', 'The audit events.'),
+          ...errors('BadRequest', 'Unauthorized', 'NotFound'),
+        },
+      },
+    },
+    '/v1/policy': {
+      get: {
+        operationId: 'getPolicy',
+        summary: 'The policy in force (null fields while none is loaded).',
+        tags: ['policy'],
+        security: bearer,
+        responses: { '200': json('PolicyStatus', 'The policy status.'), ...errors('Unauthorized') },
+      },
+    },
+    '/healthz': {
+      get: {
+        operationId: 'health',
+        summary: 'Liveness: 200 while the process serves.',
+        tags: ['operations'],
+        security: [],
+        responses: { '200': json('Health', 'Alive.') },
+      },
+    },
+    '/readyz': {
+      get: {
+        operationId: 'ready',
+        summary: 'Readiness: 200 only with a valid policy loaded and the session service ready.',
+        tags: ['operations'],
+        security: [],
+        responses: {
+          '200': json('Readiness', 'Ready.'),
+          '503': json('Readiness', 'Not ready; `reasons` says why.'),
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary: 'Prometheus metrics (text exposition format).',
+        tags: ['operations'],
+        security: [],
+        responses: {
+          '200': { description: 'Metrics.', content: { 'text/plain': { schema: { type: 'string' } } } },
+        },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        summary: 'This document.',
+        tags: ['operations'],
+        security: [],
+        responses: {
+          '200': {
+            description: 'OpenAPI 3.1 document.',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Builds the OpenAPI 3.1 document of the v1 API: every route, its request and response schemas
+ * (generated from the zod schemas), the bearer security scheme and the problem+json error answers.
+ * The result is a plain JSON-serialisable object; build it once and serve it.
+ */
+export function buildOpenApiDocument(): Record<string, unknown> {
+  const { $schema: _dialect, ...idSchema } = z.toJSONSchema(sessionIdParam);
+  const responses: Record<string, Json> = {};
+  for (const [name, r] of Object.entries(errorResponses)) {
+    responses[name] = { description: r.description, content: problemContent };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Airlock API',
+      version: 'v1',
+      description:
+        'Sandbox sessions for AI agents whose only network exit is a policy-enforcing egress gateway. ' +
+        'Errors are application/problem+json (RFC 9457) with a stable `code` (docs/errors.md).',
+    },
+    tags: [
+      { name: 'sessions', description: 'Sandbox sessions.' },
+      { name: 'policy', description: 'The egress policy in force.' },
+      { name: 'operations', description: 'Health, readiness, metrics, this document; no token needed.' },
+    ],
+    security: bearer,
+    paths: paths(),
+    components: {
+      schemas: componentSchemas(),
+      parameters: {
+        SessionId: {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'Session id.',
+          schema: idSchema,
+        },
+      },
+      responses,
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'An API token from config `api.tokens` or AIRLOCK_API_TOKEN.',
+        },
+      },
+    },
+  };
+}

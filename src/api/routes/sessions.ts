@@ -1,0 +1,67 @@
+import type { Express, Request } from 'express';
+import { RequestValidationError } from '../../errors.js';
+import type { ApiContext } from '../context.js';
+import { methodNotAllowed, requireAuth } from '../middleware.js';
+import { createSessionBody, execBody, sessionIdParam } from '../schemas.js';
+import { jsonBody, parseBody } from '../validate.js';
+
+/**
+ * The path parameter `{id}`, validated.
+ * @throws RequestValidationError (`field: "id"`) when it cannot be a session id.
+ */
+function sessionId(req: Request): string {
+  const result = sessionIdParam.safeParse(req.params.id);
+  if (!result.success) {
+    throw new RequestValidationError(`id: ${result.error.issues[0]?.message ?? 'invalid session id'}`, 'id');
+  }
+  return result.data;
+}
+
+/** Registers `/v1/sessions` and its sub-routes (DESIGN.md "API"). Every route requires a bearer token. */
+export function registerSessionRoutes(app: Express, ctx: ApiContext): void {
+  const auth = requireAuth(ctx);
+  const { sessions } = ctx;
+  const readJson = jsonBody();
+
+  app
+    .route('/v1/sessions')
+    .post(auth, readJson, async (req, res) => {
+      const body = parseBody(createSessionBody, req.body);
+      const view = await sessions.create(body, res.locals.caller as string);
+      res
+        .status(201)
+        .location(`/v1/sessions/${encodeURIComponent(view.id)}`)
+        .json(view);
+    })
+    .get(auth, (_req, res) => {
+      res.json({ sessions: sessions.list() });
+    })
+    .all(methodNotAllowed(['GET', 'POST']));
+
+  app
+    .route('/v1/sessions/:id')
+    .get(auth, (req, res) => {
+      res.json(sessions.get(sessionId(req)));
+    })
+    .delete(auth, async (req, res) => {
+      await sessions.remove(sessionId(req));
+      res.status(204).end();
+    })
+    .all(methodNotAllowed(['GET', 'DELETE']));
+
+  app
+    .route('/v1/sessions/:id/exec')
+    .post(auth, readJson, async (req, res) => {
+      const id = sessionId(req);
+      const { command, timeoutSeconds } = parseBody(execBody, req.body);
+      res.json(await sessions.exec(id, command, timeoutSeconds * 1000));
+    })
+    .all(methodNotAllowed(['POST']));
+
+  app
+    .route('/v1/sessions/:id/audit')
+    .get(auth, (req, res) => {
+      res.json({ events: sessions.audit(sessionId(req)) });
+    })
+    .all(methodNotAllowed(['GET']));
+}

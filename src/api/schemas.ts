@@ -1,0 +1,250 @@
+import { z } from 'zod';
+import { DecisionReasons, type AuditEvent } from '../audit/event.js';
+import type { CreateSessionRequest, ExecOutput, SessionView } from '../sessions/types.js';
+import type { Readiness } from './readiness.js';
+
+/**
+ * The API's wire shapes, as zod schemas. Request schemas validate bodies (strict: an unknown field is
+ * a 400 naming it); response schemas document what the handlers send and feed `/openapi.json`
+ * (src/api/openapi.ts converts them with `z.toJSONSchema`, so the document cannot drift from the code).
+ * Compile-time checks at the bottom keep the response schemas equal to the TypeScript types they mirror.
+ */
+
+/**
+ * Environment variables a create request may not set (compared case-insensitively): the sandbox's
+ * proxy settings point at the gateway and carry the session's credential (DESIGN.md "Inside a
+ * sandbox"), so overriding them could only break the session's egress or confuse its audit trail.
+ */
+export const RESERVED_ENV_NAMES: readonly string[] = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY'];
+const reservedEnv = new Set(RESERVED_ENV_NAMES.map((n) => n.toLowerCase()));
+
+/** Largest request body accepted, in bytes (1 MiB); bigger bodies get 413. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** Bounds on create-request maps and strings. */
+export const LIMITS = {
+  envEntries: 128,
+  envNameChars: 256,
+  envValueChars: 32 * 1024,
+  labelEntries: 32,
+  labelKeyChars: 63,
+  labelValueChars: 256,
+  roleChars: 128,
+  imageChars: 256,
+  commandArgs: 4096,
+} as const;
+
+const noNul = /^[^\0]*$/;
+
+/** A role name as policy.csv writes it: letters, digits, `_ . : -`, starting with a letter, digit or `_`. */
+const role = z
+  .string()
+  .min(1, 'role must not be empty')
+  .max(LIMITS.roleChars)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/, 'expected a role name (letters, digits, "_", ".", ":", "-")')
+  .describe('Role whose policy rules apply to every outbound call of the session.')
+  .meta({ examples: ['analyst'] });
+
+const image = z
+  .string()
+  .min(1)
+  .max(LIMITS.imageChars)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'expected an image reference such as airlock-sandbox:dev')
+  .describe('Sandbox image; the configured `runtime.sandboxImage` when absent.')
+  .meta({ examples: ['airlock-sandbox:dev'] });
+
+const envName = z
+  .string()
+  .max(LIMITS.envNameChars)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)')
+  .refine((k) => !reservedEnv.has(k.toLowerCase()), {
+    message: `proxy variables (${RESERVED_ENV_NAMES.join(', ')}, any case) are set by Airlock and cannot be overridden`,
+  });
+
+const env = z
+  .record(
+    envName,
+    z.string().max(LIMITS.envValueChars).regex(noNul, 'environment values cannot contain NUL characters'),
+  )
+  .refine((o) => Object.keys(o).length <= LIMITS.envEntries, {
+    message: `at most ${LIMITS.envEntries} environment variables`,
+  })
+  .describe(
+    `Extra environment variables for commands run in the sandbox. Names must match [A-Za-z_][A-Za-z0-9_]*; ` +
+      `${RESERVED_ENV_NAMES.join(', ')} (any case) are rejected.`,
+  )
+  .meta({ maxProperties: LIMITS.envEntries, examples: [{ TASK: 'summarise' }] });
+
+const labelKey = z
+  .string()
+  .max(LIMITS.labelKeyChars)
+  .regex(
+    /^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/,
+    'expected a label key (letters, digits, ".", "_", "/", "-"; starting and ending with a letter or digit)',
+  );
+
+const labels = z
+  .record(
+    labelKey,
+    z
+      .string()
+      .max(LIMITS.labelValueChars)
+      // eslint-disable-next-line no-control-regex -- the point is to reject control characters
+      .regex(/^[^\0-\x1f\x7f]*$/, 'label values cannot contain control characters'),
+  )
+  .refine((o) => Object.keys(o).length <= LIMITS.labelEntries, {
+    message: `at most ${LIMITS.labelEntries} labels`,
+  })
+  .describe('Free-form labels kept with the session (for example a ticket or agent name).')
+  .meta({ maxProperties: LIMITS.labelEntries, examples: [{ ticket: 'OPS-42' }] });
+
+/** Body of `POST /v1/sessions`. */
+export const createSessionBody = z
+  .strictObject({
+    role,
+    image: image.optional(),
+    env: env.optional(),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        'Lifetime in seconds; the configured `sessions.defaultTtlSeconds` when absent, at most `sessions.maxTtlSeconds`.',
+      ),
+    labels: labels.optional(),
+  })
+  .describe('Request to create a session.');
+
+/** Default exec timeout, in seconds. */
+export const DEFAULT_EXEC_TIMEOUT_SECONDS = 60;
+/** Largest exec timeout, in seconds. */
+export const MAX_EXEC_TIMEOUT_SECONDS = 3600;
+
+/** Body of `POST /v1/sessions/{id}/exec`. */
+export const execBody = z
+  .strictObject({
+    command: z
+      .array(
+        z.string().max(MAX_BODY_BYTES).regex(noNul, 'arguments cannot contain NUL characters'),
+        'command must be an array of strings (argv; no shell is involved)',
+      )
+      .min(1, 'command must name a program')
+      .max(LIMITS.commandArgs)
+      .refine((argv) => argv[0] !== '', {
+        message: 'the program name (command.0) must not be empty',
+        path: [0],
+      })
+      .describe('argv of the command, run directly (no shell).')
+      .meta({ examples: [['curl', '-sS', 'https://forum.test/posts']] }),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_EXEC_TIMEOUT_SECONDS)
+      .default(DEFAULT_EXEC_TIMEOUT_SECONDS)
+      .describe('Time limit in seconds; 504 when exceeded.'),
+  })
+  .describe('Command to run inside the session.');
+
+/** Path parameter `{id}`: bounded so it can be logged and passed on safely. */
+export const sessionIdParam = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a session id (letters, digits, "_", ".", "-")');
+
+const isoTime = z.iso.datetime({ offset: true });
+
+/** A session as the API returns it. */
+export const sessionSchema = z
+  .object({
+    id: z.string(),
+    role: z.string(),
+    status: z.enum(['running', 'stopping', 'stopped']),
+    image: z.string(),
+    createdAt: isoTime,
+    expiresAt: isoTime.describe('After this instant the gateway refuses the session and it is removed.'),
+    createdBy: z.string().describe('Name of the API token that created the session.'),
+    labels: z.record(z.string(), z.string()),
+  })
+  .describe('A session: one sandbox whose only network exit is the egress gateway.');
+
+/** Answer of `GET /v1/sessions`. */
+export const sessionListSchema = z.object({ sessions: z.array(sessionSchema) });
+
+/** Answer of `POST /v1/sessions/{id}/exec`. A non-zero exit code is still a 200. */
+export const execResultSchema = z
+  .object({
+    exitCode: z.number().int(),
+    stdout: z.string(),
+    stderr: z.string(),
+  })
+  .describe('Outcome of a command; a non-zero exitCode is still HTTP 200.');
+
+/** One gateway decision (DESIGN.md "Audit event"). */
+export const auditEventSchema = z
+  .object({
+    time: isoTime,
+    sessionId: z.string().nullable(),
+    role: z.string().nullable(),
+    method: z.string(),
+    scheme: z.enum(['http', 'https']),
+    host: z.string(),
+    port: z.number().int(),
+    path: z.string().describe('Normalised path without its query string.'),
+    decision: z.enum(['allow', 'deny']),
+    rule: z.string().nullable().describe('The deciding rule as `file:line: text`, or null.'),
+    reason: z.enum(DecisionReasons),
+    status: z.number().int().describe('HTTP status the sandbox received.'),
+    durationMs: z.number().describe('Decision plus upstream time, in ms.'),
+    bytesOut: z.number().int().describe('Request body bytes sent upstream.'),
+    bytesIn: z.number().int().describe('Response body bytes returned to the sandbox.'),
+    policyVersion: z.string().nullable(),
+  })
+  .describe('One gateway decision.');
+
+/** Answer of `GET /v1/sessions/{id}/audit`: events oldest first. */
+export const auditListSchema = z.object({ events: z.array(auditEventSchema) });
+
+/** Answer of `GET /v1/policy`; every field is null while no valid policy is loaded. */
+export const policyStatusSchema = z
+  .object({
+    version: z.string().nullable().describe('Content hash or git SHA of the policy in force.'),
+    loadedAt: isoTime.nullable(),
+    rules: z.number().int().nullable().describe('Number of `p` and `g` lines.'),
+    lastError: z.string().nullable().describe('Last load error; the previous good policy stays in force.'),
+  })
+  .describe('The policy in force.');
+
+/** Answer of `GET /healthz`. */
+export const healthSchema = z.object({ status: z.literal('ok') });
+
+/** Answer of `GET /readyz` (200 when ready, 503 otherwise). */
+export const readinessSchema = z.object({
+  ready: z.boolean(),
+  reasons: z.array(z.string()).describe('Why the service is not ready; empty when ready.'),
+});
+
+/** An error answer: RFC 9457 problem details plus Airlock's stable `code`. */
+export const problemSchema = z
+  .object({
+    type: z.string().describe('`urn:airlock:error:<code>`; see docs/errors.md.'),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string().describe('Stable error code (docs/errors.md).'),
+    field: z
+      .string()
+      .optional()
+      .describe('For 400: the offending field path (`command.0`, `env.HTTP_PROXY`, `(body)`).'),
+  })
+  .describe('RFC 9457 problem details, served as application/problem+json.');
+
+// Compile-time drift checks: the response schemas must describe exactly the types the service returns.
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+const _sessionMatches: Equals<z.output<typeof sessionSchema>, SessionView> = true;
+const _readinessMatches: Equals<z.output<typeof readinessSchema>, Readiness> = true;
+const _execMatches: Equals<z.output<typeof execResultSchema>, ExecOutput> = true;
+const _auditMatches: Equals<z.output<typeof auditEventSchema>, AuditEvent> = true;
+const _createAssignable: CreateSessionRequest = {} as z.output<typeof createSessionBody>;
+void [_sessionMatches, _readinessMatches, _execMatches, _auditMatches, _createAssignable];
