@@ -1,0 +1,66 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { request } from 'undici';
+
+/** Where the CLI's client commands find the API: flag > AIRLOCK_API_URL > default. */
+export function apiUrl(flag?: string): string {
+  return (flag ?? process.env.AIRLOCK_API_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+}
+
+/** Token: AIRLOCK_API_TOKEN > the token file `airlock serve` wrote into its state dir. */
+export function apiToken(stateDir = '.airlock'): string {
+  const env = process.env.AIRLOCK_API_TOKEN;
+  if (env) return env;
+  const file = path.resolve(stateDir, 'api-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  throw new CliError(
+    `no API token: set AIRLOCK_API_TOKEN or run from the directory where "airlock serve" runs`,
+  );
+}
+
+/** An error the CLI prints as one line and turns into exit code `exitCode`. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+/** Minimal JSON client for the sandbox API; problem+json errors become CliError with their detail. */
+export class ApiClient {
+  constructor(
+    readonly base: string,
+    private readonly token: string,
+  ) {}
+
+  async call<T>(method: 'GET' | 'POST' | 'DELETE', p: string, body?: unknown): Promise<T> {
+    let res;
+    try {
+      res = await request(this.base + p, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new CliError(`cannot reach the Airlock API at ${this.base}: ${(err as Error).message}`);
+    }
+    const text = await res.body.text();
+    if (res.statusCode >= 400) {
+      let detail = text;
+      try {
+        const pj = JSON.parse(text) as { detail?: string; code?: string };
+        detail = `${pj.detail ?? text}${pj.code ? ` (${pj.code})` : ''}`;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new CliError(`${method} ${p}: ${res.statusCode} ${detail}`);
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+}

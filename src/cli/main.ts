@@ -1,0 +1,208 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { loadConfig } from '../config/load.js';
+import { AirlockError, ConfigError } from '../errors.js';
+import { startGatewayService } from '../gateway/service.js';
+import type { AuditEvent } from '../audit/event.js';
+import type { SessionView, ExecOutput } from '../sessions/types.js';
+import { ApiClient, CliError, apiToken, apiUrl } from './client.js';
+import { registerPolicyCommands } from './policy.js';
+
+const program = new Command();
+program
+  .name('airlock')
+  .description('Per-session sandboxes for AI agents whose only exit is a policy-enforcing egress gateway')
+  .showHelpAfterError();
+
+function client(opts: { api?: string; stateDir?: string }): ApiClient {
+  return new ApiClient(apiUrl(opts.api), apiToken(opts.stateDir));
+}
+
+program
+  .command('serve')
+  .description('start the sandbox API and the egress gateway (Docker runtime)')
+  .option('-c, --config <file>', 'YAML config file (docs/config.md)')
+  .action(async (opts: { config?: string }) => {
+    const cfg = loadConfig(opts.config);
+    const logger = pino({ level: process.env.AIRLOCK_LOG_LEVEL ?? 'info' });
+    const { startServer } = await import('./serve.js');
+    const running = await startServer(cfg, logger);
+    process.stdout.write(`Airlock API listening on ${running.url}\n`);
+    process.stdout.write(
+      `ready: policy ${running.policy.current()?.version ?? 'NONE (every call denied)'}, ` +
+        `${running.manager.list().length} session(s) recovered\n`,
+    );
+    const stop = (): void => {
+      void running.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program
+  .command('gateway')
+  .description(
+    'run the egress gateway process (inside the gateway container; configured by the control plane)',
+  )
+  .action(async () => {
+    const raw = process.env.AIRLOCK_GATEWAY_CONFIG;
+    const token = process.env.AIRLOCK_ADMIN_TOKEN;
+    if (!raw) throw new ConfigError('AIRLOCK_GATEWAY_CONFIG is not set', 'AIRLOCK_GATEWAY_CONFIG');
+    if (!token) throw new ConfigError('AIRLOCK_ADMIN_TOKEN is not set', 'AIRLOCK_ADMIN_TOKEN');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      throw new ConfigError('AIRLOCK_GATEWAY_CONFIG is not valid JSON', 'AIRLOCK_GATEWAY_CONFIG');
+    }
+    const gw = await startGatewayService(parsed as Parameters<typeof startGatewayService>[0], token);
+    process.stderr.write(`gateway: proxy on :${gw.proxyPort}, admin on :${gw.adminPort}\n`);
+    const stop = (): void => {
+      void gw.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+function summarize(events: AuditEvent[]): string {
+  const allowed = events.filter((e) => e.decision === 'allow').length;
+  const denied = events.filter((e) => e.decision === 'deny');
+  const lines = [`airlock: ${allowed} call(s) allowed, ${denied.length} denied`];
+  for (const e of denied.slice(0, 20)) {
+    lines.push(`  denied ${e.method} ${e.scheme}://${e.host}:${e.port}${e.path} (${e.reason})`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+program
+  .command('run')
+  .description('create a session, run CMD in it, print a summary of allowed/denied calls, remove it')
+  .requiredOption('-r, --role <role>', 'role the session runs as')
+  .option('-i, --image <image>', 'sandbox image')
+  .option('--api <url>', 'API base URL (default $AIRLOCK_API_URL or http://127.0.0.1:8080)')
+  .option('--ttl <seconds>', 'session TTL in seconds', (v) => Number(v))
+  .option('--timeout <seconds>', 'command timeout in seconds', (v) => Number(v), 600)
+  .argument('<cmd...>', 'command and arguments (after --)')
+  .action(
+    async (
+      cmd: string[],
+      opts: { role: string; image?: string; api?: string; ttl?: number; timeout: number },
+    ) => {
+      const api = client(opts);
+      const session = await api.call<SessionView>('POST', '/v1/sessions', {
+        role: opts.role,
+        ...(opts.image ? { image: opts.image } : {}),
+        ...(opts.ttl ? { ttlSeconds: opts.ttl } : {}),
+      });
+      process.stderr.write(`airlock: session ${session.id} (role ${session.role})\n`);
+      let exitCode = 1;
+      const cleanup = async (): Promise<void> => {
+        await api.call('DELETE', `/v1/sessions/${session.id}`).catch(() => undefined);
+      };
+      process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+      try {
+        const out = await api.call<ExecOutput>('POST', `/v1/sessions/${session.id}/exec`, {
+          command: cmd,
+          timeoutSeconds: opts.timeout,
+        });
+        process.stdout.write(out.stdout);
+        process.stderr.write(out.stderr);
+        exitCode = out.exitCode;
+        const { events } = await api.call<{ events: AuditEvent[] }>(
+          'GET',
+          `/v1/sessions/${session.id}/audit`,
+        );
+        process.stderr.write(summarize(events));
+      } finally {
+        await cleanup();
+      }
+      process.exitCode = exitCode;
+    },
+  );
+
+const sessions = program.command('sessions').description('list, show and remove sessions');
+sessions
+  .command('ls')
+  .option('--api <url>')
+  .action(async (opts: { api?: string }) => {
+    const list = await client(opts).call<SessionView[] | { sessions: SessionView[] }>('GET', '/v1/sessions');
+    const rows = Array.isArray(list) ? list : list.sessions;
+    for (const s of rows) process.stdout.write(`${s.id}\t${s.role}\t${s.status}\t${s.expiresAt}\n`);
+  });
+sessions
+  .command('get')
+  .argument('<id>')
+  .option('--api <url>')
+  .action(async (id: string, opts: { api?: string }) => {
+    process.stdout.write(
+      JSON.stringify(await client(opts).call('GET', `/v1/sessions/${id}`), null, 2) + '\n',
+    );
+  });
+sessions
+  .command('rm')
+  .argument('<id>')
+  .option('--api <url>')
+  .action(async (id: string, opts: { api?: string }) => {
+    await client(opts).call('DELETE', `/v1/sessions/${id}`);
+    process.stdout.write(`removed ${id}\n`);
+  });
+
+program
+  .command('audit')
+  .description("print a session's audit events as JSON lines")
+  .argument('<id>')
+  .option('--api <url>')
+  .option('-f, --follow', 'keep printing new events until the session ends')
+  .action(async (id: string, opts: { api?: string; follow?: boolean }) => {
+    const api = client(opts);
+    let seen = 0;
+    for (;;) {
+      let events: AuditEvent[];
+      try {
+        events = (await api.call<{ events: AuditEvent[] }>('GET', `/v1/sessions/${id}/audit`)).events;
+      } catch (err) {
+        if (opts.follow && seen > 0) return; // the session ended
+        throw err;
+      }
+      for (const e of events.slice(seen)) process.stdout.write(JSON.stringify(e) + '\n');
+      seen = events.length;
+      if (!opts.follow) return;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+
+program
+  .command('images')
+  .description('build the gateway and sandbox images')
+  .command('build')
+  .addOption(new Option('--offline', 'build the base image from this machine’s files (no registry)'))
+  .action(async (opts: { offline?: boolean }) => {
+    const { buildImages } = await import('../images/build.js');
+    const { fileURLToPath } = await import('node:url');
+    const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+    await buildImages({
+      offline: opts.offline ?? false,
+      repoRoot,
+      log: (l) => process.stderr.write(l + '\n'),
+    });
+  });
+
+registerPolicyCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`airlock: config error: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (err instanceof CliError) {
+    process.stderr.write(`airlock: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  if (err instanceof AirlockError) {
+    process.stderr.write(`airlock: ${err.message} (${err.code})\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`airlock: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

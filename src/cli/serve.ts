@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { createApiApp } from '../api/index.js';
+import { AuditIndex } from '../audit/index-reader.js';
+import type { Config } from '../config/schema.js';
+import { PolicyStore } from '../policy/store.js';
+import { DockerRuntime } from '../runtime/docker/runtime.js';
+import { SessionManager } from '../sessions/manager.js';
+
+export interface RunningServer {
+  url: string;
+  server: http.Server;
+  manager: SessionManager;
+  policy: PolicyStore;
+  /** Stops serving; sandboxes keep running and are recovered by the next start. */
+  close(): Promise<void>;
+}
+
+/**
+ * API tokens: `api.tokens` from config plus `AIRLOCK_API_TOKEN` (caller name "env"). With none, a
+ * random token is created once in `<stateDir>/api-token` (0600), where the CLI finds it.
+ */
+function resolveTokens(cfg: Config, logger: Logger): Array<{ name: string; token: string }> {
+  const tokens = [...cfg.api.tokens];
+  const env = process.env.AIRLOCK_API_TOKEN;
+  if (env) tokens.push({ name: 'env', token: env });
+  if (tokens.length > 0) return tokens;
+  const file = path.join(cfg.stateDir, 'api-token');
+  let token: string;
+  if (existsSync(file)) token = readFileSync(file, 'utf8').trim();
+  else {
+    token = randomBytes(32).toString('base64url');
+    writeFileSync(file, token + '\n', { mode: 0o600 });
+    logger.info({ file }, 'created an API token');
+  }
+  return [{ name: 'local', token }];
+}
+
+/**
+ * `airlock serve`: policy store, audit index, Docker runtime + gateway, session recovery, API.
+ * @throws RuntimeError / GatewayUnavailableError when Docker or the gateway cannot be started.
+ */
+export async function startServer(cfg: Config, logger: Logger = pino()): Promise<RunningServer> {
+  mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+  const tokens = resolveTokens(cfg, logger);
+  const policy = await PolicyStore.open(cfg.policy.dir, { logger });
+  if (!policy.current()) {
+    logger.error({ dir: cfg.policy.dir, error: policy.lastError() }, 'no valid policy: every call is denied');
+  }
+  const auditIndex = new AuditIndex(cfg.audit.file);
+  await auditIndex.start();
+  const runtime = new DockerRuntime(cfg);
+  await runtime.ping();
+  const manager = new SessionManager(cfg, runtime, policy, auditIndex, logger);
+  await manager.start();
+  const app = createApiApp({ sessions: manager, policy, tokens, logger });
+  const [host = '127.0.0.1', port = '8080'] = cfg.api.listen.split(/:(?=\d+$)/);
+  const server = await new Promise<http.Server>((resolve, reject) => {
+    const s = app.listen(Number(port), host.replace(/^\[|\]$/g, ''), (err?: Error) =>
+      err ? reject(err) : resolve(s),
+    );
+    s.once('error', reject);
+  });
+  server.requestTimeout = 0; // exec calls may take up to an hour
+  const addr = server.address() as { port: number };
+  const url = `http://${host}:${addr.port}`;
+  return {
+    url,
+    server,
+    manager,
+    policy,
+    async close() {
+      manager.stop();
+      auditIndex.close();
+      policy.close();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+      await runtime.close();
+    },
+  };
+}

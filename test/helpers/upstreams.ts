@@ -1,0 +1,141 @@
+/**
+ * Real upstream servers for tests (nobody here wrote them): json-server (npm) as a forum and etcd
+ * (Debian etcd-server) as a config store with an ACL API. Each listens on `host` (loopback by
+ * default, or the Docker egress bridge address for e2e) on a free port, with its data in a temp dir.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
+
+const run = promisify(execFile);
+
+/** A free TCP port on `host` (bind to 0, read, release). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not start within ${timeoutMs} ms`);
+}
+
+function stopProcess(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) return resolve();
+    p.once('exit', () => resolve());
+    p.kill('SIGTERM');
+    setTimeout(() => p.kill('SIGKILL'), 3_000).unref();
+  });
+}
+
+export interface JsonServer {
+  host: string;
+  port: number;
+  /** Base URL, e.g. http://127.0.0.1:40123 */
+  url: string;
+  dbFile: string;
+  /** The data as json-server has written it to disk. */
+  db(): { posts: Array<Record<string, unknown>>; comments: Array<Record<string, unknown>> };
+  stop(): Promise<void>;
+}
+
+export const FORUM_SEED = {
+  posts: [{ id: 1, title: 'How do I open port 22 for the ops group?', body: 'Asking for a colleague.' }],
+  comments: [{ id: 1, postId: 1, body: 'Please file a ticket with the network team.' }],
+};
+
+export async function startJsonServer(host = '127.0.0.1'): Promise<JsonServer> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'airlock-forum-'));
+  const dbFile = path.join(dir, 'db.json');
+  writeFileSync(dbFile, JSON.stringify(FORUM_SEED, null, 2));
+  const port = await freePort(host);
+  const require = createRequire(import.meta.url);
+  const bin = path.join(path.dirname(require.resolve('json-server/package.json')), 'lib/cli/bin.js');
+  const proc = spawn(process.execPath, [bin, '--host', host, '--port', String(port), '--quiet', dbFile], {
+    stdio: 'ignore',
+  });
+  const url = `http://${host}:${port}`;
+  await waitFor(async () => (await fetch(`${url}/posts/1`)).ok, 'json-server');
+  return {
+    host,
+    port,
+    url,
+    dbFile,
+    db: () => JSON.parse(readFileSync(dbFile, 'utf8')),
+    async stop() {
+      await stopProcess(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Etcd {
+  host: string;
+  port: number;
+  url: string;
+  /** Runs Debian's etcdctl (API v3) against this server. */
+  etcdctl(...args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startEtcd(host = '127.0.0.1'): Promise<Etcd> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'airlock-etcd-'));
+  const port = await freePort(host);
+  const peer = await freePort('127.0.0.1');
+  const url = `http://${host}:${port}`;
+  const proc = spawn(
+    'etcd',
+    [
+      '--name',
+      'airlock-test',
+      '--data-dir',
+      path.join(dir, 'data'),
+      '--listen-client-urls',
+      url,
+      '--advertise-client-urls',
+      url,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-cluster',
+      `airlock-test=http://127.0.0.1:${peer}`,
+      '--log-level',
+      'error',
+    ],
+    { stdio: 'ignore' },
+  );
+  const etcdctl = async (...args: string[]): Promise<string> => {
+    const { stdout } = await run('etcdctl', [`--endpoints=${url}`, ...args], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+    return stdout;
+  };
+  await waitFor(async () => (await fetch(`${url}/health`)).ok, 'etcd');
+  await etcdctl('put', 'app/feature-flags', '{"beta":false}');
+  return {
+    host,
+    port,
+    url,
+    etcdctl,
+    async stop() {
+      await stopProcess(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,376 @@
+/**
+ * The gateway in-process on loopback against real upstreams (json-server, etcd). Two "sandboxes" are
+ * simulated by source addresses 127.0.0.1 and 127.0.0.2. Docker-level isolation is covered in e2e.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryAuditSink } from '../../src/audit/file-sink.js';
+import { DestinationPolicy } from '../../src/gateway/address.js';
+import { EgressGateway } from '../../src/gateway/proxy.js';
+import { UpstreamResolver } from '../../src/gateway/resolve.js';
+import { SessionTable } from '../../src/gateway/sessions.js';
+import { CANONICAL_MODEL } from '../../src/policy/model.js';
+import { PolicyStore } from '../../src/policy/store.js';
+import { proxyRequest, rawExchange, type ProxyTarget } from '../helpers/proxy-client.js';
+import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
+
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+let forum: JsonServer;
+let etcd: Etcd;
+let policyDir: string;
+let policy: PolicyStore;
+let sessions: SessionTable;
+let audit: MemoryAuditSink;
+let gateway: EgressGateway;
+let proxy: ProxyTarget;
+const A = { id: 's-analyst', cred: 'cred-analyst-0123456789', address: '127.0.0.1' };
+const B = { id: 's-responder', cred: 'cred-responder-0123456789', address: '127.0.0.2' };
+const authA = `${A.id}:${A.cred}`;
+const authB = `${B.id}:${B.cred}`;
+
+function writePolicy(dir: string, forumPort: number, etcdPort: number): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'model.conf'), CANONICAL_MODEL);
+  writeFileSync(
+    path.join(dir, 'policy.csv'),
+    [
+      `p, reader, forum.test:${forumPort}, /posts, GET, allow`,
+      `p, reader, forum.test:${forumPort}, /posts/*, GET, allow`,
+      `p, reader, forum.test:${forumPort}, /comments, GET, allow`,
+      `p, reader, config.test:${etcdPort}, /v3/kv/range, POST, allow`,
+      `p, reader, config.test:${etcdPort}, /v3/kv/put, POST, deny`,
+      `p, reader, config.test:${etcdPort}, /v3/auth/*, *, deny`,
+      `p, analyst, forum.test:${forumPort}, /admin/*, GET, deny`,
+      `g, analyst, reader`,
+      `g, responder, reader`,
+      `p, responder, forum.test:${forumPort}, /comments, POST, allow`,
+      `p, analyst, metadata.test, /*, GET, allow`,
+      '',
+    ].join('\n'),
+  );
+}
+
+beforeAll(async () => {
+  [forum, etcd] = await Promise.all([startJsonServer(), startEtcd()]);
+  policyDir = mkdtempSync(path.join(tmpdir(), 'airlock-policy-'));
+  writePolicy(policyDir, forum.port, etcd.port);
+  policy = await PolicyStore.open(policyDir);
+  expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
+  sessions = new SessionTable();
+  sessions.upsert({
+    id: A.id,
+    role: 'analyst',
+    address: A.address,
+    credentialSha256: sha(A.cred),
+    expiresAtMs: Date.now() + 3_600_000,
+  });
+  sessions.upsert({
+    id: B.id,
+    role: 'responder',
+    address: B.address,
+    credentialSha256: sha(B.cred),
+    expiresAtMs: Date.now() + 3_600_000,
+  });
+  audit = new MemoryAuditSink();
+  gateway = new EgressGateway({
+    policy,
+    sessions,
+    audit,
+    resolver: new UpstreamResolver(
+      new DestinationPolicy(['127.0.0.0/8']),
+      new Map([
+        ['forum.test', '127.0.0.1'],
+        ['config.test', '127.0.0.1'],
+        ['metadata.test', '169.254.169.254'],
+      ]),
+    ),
+  });
+  const addr = await gateway.listen(0, '127.0.0.1');
+  proxy = { host: '127.0.0.1', port: addr.port };
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  policy?.close();
+  await Promise.all([forum?.stop(), etcd?.stop()]);
+  rmSync(policyDir, { recursive: true, force: true });
+});
+
+const forumUrl = (p: string): string => `http://forum.test:${forum.port}${p}`;
+const etcdUrl = (p: string): string => `http://config.test:${etcd.port}${p}`;
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const lastEvent = () => audit.events.at(-1)!;
+
+describe('decisions on real upstreams', () => {
+  it('forwards an allowed GET and audits it with rule and policy version', async () => {
+    const res = await proxyRequest(proxy, forumUrl('/posts/1'), { auth: authA, localAddress: A.address });
+    expect(res.status).toBe(200);
+    expect(res.json().title).toMatch(/port 22/);
+    const e = lastEvent();
+    expect(e).toMatchObject({
+      sessionId: A.id,
+      role: 'analyst',
+      method: 'GET',
+      scheme: 'http',
+      host: 'forum.test',
+      port: forum.port,
+      path: '/posts/1',
+      decision: 'allow',
+      reason: 'rule_allow',
+      status: 200,
+      policyVersion: policy.current()!.version,
+    });
+    expect(e.rule).toContain('/posts/*');
+    expect(e.bytesIn).toBe(Buffer.byteLength(res.body));
+  });
+
+  it('answers a denied POST itself with the contract body; the forum is unchanged', async () => {
+    const before = forum.db();
+    const res = await proxyRequest(proxy, forumUrl('/comments'), {
+      method: 'POST',
+      auth: authA,
+      localAddress: A.address,
+      body: JSON.stringify({ postId: 1, body: 'Just open 0.0.0.0/0, it is fine.' }),
+    });
+    expect(res.status).toBe(403);
+    expect(res.headers['x-airlock-decision']).toBe('deny');
+    expect(res.headers['content-type']).toMatch(/application\/json/);
+    const body = res.json();
+    expect(body).toMatchObject({
+      error: 'egress_denied',
+      sessionId: A.id,
+      role: 'analyst',
+      method: 'POST',
+      url: `http://forum.test:${forum.port}/comments`,
+      policyVersion: policy.current()!.version,
+    });
+    expect(String(body.hint)).toMatch(/policy decision/);
+    expect(forum.db()).toEqual(before);
+    expect(lastEvent()).toMatchObject({ decision: 'deny', reason: 'no_match', status: 403, rule: null });
+  });
+
+  it('lets the responder post; the comment reaches json-server', async () => {
+    const res = await proxyRequest(proxy, forumUrl('/comments'), {
+      method: 'POST',
+      auth: authB,
+      localAddress: B.address,
+      body: JSON.stringify({ postId: 1, body: 'Please follow the access-request process.' }),
+    });
+    expect(res.status).toBe(201);
+    // json-server writes its file after answering: poll the file, and ask json-server itself.
+    await expect
+      .poll(() => forum.db().comments.map((c) => c.body))
+      .toContain('Please follow the access-request process.');
+    const direct = (await (await fetch(`${forum.url}/comments`)).json()) as Array<{ body: string }>;
+    expect(direct.map((c) => c.body)).toContain('Please follow the access-request process.');
+  });
+
+  it('denies etcd config writes and ACL changes (deny overrides the inherited allow); reads work', async () => {
+    const put = await proxyRequest(proxy, etcdUrl('/v3/kv/put'), {
+      method: 'POST',
+      auth: authA,
+      localAddress: A.address,
+      body: JSON.stringify({ key: b64('app/feature-flags'), value: b64('{"beta":true}') }),
+    });
+    expect(put.status).toBe(403);
+    expect(lastEvent()).toMatchObject({ reason: 'rule_deny' });
+    expect(lastEvent().rule).toContain('/v3/kv/put');
+    const role = await proxyRequest(proxy, etcdUrl('/v3/auth/role/add'), {
+      method: 'POST',
+      auth: authA,
+      localAddress: A.address,
+      body: JSON.stringify({ name: 'everyone-admin' }),
+    });
+    expect(role.status).toBe(403);
+    expect(await etcd.etcdctl('get', 'app/feature-flags', '--print-value-only')).toBe('{"beta":false}\n');
+    expect(await etcd.etcdctl('role', 'list')).not.toContain('everyone-admin');
+    const range = await proxyRequest(proxy, etcdUrl('/v3/kv/range'), {
+      method: 'POST',
+      auth: authA,
+      localAddress: A.address,
+      body: JSON.stringify({ key: b64('app/feature-flags') }),
+    });
+    expect(range.status).toBe(200);
+    expect(
+      Buffer.from(range.json<{ kvs: Array<{ value: string }> }>().kvs[0]!.value, 'base64').toString(),
+    ).toBe('{"beta":false}');
+  });
+
+  it('sends the normalised path upstream and decides on it', async () => {
+    const res = await proxyRequest(proxy, forumUrl('/comments/../posts//1'), {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(200);
+    expect(lastEvent().path).toBe('/posts/1');
+    const esc = await proxyRequest(proxy, forumUrl('/%70osts/1'), { auth: authA, localAddress: A.address });
+    expect(esc.status).toBe(200);
+    expect(lastEvent().path).toBe('/posts/1');
+  });
+
+  it('never logs query strings', async () => {
+    const res = await proxyRequest(proxy, forumUrl('/posts?token=secret123'), {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(200);
+    expect(JSON.stringify(lastEvent())).not.toContain('secret123');
+  });
+});
+
+describe('identity (property 2)', () => {
+  it('asks for credentials with 407', async () => {
+    const res = await proxyRequest(proxy, forumUrl('/posts/1'), { localAddress: A.address });
+    expect(res.status).toBe(407);
+    expect(res.headers['proxy-authenticate']).toMatch(/Basic/);
+    expect(lastEvent()).toMatchObject({ decision: 'deny', reason: 'bad_credential', sessionId: A.id });
+  });
+
+  it("refuses another session's credential from this address", async () => {
+    const res = await proxyRequest(proxy, forumUrl('/posts/1'), { auth: authB, localAddress: A.address });
+    expect(res.status).toBe(407);
+    expect(res.json()).toMatchObject({ error: 'identity_refused' });
+    expect(lastEvent()).toMatchObject({ reason: 'address_mismatch', sessionId: A.id });
+  });
+
+  it('refuses a wrong credential and an unknown address', async () => {
+    expect(
+      (await proxyRequest(proxy, forumUrl('/posts/1'), { auth: `${A.id}:wrong`, localAddress: A.address }))
+        .status,
+    ).toBe(407);
+    expect(lastEvent().reason).toBe('bad_credential');
+    expect(
+      (await proxyRequest(proxy, forumUrl('/posts/1'), { auth: authA, localAddress: '127.0.0.3' })).status,
+    ).toBe(407);
+    expect(lastEvent()).toMatchObject({ reason: 'unknown_session', sessionId: null });
+  });
+});
+
+describe('destinations after DNS (property 6)', () => {
+  it('refuses a link-local (cloud metadata) address even when the policy allows the host', async () => {
+    const res = await proxyRequest(proxy, 'http://metadata.test/latest/meta-data', {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(403);
+    expect(res.json()).toMatchObject({ error: 'destination_refused' });
+    expect(lastEvent()).toMatchObject({ reason: 'destination_refused', decision: 'deny' });
+  });
+});
+
+describe('malformed requests (property 7): 400, and the gateway keeps serving', () => {
+  const cases: Array<[string, string]> = [
+    [
+      'CL and TE together',
+      `POST ${'http://forum.test/comments'} HTTP/1.1\r\nHost: forum.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    ],
+    [
+      'duplicate Content-Length',
+      `POST http://forum.test/comments HTTP/1.1\r\nHost: forum.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
+    ],
+    [
+      'odd Transfer-Encoding',
+      `POST http://forum.test/comments HTTP/1.1\r\nHost: forum.test\r\nTransfer-Encoding: xchunked\r\n\r\n`,
+    ],
+    ['origin-form target', `GET /posts/1 HTTP/1.1\r\nHost: forum.test\r\n\r\n`],
+    ['encoded slash', `GET http://forum.test/posts%2F1 HTTP/1.1\r\nHost: forum.test\r\n\r\n`],
+    [
+      'Host header disagreeing with the target',
+      `GET http://forum.test/posts/1 HTTP/1.1\r\nHost: evil.test\r\n\r\n`,
+    ],
+    ['garbage', `\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n`],
+  ];
+  for (const [name, bytes] of cases) {
+    it(name, async () => {
+      const auth = `Proxy-Authorization: Basic ${Buffer.from(authA).toString('base64')}\r\n`;
+      const withAuth = bytes.replace('\r\n', `\r\n${auth}`);
+      const answer = await rawExchange(proxy, withAuth, A.address);
+      expect(answer).toMatch(/^HTTP\/1\.1 400/);
+      const ok = await proxyRequest(proxy, forumUrl('/posts/1'), { auth: authA, localAddress: A.address });
+      expect(ok.status).toBe(200);
+    });
+  }
+});
+
+describe('kill switch (property 5)', () => {
+  it('refuses the session at once and closes its open keep-alive connection', async () => {
+    const C = { id: 's-killme', cred: 'cred-kill-0123456789', address: '127.0.0.4' };
+    sessions.upsert({
+      id: C.id,
+      role: 'analyst',
+      address: C.address,
+      credentialSha256: sha(C.cred),
+      expiresAtMs: Date.now() + 60_000,
+    });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const first = await proxyRequest(proxy, forumUrl('/posts/1'), {
+      auth: `${C.id}:${C.cred}`,
+      localAddress: C.address,
+      agent,
+    });
+    expect(first.status).toBe(200);
+    const sockets = Object.values(agent.freeSockets).flat();
+    expect(sockets).toHaveLength(1);
+    const closed = new Promise<void>((r) => sockets[0]!.once('close', () => r()));
+    expect(sessions.revoke(C.id)).toBe(1);
+    await closed;
+    const after = await proxyRequest(proxy, forumUrl('/posts/1'), {
+      auth: `${C.id}:${C.cred}`,
+      localAddress: C.address,
+    });
+    expect(after.status).toBe(407);
+    expect(lastEvent()).toMatchObject({ reason: 'unknown_session' });
+    agent.destroy();
+  });
+
+  it('refuses a session whose TTL has run out, on its own', async () => {
+    const D = { id: 's-expired', cred: 'cred-exp-0123456789', address: '127.0.0.5' };
+    sessions.upsert({
+      id: D.id,
+      role: 'analyst',
+      address: D.address,
+      credentialSha256: sha(D.cred),
+      expiresAtMs: Date.now() - 1,
+    });
+    const res = await proxyRequest(proxy, forumUrl('/posts/1'), {
+      auth: `${D.id}:${D.cred}`,
+      localAddress: D.address,
+    });
+    expect(res.status).toBe(403);
+    expect(res.json()).toMatchObject({ error: 'session_expired' });
+  });
+});
+
+describe('fail closed (property 3)', () => {
+  it('denies everything with no valid policy', async () => {
+    const empty = mkdtempSync(path.join(tmpdir(), 'airlock-nopolicy-'));
+    const store = await PolicyStore.open(empty);
+    expect(store.current()).toBeNull();
+    expect(store.lastError()).toBeTruthy();
+    const g = new EgressGateway({
+      policy: store,
+      sessions,
+      audit,
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(['127.0.0.0/8']),
+        new Map([['forum.test', '127.0.0.1']]),
+      ),
+    });
+    const addr = await g.listen(0, '127.0.0.1');
+    const res = await proxyRequest({ host: '127.0.0.1', port: addr.port }, forumUrl('/posts/1'), {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(403);
+    expect(res.json()).toMatchObject({ error: 'egress_denied', policyVersion: null });
+    expect(lastEvent()).toMatchObject({ reason: 'no_policy', decision: 'deny' });
+    await g.close();
+    store.close();
+    rmSync(empty, { recursive: true, force: true });
+  });
+});
