@@ -1,0 +1,259 @@
+/**
+ * The policy in force, reloaded when its directory changes (docs/policy.md "Reloading").
+ *
+ * A reload reads model.conf, policy.csv and tests/*.yaml, validates and compiles them into a new
+ * immutable snapshot, runs the tests against it, and only then replaces the single reference that
+ * `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
+ * in-place mutation (Casbin's `loadPolicy()` clears and refills its model, so a concurrent decision
+ * can see half a policy): a decision uses whichever whole snapshot it fetched.
+ */
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { CompiledPolicy } from './compile.js';
+import { compilePolicy, readPolicyDir } from './load.js';
+import { assertPolicyTestsPass, readPolicyTestFiles, runPolicyTestFiles, TESTS_DIR } from './policy-tests.js';
+import type { PolicySnapshot, PolicySource } from './types.js';
+
+/** The subset of a pino logger the store uses. */
+export interface PolicyLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface PolicyStoreOptions {
+  logger?: PolicyLogger;
+  /** Called after a new snapshot replaced the previous one (not for reloads that change nothing). */
+  onChange?: (next: PolicySnapshot, previous: PolicySnapshot | null) => void;
+  /** Quiet time after the last filesystem event before reloading. @default 100 */
+  debounceMs?: number;
+  /** Safety-net re-read for events the watcher missed (0 disables). @default 2000 */
+  pollIntervalMs?: number;
+  /** Watch the directory at all. @default true */
+  watch?: boolean;
+}
+
+/** Outcome of one reload attempt. */
+export interface ReloadResult {
+  /** A new snapshot is now in force. */
+  readonly changed: boolean;
+  /** Version in force after the attempt (null: none). */
+  readonly version: string | null;
+  /** Why the attempt failed, or null. */
+  readonly error: string | null;
+}
+
+/** Longest a burst of events can postpone a reload. */
+const MAX_DEBOUNCE_WAIT_MS = 1000;
+
+/**
+ * Holds the policy in force and keeps it up to date with its directory.
+ *
+ * Watching: `fs.watch` on the directory (which sees editors' rename-writes and Kubernetes ConfigMap
+ * updates, where the `..data` symlink is swapped atomically) and on `tests/`, plus a periodic
+ * re-read that catches anything the watchers miss (directories replaced wholesale, network
+ * filesystems). Reloads run one at a time; an attempt whose files are byte-identical to the previous
+ * attempt is skipped unless forced.
+ */
+export class PolicyStore implements PolicySource {
+  readonly dir: string;
+  #current: CompiledPolicy | null = null;
+  #lastError: string | null = null;
+  #lastFingerprint: string | null = null;
+  #chain: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #dirWatcher: FSWatcher | null = null;
+  #dirIno: number | null = null;
+  #testsWatcher: FSWatcher | null = null;
+  #testsReal: string | null = null;
+  #debounce: NodeJS.Timeout | null = null;
+  #firstEventAt = 0;
+  #poll: NodeJS.Timeout | null = null;
+  readonly #logger: PolicyLogger | undefined;
+  readonly #onChange: PolicyStoreOptions['onChange'];
+  readonly #debounceMs: number;
+
+  private constructor(dir: string, opts: PolicyStoreOptions) {
+    this.dir = path.resolve(dir);
+    this.#logger = opts.logger;
+    this.#onChange = opts.onChange;
+    this.#debounceMs = opts.debounceMs ?? 100;
+  }
+
+  /**
+   * Loads `dir` and starts watching it. Never throws for policy problems: when the first load fails,
+   * `current()` is null (every call is denied) and `lastError()` says why, and the store keeps
+   * watching for a fixed policy.
+   */
+  static async open(dir: string, opts: PolicyStoreOptions = {}): Promise<PolicyStore> {
+    const store = new PolicyStore(dir, opts);
+    await store.reload();
+    if (opts.watch ?? true) {
+      await store.#attachWatchers();
+      const every = opts.pollIntervalMs ?? 2000;
+      if (every > 0) {
+        store.#poll = setInterval(() => {
+          void store.#attachWatchers().then(() => store.#enqueue(false));
+        }, every);
+        store.#poll.unref();
+      }
+    }
+    return store;
+  }
+
+  /** The snapshot in force, or null when no valid policy has been loaded (fail closed). */
+  current(): CompiledPolicy | null {
+    return this.#current;
+  }
+
+  /** Why the last attempt failed (`policy.csv:12: unknown effect "permit" ...`), or null after a success. */
+  lastError(): string | null {
+    return this.#lastError;
+  }
+
+  /** Reloads now, even if the files look unchanged. Resolves after this attempt (queued behind any running one). */
+  reload(): Promise<ReloadResult> {
+    return this.#enqueue(true);
+  }
+
+  /** Stops watching and polling; waits for a running reload. `current()` keeps its last value. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#debounce) clearTimeout(this.#debounce);
+    if (this.#poll) clearInterval(this.#poll);
+    this.#debounce = null;
+    this.#poll = null;
+    this.#dirWatcher?.close();
+    this.#testsWatcher?.close();
+    this.#dirWatcher = null;
+    this.#testsWatcher = null;
+    await this.#chain.catch(() => undefined);
+  }
+
+  #enqueue(force: boolean): Promise<ReloadResult> {
+    const next = this.#chain.then(() => this.#attempt(force));
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    if (this.#debounce) clearTimeout(this.#debounce);
+    else this.#firstEventAt = now;
+    const wait = Math.max(0, Math.min(this.#debounceMs, this.#firstEventAt + MAX_DEBOUNCE_WAIT_MS - now));
+    this.#debounce = setTimeout(() => {
+      this.#debounce = null;
+      if (this.#closed) return;
+      void this.#enqueue(false).then(() => this.#attachWatchers());
+    }, wait);
+    this.#debounce.unref();
+  }
+
+  #result(changed: boolean): ReloadResult {
+    return { changed, version: this.#current?.version ?? null, error: this.#lastError };
+  }
+
+  async #attempt(force: boolean): Promise<ReloadResult> {
+    let fingerprint: string | null = null;
+    try {
+      const [{ modelText, policyText }, testFiles] = await Promise.all([
+        readPolicyDir(this.dir),
+        readPolicyTestFiles(this.dir),
+      ]);
+      const h = createHash('sha256').update(modelText).update('\0').update(policyText);
+      for (const t of testFiles) h.update('\0').update(t.file).update('\0').update(t.text);
+      fingerprint = h.digest('hex');
+      if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
+      this.#lastFingerprint = fingerprint;
+      const snapshot = compilePolicy(modelText, policyText, { dir: this.dir });
+      const report = runPolicyTestFiles(snapshot, testFiles);
+      assertPolicyTestsPass(report);
+      const previous = this.#current;
+      this.#current = snapshot; // the swap: one reference assignment
+      this.#lastError = null;
+      const changed = previous?.version !== snapshot.version;
+      if (changed) {
+        this.#logger?.info(
+          {
+            dir: this.dir,
+            version: snapshot.version,
+            rules: snapshot.rules,
+            tests: report.cases,
+            previous: previous?.version ?? null,
+          },
+          'policy loaded',
+        );
+        try {
+          this.#onChange?.(snapshot, previous);
+        } catch (err) {
+          this.#logger?.warn({ err }, 'policy onChange listener threw');
+        }
+      }
+      return this.#result(changed);
+    } catch (err) {
+      // A failed read (e.g. a file missing mid-update) is not fingerprinted, so it is retried.
+      if (fingerprint === null) this.#lastFingerprint = null;
+      const message = err instanceof Error ? err.message : String(err);
+      this.#lastError = message;
+      this.#logger?.error(
+        { dir: this.dir, error: message, keeping: this.#current?.version ?? null },
+        this.#current
+          ? 'policy reload failed; keeping the last good policy'
+          : 'no valid policy; every call is denied',
+      );
+      return this.#result(false);
+    }
+  }
+
+  /** (Re)attaches the directory and tests/ watchers when missing or pointing at a replaced directory. */
+  async #attachWatchers(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const ino = (await stat(this.dir)).ino;
+      if (this.#dirWatcher === null || ino !== this.#dirIno) {
+        this.#dirWatcher?.close();
+        this.#dirWatcher = this.#watch(this.dir, (w) => {
+          if (this.#dirWatcher === w) this.#dirWatcher = null;
+        });
+        this.#dirIno = ino;
+      }
+    } catch {
+      // Directory missing: the poll retries.
+    }
+    const testsDir = path.join(this.dir, TESTS_DIR);
+    const real = await realpath(testsDir).catch(() => null);
+    if (this.#closed) return;
+    if (real !== this.#testsReal || (real !== null && this.#testsWatcher === null)) {
+      this.#testsWatcher?.close();
+      this.#testsWatcher = null;
+      this.#testsReal = real;
+      if (real !== null) {
+        this.#testsWatcher = this.#watch(real, (w) => {
+          if (this.#testsWatcher !== w) return;
+          this.#testsWatcher = null;
+          this.#testsReal = null;
+        });
+      }
+    }
+  }
+
+  #watch(target: string, onDead: (w: FSWatcher) => void): FSWatcher | null {
+    if (this.#closed) return null;
+    try {
+      const w = watch(target, { persistent: false }, () => this.#schedule());
+      w.on('error', (err) => {
+        this.#logger?.warn({ dir: target, err }, 'policy watcher failed; relying on polling');
+        w.close();
+        onDead(w);
+        this.#schedule();
+      });
+      return w;
+    } catch (err) {
+      this.#logger?.warn({ dir: target, err }, 'cannot watch policy directory; relying on polling');
+      return null;
+    }
+  }
+}
