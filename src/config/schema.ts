@@ -88,6 +88,11 @@ export const configSchema = z
             socketPath: z.string().min(1).default('/var/run/docker.sock'),
             /** Pool that per-session internal networks (/29 each) are carved from. @default "10.213.0.0/16" */
             subnetPool: cidr.default('10.213.0.0/16'),
+            /**
+             * Subnet of the gateway's egress network `airlock-egress`; its first address is what
+             * `host-gateway` aliases resolve to. Unset: Docker picks one when creating the network.
+             */
+            egressSubnet: cidr.optional(),
           })
           .strict()
           .prefault({}),

@@ -46,7 +46,10 @@ const HOP_BY_HOP = new Set([
 
 /** Minimal per-request record turned into one audit event. */
 interface Pending {
+  /** performance.now() at arrival, for durationMs. */
   started: number;
+  /** Epoch ms at arrival: the audit event's `time` is when the call was decided, not when it ended. */
+  at?: number;
   session: GatewaySession | null;
   method: string;
   scheme: 'http' | 'https';
@@ -246,7 +249,7 @@ export class EgressGateway {
     policyVersion: string | null,
   ): void {
     const event: AuditEvent = {
-      time: new Date().toISOString(),
+      time: new Date(p.at ?? Date.now()).toISOString(),
       sessionId: p.session?.id ?? null,
       role: p.session?.role ?? null,
       method: p.method,
@@ -307,6 +310,7 @@ export class EgressGateway {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
+    const at = Date.now();
     const policyAtStart = this.opts.policy.current();
     const address = normalizeRemoteAddress(req.socket.remoteAddress);
     const method = req.method ?? 'UNKNOWN';
@@ -346,6 +350,7 @@ export class EgressGateway {
     const id = this.identify(address, req.headers['proxy-authorization']);
     const p: Pending = {
       started,
+      at,
       session: id.session,
       method,
       scheme: 'http',

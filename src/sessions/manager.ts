@@ -218,16 +218,12 @@ export class SessionManager implements SessionService {
     return this.runtime.exec(id, command, timeoutMs);
   }
 
-  audit(id: string): AuditEvent[] {
-    this.record(id);
-    return this.auditIndex.events(id);
-  }
-
-  /** Waits until the audit index has read everything the gateway wrote so far. */
-  async auditFresh(id: string): Promise<AuditEvent[]> {
-    this.record(id);
+  async audit(id: string): Promise<AuditEvent[]> {
     await this.auditIndex.catchUp();
-    return this.auditIndex.events(id);
+    const events = this.auditIndex.events(id);
+    // Ended sessions keep their audit trail; an id never seen at all is a 404.
+    if (events.length === 0 && !this.sessions.has(id)) throw new SessionNotFoundError(id);
+    return events;
   }
 
   async remove(id: string): Promise<void> {

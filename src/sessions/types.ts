@@ -51,8 +51,11 @@ export interface SessionService {
   get(id: string): SessionView;
   /** @throws SessionNotFoundError, SessionConflictError (not running), ExecTimeoutError, RuntimeError */
   exec(id: string, command: string[], timeoutMs: number): Promise<ExecOutput>;
-  /** Audit events of the session, oldest first. @throws SessionNotFoundError */
-  audit(id: string): import('../audit/event.js').AuditEvent[];
+  /**
+   * Audit events of a session, live or ended, oldest first, including everything the gateway has
+   * written so far. @throws SessionNotFoundError when no such session ever had events or exists.
+   */
+  audit(id: string): Promise<import('../audit/event.js').AuditEvent[]>;
   /** Kill switch: the gateway refuses the session before the sandbox is removed. @throws SessionNotFoundError */
   remove(id: string): Promise<void>;
   /** Whether the service can take new sessions; `reasons` says why not. */

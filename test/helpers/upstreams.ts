@@ -59,11 +59,11 @@ export const FORUM_SEED = {
   comments: [{ id: 1, postId: 1, body: 'Please file a ticket with the network team.' }],
 };
 
-export async function startJsonServer(host = '127.0.0.1'): Promise<JsonServer> {
+export async function startJsonServer(host = '127.0.0.1', fixedPort?: number): Promise<JsonServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'airlock-forum-'));
   const dbFile = path.join(dir, 'db.json');
   writeFileSync(dbFile, JSON.stringify(FORUM_SEED, null, 2));
-  const port = await freePort(host);
+  const port = fixedPort ?? (await freePort(host));
   const require = createRequire(import.meta.url);
   const bin = path.join(path.dirname(require.resolve('json-server/package.json')), 'lib/cli/bin.js');
   const proc = spawn(process.execPath, [bin, '--host', host, '--port', String(port), '--quiet', dbFile], {
@@ -93,9 +93,9 @@ export interface Etcd {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(host = '127.0.0.1'): Promise<Etcd> {
+export async function startEtcd(host = '127.0.0.1', fixedPort?: number): Promise<Etcd> {
   const dir = mkdtempSync(path.join(tmpdir(), 'airlock-etcd-'));
-  const port = await freePort(host);
+  const port = fixedPort ?? (await freePort(host));
   const peer = await freePort('127.0.0.1');
   const url = `http://${host}:${port}`;
   const proc = spawn(

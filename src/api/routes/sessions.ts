@@ -60,8 +60,8 @@ export function registerSessionRoutes(app: Express, ctx: ApiContext): void {
 
   app
     .route('/v1/sessions/:id/audit')
-    .get(auth, (req, res) => {
-      res.json({ events: sessions.audit(sessionId(req)) });
+    .get(auth, async (req, res) => {
+      res.json({ events: await sessions.audit(sessionId(req)) });
     })
     .all(methodNotAllowed(['GET']));
 }

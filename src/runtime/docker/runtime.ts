@@ -101,6 +101,9 @@ export class DockerRuntime implements SandboxRuntime {
           Driver: 'bridge',
           CheckDuplicate: true,
           Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'egress' },
+          ...(this.cfg.runtime.docker.egressSubnet
+            ? { IPAM: { Driver: 'default', Config: [{ Subnet: this.cfg.runtime.docker.egressSubnet }] } }
+            : {}),
         });
       } catch (e) {
         throw wrap('create egress network', e);

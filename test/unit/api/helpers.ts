@@ -90,7 +90,7 @@ export class FakeSessions implements SessionService {
     }
   }
 
-  audit(id: string): AuditEvent[] {
+  async audit(id: string): Promise<AuditEvent[]> {
     this.get(id);
     return this.events.get(id) ?? [];
   }
