@@ -1,0 +1,50 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseConfig } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/errors.js';
+
+function err(raw: unknown): ConfigError {
+  try {
+    parseConfig(raw, '/base');
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('applies defaults and resolves paths', () => {
+    const c = parseConfig({}, '/base');
+    expect(c.gateway.port).toBe(3128);
+    expect(c.api.listen).toBe('127.0.0.1:8080');
+    expect(c.policy.dir).toBe('/base/policies');
+    expect(c.audit.file).toBe('/base/.airlock/audit.jsonl');
+    expect(c.runtime.resources).toEqual({ cpus: 1, memoryMiB: 512, pids: 256 });
+  });
+  it('names an unknown key by its path', () => {
+    expect(err({ gateway: { prot: 1 } }).path).toBe('gateway.prot');
+    expect(err({ gateway: { prot: 1 } }).message).toMatch(/unknown key "gateway.prot"/);
+    expect(err({ bogus: true }).path).toBe('bogus');
+  });
+  it('names a wrong value by its path', () => {
+    expect(err({ gateway: { port: 'x' } }).path).toBe('gateway.port');
+    expect(err({ gateway: { allowPrivateCidrs: ['10.0.0.0/33'] } }).path).toBe('gateway.allowPrivateCidrs.0');
+    expect(err({ gateway: { hostAliases: { 'forum.test': 'nowhere' } } }).path).toBe(
+      'gateway.hostAliases.forum.test',
+    );
+    expect(err({ runtime: { kind: 'podman' } }).path).toBe('runtime.kind');
+    expect(err({ sessions: { defaultTtlSeconds: 10, maxTtlSeconds: 5 } }).path).toBe(
+      'sessions.defaultTtlSeconds',
+    );
+  });
+  it('reports YAML syntax errors and unreadable files', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'airlock-cfg-'));
+    const f = path.join(dir, 'bad.yaml');
+    writeFileSync(f, 'gateway: [unclosed');
+    expect(() => loadConfig(f)).toThrow(/YAML syntax error/);
+    expect(() => loadConfig(path.join(dir, 'missing.yaml'))).toThrow(/cannot read config file/);
+  });
+});
