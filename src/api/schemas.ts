@@ -143,6 +143,13 @@ export const execBody = z
       .max(MAX_EXEC_TIMEOUT_SECONDS)
       .default(DEFAULT_EXEC_TIMEOUT_SECONDS)
       .describe('Time limit in seconds; 504 when exceeded.'),
+    stream: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Stream output as application/x-ndjson lines {stream: "stdout"|"stderr", data} while the command ' +
+          'runs, ending with {exitCode} (or {error} with a problem code). Used by `airlock run`.',
+      ),
   })
   .describe('Command to run inside the session.');
 

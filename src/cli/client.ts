@@ -63,4 +63,53 @@ export class ApiClient {
     }
     return (text ? JSON.parse(text) : undefined) as T;
   }
+
+  /**
+   * Runs a command with live output (`stream: true`, NDJSON) and returns its exit code.
+   * @throws CliError when the API refuses the call or the command cannot run.
+   */
+  async execStream(
+    id: string,
+    command: string[],
+    timeoutSeconds: number,
+    onOutput: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<number> {
+    const res = await request(`${this.base}/v1/sessions/${id}/exec`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ command, timeoutSeconds, stream: true }),
+      bodyTimeout: 0,
+      headersTimeout: 0,
+    }).catch((err: unknown) => {
+      throw new CliError(`cannot reach the Airlock API at ${this.base}: ${(err as Error).message}`);
+    });
+    if (res.statusCode >= 400) throw new CliError(`exec: ${res.statusCode} ${await res.body.text()}`);
+    let buffered = '';
+    let exitCode: number | null = null;
+    const handle = (line: string): void => {
+      if (!line) return;
+      const msg = JSON.parse(line) as {
+        stream?: 'stdout' | 'stderr';
+        data?: string;
+        exitCode?: number;
+        error?: string;
+        detail?: string;
+      };
+      if (msg.stream && msg.data !== undefined) onOutput(msg.stream, msg.data);
+      else if (msg.exitCode !== undefined) exitCode = msg.exitCode;
+      else if (msg.error) throw new CliError(`exec: ${msg.detail ?? msg.error} (${msg.error})`);
+    };
+    res.body.setEncoding('utf8'); // decodes code points split across chunks
+    for await (const chunk of res.body) {
+      buffered += chunk as string;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        handle(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    }
+    handle(buffered);
+    if (exitCode === null) throw new CliError('exec: the stream ended without an exit code');
+    return exitCode;
+  }
 }

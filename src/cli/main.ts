@@ -5,7 +5,7 @@ import { loadConfig } from '../config/load.js';
 import { AirlockError, ConfigError } from '../errors.js';
 import { startGatewayService } from '../gateway/service.js';
 import type { AuditEvent } from '../audit/event.js';
-import type { SessionView, ExecOutput } from '../sessions/types.js';
+import type { SessionView } from '../sessions/types.js';
 import { ApiClient, CliError, apiToken, apiUrl } from './client.js';
 import { registerPolicyCommands } from './policy.js';
 
@@ -102,13 +102,9 @@ program
       };
       process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
       try {
-        const out = await api.call<ExecOutput>('POST', `/v1/sessions/${session.id}/exec`, {
-          command: cmd,
-          timeoutSeconds: opts.timeout,
-        });
-        process.stdout.write(out.stdout);
-        process.stderr.write(out.stderr);
-        exitCode = out.exitCode;
+        exitCode = await api.execStream(session.id, cmd, opts.timeout, (stream, data) =>
+          (stream === 'stdout' ? process.stdout : process.stderr).write(data),
+        );
         const { events } = await api.call<{ events: AuditEvent[] }>(
           'GET',
           `/v1/sessions/${session.id}/audit`,

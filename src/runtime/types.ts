@@ -63,7 +63,12 @@ export interface SandboxRuntime {
    * Runs a command to completion. Output is capped (bytes) per stream.
    * @throws ExecTimeoutError when `timeoutMs` elapses; RuntimeError otherwise.
    */
-  exec(sessionId: string, command: string[], timeoutMs: number): Promise<ExecResult>;
+  exec(
+    sessionId: string,
+    command: string[],
+    timeoutMs: number,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<ExecResult>;
   /** Removes the sandbox and its isolation; removing what is already gone is not an error. */
   remove(sessionId: string): Promise<void>;
   /** Every sandbox this installation owns, from platform labels (recovery after restart). */

@@ -212,10 +212,15 @@ export class SessionManager implements SessionService {
     return this.view(this.record(id));
   }
 
-  async exec(id: string, command: string[], timeoutMs: number): Promise<ExecOutput> {
+  async exec(
+    id: string,
+    command: string[],
+    timeoutMs: number,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<ExecOutput> {
     const r = this.record(id);
     if (r.status !== 'running') throw new SessionConflictError(id, `session ${id} is ${r.status}`);
-    return this.runtime.exec(id, command, timeoutMs);
+    return this.runtime.exec(id, command, timeoutMs, onOutput);
   }
 
   async audit(id: string): Promise<AuditEvent[]> {

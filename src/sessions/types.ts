@@ -49,8 +49,17 @@ export interface SessionService {
   list(): SessionView[];
   /** @throws SessionNotFoundError */
   get(id: string): SessionView;
-  /** @throws SessionNotFoundError, SessionConflictError (not running), ExecTimeoutError, RuntimeError */
-  exec(id: string, command: string[], timeoutMs: number): Promise<ExecOutput>;
+  /**
+   * Runs a command in the sandbox. `onOutput`, when given, receives output chunks (UTF-8 text) as
+   * they arrive; the result still carries the (capped) full output.
+   * @throws SessionNotFoundError, SessionConflictError (not running), ExecTimeoutError, RuntimeError
+   */
+  exec(
+    id: string,
+    command: string[],
+    timeoutMs: number,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<ExecOutput>;
   /**
    * Audit events of a session, live or ended, oldest first, including everything the gateway has
    * written so far. @throws SessionNotFoundError when no such session ever had events or exists.

@@ -53,8 +53,27 @@ export function registerSessionRoutes(app: Express, ctx: ApiContext): void {
     .route('/v1/sessions/:id/exec')
     .post(auth, readJson, async (req, res) => {
       const id = sessionId(req);
-      const { command, timeoutSeconds } = parseBody(execBody, req.body);
-      res.json(await sessions.exec(id, command, timeoutSeconds * 1000));
+      const { command, timeoutSeconds, stream } = parseBody(execBody, req.body);
+      if (!stream) {
+        res.json(await sessions.exec(id, command, timeoutSeconds * 1000));
+        return;
+      }
+      sessions.get(id); // 404 before any streamed byte
+      res.status(200).type('application/x-ndjson');
+      res.flushHeaders();
+      const line = (o: unknown): void => {
+        res.write(JSON.stringify(o) + '\n');
+      };
+      try {
+        const out = await sessions.exec(id, command, timeoutSeconds * 1000, (s, data) =>
+          line({ stream: s, data }),
+        );
+        line({ exitCode: out.exitCode });
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        line({ error: e.code ?? 'AIRLOCK_INTERNAL', detail: e.message ?? String(err) });
+      }
+      res.end();
     })
     .all(methodNotAllowed(['POST']));
 

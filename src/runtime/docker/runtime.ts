@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
 import type { Config } from '../../config/schema.js';
 import { ExecTimeoutError, RuntimeError } from '../../errors.js';
@@ -276,12 +277,10 @@ export class DockerRuntime implements SandboxRuntime {
         Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: spec.sessionId },
       });
       networkCreated = true;
-      await this.docker
-        .getNetwork(netName)
-        .connect({
-          Container: GATEWAY_CONTAINER,
-          EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
-        });
+      await this.docker.getNetwork(netName).connect({
+        Container: GATEWAY_CONTAINER,
+        EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
+      });
       await this.docker.createContainer({
         name: sandboxContainerName(spec.sessionId),
         Image: spec.image,
@@ -331,7 +330,12 @@ export class DockerRuntime implements SandboxRuntime {
     }
   }
 
-  async exec(sessionId: string, command: string[], timeoutMs: number): Promise<ExecResult> {
+  async exec(
+    sessionId: string,
+    command: string[],
+    timeoutMs: number,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<ExecResult> {
     const container = this.docker.getContainer(sandboxContainerName(sessionId));
     let exec: Docker.Exec;
     let stream: NodeJS.ReadWriteStream;
@@ -346,8 +350,8 @@ export class DockerRuntime implements SandboxRuntime {
     } catch (err) {
       throw wrap(`exec in ${sessionId}`, err);
     }
-    const out = new Collector();
-    const errOut = new Collector();
+    const out = new Collector(onOutput && ((s) => onOutput('stdout', s)));
+    const errOut = new Collector(onOutput && ((s) => onOutput('stderr', s)));
     this.docker.modem.demuxStream(stream, out.stream, errOut.stream);
     const finished = new Promise<void>((resolve, reject) => {
       stream.once('end', resolve);
@@ -442,8 +446,14 @@ class Collector {
   private readonly chunks: Buffer[] = [];
   private size = 0;
   private cut = false;
-  constructor() {
+  /** @param onText receives every chunk as UTF-8 text (split code points are held back), uncapped. */
+  constructor(onText?: (text: string) => void) {
+    const decoder = onText ? new StringDecoder('utf8') : null;
     this.stream.on('data', (c: Buffer) => {
+      if (decoder && onText) {
+        const t = decoder.write(c);
+        if (t) onText(t);
+      }
       if (this.size >= EXEC_OUTPUT_CAP) {
         this.cut = true;
         return;

@@ -74,7 +74,12 @@ export class FakeSessions implements SessionService {
     return s;
   }
 
-  async exec(id: string, command: string[], timeoutMs: number): Promise<ExecOutput> {
+  async exec(
+    id: string,
+    command: string[],
+    timeoutMs: number,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<ExecOutput> {
     this.calls.push({ op: 'exec', args: [id, command, timeoutMs] });
     const s = this.get(id);
     if (s.status !== 'running') throw new SessionConflictError(id, `session ${id} is ${s.status}`);
@@ -86,6 +91,8 @@ export class FakeSessions implements SessionService {
       case 'boom':
         throw new Error('secret internal detail');
       default:
+        onOutput?.('stdout', command.join(' '));
+        onOutput?.('stderr', 'warn');
         return { exitCode: command[0] === 'false' ? 1 : 0, stdout: command.join(' '), stderr: '' };
     }
   }

@@ -133,6 +133,32 @@ describe('POST /v1/sessions/:id/exec', () => {
     expect(api.sessions.calls.at(-1)).toEqual({ op: 'exec', args: [id, ['echo', 'hi'], 60_000] });
   });
 
+  it('streams output as NDJSON lines ending with the exit code when stream is true', async () => {
+    const id = await createSession();
+    const res = await postJson(`${api.url}/v1/sessions/${id}/exec`, {
+      command: ['false', 'x'],
+      stream: true,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/application\/x-ndjson/);
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([
+      { stream: 'stdout', data: 'false x' },
+      { stream: 'stderr', data: 'warn' },
+      { exitCode: 1 },
+    ]);
+  });
+
+  it('ends a stream with the error code when the command cannot run', async () => {
+    const id = await createSession();
+    const res = await postJson(`${api.url}/v1/sessions/${id}/exec`, { command: ['slow'], stream: true });
+    const last = JSON.parse((await res.text()).trim().split('\n').at(-1)!) as Record<string, unknown>;
+    expect(last.error).toBe('AIRLOCK_EXEC_TIMEOUT');
+  });
+
   it('converts timeoutSeconds to ms and reports a non-zero exit code as 200', async () => {
     const id = await createSession();
     const res = await postJson(`${api.url}/v1/sessions/${id}/exec`, {
