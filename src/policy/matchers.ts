@@ -80,15 +80,15 @@ export function parseHostPattern(text: string): HostPattern {
         `host "${text}": "*" is only allowed as the whole first label ("*.example.com")`,
       );
     }
+    const labels = suffix.split('.');
+    if (suffix.startsWith('[') || isNumericLabel(labels[labels.length - 1] as string)) {
+      throw new PatternError(`host "${text}": a wildcard cannot cover IP addresses`);
+    }
     canonical(suffix, text);
-    if (suffix.startsWith('[') || !suffix.includes('.')) {
+    if (labels.length < 2) {
       throw new PatternError(
         `host "${text}": a wildcard needs a suffix of at least two labels ("*.example.com")`,
       );
-    }
-    const labels = suffix.split('.');
-    if (isNumericLabel(labels[labels.length - 1] as string)) {
-      throw new PatternError(`host "${text}": a wildcard cannot cover IP addresses`);
     }
     return { kind: 'wildcard', key: suffix + suffixPort };
   }
