@@ -83,7 +83,7 @@ export function parsePolicyTestFile(file: string, text: string): { case: PolicyT
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
   const yamlError = doc.errors[0];
   if (yamlError) {
-    const line = yamlError.linePos?.[0].line;
+    const line = counter.linePos(yamlError.pos[0]).line;
     throw new PolicyError(
       `YAML syntax error: ${yamlError.message.split('\n')[0]}`,
       line ? `${file}:${line}` : file,

@@ -27,11 +27,13 @@ export interface PolicyStoreOptions {
   logger?: PolicyLogger;
   /** Called after a new snapshot replaced the previous one (not for reloads that change nothing). */
   onChange?: (next: PolicySnapshot, previous: PolicySnapshot | null) => void;
+  /** Called after every reload attempt that read changed (or forced) files, successful or not. */
+  onReload?: (result: ReloadResult) => void;
   /** Quiet time after the last filesystem event before reloading. @default 100 */
   debounceMs?: number;
   /** Safety-net re-read for events the watcher missed (0 disables). @default 2000 */
   pollIntervalMs?: number;
-  /** Watch the directory at all. @default true */
+  /** Use `fs.watch` (events). Independent of polling. @default true */
   watch?: boolean;
 }
 
@@ -64,6 +66,7 @@ export class PolicyStore implements PolicySource {
   #lastFingerprint: string | null = null;
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #watching = false;
   #dirWatcher: FSWatcher | null = null;
   #dirIno: number | null = null;
   #testsWatcher: FSWatcher | null = null;
@@ -73,12 +76,14 @@ export class PolicyStore implements PolicySource {
   #poll: NodeJS.Timeout | null = null;
   readonly #logger: PolicyLogger | undefined;
   readonly #onChange: PolicyStoreOptions['onChange'];
+  readonly #onReload: PolicyStoreOptions['onReload'];
   readonly #debounceMs: number;
 
   private constructor(dir: string, opts: PolicyStoreOptions) {
     this.dir = path.resolve(dir);
     this.#logger = opts.logger;
     this.#onChange = opts.onChange;
+    this.#onReload = opts.onReload;
     this.#debounceMs = opts.debounceMs ?? 100;
   }
 
@@ -90,15 +95,14 @@ export class PolicyStore implements PolicySource {
   static async open(dir: string, opts: PolicyStoreOptions = {}): Promise<PolicyStore> {
     const store = new PolicyStore(dir, opts);
     await store.reload();
-    if (opts.watch ?? true) {
-      await store.#attachWatchers();
-      const every = opts.pollIntervalMs ?? 2000;
-      if (every > 0) {
-        store.#poll = setInterval(() => {
-          void store.#attachWatchers().then(() => store.#enqueue(false));
-        }, every);
-        store.#poll.unref();
-      }
+    store.#watching = opts.watch ?? true;
+    await store.#attachWatchers();
+    const every = opts.pollIntervalMs ?? 2000;
+    if (every > 0) {
+      store.#poll = setInterval(() => {
+        void store.#attachWatchers().then(() => store.#enqueue(false));
+      }, every);
+      store.#poll.unref();
     }
     return store;
   }
@@ -192,7 +196,7 @@ export class PolicyStore implements PolicySource {
           this.#logger?.warn({ err }, 'policy onChange listener threw');
         }
       }
-      return this.#result(changed);
+      return this.#report(this.#result(changed));
     } catch (err) {
       // A failed read (e.g. a file missing mid-update) is not fingerprinted, so it is retried.
       if (fingerprint === null) this.#lastFingerprint = null;
@@ -204,13 +208,23 @@ export class PolicyStore implements PolicySource {
           ? 'policy reload failed; keeping the last good policy'
           : 'no valid policy; every call is denied',
       );
-      return this.#result(false);
+      return this.#report(this.#result(false));
     }
+  }
+
+  #report(r: ReloadResult): ReloadResult {
+    try {
+      this.#onReload?.(r);
+    } catch (err) {
+      this.#logger?.warn({ err }, 'policy onReload listener threw');
+    }
+    return r;
   }
 
   /** (Re)attaches the directory and tests/ watchers when missing or pointing at a replaced directory. */
   async #attachWatchers(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || !this.#watching) return;
+    let attached = false;
     try {
       const ino = (await stat(this.dir)).ino;
       if (this.#dirWatcher === null || ino !== this.#dirIno) {
@@ -219,6 +233,7 @@ export class PolicyStore implements PolicySource {
           if (this.#dirWatcher === w) this.#dirWatcher = null;
         });
         this.#dirIno = ino;
+        attached = this.#dirWatcher !== null;
       }
     } catch {
       // Directory missing: the poll retries.
@@ -236,8 +251,12 @@ export class PolicyStore implements PolicySource {
           this.#testsWatcher = null;
           this.#testsReal = null;
         });
+        attached = this.#testsWatcher !== null;
       }
     }
+    // A change between the last read and the new watcher would go unseen: check once more (cheap:
+    // identical files are skipped by fingerprint).
+    if (attached) this.#schedule();
   }
 
   #watch(target: string, onDead: (w: FSWatcher) => void): FSWatcher | null {
