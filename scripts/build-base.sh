@@ -178,7 +178,7 @@ while IFS= read -r applet; do
     mkdir -p "$(dirname "${ROOTFS}/${applet}")"
     ln -s /bin/busybox "${ROOTFS}/${applet}"
   fi
-done < <(/bin/busybox --list-full)
+done < <(/bin/busybox --list-full | grep -v -x linuxrc)
 
 # Users, groups and name service.
 cat >"${ROOTFS}/etc/passwd" <<EOF
