@@ -50,6 +50,48 @@ function checkLabels(host: string, raw: string): void {
 }
 
 /**
+ * Fast path: true when `name` is already what domainToASCII would return, so it can be returned
+ * as is — lowercase `a-z 0-9 _ -` labels of valid length without leading/trailing `-`, no `xn--`
+ * label (those need IDNA validation), and a last label that is not numeric (WHATWG would parse the
+ * name as IPv4). test/unit/gateway/normalize.test.ts checks it against domainToASCII.
+ */
+function isPlainAsciiName(name: string): boolean {
+  const n = name.length;
+  if (n > MAX_HOST_LENGTH) return false;
+  let start = 0;
+  let numeric = true; // the current label is all digits (or 0x + hex, checked at its end)
+  for (let i = 0; i <= n; i++) {
+    const c = i === n ? 0x2e : name.charCodeAt(i);
+    if (c === 0x2e) {
+      const len = i - start;
+      if (len === 0 || len > MAX_LABEL_LENGTH) return false;
+      if (name.charCodeAt(start) === 0x2d || name.charCodeAt(i - 1) === 0x2d) return false;
+      if (len >= 4 && name.startsWith('xn--', start)) return false;
+      if (i === n) {
+        if (numeric) return false;
+        if (len >= 2 && name.charCodeAt(start) === 0x30 && name.charCodeAt(start + 1) === 0x78) {
+          let hex = true;
+          for (let k = start + 2; k < i; k++) {
+            const h = name.charCodeAt(k);
+            if (!((h >= 0x30 && h <= 0x39) || (h >= 0x61 && h <= 0x66))) hex = false;
+          }
+          if (hex) return false;
+        }
+      }
+      start = i + 1;
+      numeric = true;
+    } else if (c >= 0x30 && c <= 0x39) {
+      // digit: keeps `numeric`
+    } else if ((c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x2d) {
+      numeric = false;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
  * Returns the canonical form of a request host, as the policy matches it.
  *
  * - DNS names: lowercased, one trailing dot removed, internationalised names converted to punycode
@@ -84,6 +126,7 @@ export function normalizeHost(raw: string): string {
   }
   const name = raw.charCodeAt(raw.length - 1) === 0x2e ? raw.slice(0, -1) : raw;
   if (name.length === 0) throw hostError('host is empty');
+  if (isPlainAsciiName(name)) return name;
   const ascii = domainToASCII(name);
   if (ascii === '') throw hostError(`host "${raw}" is not a valid domain name or IP address`);
   checkLabels(ascii, raw);

@@ -300,3 +300,36 @@ describe('requestFromUrl', () => {
     expect(requestFromUrl('http://a.example/x#/../../admin', 'GET').path).toBe('/x');
   });
 });
+
+describe('normalizeHost fast path', () => {
+  it('returns exactly what domainToASCII-based normalisation returns', async () => {
+    const { domainToASCII } = await import('node:url');
+    const label = fc.stringMatching(/^[a-z0-9_-]{1,8}$/);
+    const name = fc.oneof(
+      fc
+        .array(fc.oneof(label, fc.constantFrom('xn--bcher-kva', '0x7f', '0x', '1', '255', 'x', '-a', 'a-')), {
+          minLength: 1,
+          maxLength: 5,
+        })
+        .map((ls) => ls.join('.')),
+      fc.domain(),
+    );
+    fc.assert(
+      fc.property(name, (n) => {
+        let got: string | undefined;
+        try {
+          got = normalizeHost(n);
+        } catch {
+          got = undefined;
+        }
+        // Reference: the slow path (domainToASCII, then the label rules) without the fast path.
+        const ascii = domainToASCII(n);
+        const labelOk = (l: string) => l.length <= 63 && /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/.test(l);
+        const want =
+          ascii !== '' && ascii.length <= 253 && ascii.split('.').every(labelOk) ? ascii : undefined;
+        expect(got).toBe(want);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+});
