@@ -6,7 +6,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -197,13 +197,17 @@ describe('the incident, replayed', () => {
     const proxyUrl = (await api.sh(analyst, 'printf %s "$HTTP_PROXY"')).stdout;
     const gatewayIp = /@([\d.]+):3128$/.exec(proxyUrl)![1]!;
     const bridgeIp = gatewayIp.replace(/\.\d+$/, (m) => `.${Number(m.slice(1)) - 1}`);
-    const docker0 = await networkGateway('bridge');
+    // Every IPv4 address of this machine (docker0, the egress bridge, the uplink, ...).
+    const hostAddresses = Object.values(networkInterfaces())
+      .flat()
+      .filter((a) => a && a.family === 'IPv4' && !a.internal)
+      .map((a) => a!.address);
+    expect(hostAddresses).toContain(hostGateway);
     const targets = [
       `http://${hostGateway}:3000/posts/1`, // the upstream itself, skipping the gateway
-      `http://${hostGateway}:${trapPort}/`,
-      `http://${docker0}:${trapPort}/`,
-      `http://${bridgeIp}:${trapPort}/`,
       `http://${hostGateway}:2379/health`,
+      `http://${bridgeIp}:${trapPort}/`, // the session network's .1: no one may hold it
+      ...hostAddresses.map((a) => `http://${a}:${trapPort}/`),
     ];
     for (const url of targets) {
       const r = await api.sh(

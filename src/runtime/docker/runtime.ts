@@ -15,12 +15,12 @@ import {
   sandboxContainerName,
   sessionNetworkName,
 } from './labels.js';
-import { allocateSubnet, subnetAddresses } from './subnets.js';
+import { allocateSubnet, firstHost, subnetAddresses } from './subnets.js';
 
 /** Bytes of stdout/stderr kept per exec call; more is cut with a marker. */
 const EXEC_OUTPUT_CAP = 1024 * 1024;
 /** uid the gateway runs as when the control plane runs as root. */
-const GATEWAY_UID = 10001;
+const GATEWAY_UID = 10002; // the gateway image's user (Dockerfile)
 
 /**
  * Options of a per-session network. `Internal` keeps Docker from adding a route out; with
@@ -103,7 +103,17 @@ export class DockerRuntime implements SandboxRuntime {
           CheckDuplicate: true,
           Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'egress' },
           ...(this.cfg.runtime.docker.egressSubnet
-            ? { IPAM: { Driver: 'default', Config: [{ Subnet: this.cfg.runtime.docker.egressSubnet }] } }
+            ? {
+                IPAM: {
+                  Driver: 'default',
+                  Config: [
+                    {
+                      Subnet: this.cfg.runtime.docker.egressSubnet,
+                      Gateway: firstHost(this.cfg.runtime.docker.egressSubnet),
+                    },
+                  ],
+                },
+              }
             : {}),
         });
       } catch (e) {

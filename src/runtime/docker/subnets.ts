@@ -45,6 +45,14 @@ export function allocateSubnet(pool: string, used: ReadonlySet<string>): Session
   return null;
 }
 
+/** The first host address of an IPv4 CIDR (`10.214.0.0/24` -> `10.214.0.1`). */
+export function firstHost(cidr: string): string {
+  const [net = '0.0.0.0', bits = '32'] = cidr.split('/');
+  const prefix = Number(bits);
+  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  return toIp(((toInt(net) & mask) >>> 0) + 1);
+}
+
 /** The addresses of an existing session subnet (`a.b.c.d/29`). */
 export function subnetAddresses(subnet: string): SessionSubnet {
   return block(toInt(subnet.split('/')[0] ?? '0.0.0.0'));
