@@ -8,7 +8,8 @@
  *   installed Debian packages and Node binary (`docker import`), so no registry is needed.
  *
  * The build context never needs the network either: `dist/` must already be built on the host
- * (`npm run build`), and a staged context directory (`.airlock/image-context`) receives dist/,
+ * (`npm run build`), and a staged context directory (see contextDir(); outside the work tree, so
+ * that linters and test runners never see its copies) receives dist/,
  * policies/, package.json, package-lock.json and production-only node_modules (`npm ci
  * --omit=dev`, packed as node_modules.tar, redone only when package-lock.json changes).
  *
@@ -18,6 +19,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RuntimeError } from '../errors.js';
 
@@ -25,8 +27,17 @@ export const DEFAULT_GATEWAY_TAG = 'airlock-gateway:dev';
 export const DEFAULT_SANDBOX_TAG = 'airlock-sandbox:dev';
 /** The base image `scripts/build-base.sh` makes from this machine's files. */
 export const OFFLINE_BASE_IMAGE = 'airlock-base:local';
-/** Where the build context is staged, relative to the repository root (git-ignored). */
-export const CONTEXT_DIR = path.join('.airlock', 'image-context');
+/**
+ * Where the build context for `repoRoot` is staged: a directory of the system's temporary
+ * directory, one per checkout, kept between builds so that node_modules is reinstalled only when
+ * package-lock.json changes. `AIRLOCK_IMAGE_CONTEXT_DIR` overrides it.
+ */
+export function contextDir(repoRoot: string): string {
+  const fromEnv = process.env['AIRLOCK_IMAGE_CONTEXT_DIR'];
+  if (fromEnv) return path.resolve(fromEnv);
+  const key = createHash('sha256').update(path.resolve(repoRoot)).digest('hex').slice(0, 12);
+  return path.join(tmpdir(), `airlock-image-context-${key}`);
+}
 /** Production node_modules as one tar file in the context; the Dockerfile ADDs it. */
 const NODE_MODULES_TAR = 'node_modules.tar';
 
@@ -115,7 +126,7 @@ export async function buildImages(opts: BuildImagesOptions): Promise<void> {
 }
 
 /**
- * Fills `.airlock/image-context` with what the Dockerfile copies. node_modules is reinstalled
+ * Fills the context directory (contextDir()) with what the Dockerfile copies. node_modules is reinstalled
  * (production only) only when package-lock.json changed since the last staging.
  * @returns the absolute path of the context directory.
  */
@@ -123,9 +134,9 @@ export async function stageContext(
   repoRoot: string,
   log: (line: string) => void = () => undefined,
 ): Promise<string> {
-  const ctx = path.join(repoRoot, CONTEXT_DIR);
+  const ctx = contextDir(repoRoot);
   await mkdir(ctx, { recursive: true });
-  log(`[images] staging build context in ${path.relative(repoRoot, ctx)}`);
+  log(`[images] staging build context in ${ctx}`);
 
   await rm(path.join(ctx, 'dist'), { recursive: true, force: true });
   await rm(path.join(ctx, 'policies'), { recursive: true, force: true });
