@@ -47,13 +47,13 @@ export interface ParsedPolicy {
   readonly links: readonly RoleLink[];
 }
 
-const ROLE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$/;
+const ROLE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/; // the same rule as the API (src/api/schemas.ts)
 
 function checkRole(name: string, what: string, loc: string): void {
   if (name === '') throw new PolicyError(`${what} is empty`, loc);
   if (!ROLE_NAME.test(name)) {
     throw new PolicyError(
-      `${what} "${name}" is not a valid role name (letters, digits, "_", ".", "@", "-"; at most 128)`,
+      `${what} "${name}" is not a valid role name (letters, digits, "_", ".", ":", "-"; at most 128)`,
       loc,
     );
   }
