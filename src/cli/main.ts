@@ -96,7 +96,7 @@ program
         ...(opts.ttl ? { ttlSeconds: opts.ttl } : {}),
       });
       process.stderr.write(`airlock: session ${session.id} (role ${session.role})\n`);
-      let exitCode = 1;
+      let exitCode: number;
       const cleanup = async (): Promise<void> => {
         await api.call('DELETE', `/v1/sessions/${session.id}`).catch(() => undefined);
       };

@@ -12,7 +12,8 @@ const hostPort = z
 
 const cidr = z.string().refine((v) => {
   const [addr, bits, extra] = v.split('/');
-  if (extra !== undefined || addr === undefined || bits === undefined || !/^\d{1,3}$/.test(bits)) return false;
+  if (extra !== undefined || addr === undefined || bits === undefined || !/^\d{1,3}$/.test(bits))
+    return false;
   const family = isIP(addr);
   return family !== 0 && Number(bits) <= (family === 4 ? 32 : 128);
 }, 'expected a CIDR such as 10.0.0.0/8 or fd00::/8');
@@ -35,7 +36,9 @@ export const configSchema = z
         listen: hostPort.default('127.0.0.1:8080'),
         /** Bearer tokens accepted by the API, each with a caller name used in audit and logs. */
         tokens: z
-          .array(z.strictObject({ name: hostName, token: z.string().min(16, 'tokens need >= 16 characters') }))
+          .array(
+            z.strictObject({ name: hostName, token: z.string().min(16, 'tokens need >= 16 characters') }),
+          )
           .default([]),
       })
       .strict()

@@ -1,3 +1,5 @@
+import type { AuditEvent } from '../audit/event.js';
+
 /** A session as the API returns it (DESIGN.md "API"). Times are ISO-8601 strings. */
 export interface SessionView {
   id: string;
@@ -64,7 +66,7 @@ export interface SessionService {
    * Audit events of a session, live or ended, oldest first, including everything the gateway has
    * written so far. @throws SessionNotFoundError when no such session ever had events or exists.
    */
-  audit(id: string): Promise<import('../audit/event.js').AuditEvent[]>;
+  audit(id: string): Promise<AuditEvent[]>;
   /** Kill switch: the gateway refuses the session before the sandbox is removed. @throws SessionNotFoundError */
   remove(id: string): Promise<void>;
   /** Whether the service can take new sessions; `reasons` says why not. */
