@@ -54,7 +54,8 @@ export function parseAuthority(
     }
     port = Number(portPart);
   }
-  const host = isIP(hostPart) === 6 ? hostPart.toLowerCase() : normalizeHost(hostPart);
+  // IPv6 literals are canonicalised (`[0::1]` -> `::1`) so they compare equal to policy patterns.
+  const host = isIP(hostPart) === 6 ? normalizeHost(`[${hostPart}]`).slice(1, -1) : normalizeHost(hostPart);
   return { host, port };
 }
 

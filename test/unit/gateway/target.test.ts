@@ -27,6 +27,7 @@ describe('parseAbsoluteTarget', () => {
     const t = parseAbsoluteTarget('http://[::1]:8080/x');
     expect(t.host).toBe('::1');
     expect(t.authority).toBe('[::1]:8080');
+    expect(parseAbsoluteTarget('http://[0:0::1]/').host).toBe('::1');
   });
   it('converts IDN to punycode', () => {
     expect(parseAbsoluteTarget('http://bücher.example/').host).toBe('xn--bcher-kva.example');
