@@ -90,6 +90,20 @@ export class CompiledPolicy implements PolicySnapshot {
   }
 
   /**
+   * Whether any allow rule of `role` (or its ancestors) names `host` (a policy host: `name` or
+   * `name:port`). The gateway asks this before opening a CONNECT tunnel for interception, so a role
+   * with no business on a host is refused at CONNECT, before any TLS handshake.
+   */
+  mayReachHost(role: string, host: string): boolean {
+    const idx = this.#index.get(role);
+    if (idx === undefined) return false;
+    const h = host.toLowerCase();
+    if ((idx.exact.get(h)?.allow.length ?? 0) > 0) return true;
+    const key = idx.wildcard.size !== 0 ? wildcardKeyOf(h) : undefined;
+    return key !== undefined && (idx.wildcard.get(key)?.allow.length ?? 0) > 0;
+  }
+
+  /**
    * Decides a request. Inputs are expected normalised (src/gateway/normalize.ts); as a safety net the
    * host is lowercased and the method uppercased here, and a path that is not in normal form matches
    * no rule (so it is denied as `no_match`). Deny overrides allow; no match is a deny.

@@ -36,6 +36,8 @@ export interface PolicySnapshot {
   readonly roles: ReadonlySet<string>;
   /** Decides synchronously; never throws for a well-formed request. */
   decide(req: PolicyRequest): PolicyDecision;
+  /** Whether any allow rule of the role names the policy host (any path, any method). */
+  mayReachHost(role: string, host: string): boolean;
 }
 
 /** Read side of the policy store, as the gateway and API see it. */

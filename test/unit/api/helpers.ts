@@ -133,6 +133,7 @@ export const SNAPSHOT: PolicySnapshot = {
   rules: 7,
   roles: new Set(['analyst', 'poster']),
   decide: () => ({ allowed: false, reason: 'no_match', rule: null }),
+  mayReachHost: () => false,
 };
 
 export interface TestApi {
