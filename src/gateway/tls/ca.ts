@@ -1,0 +1,139 @@
+// @peculiar/x509 resolves its ASN.1 schema providers through tsyringe, which needs this polyfill.
+import 'reflect-metadata';
+import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as x509 from '@peculiar/x509';
+
+/**
+ * The installation's certificate authority for HTTPS interception (docs/tls.md).
+ *
+ * Library: @peculiar/x509 on Node's WebCrypto. It does ECDSA P-256 (node-forge does not), is typed,
+ * maintained, and keeps all key material in Node's crypto. Algorithm choices: ECDSA P-256 with
+ * SHA-256 (CA/Browser Forum Baseline Requirements 6.1.5), CA valid 1 year, leaves 24 hours.
+ *
+ * Files in `dir` (the control plane's state dir; the gateway mounts it read-only; it never enters a
+ * sandbox): `ca.key` (PKCS#8 PEM, 0600), `ca.crt` (PEM), and after a rotation `previous.crt`, which
+ * stays in the trust bundle until `previous.expires` (epoch ms) so sandboxes holding leaves of the
+ * old CA keep working through the overlap.
+ */
+x509.cryptoProvider.set(webcrypto as never);
+
+export const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+/** CA validity: 365 days, in ms. */
+export const CA_VALIDITY_MS = 365 * 24 * 3600 * 1000;
+/** Default rotation overlap: 7 days, in ms. */
+export const DEFAULT_OVERLAP_MS = 7 * 24 * 3600 * 1000;
+
+function pem(label: string, der: ArrayBuffer): string {
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n');
+  return `-----BEGIN ${label}-----\n${b64.trimEnd()}\n-----END ${label}-----\n`;
+}
+
+function unpem(text: string): Buffer {
+  return Buffer.from(text.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+}
+
+function serial(): string {
+  const b = randomBytes(16);
+  b[0] = b[0]! & 0x7f; // positive INTEGER
+  return b.toString('hex');
+}
+
+export interface CaMaterial {
+  /** CA certificate, PEM. */
+  certPem: string;
+  /** CA private key, PKCS#8 PEM. */
+  keyPem: string;
+  /** Certificates sandboxes must trust: current CA, plus the previous one during an overlap. */
+  trustPem: string;
+}
+
+async function createCa(now = Date.now()): Promise<{ certPem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey(EC_ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=Airlock egress CA ${new Date(now).toISOString().slice(0, 10)}, O=Airlock`,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + CA_VALIDITY_MS),
+    signingAlgorithm: EC_ALGORITHM,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return { certPem: cert.toString('pem') + '\n', keyPem: pem('PRIVATE KEY', pkcs8) };
+}
+
+function writeSecret(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
+}
+
+function readMaterial(dir: string, now: number): CaMaterial {
+  const certPem = readFileSync(path.join(dir, 'ca.crt'), 'utf8');
+  const keyPem = readFileSync(path.join(dir, 'ca.key'), 'utf8');
+  let trustPem = certPem;
+  const prev = path.join(dir, 'previous.crt');
+  const until = path.join(dir, 'previous.expires');
+  if (existsSync(prev) && existsSync(until) && Number(readFileSync(until, 'utf8')) > now) {
+    trustPem += readFileSync(prev, 'utf8');
+  }
+  return { certPem, keyPem, trustPem };
+}
+
+/**
+ * Loads the CA from `dir`, creating it on first use (and again when it has expired).
+ * @throws Error when the files exist but cannot be read.
+ */
+export async function loadOrCreateCa(dir: string, now = Date.now()): Promise<CaMaterial> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const certFile = path.join(dir, 'ca.crt');
+  if (existsSync(certFile) && existsSync(path.join(dir, 'ca.key'))) {
+    const cert = new X509Certificate(readFileSync(certFile));
+    if (Date.parse(cert.validTo) > now + 24 * 3600 * 1000) return readMaterial(dir, now);
+    return rotateCa(dir, DEFAULT_OVERLAP_MS, now);
+  }
+  const { certPem, keyPem } = await createCa(now);
+  writeSecret(path.join(dir, 'ca.key'), keyPem);
+  writeFileSync(certFile, certPem, { mode: 0o644 });
+  return readMaterial(dir, now);
+}
+
+/**
+ * Rotation with overlap: a new CA signs leaves from now on; the old certificate stays trusted for
+ * `overlapMs` (so bundles already inside sandboxes, and leaves already issued, keep working).
+ */
+export async function rotateCa(
+  dir: string,
+  overlapMs = DEFAULT_OVERLAP_MS,
+  now = Date.now(),
+): Promise<CaMaterial> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const certFile = path.join(dir, 'ca.crt');
+  if (existsSync(certFile)) {
+    writeFileSync(path.join(dir, 'previous.crt'), readFileSync(certFile));
+    writeFileSync(path.join(dir, 'previous.expires'), String(now + overlapMs));
+  }
+  const { certPem, keyPem } = await createCa(now);
+  writeSecret(path.join(dir, 'ca.key'), keyPem);
+  writeFileSync(certFile, certPem, { mode: 0o644 });
+  return readMaterial(dir, now);
+}
+
+/** Imports the CA key and certificate for signing leaves. */
+export async function caSigner(
+  material: CaMaterial,
+): Promise<{ cert: x509.X509Certificate; key: webcrypto.CryptoKey }> {
+  const key = await webcrypto.subtle.importKey('pkcs8', unpem(material.keyPem), EC_ALGORITHM, false, [
+    'sign',
+  ]);
+  return { cert: new x509.X509Certificate(material.certPem), key: key as webcrypto.CryptoKey };
+}
