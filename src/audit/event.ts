@@ -14,6 +14,7 @@ export type DecisionOutcome = 'allow' | 'deny';
  * - `destination_refused`: the resolved upstream address is loopback/private/link-local/... .
  * - `bad_request`: malformed or ambiguous request (framing, host disagreement, encoded separators).
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
+ * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
 export const DecisionReasons = [
   'rule_allow',
@@ -27,6 +28,7 @@ export const DecisionReasons = [
   'destination_refused',
   'bad_request',
   'upstream_error',
+  'upstream_tls_error',
 ] as const;
 export type DecisionReason = (typeof DecisionReasons)[number];
 

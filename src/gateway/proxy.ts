@@ -2,15 +2,33 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { Agent, errors as undiciErrors } from 'undici';
+import tls from 'node:tls';
+import { errors as undiciErrors } from 'undici';
 import type { AuditEvent, AuditSink, DecisionReason } from '../audit/event.js';
 import { AirlockError } from '../errors.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../sessions/types.js';
+import { normalizeHost } from './normalize.js';
 import type { UpstreamResolver } from './resolve.js';
 import { denyHint, sendJson, sendRawJson } from './responses.js';
 import { normalizeRemoteAddress, type Identity, type SessionTable } from './sessions.js';
-import { parseAbsoluteTarget, parseAuthority, parseConnectTarget, type Target } from './target.js';
+import {
+  parseAbsoluteTarget,
+  parseAuthority,
+  parseConnectTarget,
+  parseTunnelTarget,
+  type Target,
+} from './target.js';
+import type { LeafCache } from './tls/leaf-cache.js';
+import { errorCode, isTlsError, UpstreamDispatchers } from './upstream.js';
+
+/** HTTPS interception settings (docs/tls.md). */
+export interface InterceptOptions {
+  /** Mints leaf certificates signed by the installation CA. */
+  leaves: LeafCache;
+  /** Hosts (policy host form: `name` or `name:port`) tunnelled unopened where a rule grants CONNECT. */
+  passthrough?: readonly string[];
+}
 
 /** Options of the egress gateway. Durations in ms. */
 export interface GatewayOptions {
@@ -26,6 +44,10 @@ export interface GatewayOptions {
   bodyTimeoutMs?: number;
   /** Idle keep-alive time for sandbox connections, ms. @default 60000 */
   clientKeepAliveMs?: number;
+  /** Extra CA certificates (PEM) trusted for upstream TLS besides the system roots. */
+  upstreamCaPem?: string;
+  /** HTTPS interception. Without it, CONNECT is only ever a passthrough tunnel granted by a rule. */
+  intercept?: InterceptOptions;
 }
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) plus proxy credentials: never forwarded either way. */
@@ -49,13 +71,20 @@ interface Pending {
   /** performance.now() at arrival, for durationMs. */
   started: number;
   /** Epoch ms at arrival: the audit event's `time` is when the call was decided, not when it ended. */
-  at?: number;
+  at: number;
   session: GatewaySession | null;
   method: string;
   scheme: 'http' | 'https';
   host: string;
   port: number;
   path: string;
+}
+
+/** What the gateway knows about an intercepted tunnel, keyed by its TLS socket. */
+interface Tunnel {
+  session: GatewaySession;
+  host: string;
+  port: number;
 }
 
 function parseProxyAuthorization(header: string | undefined): { user: string; password: string } | null {
@@ -65,7 +94,19 @@ function parseProxyAuthorization(header: string | undefined): { user: string; pa
   const decoded = Buffer.from(header.slice(space + 1).trim(), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 0) return null;
-  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+  return {
+    user: decodeURIComponentSafe(decoded.slice(0, colon)),
+    password: decodeURIComponentSafe(decoded.slice(colon + 1)),
+  };
+}
+
+function decodeURIComponentSafe(s: string): string {
+  if (!s.includes('%')) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 /**
@@ -126,83 +167,64 @@ function hostForUrl(host: string): string {
 }
 
 /**
- * The egress gateway: an HTTP/1.1 forward proxy (absolute-form requests, and CONNECT only where a
- * rule grants method CONNECT). Per request, in this order:
+ * The egress gateway: an HTTP/1.1 forward proxy. Plain-HTTP calls arrive in absolute form; HTTPS
+ * calls arrive as CONNECT tunnels, which the gateway terminates with a leaf certificate of the
+ * installation CA so that every request inside is decided on its own (or, only where a rule grants
+ * method CONNECT to a passthrough host, relays unopened). Per request, in this order:
  * 1. framing and target are parsed and normalised (400 on anything ambiguous);
  * 2. the caller is identified by source address + Proxy-Authorization (407 / 403 otherwise);
+ *    inside a tunnel, by the tunnel's session, which must still be live;
  * 3. the policy decides on (role, host, path, method) (403 JSON deny otherwise);
  * 4. the host is resolved once, the address checked, and that address dialled (403 when refused);
- * 5. the request streams upstream through a keep-alive pool and the response streams back;
+ * 5. the request streams upstream through a keep-alive pool (TLS verified for HTTPS) and the
+ *    response streams back;
  * 6. one audit event is emitted when the exchange ends.
  */
 export class EgressGateway {
   readonly server: http.Server;
-  private readonly agent: Agent;
+  /** Serves HTTP inside intercepted tunnels; never listens itself. */
+  private readonly inner: http.Server;
+  private readonly upstream: UpstreamDispatchers;
   private readonly opts: GatewayOptions;
   private readonly tunnels = new Set<Socket>();
+  private readonly tunnelOf = new WeakMap<Socket, Tunnel>();
+  private readonly passthrough: ReadonlySet<string>;
 
   constructor(opts: GatewayOptions) {
     this.opts = opts;
-    this.agent = new Agent({
-      connectTimeout: opts.connectTimeoutMs ?? 5_000,
-      headersTimeout: opts.headersTimeoutMs ?? 30_000,
-      bodyTimeout: opts.bodyTimeoutMs ?? 300_000,
-      keepAliveTimeout: 4_000,
-      connections: 256,
+    this.passthrough = new Set(opts.intercept?.passthrough ?? []);
+    this.upstream = new UpstreamDispatchers({
+      connectTimeoutMs: opts.connectTimeoutMs ?? 5_000,
+      headersTimeoutMs: opts.headersTimeoutMs ?? 30_000,
+      bodyTimeoutMs: opts.bodyTimeoutMs ?? 300_000,
+      ...(opts.upstreamCaPem ? { extraCaPem: opts.upstreamCaPem } : {}),
     });
-    this.server = http.createServer({
+    const serverOptions: http.ServerOptions = {
       keepAliveTimeout: opts.clientKeepAliveMs ?? 60_000,
       requestTimeout: 0,
       headersTimeout: 30_000,
       requireHostHeader: true,
       joinDuplicateHeaders: false,
-    });
-    this.server.on('request', (req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        // handle() answers every expected failure itself; this is a last line of defence.
-        if (!res.headersSent) sendJson(res, 502, { error: 'upstream_error', detail: String(err) });
-        else res.destroy();
-      });
-    });
+    };
+    this.server = http.createServer(serverOptions);
+    this.inner = http.createServer(serverOptions);
+    const lastResort = (res: ServerResponse) => (err: unknown) => {
+      // The handlers answer every expected failure themselves; this is a last line of defence.
+      if (!res.headersSent) sendJson(res, 502, { error: 'upstream_error', detail: String(err) });
+      else res.destroy();
+    };
+    this.server.on('request', (req, res) => void this.handlePlain(req, res).catch(lastResort(res)));
+    this.inner.on('request', (req, res) => void this.handleTunnelled(req, res).catch(lastResort(res)));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       this.handleConnect(req, socket, head).catch(() => socket.destroy());
     });
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-      const p = this.pending(req, null);
-      sendRawJson(socket, 400, { error: 'not_supported', detail: 'protocol upgrades are not supported' });
-      this.emit(p, 'deny', 'bad_request', null, 400, 0, 0, this.opts.policy.current()?.version ?? null);
-    });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const address = normalizeRemoteAddress(socket.remoteAddress);
-      const session = this.opts.sessions.atAddress(address);
-      sendRawJson(socket, 400, {
-        error: 'bad_request',
-        detail: `malformed HTTP request (${err.code ?? 'parse error'})`,
-        sessionId: session?.id ?? null,
+    for (const s of [this.server, this.inner]) {
+      s.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+        sendRawJson(socket, 400, { error: 'not_supported', detail: 'protocol upgrades are not supported' });
+        this.emit(this.pending(req, null), 'deny', 'bad_request', null, 400, 0, 0, this.version());
       });
-      this.emit(
-        {
-          started: performance.now(),
-          session,
-          method: 'UNKNOWN',
-          scheme: 'http',
-          host: '',
-          port: 0,
-          path: '',
-        },
-        'deny',
-        'bad_request',
-        null,
-        400,
-        0,
-        0,
-        this.opts.policy.current()?.version ?? null,
-      );
-    });
+      s.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
+    }
   }
 
   /** Starts listening. @returns the bound address (use port 0 for an ephemeral port). */
@@ -216,25 +238,31 @@ export class EgressGateway {
     });
   }
 
-  /** Stops accepting, closes client connections and tunnels, and the upstream pool. */
+  /** Stops accepting, closes client connections and tunnels, and the upstream pools. */
   async close(): Promise<void> {
     for (const t of this.tunnels) t.destroy();
+    this.inner.closeAllConnections();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
-    await this.agent.close();
+    await this.upstream.close();
   }
 
-  private pending(req: IncomingMessage, session: GatewaySession | null, target?: Target): Pending {
+  private version(): string | null {
+    return this.opts.policy.current()?.version ?? null;
+  }
+
+  private pending(req: IncomingMessage, session: GatewaySession | null): Pending {
     return {
       started: performance.now(),
+      at: Date.now(),
       session,
       method: req.method ?? 'UNKNOWN',
       scheme: 'http',
-      host: target?.host ?? '',
-      port: target?.port ?? 0,
-      path: target?.path ?? '',
+      host: '',
+      port: 0,
+      path: '',
     };
   }
 
@@ -249,7 +277,7 @@ export class EgressGateway {
     policyVersion: string | null,
   ): void {
     const event: AuditEvent = {
-      time: new Date(p.at ?? Date.now()).toISOString(),
+      time: new Date(p.at).toISOString(),
       sessionId: p.session?.id ?? null,
       role: p.session?.role ?? null,
       method: p.method,
@@ -269,7 +297,40 @@ export class EgressGateway {
     this.opts.audit.emit(event);
   }
 
-  /** Identifies the caller; on failure answers (407/403), audits, and returns null. */
+  private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const tunnel = this.tunnelOf.get(socket);
+    const session =
+      tunnel?.session ?? this.opts.sessions.atAddress(normalizeRemoteAddress(socket.remoteAddress));
+    sendRawJson(socket, 400, {
+      error: 'bad_request',
+      detail: `malformed HTTP request (${err.code ?? 'parse error'})`,
+      sessionId: session?.id ?? null,
+    });
+    this.emit(
+      {
+        started: performance.now(),
+        at: Date.now(),
+        session,
+        method: 'UNKNOWN',
+        scheme: tunnel ? 'https' : 'http',
+        host: tunnel?.host ?? '',
+        port: tunnel?.port ?? 0,
+        path: '',
+      },
+      'deny',
+      'bad_request',
+      null,
+      400,
+      0,
+      0,
+      this.version(),
+    );
+  }
+
   private identify(address: string, authHeader: string | undefined): Identity & { credentials: boolean } {
     const creds = parseProxyAuthorization(authHeader);
     const id = this.opts.sessions.identify(address, creds?.user ?? null, creds?.password ?? null);
@@ -308,17 +369,28 @@ export class EgressGateway {
     };
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Answers 400 for a request that could not be parsed into a target. */
+  private badRequest(req: IncomingMessage, res: ServerResponse, p: Pending, err: unknown): void {
+    req.resume();
+    res.shouldKeepAlive = false;
+    sendJson(res, 400, {
+      error: 'bad_request',
+      detail: (err as Error).message,
+      sessionId: p.session?.id ?? null,
+    });
+    this.emit(p, 'deny', 'bad_request', null, 400, 0, 0, this.version());
+  }
+
+  /** Plain HTTP: absolute-form target, identity from address + Proxy-Authorization. */
+  private async handlePlain(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const at = Date.now();
-    const policyAtStart = this.opts.policy.current();
     const address = normalizeRemoteAddress(req.socket.remoteAddress);
     const method = req.method ?? 'UNKNOWN';
 
-    // 1. framing and target
     let target: Target;
-    const framing = framingProblem(req.rawHeaders);
     try {
+      const framing = framingProblem(req.rawHeaders);
       if (framing) throw new AirlockError('AIRLOCK_REQUEST_INVALID', framing);
       target = parseAbsoluteTarget(req.url ?? '');
       const hostHeader = req.headers.host;
@@ -334,19 +406,14 @@ export class EgressGateway {
       }
     } catch (err) {
       const session = this.opts.sessions.atAddress(address);
-      const p: Pending = { started, session, method, scheme: 'http', host: '', port: 0, path: '' };
-      req.resume();
-      res.shouldKeepAlive = false;
-      sendJson(res, 400, {
-        error: 'bad_request',
-        detail: (err as Error).message,
-        sessionId: session?.id ?? null,
-      });
-      this.emit(p, 'deny', 'bad_request', null, 400, 0, 0, policyAtStart?.version ?? null);
-      return;
+      return this.badRequest(
+        req,
+        res,
+        { started, at, session, method, scheme: 'http', host: '', port: 0, path: '' },
+        err,
+      );
     }
 
-    // 2. identity
     const id = this.identify(address, req.headers['proxy-authorization']);
     const p: Pending = {
       started,
@@ -362,15 +429,68 @@ export class EgressGateway {
       req.resume();
       const r = this.refuseIdentity(id);
       sendJson(res, r.status, { ...r.body, sessionId: id.session?.id ?? null }, r.headers);
-      this.emit(p, 'deny', id.reason, null, r.status, 0, 0, policyAtStart?.version ?? null);
+      this.emit(p, 'deny', id.reason, null, r.status, 0, 0, this.version());
       return;
     }
-    const session = id.session;
-    this.opts.sessions.attachSocket(session.id, req.socket);
+    this.opts.sessions.attachSocket(id.session.id, req.socket);
+    await this.decideAndForward(req, res, target, id.session, p);
+  }
 
-    // 3. policy
+  /** HTTPS inside an intercepted tunnel: origin-form target for the tunnel's host. */
+  private async handleTunnelled(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const at = Date.now();
+    const tunnel = this.tunnelOf.get(req.socket);
+    const method = req.method ?? 'UNKNOWN';
+    if (!tunnel) {
+      res.destroy();
+      return;
+    }
+    const p: Pending = {
+      started,
+      at,
+      session: tunnel.session,
+      method,
+      scheme: 'https',
+      host: tunnel.host,
+      port: tunnel.port,
+      path: '',
+    };
+    let target: Target;
+    try {
+      const framing = framingProblem(req.rawHeaders);
+      if (framing) throw new AirlockError('AIRLOCK_REQUEST_INVALID', framing);
+      target = parseTunnelTarget(req.url ?? '', req.headers.host, tunnel.host, tunnel.port);
+    } catch (err) {
+      return this.badRequest(req, res, p, err);
+    }
+    p.path = target.path;
+    // The kill switch closes the tunnel's socket; this also covers a request racing it.
+    if (!this.opts.sessions.isLive(tunnel.session.id)) {
+      req.resume();
+      res.shouldKeepAlive = false;
+      sendJson(res, 403, {
+        error: 'session_expired',
+        detail: 'the session has ended (TTL or kill switch)',
+        sessionId: tunnel.session.id,
+      });
+      this.emit(p, 'deny', 'session_expired', null, 403, 0, 0, this.version());
+      return;
+    }
+    await this.decideAndForward(req, res, target, tunnel.session, p);
+  }
+
+  /** Steps 3-6: policy, destination check, forwarding, audit. */
+  private async decideAndForward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: Target,
+    session: GatewaySession,
+    p: Pending,
+  ): Promise<void> {
+    const method = p.method;
     const policy = this.opts.policy.current();
-    const url = `http://${target.authority}${target.path}`;
+    const url = `${target.scheme}://${target.authority}${target.path}`;
     if (!policy) {
       req.resume();
       sendJson(res, 403, {
@@ -406,7 +526,6 @@ export class EgressGateway {
       return;
     }
 
-    // 4. destination check after DNS
     const resolution = await this.opts.resolver.resolve(target.host);
     if (!resolution.ok) {
       req.resume();
@@ -427,8 +546,6 @@ export class EgressGateway {
       }
       return;
     }
-
-    // 5. forward
     await this.forward(req, res, target, resolution.address, p, decision.rule, policy.version);
   }
 
@@ -463,9 +580,10 @@ export class EgressGateway {
       : null;
     if (!hasBody) req.resume();
 
+    const { dispatcher, origin } = this.upstream.forTarget(target.scheme, address, target.port, target.host);
     try {
-      const up = await this.agent.request({
-        origin: `http://${hostForUrl(address)}:${target.port}`,
+      const up = await dispatcher.request({
+        origin,
         path: target.path + target.query,
         method: req.method as 'GET',
         headers: upstreamHeaders(req, target.authority),
@@ -494,9 +612,22 @@ export class EgressGateway {
         });
       });
     } catch (err) {
+      if (abort.signal.aborted) {
+        reason = 'upstream_error';
+        return; // the sandbox went away (or was killed)
+      }
+      const code = errorCode(err);
+      if (isTlsError(err)) {
+        reason = 'upstream_tls_error';
+        status = 502;
+        sendJson(res, 502, {
+          error: 'upstream_tls_error',
+          detail: `${target.authority}: the upstream certificate was not accepted (${code})`,
+          sessionId: p.session?.id ?? null,
+        });
+        return;
+      }
       reason = 'upstream_error';
-      if (abort.signal.aborted) return; // the sandbox went away (or was killed)
-      const code = (err as { code?: string }).code ?? 'UND_ERR';
       const timeout =
         err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
       status = timeout ? 504 : 502;
@@ -510,9 +641,9 @@ export class EgressGateway {
 
   private async handleConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const started = performance.now();
+    const at = Date.now();
     const address = normalizeRemoteAddress(socket.remoteAddress);
     let t: ReturnType<typeof parseConnectTarget>;
-    const versionAtStart = this.opts.policy.current()?.version ?? null;
     try {
       t = parseConnectTarget(req.url ?? '');
     } catch (err) {
@@ -523,20 +654,21 @@ export class EgressGateway {
         sessionId: session?.id ?? null,
       });
       this.emit(
-        { started, session, method: 'CONNECT', scheme: 'https', host: '', port: 0, path: '' },
+        { started, at, session, method: 'CONNECT', scheme: 'https', host: '', port: 0, path: '' },
         'deny',
         'bad_request',
         null,
         400,
         0,
         0,
-        versionAtStart,
+        this.version(),
       );
       return;
     }
     const id = this.identify(address, req.headers['proxy-authorization']);
     const p: Pending = {
       started,
+      at,
       session: id.session,
       method: 'CONNECT',
       scheme: 'https',
@@ -547,14 +679,13 @@ export class EgressGateway {
     if (!id.ok) {
       const r = this.refuseIdentity(id);
       sendRawJson(socket, r.status, { ...r.body, sessionId: id.session?.id ?? null }, r.headers);
-      this.emit(p, 'deny', id.reason, null, r.status, 0, 0, versionAtStart);
+      this.emit(p, 'deny', id.reason, null, r.status, 0, 0, this.version());
       return;
     }
     const session = id.session;
     const policy = this.opts.policy.current();
     const url = `https://${hostForUrl(t.host)}:${t.port}`;
-    const decision = policy?.decide({ role: session.role, host: t.policyHost, path: '/', method: 'CONNECT' });
-    if (!policy || !decision?.allowed) {
+    const deny = (reason: DecisionReason, rule: string | null): void => {
       sendRawJson(socket, 403, {
         error: 'egress_denied',
         sessionId: session.id,
@@ -564,18 +695,19 @@ export class EgressGateway {
         policyVersion: policy?.version ?? null,
         hint: denyHint(session.role, 'CONNECT', url),
       });
-      this.emit(
-        p,
-        'deny',
-        decision?.reason ?? 'no_policy',
-        decision?.rule ?? null,
-        403,
-        0,
-        0,
-        policy?.version ?? null,
-      );
-      return;
+      this.emit(p, 'deny', reason, rule, 403, 0, 0, policy?.version ?? null);
+    };
+    if (!policy) return deny('no_policy', null);
+
+    const intercept = this.opts.intercept;
+    if (intercept && !this.passthrough.has(t.policyHost)) {
+      // Interception: refuse at once when no allow rule of the role names this host (and port).
+      if (!policy.mayReachHost(session.role, t.policyHost)) return deny('no_match', null);
+      return this.intercept(socket, head, t, session, p, intercept);
     }
+    // Passthrough: only where a rule grants method CONNECT on this host and port.
+    const decision = policy.decide({ role: session.role, host: t.policyHost, path: '/', method: 'CONNECT' });
+    if (!decision.allowed) return deny(decision.reason, decision.rule);
     const resolution = await this.opts.resolver.resolve(t.host);
     if (!resolution.ok) {
       const refused = resolution.reason === 'refused';
@@ -598,9 +730,69 @@ export class EgressGateway {
       );
       return;
     }
-    // Passthrough tunnel, explicitly granted by a CONNECT rule: audited with bytes and duration.
+    this.passthroughTunnel(socket, head, resolution.address, t.port, p, decision.rule, policy.version);
+  }
+
+  /** Terminates TLS from the sandbox with a leaf for the CONNECT host and serves HTTP inside. */
+  private async intercept(
+    socket: Socket,
+    head: Buffer,
+    t: { host: string; port: number },
+    session: GatewaySession,
+    p: Pending,
+    opts: InterceptOptions,
+  ): Promise<void> {
     this.opts.sessions.attachSocket(session.id, socket);
-    const upstream = net.connect({ host: resolution.address, port: t.port });
+    const context = await opts.leaves.get(t.host);
+    if (socket.destroyed) return;
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) socket.unshift(head);
+    let sniMismatch: string | null = null;
+    const tlsSocket = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (servername, cb) => {
+        let name: string;
+        try {
+          name = normalizeHost(servername);
+        } catch {
+          name = servername;
+        }
+        if (name === t.host) return cb(null, context);
+        sniMismatch = servername;
+        cb(new Error(`SNI ${servername} does not match CONNECT ${t.host}`));
+      },
+    });
+    this.tunnels.add(socket);
+    this.tunnelOf.set(tlsSocket as unknown as Socket, { session, host: t.host, port: t.port });
+    const cleanup = (): void => {
+      this.tunnels.delete(socket);
+      socket.destroy();
+    };
+    tlsSocket.once('close', cleanup);
+    tlsSocket.on('error', () => {
+      if (sniMismatch !== null) {
+        this.emit({ ...p, at: Date.now() }, 'deny', 'bad_request', null, 0, 0, 0, this.version());
+        sniMismatch = null;
+      }
+      tlsSocket.destroy();
+    });
+    this.inner.emit('connection', tlsSocket);
+  }
+
+  /** Relays bytes unopened (granted CONNECT passthrough); audited with bytes and duration. */
+  private passthroughTunnel(
+    socket: Socket,
+    head: Buffer,
+    address: string,
+    port: number,
+    p: Pending,
+    rule: string | null,
+    policyVersion: string,
+  ): void {
+    this.opts.sessions.attachSocket(p.session!.id, socket);
+    const upstream = net.connect({ host: address, port });
     upstream.setTimeout(this.opts.connectTimeoutMs ?? 5_000, () =>
       upstream.destroy(new Error('connect timeout')),
     );
@@ -622,20 +814,21 @@ export class EgressGateway {
         p,
         'allow',
         established ? 'rule_allow' : 'upstream_error',
-        decision.rule,
+        rule,
         established ? 200 : 502,
         upstream.bytesWritten,
         upstream.bytesRead,
-        policy.version,
+        policyVersion,
       );
     };
     upstream.once('error', () => {
-      if (!established)
+      if (!established) {
         sendRawJson(socket, 502, {
           error: 'upstream_unreachable',
-          detail: `${t.host}:${t.port}`,
-          sessionId: session.id,
+          detail: `${p.host}:${port}`,
+          sessionId: p.session?.id ?? null,
         });
+      }
       done();
     });
     upstream.once('close', done);

@@ -24,6 +24,7 @@ export interface GatewayErrorBody {
     | 'upstream_unreachable'
     | 'upstream_timeout'
     | 'upstream_error'
+    | 'upstream_tls_error'
     | 'not_supported';
   detail: string;
   sessionId?: string | null;

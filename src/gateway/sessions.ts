@@ -106,6 +106,12 @@ export class SessionTable {
     return { ok: true, session };
   }
 
+  /** Whether the session is registered and not expired (checked per request inside tunnels). */
+  isLive(id: string): boolean {
+    const entry = this.byId.get(id);
+    return entry !== undefined && this.now() < entry.session.expiresAtMs;
+  }
+
   /** Tracks a client socket of a session so `revoke` can close it. */
   attachSocket(sessionId: string, socket: Socket): void {
     const entry = this.byId.get(sessionId);

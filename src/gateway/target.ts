@@ -64,6 +64,60 @@ function authorityOf(host: string, port: number, scheme: 'http' | 'https'): stri
   return port === DEFAULT_PORT[scheme] ? h : `${h}:${port}`;
 }
 
+/** Splits `path?query`, normalising the path. */
+function splitPathQuery(pathAndQuery: string): { path: string; query: string } {
+  if (pathAndQuery.includes('#'))
+    throw new RequestValidationError('fragments are not allowed', 'request-target');
+  const q = pathAndQuery.indexOf('?');
+  const rawPath = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  return { path: normalizePath(rawPath === '' ? '/' : rawPath), query: q < 0 ? '' : pathAndQuery.slice(q) };
+}
+
+/**
+ * Parses a request inside an intercepted CONNECT tunnel: origin-form (`/path?query`, RFC 9112
+ * 3.2.1) for the tunnel's host, or absolute-form naming that same host. The Host header must name
+ * the tunnel's host and port too (DESIGN.md property 7: CONNECT authority, SNI and Host agree).
+ * @throws RequestValidationError naming what disagrees.
+ */
+export function parseTunnelTarget(
+  url: string,
+  hostHeader: string | undefined,
+  host: string,
+  port: number,
+): Target {
+  let pathAndQuery = url;
+  if (!url.startsWith('/')) {
+    if (!url.toLowerCase().startsWith('https://')) {
+      throw new RequestValidationError('expected an origin-form target inside the tunnel', 'request-target');
+    }
+    const rest = url.slice(8);
+    const slash = rest.search(/[/?]/);
+    const a = parseAuthority(slash < 0 ? rest : rest.slice(0, slash), 'https', 'request-target');
+    if (a.host !== host || a.port !== port) {
+      throw new RequestValidationError(
+        'request target names another host than the CONNECT',
+        'request-target',
+      );
+    }
+    pathAndQuery = slash < 0 ? '/' : rest.slice(slash);
+  }
+  if (hostHeader === undefined) throw new RequestValidationError('missing Host header', 'host');
+  const h = parseAuthority(hostHeader, 'https', 'host');
+  if (h.host !== host || h.port !== port) {
+    throw new RequestValidationError('Host header names another host than the CONNECT', 'host');
+  }
+  const { path, query } = splitPathQuery(pathAndQuery);
+  return {
+    scheme: 'https',
+    host,
+    port,
+    path,
+    query,
+    policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'https'),
+    authority: authorityOf(host, port, 'https'),
+  };
+}
+
 /**
  * Parses an absolute-form request target (`http://host[:port]/path?query`, RFC 9112 3.2.2) without
  * the WHATWG URL parser, which would silently rewrite backslashes and dot segments before the policy
@@ -93,11 +147,7 @@ export function parseAbsoluteTarget(url: string): Target {
     if (c === 0x5c /* \ */) throw new RequestValidationError('backslash in authority', 'request-target');
   }
   const { host, port } = parseAuthority(rest.slice(0, end), 'http', 'request-target');
-  const pathAndQuery = rest.slice(end);
-  const q = pathAndQuery.indexOf('?');
-  const rawPath = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
-  const query = q < 0 ? '' : pathAndQuery.slice(q);
-  const path = normalizePath(rawPath === '' ? '/' : rawPath);
+  const { path, query } = splitPathQuery(rest.slice(end));
   return {
     scheme: 'http',
     host,
