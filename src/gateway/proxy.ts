@@ -640,6 +640,8 @@ export class EgressGateway {
   }
 
   private async handleConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    // The http server hands the socket over without an error listener: a reset must not crash us.
+    socket.on('error', () => socket.destroy());
     const started = performance.now();
     const at = Date.now();
     const address = normalizeRemoteAddress(socket.remoteAddress);
