@@ -1,6 +1,538 @@
-import type { Command } from 'commander';
+/**
+ * `airlock policy check|test|explain|diff` — tools for a policy repository's CI (docs/policy.md
+ * "Policy tools").
+ *
+ * Exit codes: 0 ok; 1 findings (check: errors, or warnings with `--strict`), failing test cases, or
+ * an invalid policy under check/test; 2 usage errors and input that cannot be used (a missing
+ * directory, an unreadable or malformed audit file, an invalid policy given to explain/diff, a URL
+ * that cannot be normalised).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { PolicyError, RequestValidationError } from '../errors.js';
+import { requestFromUrl } from '../gateway/normalize.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import { explainRequest, type ExplainReport } from '../policy/explain.js';
+import { lintPolicy, type LintFinding } from '../policy/lint.js';
+import { loadPolicyDir } from '../policy/load.js';
+import {
+  listPolicyTestFiles,
+  parsePolicyTestFile,
+  readPolicyTestFiles,
+  runPolicyTestFiles,
+  type PolicyTestFailure,
+} from '../policy/policy-tests.js';
+import {
+  AuditLineError,
+  parseAuditLines,
+  replayCalls,
+  type RecordedCall,
+  type ReplayReport,
+} from '../policy/replay.js';
+import type { PolicyDecision } from '../policy/types.js';
+import { CliError } from './client.js';
 
-/** `airlock policy ...` subcommands; filled in with the policy tooling (docs/policy.md). */
+/** Where command output goes (stdout/stderr by default; tests may capture it). */
+export interface Output {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const stdio: Output = {
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+};
+
+/** A problem located in a policy directory, printed `DIR/FILE[:LINE]: SEVERITY: MESSAGE`. */
+interface Located {
+  readonly location: string;
+  readonly severity: 'error' | 'warning';
+  readonly message: string;
+  readonly id?: string;
+}
+
+function fromPolicyError(err: PolicyError): Located {
+  const loc = err.location ?? '';
+  const message =
+    loc !== '' && err.message.startsWith(`${loc}: `) ? err.message.slice(loc.length + 2) : err.message;
+  return { location: loc, severity: 'error', message };
+}
+
+function where(dir: string, location: string): string {
+  return location === '' ? dir : path.join(dir, location);
+}
+
+function formatLocated(dir: string, f: Located): string {
+  return `${where(dir, f.location)}: ${f.severity}: ${f.message}${f.id ? ` [${f.id}]` : ''}\n`;
+}
+
+/** @throws CliError (exit 2) when `dir` is not a readable directory. */
+async function requireDir(dir: string, what = 'policy directory'): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(dir)).isDirectory();
+  } catch (err) {
+    throw new CliError(`cannot read ${what} ${dir}: ${(err as Error).message}`, 2);
+  }
+  if (!isDir) throw new CliError(`${what} ${dir} is not a directory`, 2);
+}
+
+/**
+ * Loads a policy directory for explain/diff, where an invalid policy is unusable input.
+ * @throws CliError (exit 2).
+ */
+async function loadOrExit(dir: string): Promise<CompiledPolicy> {
+  await requireDir(dir);
+  try {
+    return await loadPolicyDir(dir);
+  } catch (err) {
+    if (err instanceof PolicyError) {
+      throw new CliError(`invalid policy: ${formatLocated(dir, fromPolicyError(err)).trimEnd()}`, 2);
+    }
+    throw err;
+  }
+}
+
+function verdict(d: PolicyDecision): 'allow' | 'deny' {
+  return d.allowed ? 'allow' : 'deny';
+}
+
+function ruleOf(d: PolicyDecision): string {
+  return d.rule === null ? 'no rule matched' : `rule ${d.rule}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// check
+
+/** Options of `airlock policy check`. */
+export interface CheckOptions {
+  /** Warnings fail the check too. */
+  strict?: boolean;
+  json?: boolean;
+}
+
+/**
+ * `airlock policy check DIR`: parse, validate (model.conf, policy.csv, tests/*.yaml) and lint.
+ * @returns the exit code: 1 with any error (or any warning with `strict`), else 0.
+ * @throws CliError (exit 2) when DIR is not a readable directory.
+ */
+export async function policyCheck(dir: string, opts: CheckOptions = {}, io: Output = stdio): Promise<number> {
+  await requireDir(dir);
+  const found: Located[] = [];
+  let policy: CompiledPolicy | null = null;
+  try {
+    policy = await loadPolicyDir(dir);
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    found.push(fromPolicyError(err));
+  }
+  let cases = 0;
+  let files: string[] = [];
+  try {
+    files = await listPolicyTestFiles(dir);
+    for (const f of await readPolicyTestFiles(dir)) {
+      try {
+        cases += parsePolicyTestFile(f.file, f.text).length;
+      } catch (err) {
+        if (!(err instanceof PolicyError)) throw err;
+        found.push(fromPolicyError(err));
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    found.push(fromPolicyError(err));
+  }
+  const lints: LintFinding[] = policy ? lintPolicy(policy) : [];
+  for (const l of lints) {
+    found.push({ location: `${l.file}:${l.line}`, severity: l.severity, message: l.message, id: l.id });
+  }
+  const errors = found.filter((f) => f.severity === 'error').length;
+  const warnings = found.length - errors;
+  const failed = errors > 0 || (opts.strict === true && warnings > 0);
+  if (opts.json) {
+    io.out(
+      JSON.stringify(
+        {
+          dir,
+          ok: !failed,
+          errors,
+          warnings,
+          version: policy?.version ?? null,
+          findings: found.map((f) => ({
+            file: f.location.replace(/:\d+$/, ''),
+            line: /:(\d+)$/.exec(f.location) ? Number(/:(\d+)$/.exec(f.location)?.[1]) : null,
+            severity: f.severity,
+            id: f.id ?? 'invalid',
+            message: f.message,
+          })),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+    return failed ? 1 : 0;
+  }
+  for (const f of found) io.out(formatLocated(dir, f));
+  const counts = `${errors} error${errors === 1 ? '' : 's'}, ${warnings} warning${warnings === 1 ? '' : 's'}`;
+  const what = policy
+    ? `${policy.policyRules.length} rules, ${policy.roleLinks.length} role links, ${policy.roles.size} roles, ` +
+      `${cases} test cases in ${files.length} files; version ${policy.version}`
+    : 'policy not loaded';
+  io.out(
+    `${failed ? 'FAIL' : 'ok'}: ${dir}: ${counts} (${what})${failed && errors === 0 ? ' [--strict]' : ''}\n`,
+  );
+  return failed ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// test
+
+function formatFailure(dir: string, f: PolicyTestFailure): string {
+  const c = f.case;
+  const name = c.name ? ` "${c.name}"` : '';
+  const req = requestFromUrl(c.url, c.method);
+  return (
+    `--- ${where(dir, `${f.file}:${f.line}`)} case ${f.index}${name}\n` +
+    `- expected ${c.expect}\n` +
+    `+ got      ${verdict(f.actual)}  role=${c.role} ${req.method} ${c.url}  (${ruleOf(f.actual)})\n`
+  );
+}
+
+/**
+ * `airlock policy test DIR`: load the policy and run `tests/*.yaml`.
+ * @returns 0 when every case passes (or there are none), 1 on failures or an invalid policy/test file.
+ * @throws CliError (exit 2) when DIR is not a readable directory.
+ */
+export async function policyTest(
+  dir: string,
+  opts: { json?: boolean } = {},
+  io: Output = stdio,
+): Promise<number> {
+  await requireDir(dir);
+  let policy: CompiledPolicy;
+  let report;
+  try {
+    policy = await loadPolicyDir(dir);
+    report = runPolicyTestFiles(policy, await readPolicyTestFiles(dir));
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    const f = fromPolicyError(err);
+    if (opts.json)
+      io.out(JSON.stringify({ dir, ok: false, error: formatLocated(dir, f).trimEnd() }, null, 2) + '\n');
+    else io.out(formatLocated(dir, f) + `FAIL: ${dir}: the policy or its tests cannot be loaded\n`);
+    return 1;
+  }
+  const n = report.failures.length;
+  if (opts.json) {
+    io.out(
+      JSON.stringify(
+        {
+          dir,
+          ok: n === 0,
+          version: policy.version,
+          files: report.files,
+          cases: report.cases,
+          failures: report.failures.map((f) => ({
+            file: f.file,
+            line: f.line,
+            index: f.index,
+            name: f.case.name ?? null,
+            role: f.case.role,
+            method: f.case.method,
+            url: f.case.url,
+            expected: f.case.expect,
+            actual: verdict(f.actual),
+            reason: f.actual.reason,
+            rule: f.actual.rule,
+          })),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+    return n === 0 ? 0 : 1;
+  }
+  for (const f of report.failures) io.out(formatFailure(dir, f));
+  if (report.cases === 0) {
+    io.out(`ok: ${dir}: no test cases (add tests/*.yaml; docs/policy.md "Policy tests")\n`);
+    return 0;
+  }
+  const files = `${report.files.length} file${report.files.length === 1 ? '' : 's'}`;
+  io.out(
+    n === 0
+      ? `ok: ${dir}: ${report.cases} cases in ${files} passed (policy ${policy.version})\n`
+      : `FAIL: ${dir}: ${n} of ${report.cases} cases in ${files} failed (policy ${policy.version})\n`,
+  );
+  return n === 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// explain
+
+/** Options of `airlock policy explain`. */
+export interface ExplainOptions {
+  role: string;
+  /** Also ask a real Casbin enforcer and compare (slow on large policies). */
+  casbin?: boolean;
+  json?: boolean;
+}
+
+function formatExplain(dir: string, url: string, r: ExplainReport): string {
+  const req = r.request;
+  const out: string[] = [];
+  out.push(`decision: ${verdict(r.decision)} (${r.decision.reason})`);
+  out.push(`request:  role=${req.role} ${req.method} ${req.host}${req.path}   (${url})`);
+  out.push('roles (nearest first):');
+  for (const s of r.chain) {
+    out.push(
+      s.via === null
+        ? `  ${s.role}${r.knownRole ? '' : '   (not named by any rule or g line)'}`
+        : `  ${s.role}   via ${s.path.join(' -> ')}  (${where(dir, `policy.csv:${s.line}`)})`,
+    );
+  }
+  if (r.matched.length === 0) out.push('matching rules: none');
+  else {
+    out.push('matching rules (file order):');
+    for (const m of r.matched) {
+      const text = m.rule.text.replace(/^policy\.csv:\d+: /, '');
+      out.push(`  ${where(dir, `policy.csv:${m.rule.line}`)}  ${text}${m.decides ? '   <- decides' : ''}`);
+    }
+  }
+  if (r.nearMisses.length > 0 && r.decision.reason === 'no_match') {
+    out.push('rules for this host that do not match (path or method):');
+    for (const rule of r.nearMisses) {
+      out.push(`  ${where(dir, `policy.csv:${rule.line}`)}  ${rule.text.replace(/^policy\.csv:\d+: /, '')}`);
+    }
+  }
+  out.push(`why:      ${r.why}`);
+  return out.join('\n') + '\n';
+}
+
+/**
+ * `airlock policy explain DIR --role R METHOD URL`.
+ * @returns 0, or 1 when `casbin` is set and Casbin disagrees (a bug: please report it).
+ * @throws CliError (exit 2) for a missing/invalid policy or a URL/method that cannot be normalised.
+ */
+export async function policyExplain(
+  dir: string,
+  method: string,
+  url: string,
+  opts: ExplainOptions,
+  io: Output = stdio,
+): Promise<number> {
+  const policy = await loadOrExit(dir);
+  let n;
+  try {
+    n = requestFromUrl(url, method);
+  } catch (err) {
+    if (err instanceof RequestValidationError) throw new CliError(`${err.field}: ${err.message}`, 2);
+    throw err;
+  }
+  const report = explainRequest(policy, {
+    role: opts.role,
+    host: n.policyHost,
+    path: n.path,
+    method: n.method,
+  });
+  let casbin: { allowed: boolean; rule: string | null; agrees: boolean } | null = null;
+  if (opts.casbin) {
+    const { newCasbinEnforcer } = await import('../policy/casbin.js');
+    const e = await newCasbinEnforcer(policy.source.modelText, policy.source.policyText);
+    const [allowed, ex] = e.enforceExSync(opts.role, n.policyHost, n.path, n.method) as [boolean, string[]];
+    const rule = ex.length > 0 ? ex.join(', ') : null;
+    const ours = report.decision.rule?.replace(/^policy\.csv:\d+: p, /, '') ?? null;
+    casbin = { allowed, rule, agrees: allowed === report.decision.allowed && rule === ours };
+  }
+  if (opts.json) {
+    io.out(
+      JSON.stringify(
+        {
+          dir,
+          version: policy.version,
+          url,
+          request: report.request,
+          decision: report.decision,
+          roles: report.chain,
+          matched: report.matched.map((m) => ({
+            rule: m.rule.text,
+            line: m.rule.line,
+            role: m.rule.role,
+            decides: m.decides,
+          })),
+          why: report.why,
+          ...(casbin ? { casbin } : {}),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else {
+    io.out(formatExplain(dir, url, report));
+    if (casbin) {
+      io.out(
+        `casbin:   ${casbin.allowed ? 'allow' : 'deny'}${casbin.rule ? ` (p, ${casbin.rule})` : ''} — ` +
+          `${casbin.agrees ? 'agrees' : 'DISAGREES with the compiled index (please report this)'}\n`,
+      );
+    }
+  }
+  return casbin && !casbin.agrees ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// diff
+
+/** Options of `airlock policy diff`. */
+export interface DiffOptions {
+  /** Audit files (JSON lines), read in order. */
+  audit: string[];
+  json?: boolean;
+  /** Print at most this many changed calls (text output). @default 100 */
+  limit?: number;
+}
+
+function formatDiff(oldDir: string, newDir: string, r: ReplayReport, limit: number): string {
+  const out: string[] = [];
+  const skipped = r.skipped.noRole + r.skipped.badTarget;
+  out.push(
+    `replayed ${r.replayed} of ${r.events} recorded calls (${r.distinct} distinct)` +
+      (skipped > 0
+        ? `; skipped ${skipped}: ${r.skipped.noRole} without a role, ${r.skipped.badTarget} without a usable target`
+        : ''),
+  );
+  if (r.changes.length === 0) {
+    out.push(`no decision changes between ${oldDir} and ${newDir}`);
+    return out.join('\n') + '\n';
+  }
+  out.push(
+    `${r.changes.length} distinct call${r.changes.length === 1 ? '' : 's'} (${r.changedEvents} recorded ` +
+      `event${r.changedEvents === 1 ? '' : 's'}) change decision from ${oldDir} to ${newDir}:`,
+  );
+  const width = String(Math.max(...r.changes.map((c) => c.count))).length;
+  for (const c of r.changes.slice(0, limit)) {
+    out.push(
+      `  ${verdict(c.old)} -> ${verdict(c.new).padEnd(5)}  x${String(c.count).padEnd(width)}  ` +
+        `role=${c.role} ${c.method} ${c.host}${c.path}`,
+    );
+    out.push(`      old: ${verdict(c.old)} (${ruleOf(c.old)})`);
+    out.push(`      new: ${verdict(c.new)} (${ruleOf(c.new)})`);
+  }
+  if (r.changes.length > limit) out.push(`  ... and ${r.changes.length - limit} more (--limit, --json)`);
+  return out.join('\n') + '\n';
+}
+
+/**
+ * `airlock policy diff OLD NEW --audit FILE`: replay recorded calls through both policies.
+ * @returns 0 (changes are information, not failures).
+ * @throws CliError (exit 2) for an invalid/missing policy or an unreadable or malformed audit file.
+ */
+export async function policyDiff(
+  oldDir: string,
+  newDir: string,
+  opts: DiffOptions,
+  io: Output = stdio,
+): Promise<number> {
+  const [oldPolicy, newPolicy] = [await loadOrExit(oldDir), await loadOrExit(newDir)];
+  const calls: (RecordedCall | null)[] = [];
+  for (const file of opts.audit) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read audit file ${file}: ${(err as Error).message}`, 2);
+    }
+    try {
+      for (const c of parseAuditLines(text)) calls.push(c);
+    } catch (err) {
+      if (err instanceof AuditLineError) {
+        throw new CliError(`${file}:${err.line}: ${err.message.replace(/^line \d+: /, '')}`, 2);
+      }
+      throw err;
+    }
+  }
+  const report = replayCalls(oldPolicy, newPolicy, calls);
+  if (opts.json) {
+    io.out(
+      JSON.stringify(
+        {
+          old: { dir: oldDir, version: oldPolicy.version },
+          new: { dir: newDir, version: newPolicy.version },
+          ...report,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else {
+    io.out(formatDiff(oldDir, newDir, report, opts.limit ?? 100));
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// registration
+
+function exitWith(code: number): void {
+  process.exitCode = code;
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+/** `airlock policy ...` subcommands (docs/policy.md "Policy tools"). Usage errors exit 2. */
 export function registerPolicyCommands(program: Command): void {
-  program.command('policy').description('check, test and explain policy directories');
+  const policy = program
+    .command('policy')
+    .description('check, test, explain and diff policy directories (exit 0 ok, 1 findings, 2 usage/input)')
+    .exitOverride((err: CommanderError) => {
+      // Commander has already printed the message (or the help).
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    });
+
+  policy
+    .command('check')
+    .description('parse, validate and lint a policy directory; prints FILE:LINE: SEVERITY: MESSAGE')
+    .argument('<dir>', 'policy directory (model.conf, policy.csv, tests/)')
+    .option('--strict', 'warnings fail the check too')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, opts: CheckOptions) => exitWith(await policyCheck(dir, opts)));
+
+  policy
+    .command('test')
+    .description("run the policy's tests/*.yaml cases; prints a diff-like report of failures")
+    .argument('<dir>', 'policy directory')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, opts: { json?: boolean }) => exitWith(await policyTest(dir, opts)));
+
+  policy
+    .command('explain')
+    .description('decide one request and show why: role chain, every matching rule, the deciding one')
+    .argument('<dir>', 'policy directory')
+    .argument('<method>', 'HTTP method (GET, POST, CONNECT, ...)')
+    .argument('<url>', 'absolute http:// or https:// URL')
+    .requiredOption('-r, --role <role>', 'the role making the request')
+    .option('--casbin', 'also decide with a real Casbin enforcer and compare')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, method: string, url: string, opts: ExplainOptions) =>
+      exitWith(await policyExplain(dir, method, url, opts)),
+    );
+
+  policy
+    .command('diff')
+    .description('replay recorded calls (audit JSON lines) through two policies; list changed decisions')
+    .argument('<old>', 'policy directory before the change')
+    .argument('<new>', 'policy directory after the change')
+    .addOption(
+      new Option('-a, --audit <file>', 'audit file (JSON lines); repeat for several')
+        .argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+        .makeOptionMandatory(),
+    )
+    .option('--json', 'machine-readable output')
+    .option('--limit <n>', 'changed calls to print', positiveInt, 100)
+    .action(async (oldDir: string, newDir: string, opts: DiffOptions) =>
+      exitWith(await policyDiff(oldDir, newDir, opts)),
+    );
 }
