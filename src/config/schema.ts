@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { policyConfigSchema } from '../policy/config.js';
 
 /**
  * The one config schema (YAML on disk, see docs/config.md). Every object is strict: an unknown key
@@ -62,13 +63,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    policy: z
-      .object({
-        /** Directory with model.conf, policy.csv and tests/. Relative paths are relative to the config file. */
-        dir: z.string().min(1).default('policies'),
-      })
-      .strict()
-      .prefault({}),
+    /** Where the policy comes from: `dir` (default "policies") or `git`, not both (src/policy/config.ts). */
+    policy: policyConfigSchema,
     runtime: z
       .object({
         kind: z.enum(['docker']).default('docker'),
