@@ -18,6 +18,7 @@ export const ErrorCodes = {
   RUNTIME_FAILED: 'AIRLOCK_RUNTIME_FAILED',
   GATEWAY_UNAVAILABLE: 'AIRLOCK_GATEWAY_UNAVAILABLE',
   EXEC_TIMEOUT: 'AIRLOCK_EXEC_TIMEOUT',
+  SANDBOX_REJECTED: 'AIRLOCK_SANDBOX_REJECTED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -134,5 +135,20 @@ export class ExecTimeoutError extends AirlockError {
   constructor(readonly timeoutMs: number) {
     super(ErrorCodes.EXEC_TIMEOUT, `command did not finish within ${timeoutMs} ms`);
     this.name = 'ExecTimeoutError';
+  }
+}
+
+/**
+ * The platform refused the sandbox as specified (Kubernetes: the API server answered 422 Invalid or
+ * 400 BadRequest for the Pod, Secret or NetworkPolicy). `reason` is the server's own message, e.g.
+ * `metadata.labels: Invalid value: "…": must be no more than 63 characters`. Nothing is left behind.
+ */
+export class SandboxRejectedError extends AirlockError {
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCodes.SANDBOX_REJECTED, `the platform rejected the sandbox: ${reason}`, options);
+    this.name = 'SandboxRejectedError';
   }
 }

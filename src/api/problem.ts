@@ -50,6 +50,7 @@ const byCode: Partial<Record<ApiErrorCode, Mapping>> = {
   [ErrorCodes.SESSION_NOT_FOUND]: { status: 404, title: 'Session not found' },
   [ErrorCodes.SESSION_CONFLICT]: { status: 409, title: 'Session conflict' },
   [ErrorCodes.UNKNOWN_ROLE]: { status: 422, title: 'Unknown role' },
+  [ErrorCodes.SANDBOX_REJECTED]: { status: 422, title: 'Sandbox rejected by the platform' },
   [ErrorCodes.RUNTIME_FAILED]: { status: 502, title: 'Container runtime failed' },
   [ErrorCodes.GATEWAY_UNAVAILABLE]: { status: 503, title: 'Egress gateway unavailable' },
   [ErrorCodes.EXEC_TIMEOUT]: { status: 504, title: 'Command timed out' },

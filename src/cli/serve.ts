@@ -8,6 +8,7 @@ import { AuditIndex } from '../audit/index-reader.js';
 import type { Config } from '../config/schema.js';
 import { PolicyStore } from '../policy/store.js';
 import { DockerRuntime } from '../runtime/docker/runtime.js';
+import type { SandboxRuntime } from '../runtime/types.js';
 import { SessionManager } from '../sessions/manager.js';
 
 export interface RunningServer {
@@ -40,7 +41,33 @@ function resolveTokens(cfg: Config, logger: Logger): Array<{ name: string; token
 }
 
 /**
- * `airlock serve`: policy store, audit index, Docker runtime + gateway, session recovery, API.
+ * The runtime `runtime.kind` names, checked for reachability. On Kubernetes, also warns when the
+ * cluster cannot be seen to enforce NetworkPolicy (docs/kubernetes.md): without enforcement a sandbox
+ * Pod's network is not confined to the gateway.
+ * @throws RuntimeError when the Docker engine or the Kubernetes API server cannot be used.
+ */
+async function createRuntime(cfg: Config, logger: Logger): Promise<SandboxRuntime> {
+  if (cfg.runtime.kind === 'kubernetes') {
+    const { KubernetesRuntime } = await import('../runtime/kubernetes/runtime.js');
+    const runtime = new KubernetesRuntime(cfg, { logger });
+    await runtime.ping();
+    const np = await runtime.networkPolicyEnforcement();
+    if (np.enforced) logger.info({ detail: np.detail }, 'NetworkPolicy enforcement');
+    else
+      logger.warn(
+        { detail: np.detail },
+        'cannot tell that this cluster enforces NetworkPolicy: sandbox Pods are confined to the gateway only ' +
+          'if the network plugin enforces it (set runtime.kubernetes.networkPolicyEnforced: true once checked)',
+      );
+    return runtime;
+  }
+  const runtime = new DockerRuntime(cfg);
+  await runtime.ping();
+  return runtime;
+}
+
+/**
+ * `airlock serve`: policy store, audit index, runtime (Docker or Kubernetes) + gateway, session recovery, API.
  * @throws RuntimeError / GatewayUnavailableError when Docker or the gateway cannot be started.
  */
 export async function startServer(cfg: Config, logger: Logger = pino()): Promise<RunningServer> {
@@ -52,8 +79,7 @@ export async function startServer(cfg: Config, logger: Logger = pino()): Promise
   }
   const auditIndex = new AuditIndex(cfg.audit.file);
   await auditIndex.start();
-  const runtime = new DockerRuntime(cfg);
-  await runtime.ping();
+  const runtime = await createRuntime(cfg, logger);
   const manager = new SessionManager(cfg, runtime, policy, auditIndex, logger);
   await manager.start();
   const app = createApiApp({ sessions: manager, policy, tokens, logger });

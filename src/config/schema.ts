@@ -29,6 +29,101 @@ const aliasTarget = z.union([
   z.string().refine((v) => isIP(v) !== 0, 'expected an IP address or "host-gateway"'),
 ]);
 
+// --- runtime.kubernetes (docs/kubernetes.md) ------------------------------------------------------
+/** A Kubernetes object name (RFC 1123 label: what namespaces and Services need). */
+const k8sName = z
+  .string()
+  .max(63)
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'expected a Kubernetes name (lowercase letters, digits, "-")');
+/** A label key (optional DNS-subdomain prefix + "/" + name) and value, as Kubernetes accepts them. */
+const k8sLabelKey = z
+  .string()
+  .max(317)
+  .regex(
+    /^([a-z0-9]([a-z0-9.-]*[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/,
+    'expected a Kubernetes label key such as app.kubernetes.io/name',
+  );
+const k8sLabelValue = z
+  .string()
+  .regex(/^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/, 'expected a Kubernetes label value');
+const k8sLabels = z.record(k8sLabelKey, k8sLabelValue);
+
+const kubernetesRuntimeSchema = z
+  .object({
+    /** kubeconfig file. Unset: in-cluster ServiceAccount when running in a Pod, else $KUBECONFIG / ~/.kube/config. */
+    kubeconfig: z.string().min(1).optional(),
+    /** kubeconfig context. Unset: the file's current context. */
+    context: z.string().min(1).optional(),
+    /** Namespace sandboxes (Pods, Secrets, NetworkPolicies) are created in. @default "airlock-sandboxes" */
+    sandboxNamespace: k8sName.default('airlock-sandboxes'),
+    /** Namespace the gateway Pods run in (the NetworkPolicy's only allowed peer). @default "airlock" */
+    gatewayNamespace: k8sName.default('airlock'),
+    /**
+     * Value of the `airlock.io/instance` label on everything this installation creates; recovery and the
+     * gateways' watch select on it, so installations sharing a sandbox namespace stay apart. @default "airlock"
+     */
+    instance: k8sLabelValue.min(1).default('airlock'),
+    /** Labels selecting the gateway Pods (the chart's gateway selector labels). */
+    gatewayPodLabels: k8sLabels
+      .refine((o) => Object.keys(o).length > 0, 'at least one label is needed to select the gateway Pods')
+      .default({ 'app.kubernetes.io/name': 'airlock', 'app.kubernetes.io/component': 'gateway' }),
+    /**
+     * Host sandboxes send proxy traffic to: the gateway Service's DNS name or ClusterIP. A name is resolved
+     * by the control plane when a session is created and the address goes into the sandbox's proxy URLs,
+     * so sandboxes need no DNS. @default "airlock-gateway.airlock.svc.cluster.local"
+     */
+    gatewayService: z.string().min(1).default('airlock-gateway.airlock.svc.cluster.local'),
+    /** Where the control plane reaches every gateway replica's admin API (kill switch confirmation). */
+    gatewayAdmin: z
+      .object({
+        /** A headless Service name resolving to every gateway Pod (the chart's `<fullname>-gateway-admin`). */
+        service: z.string().min(1).optional(),
+        /** Fixed admin base URLs instead of `service` (e.g. gateways outside the cluster, tests). */
+        urls: z.array(z.url({ protocol: /^https?$/ })).optional(),
+        /** Admin port on each gateway Pod. @default 9090 */
+        port: z.number().int().min(1).max(65535).default(9090),
+        /** File holding the admin token shared with the gateways (a mounted Secret). */
+        tokenFile: z.string().min(1).default('/var/run/airlock/admin-token'),
+      })
+      .strict()
+      .prefault({}),
+    /** ServiceAccount sandbox Pods run as (its token is never mounted). @default "airlock-sandbox" */
+    serviceAccountName: k8sName.default('airlock-sandbox'),
+    /** RuntimeClass for sandbox Pods, e.g. "gvisor" or "kata". Unset: the cluster default. */
+    runtimeClassName: k8sName.optional(),
+    /** uid/gid sandbox containers run as (the sandbox image's user). @default 10001 */
+    runAsUser: z.number().int().min(1).default(10_001),
+    runAsGroup: z.number().int().min(1).default(10_001),
+    /** Working directory (a writable emptyDir; the root filesystem is read-only). @default "/home/agent" */
+    workdir: z
+      .string()
+      .regex(/^\/[^\0]*$/, 'expected an absolute path')
+      .default('/home/agent'),
+    /** Size limit of each emptyDir (/tmp and the workdir), in MiB. @default 1024 */
+    scratchMiB: z.number().int().min(1).default(1024),
+    /** Allow DNS to the cluster resolver (off by default: DNS is a way out). */
+    dns: z
+      .object({
+        enabled: z.boolean().default(false),
+        namespace: k8sName.default('kube-system'),
+        podLabels: k8sLabels.default({ 'k8s-app': 'kube-dns' }),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Set to true once you have checked that the cluster's network plugin enforces NetworkPolicy; `airlock
+     * serve` warns at start when it is false and it cannot tell on its own. @default false
+     */
+    networkPolicyEnforced: z.boolean().default(false),
+    /** How long `start` waits for a sandbox Pod to run, in seconds. @default 120 */
+    startTimeoutSeconds: z.number().int().positive().default(120),
+  })
+  .strict()
+  .refine((k) => !(k.gatewayAdmin.service && k.gatewayAdmin.urls), {
+    message: 'set gatewayAdmin.service or gatewayAdmin.urls, not both',
+    path: ['gatewayAdmin'],
+  });
+
 export const configSchema = z
   .object({
     api: z
@@ -60,6 +155,28 @@ export const configSchema = z
         bodyTimeoutMs: z.number().int().positive().default(300_000),
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
+        /** HTTPS under policy (docs/tls.md). */
+        tls: z
+          .object({
+            /**
+             * Terminate CONNECT tunnels with a leaf of the installation CA so method and path rules
+             * apply to HTTPS. Off: CONNECT is only ever a passthrough granted by a rule. @default true
+             */
+            intercept: z.boolean().default(true),
+            /** Extra CAs (PEM file) trusted for upstream certificates besides the system roots. */
+            upstreamCaFile: z.string().min(1).optional(),
+            /**
+             * Hosts tunnelled unopened (certificate pinning, client certificates), as policy hosts
+             * (`name` or `name:port`); still only where a rule grants method CONNECT.
+             */
+            passthrough: z
+              .array(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a lowercase host or host:port'))
+              .default([]),
+            /** Leaf certificates cached by the gateway (LRU). @default 1000 */
+            leafCacheSize: z.number().int().min(1).max(100_000).default(1_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -67,7 +184,8 @@ export const configSchema = z
     policy: policyConfigSchema,
     runtime: z
       .object({
-        kind: z.enum(['docker']).default('docker'),
+        /** Which runtime creates sandboxes. @default "docker" */
+        kind: z.enum(['docker', 'kubernetes']).default('docker'),
         /** Image each session's sandbox runs. @default "airlock-sandbox:dev" */
         sandboxImage: z.string().min(1).default('airlock-sandbox:dev'),
         resources: z
@@ -95,6 +213,8 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** Kubernetes runtime settings (used when `kind` is "kubernetes"); see docs/kubernetes.md. */
+        kubernetes: kubernetesRuntimeSchema.prefault({}),
       })
       .strict()
       .prefault({}),

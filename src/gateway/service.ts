@@ -11,6 +11,8 @@ import { createAdminServer, listen } from './admin.js';
 import { EgressGateway } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { SessionTable } from './sessions.js';
+import { loadCa } from './tls/ca.js';
+import { LeafCache } from './tls/leaf-cache.js';
 
 /**
  * Settings of a gateway process (the `airlock gateway` command inside the gateway container). The
@@ -30,6 +32,32 @@ export const gatewayServiceSchema = z.strictObject({
   connectTimeoutMs: z.number().int().positive().default(5_000),
   headersTimeoutMs: z.number().int().positive().default(30_000),
   bodyTimeoutMs: z.number().int().positive().default(300_000),
+  /** HTTPS interception: the installation CA's directory (read-only; see tls/ca.ts). Unset: no interception. */
+  caDir: z.string().min(1).optional(),
+  /** Extra CAs (PEM text) trusted for upstream certificates. */
+  upstreamCaPem: z.string().optional(),
+  /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
+  passthrough: z.array(z.string()).default([]),
+  leafCacheSize: z.number().int().positive().default(1_000),
+  /**
+   * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
+   * `kubernetes` (a watch on the sandbox Pods by label: src/runtime/kubernetes/pod-sessions.ts).
+   */
+  sessionSource: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('admin') }),
+      z.strictObject({
+        kind: z.literal('kubernetes'),
+        /** Namespace of the sandbox Pods. */
+        namespace: z.string().min(1),
+        /** `airlock.io/instance` label value of the installation. */
+        instance: z.string().min(1).default('airlock'),
+        /** kubeconfig file; unset: the in-cluster ServiceAccount. */
+        kubeconfig: z.string().min(1).optional(),
+        context: z.string().min(1).optional(),
+      }),
+    ])
+    .default({ kind: 'admin' }),
 });
 export type GatewayServiceConfig = z.input<typeof gatewayServiceSchema>;
 
@@ -87,7 +115,26 @@ export async function startGatewayService(
       this.set(policy.current() ? 1 : 0);
     },
   });
-  const sessions = new SessionTable();
+  // --- session source (Kubernetes: a Pod watch; the proxy opens only after the initial list) ---
+  let podSource: { stop(): Promise<void> } | null = null;
+  let sessions = new SessionTable();
+  if (cfg.sessionSource.kind === 'kubernetes') {
+    const src = cfg.sessionSource;
+    const k8s = await import('../runtime/kubernetes/pod-sessions.js');
+    const { loadKubeConfig } = await import('../runtime/kubernetes/client.js');
+    const table = new k8s.WatchedSessionTable();
+    const source = new k8s.PodSessionSource(table, {
+      kubeConfig: loadKubeConfig(src),
+      namespace: src.namespace,
+      instance: src.instance,
+    });
+    await source.start().catch((err: unknown) => {
+      policy.close();
+      throw err;
+    });
+    sessions = table;
+    podSource = source;
+  }
   const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
   const gateway = new EgressGateway({
     policy,
@@ -100,6 +147,15 @@ export async function startGatewayService(
     connectTimeoutMs: cfg.connectTimeoutMs,
     headersTimeoutMs: cfg.headersTimeoutMs,
     bodyTimeoutMs: cfg.bodyTimeoutMs,
+    ...(cfg.upstreamCaPem ? { upstreamCaPem: cfg.upstreamCaPem } : {}),
+    ...(cfg.caDir
+      ? {
+          intercept: {
+            leaves: new LeafCache(loadCa(cfg.caDir), cfg.leafCacheSize),
+            passthrough: cfg.passthrough,
+          },
+        }
+      : {}),
   });
   const admin = createAdminServer({
     sessions,
@@ -123,6 +179,7 @@ export async function startGatewayService(
         admin.closeAllConnections();
       });
       await gateway.close();
+      await podSource?.stop();
       policy.close();
       await fileSink.close();
     },

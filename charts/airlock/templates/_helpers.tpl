@@ -1,0 +1,182 @@
+{{/*
+airlock.name: the chart name, or .Values.nameOverride. Truncated to 63 characters because Kubernetes
+label values (and DNS-1123 labels, which Service names must be) are limited to 63; the trailing "-" a
+cut can leave is trimmed because names must end with an alphanumeric character.
+*/}}
+{{- define "airlock.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+airlock.fullname: the base name of every object: .Values.fullnameOverride, else "<release>-<name>",
+else just the release name when it already contains the chart name. Truncated to 63 characters (see
+airlock.name). Component objects append a suffix ("-gateway", "-controller"); the longest suffix used
+is "-gateway-admin" (14 characters), so a fullname of at most 49 characters keeps every Service name
+valid. The schema caps fullnameOverride at 49; for generated names, keep release names short.
+*/}}
+{{- define "airlock.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+airlock.chart: "name-version" for the helm.sh/chart label ("+" is not allowed in label values).
+*/}}
+{{- define "airlock.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+airlock.selectorLabels: the labels Deployments select on. Never add anything that may change between
+upgrades here: a Deployment's selector is immutable. Takes a dict {ctx, component}.
+*/}}
+{{- define "airlock.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "airlock.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+airlock.labels: every object's labels: the selector labels plus version, managed-by, helm.sh/chart and
+.Values.commonLabels. Takes a dict {ctx, component}.
+*/}}
+{{- define "airlock.labels" -}}
+helm.sh/chart: {{ include "airlock.chart" .ctx }}
+{{ include "airlock.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: airlock
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+airlock.image: "registry/repository:tag@digest" from an image dict {registry, repository, tag, digest};
+tag defaults to the chart's appVersion; a digest pins the image whatever the tag says. Takes a dict
+{image, ctx}.
+*/}}
+{{- define "airlock.image" -}}
+{{- $repo := .image.repository }}
+{{- if .image.registry }}{{ $repo = printf "%s/%s" .image.registry .image.repository }}{{ end }}
+{{- $tag := default .ctx.Chart.AppVersion .image.tag }}
+{{- if .image.digest }}
+{{- printf "%s:%s@%s" $repo $tag .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Names of the component objects. */}}
+{{- define "airlock.controllerName" -}}{{ include "airlock.fullname" . }}-controller{{- end }}
+{{- define "airlock.gatewayName" -}}{{ include "airlock.fullname" . }}-gateway{{- end }}
+{{- define "airlock.gatewayAdminName" -}}{{ include "airlock.fullname" . }}-gateway-admin{{- end }}
+{{- define "airlock.sandboxName" -}}{{ include "airlock.fullname" . }}-sandbox{{- end }}
+{{- define "airlock.policiesName" -}}{{ include "airlock.fullname" . }}-policies{{- end }}
+
+{{/* The Secret holding the API and gateway admin tokens (an existing one when named). */}}
+{{- define "airlock.secretName" -}}
+{{- default (printf "%s-tokens" (include "airlock.fullname" .)) .Values.tokens.existingSecret }}
+{{- end }}
+
+{{/* ServiceAccount names. */}}
+{{- define "airlock.controllerServiceAccountName" -}}
+{{- default (include "airlock.controllerName" .) .Values.controller.serviceAccount.name }}
+{{- end }}
+{{- define "airlock.gatewayServiceAccountName" -}}
+{{- default (include "airlock.gatewayName" .) .Values.gateway.serviceAccount.name }}
+{{- end }}
+
+{{/* The `airlock.io/instance` label value on sandbox objects: the release name, kept apart per install. */}}
+{{- define "airlock.instance" -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+airlock.policyVolume: the volume holding model.conf, policy.csv and tests/. ConfigMap keys cannot hold
+"/", so files under tests/ are stored as "tests__<name>" and mapped back to tests/<name> here.
+*/}}
+{{- define "airlock.policyVolume" -}}
+{{- if eq .Values.policies.source "git" }}
+- name: policies
+  emptyDir:
+    sizeLimit: 64Mi
+{{- else }}
+- name: policies
+  configMap:
+    name: {{ default (include "airlock.policiesName" .) .Values.policies.existingConfigMap }}
+    {{- if ne .Values.policies.source "existingConfigMap" }}
+    items:
+      {{- range $key, $_ := (include "airlock.policyFiles" . | fromYaml) }}
+      - key: {{ $key }}
+        path: {{ $key | replace "__" "/" }}
+      {{- end }}
+    {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+airlock.policyFiles: the policy files as a YAML map of ConfigMap key -> content: files/policies/**
+(a link to the repository's policies/ directory) overlaid with .Values.policies.files.
+*/}}
+{{- define "airlock.policyFiles" -}}
+{{- $files := dict }}
+{{- range $path, $_ := .Files.Glob "files/policies/**" }}
+{{- $rel := trimPrefix "files/policies/" $path }}
+{{- $_ := set $files ($rel | replace "/" "__") ($.Files.Get $path) }}
+{{- end }}
+{{- range $rel, $content := .Values.policies.files }}
+{{- $_ := set $files ($rel | replace "/" "__") $content }}
+{{- end }}
+{{- toYaml $files }}
+{{- end }}
+
+{{/* The directory the policy store reads (git-sync publishes the checkout through a symlink). */}}
+{{- define "airlock.policyDir" -}}
+{{- if eq .Values.policies.source "git" }}/etc/airlock/policies/current{{ with .Values.policies.git.path }}/{{ . }}{{ end }}{{ else }}/etc/airlock/policies{{ end }}
+{{- end }}
+
+{{/*
+airlock.gitSync: a git-sync container (policies.source: git) publishing the checkout at
+/etc/airlock/policies/current through an atomically swapped symlink. Takes a dict {ctx, oneTime}:
+oneTime (the init container) makes the first checkout before the main container starts.
+*/}}
+{{- define "airlock.gitSync" -}}
+{{- $ctx := .ctx }}
+{{- $g := $ctx.Values.policies.git }}
+- name: {{ if .oneTime }}git-sync-init{{ else }}git-sync{{ end }}
+  image: {{ include "airlock.image" (dict "image" $g.image "ctx" $ctx) }}
+  imagePullPolicy: {{ $g.image.pullPolicy }}
+  args:
+    - --repo={{ $g.repository }}
+    - --ref={{ $g.ref }}
+    - --root=/etc/airlock/policies
+    - --link=current
+    - --period={{ $g.periodSeconds }}s
+    - --depth=1
+    {{- if .oneTime }}
+    - --one-time
+    {{- end }}
+  {{- with $g.credentialsSecret }}
+  envFrom:
+    - secretRef:
+        name: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $ctx.Values.containerSecurityContext | nindent 4 }}
+  resources:
+    {{- toYaml $g.resources | nindent 4 }}
+  volumeMounts:
+    - name: policies
+      mountPath: /etc/airlock/policies
+    - name: tmp
+      mountPath: /tmp
+{{- end }}

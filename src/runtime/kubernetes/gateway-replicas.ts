@@ -1,0 +1,100 @@
+import { createHash } from 'node:crypto';
+import { promises as dns } from 'node:dns';
+import { isIP } from 'node:net';
+import { GatewayUnavailableError } from '../../errors.js';
+import { GatewayClient, type GatewayStatus } from '../../sessions/gateway-client.js';
+import type { GatewaySession } from '../../sessions/types.js';
+
+/** How the control plane finds every gateway replica's admin API. */
+export interface ReplicaDiscovery {
+  /** Headless Service name resolving to one A/AAAA record per gateway Pod. */
+  service?: string | undefined;
+  /** Fixed admin base URLs (instead of `service`). */
+  urls?: string[] | undefined;
+  /** Admin port on each Pod found through `service`. */
+  port: number;
+  /** Admin bearer token, shared by every replica. */
+  token: string;
+  /** Per-call deadline, ms. @default 5000 */
+  timeoutMs?: number;
+}
+
+/**
+ * Every gateway replica's admin API at once. On Kubernetes the gateways learn sessions from their Pod
+ * watch (pod-sessions.ts); the control plane still calls each replica directly where it needs an answer
+ * from all of them: the kill switch (every replica has closed the session's sockets) and pushing a
+ * session's Pod IP as soon as `start()` sees it (so the first call from a new sandbox is recognised even
+ * if a replica's watch lags). Replicas are re-discovered on every call (DNS of the headless Service), so
+ * rolling updates and scaling need nothing special.
+ */
+export class GatewayReplicas {
+  constructor(private readonly d: ReplicaDiscovery) {
+    if (!d.service && !d.urls?.length)
+      throw new GatewayUnavailableError('gatewayAdmin: set service or urls to reach the gateway replicas');
+  }
+
+  /** Admin base URLs of the replicas right now. @throws GatewayUnavailableError when none is found. */
+  async endpoints(): Promise<string[]> {
+    if (this.d.urls?.length) return this.d.urls.map((u) => u.replace(/\/+$/, ''));
+    const name = this.d.service ?? '';
+    const found: string[] = [];
+    if (isIP(name)) found.push(name);
+    else {
+      const [v4, v6] = await Promise.allSettled([dns.resolve4(name), dns.resolve6(name)]);
+      if (v4.status === 'fulfilled') found.push(...v4.value);
+      if (v6.status === 'fulfilled') found.push(...v6.value);
+    }
+    if (found.length === 0)
+      throw new GatewayUnavailableError(`no gateway replica found: ${name} resolves to no address`);
+    return found.sort().map((ip) => `http://${ip.includes(':') ? `[${ip}]` : ip}:${this.d.port}`);
+  }
+
+  private async each<T>(fn: (c: GatewayClient, url: string) => Promise<T>): Promise<T[]> {
+    const urls = await this.endpoints();
+    const results = await Promise.allSettled(
+      urls.map((url) =>
+        fn(new GatewayClient({ adminUrl: url, adminToken: this.d.token }, this.d.timeoutMs), url),
+      ),
+    );
+    const failed = results
+      .map((r, i) => (r.status === 'rejected' ? `${urls[i]}: ${(r.reason as Error).message}` : null))
+      .filter((m): m is string => m !== null);
+    if (failed.length > 0)
+      throw new GatewayUnavailableError(
+        `${failed.length} of ${urls.length} gateway replicas failed: ${failed.join('; ')}`,
+      );
+    return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+  }
+
+  /**
+   * One status for all replicas: `instanceId` is a digest of every replica's id (it changes when any
+   * replica restarts or the set changes), `sessions` the largest table.
+   * @throws GatewayUnavailableError when a replica does not answer.
+   */
+  async status(): Promise<GatewayStatus> {
+    const all = await this.each((c) => c.status());
+    const ids = all.map((s) => s.instanceId).sort();
+    const versions = [...new Set(all.map((s) => s.policyVersion ?? 'none'))];
+    return {
+      instanceId: createHash('sha256').update(ids.join(',')).digest('hex').slice(0, 32),
+      startedAt: all.map((s) => s.startedAt).sort()[0] ?? new Date(0).toISOString(),
+      policyVersion: versions.length === 1 ? (all[0]?.policyVersion ?? null) : versions.join(','),
+      policyError: all.find((s) => s.policyError)?.policyError ?? null,
+      sessions: Math.max(0, ...all.map((s) => s.sessions)),
+    };
+  }
+
+  /** Registers (or updates) a session on every replica. @throws GatewayUnavailableError */
+  async register(session: GatewaySession): Promise<void> {
+    await this.each((c) => c.register(session));
+  }
+
+  /**
+   * Kill switch on every replica: resolves when each one has forgotten the session and closed its
+   * sockets; returns the number of sockets closed in all. @throws GatewayUnavailableError
+   */
+  async revoke(id: string): Promise<number> {
+    const n = await this.each((c) => c.revoke(id));
+    return n.reduce((a, b) => a + b, 0);
+  }
+}

@@ -1,0 +1,369 @@
+import { promises as dns } from 'node:dns';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  NetworkingV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Config } from '../../config/schema.js';
+import { RuntimeError, SessionConflictError } from '../../errors.js';
+import type { ExecResult, GatewayEndpoint, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import { GatewayAdminFacade } from './admin-facade.js';
+import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from './client.js';
+import { execInPod } from './exec.js';
+import { GatewayReplicas } from './gateway-replicas.js';
+import {
+  K8S_ANNOTATION,
+  K8S_LABEL,
+  SANDBOX_CONTAINER,
+  START_GATE,
+  sandboxObjectName,
+  sandboxSelector,
+} from './labels.js';
+import {
+  type ManifestSettings,
+  podOwner,
+  sandboxNetworkPolicy,
+  sandboxPod,
+  sandboxSecret,
+} from './manifests.js';
+
+/** Options beyond the config (tests, embedding). */
+export interface KubernetesRuntimeOptions {
+  /** A ready kubeconfig instead of `runtime.kubernetes.kubeconfig` / in-cluster. */
+  kubeConfig?: KubeConfig;
+  /** The gateway admin token instead of reading `gatewayAdmin.tokenFile`. */
+  adminToken?: string;
+  logger?: Logger;
+}
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+/** Poll interval while waiting for a started Pod to run, ms. */
+const START_POLL_MS = 250;
+
+/** Network plugins known to enforce NetworkPolicy, by the DaemonSet name they install in kube-system. */
+const ENFORCING_CNI_DAEMONSETS = [
+  'calico-node',
+  'cilium',
+  'antrea-agent',
+  'kube-router',
+  'weave-net',
+  'canal',
+];
+
+/**
+ * The Kubernetes runtime (@kubernetes/client-node). Per session, in `runtime.kubernetes.sandboxNamespace`:
+ * a Pod `airlock-<id>` (gated until `start`), a Secret with the proxy URL and credential, and a
+ * NetworkPolicy allowing egress only to the gateway Pods' proxy port; the Secret and NetworkPolicy are
+ * owned by the Pod. Labels and annotations hold every fact about a session (recovery by label, and the
+ * gateways' Pod watch); nothing lives only in memory. See docs/kubernetes.md.
+ *
+ * The gateways run as their own Deployment (the chart's) and learn sessions from the API server; the
+ * control plane reaches their admin APIs through GatewayReplicas, behind a local facade that keeps the
+ * SessionManager's GatewayClient contract (admin-facade.ts).
+ */
+export class KubernetesRuntime implements SandboxRuntime {
+  readonly kc: KubeConfig;
+  readonly core: CoreV1Api;
+  readonly net: NetworkingV1Api;
+  private readonly k: Config['runtime']['kubernetes'];
+  private readonly settings: ManifestSettings;
+  private facade: GatewayAdminFacade | null = null;
+  private replicas: GatewayReplicas | null = null;
+  private readonly logger: Logger | undefined;
+
+  /** @throws RuntimeError when the kubeconfig cannot be loaded. */
+  constructor(
+    private readonly cfg: Config,
+    private readonly opts: KubernetesRuntimeOptions = {},
+  ) {
+    this.k = cfg.runtime.kubernetes;
+    this.kc = opts.kubeConfig ?? loadKubeConfig(this.k);
+    this.core = this.kc.makeApiClient(CoreV1Api);
+    this.net = this.kc.makeApiClient(NetworkingV1Api);
+    this.logger = opts.logger;
+    this.settings = { kubernetes: this.k, resources: cfg.runtime.resources, gatewayPort: cfg.gateway.port };
+  }
+
+  private get ns(): string {
+    return this.k.sandboxNamespace;
+  }
+
+  /**
+   * Fails with a clear message when the API server or the sandbox namespace cannot be reached with this
+   * identity (lists Pods there, the least the runtime needs). @throws RuntimeError
+   */
+  async ping(): Promise<void> {
+    try {
+      await this.core.listNamespacedPod({ namespace: this.ns, limit: 1 });
+    } catch (err) {
+      const f = kubeFailure(err);
+      throw new RuntimeError(
+        `cannot list Pods in namespace ${this.ns} on ${this.kc.getCurrentCluster()?.server ?? '?'}: ${f.message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Whether the cluster is known to enforce NetworkPolicy: true when `networkPolicyEnforced` is set, or a
+   * known enforcing network plugin's DaemonSet is visible in kube-system. `detail` says why (or why it
+   * cannot tell, e.g. no permission to look, which is the chart's least-privilege default).
+   */
+  async networkPolicyEnforcement(): Promise<{ enforced: boolean; detail: string }> {
+    if (this.k.networkPolicyEnforced)
+      return {
+        enforced: true,
+        detail: 'runtime.kubernetes.networkPolicyEnforced is true (asserted by the operator)',
+      };
+    try {
+      const list = await this.kc
+        .makeApiClient(AppsV1Api)
+        .listNamespacedDaemonSet({ namespace: 'kube-system' });
+      const names = list.items.map((d) => d.metadata?.name ?? '');
+      const hit = names.find((n) => ENFORCING_CNI_DAEMONSETS.some((c) => n === c || n.startsWith(`${c}-`)));
+      return hit
+        ? { enforced: true, detail: `network plugin DaemonSet kube-system/${hit} enforces NetworkPolicy` }
+        : { enforced: false, detail: 'no known NetworkPolicy-enforcing network plugin found in kube-system' };
+    } catch (err) {
+      return { enforced: false, detail: `cannot inspect kube-system: ${kubeFailure(err).message}` };
+    }
+  }
+
+  async ensureGateway(): Promise<GatewayEndpoint> {
+    if (!this.facade) {
+      const a = this.k.gatewayAdmin;
+      let token = this.opts.adminToken;
+      if (!token) {
+        try {
+          token = readFileSync(a.tokenFile, 'utf8').trim();
+        } catch (err) {
+          throw new RuntimeError(
+            `cannot read the gateway admin token ${a.tokenFile}: ${(err as Error).message}`,
+            {
+              cause: err,
+            },
+          );
+        }
+      }
+      this.replicas = new GatewayReplicas({ service: a.service, urls: a.urls, port: a.port, token });
+      this.facade = new GatewayAdminFacade(this.replicas, { beforeRevoke: (id) => this.markRevoked(id) });
+    }
+    return this.facade.start();
+  }
+
+  /** The gateway address that goes into proxy URLs: `gatewayService` itself when an IP, else resolved. */
+  private async gatewayHost(): Promise<string> {
+    const host = this.k.gatewayService;
+    if (isIP(host)) return host;
+    try {
+      return (await dns.lookup(host)).address;
+    } catch (err) {
+      throw new RuntimeError(`cannot resolve the gateway Service ${host}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async prepare(spec: SandboxSpec): Promise<SandboxInfo> {
+    const gatewayHost = await this.gatewayHost();
+    const podSpec = sandboxPod(spec, this.settings);
+    let pod: V1Pod;
+    try {
+      pod = await this.core.createNamespacedPod({
+        namespace: this.ns,
+        body: podSpec,
+        fieldValidation: 'Strict',
+      });
+    } catch (err) {
+      throw wrapKube(`create Pod for session ${spec.sessionId}`, err);
+    }
+    const owner = podOwner(pod);
+    try {
+      await this.core.createNamespacedSecret({
+        namespace: this.ns,
+        body: sandboxSecret(spec, this.settings, gatewayHost, owner),
+        fieldValidation: 'Strict',
+      });
+      await this.net.createNamespacedNetworkPolicy({
+        namespace: this.ns,
+        body: sandboxNetworkPolicy(spec, this.settings, owner),
+        fieldValidation: 'Strict',
+      });
+    } catch (err) {
+      await this.removeObjects(spec.sessionId).catch((e: unknown) =>
+        this.logger?.error({ err: e, sessionId: spec.sessionId }, 'cleanup after a failed prepare failed'),
+      );
+      throw wrapKube(`create Secret/NetworkPolicy for session ${spec.sessionId}`, err);
+    }
+    return this.infoOf(pod);
+  }
+
+  /**
+   * Removes the start gate, waits (up to `startTimeoutSeconds`) until the Pod runs with an IP, then pushes
+   * the session with that IP to every gateway replica, so its first call is recognised at once.
+   * @throws RuntimeError on timeout, or when the Pod fails or is deleted meanwhile.
+   */
+  async start(sessionId: string): Promise<void> {
+    const name = sandboxObjectName(sessionId);
+    try {
+      await this.core.patchNamespacedPod(
+        { name, namespace: this.ns, body: { spec: { schedulingGates: null } } },
+        mergePatch,
+      );
+    } catch (err) {
+      throw wrapKube(`start sandbox ${sessionId}`, err);
+    }
+    const deadline = Date.now() + this.k.startTimeoutSeconds * 1000;
+    let pod: V1Pod;
+    for (;;) {
+      try {
+        pod = await this.core.readNamespacedPod({ name, namespace: this.ns });
+      } catch (err) {
+        throw wrapKube(`start sandbox ${sessionId}`, err);
+      }
+      const phase = pod.status?.phase;
+      if (phase === 'Failed' || phase === 'Succeeded' || pod.metadata?.deletionTimestamp)
+        throw new RuntimeError(`sandbox ${sessionId} ended before it ran (phase ${phase ?? 'unknown'})`);
+      if (phase === 'Running' && pod.status?.podIP) break;
+      if (Date.now() >= deadline) {
+        const why = pod.status?.conditions?.find((c) => c.status === 'False')?.message ?? phase ?? 'unknown';
+        throw new RuntimeError(
+          `sandbox ${sessionId} did not run within ${this.k.startTimeoutSeconds} s: ${why}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, START_POLL_MS));
+    }
+    const info = this.infoOf(pod);
+    await this.replicas?.register({
+      id: info.sessionId,
+      role: info.role,
+      address: info.address,
+      credentialSha256: info.credentialSha256,
+      expiresAtMs: info.expiresAt.getTime(),
+    });
+  }
+
+  async exec(
+    sessionId: string,
+    command: string[],
+    timeoutMs: number,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+  ): Promise<ExecResult> {
+    const name = sandboxObjectName(sessionId);
+    let pod: V1Pod;
+    try {
+      pod = await this.core.readNamespacedPod({ name, namespace: this.ns });
+    } catch (err) {
+      throw wrapKube(`exec in ${sessionId}`, err);
+    }
+    if (pod.status?.phase !== 'Running')
+      throw new SessionConflictError(
+        sessionId,
+        `sandbox Pod ${name} is ${pod.status?.phase ?? 'unknown'}, not Running`,
+      );
+    return execInPod(
+      this.kc,
+      { namespace: this.ns, pod: name, container: SANDBOX_CONTAINER },
+      command,
+      timeoutMs,
+      onOutput,
+    );
+  }
+
+  /** Labels the Pod revoked: every gateway replica's watch refuses the session from then on. */
+  async markRevoked(sessionId: string): Promise<void> {
+    try {
+      await this.core.patchNamespacedPod(
+        {
+          name: sandboxObjectName(sessionId),
+          namespace: this.ns,
+          body: { metadata: { labels: { [K8S_LABEL.revoked]: 'true' } } },
+        },
+        mergePatch,
+      );
+    } catch (err) {
+      if (!isNotFound(err)) throw wrapKube(`revoke session ${sessionId}`, err);
+    }
+  }
+
+  /**
+   * Kill switch, platform side: the Pod is labelled revoked (gateways refuse), then the NetworkPolicy goes
+   * (with the namespace's default-deny, the Pod has no way out at all), then the Pod (no grace period)
+   * and the Secret. What is already gone is skipped.
+   */
+  async remove(sessionId: string): Promise<void> {
+    await this.markRevoked(sessionId);
+    await this.removeObjects(sessionId);
+  }
+
+  private async removeObjects(sessionId: string): Promise<void> {
+    const name = sandboxObjectName(sessionId);
+    const steps: Array<[string, () => Promise<unknown>]> = [
+      ['NetworkPolicy', () => this.net.deleteNamespacedNetworkPolicy({ name, namespace: this.ns })],
+      ['Pod', () => this.core.deleteNamespacedPod({ name, namespace: this.ns, gracePeriodSeconds: 0 })],
+      ['Secret', () => this.core.deleteNamespacedSecret({ name, namespace: this.ns })],
+    ];
+    for (const [kind, del] of steps) {
+      try {
+        await del();
+      } catch (err) {
+        if (!isNotFound(err)) throw wrapKube(`delete ${kind} ${this.ns}/${name}`, err);
+      }
+    }
+  }
+
+  async list(): Promise<SandboxInfo[]> {
+    try {
+      const pods = await this.core.listNamespacedPod({
+        namespace: this.ns,
+        labelSelector: sandboxSelector(this.k.instance),
+      });
+      return pods.items.filter((p) => p.metadata?.labels?.[K8S_LABEL.session]).map((p) => this.infoOf(p));
+    } catch (err) {
+      throw wrapKube('list sandboxes', err);
+    }
+  }
+
+  /**
+   * A Pod as SandboxInfo. `address` is the Pod IP, or `pod:<name>` while it has none (a prepared or
+   * unscheduled Pod: the gateways bind the session when their watch sees the IP). `running` is false for
+   * Pods still gated (prepared, never started), ended, deleting or revoked.
+   */
+  private infoOf(pod: V1Pod): SandboxInfo {
+    const md = pod.metadata ?? {};
+    const labels = md.labels ?? {};
+    const ann = md.annotations ?? {};
+    const userLabels: Record<string, string> = {};
+    for (const [key, v] of Object.entries(labels))
+      if (key.startsWith(K8S_LABEL.userPrefix)) userLabels[key.slice(K8S_LABEL.userPrefix.length)] = v;
+    const phase = pod.status?.phase ?? 'Pending';
+    const gated = (pod.spec?.schedulingGates ?? []).some((g) => g.name === START_GATE);
+    return {
+      sessionId: labels[K8S_LABEL.session] ?? '',
+      role: ann[K8S_ANNOTATION.role] ?? '',
+      image: pod.spec?.containers[0]?.image ?? '',
+      address: pod.status?.podIP || `pod:${md.name ?? ''}`,
+      credentialSha256: ann[K8S_ANNOTATION.credentialSha256] ?? '',
+      createdAt: new Date(ann[K8S_ANNOTATION.createdAt] ?? 0),
+      expiresAt: new Date(ann[K8S_ANNOTATION.expiresAt] ?? 0),
+      createdBy: ann[K8S_ANNOTATION.createdBy] ?? '',
+      labels: userLabels,
+      running:
+        !gated &&
+        (phase === 'Pending' || phase === 'Running') &&
+        !md.deletionTimestamp &&
+        labels[K8S_LABEL.revoked] === undefined,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.facade?.close();
+  }
+}

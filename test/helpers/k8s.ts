@@ -1,0 +1,383 @@
+/**
+ * An envtest-style Kubernetes for tests: a real etcd and a real kube-apiserver (built from source by
+ * scripts/k8s-tools.sh) on loopback, with generated certificates and keys, RBAC on, and no nodes (Pods
+ * stay Pending unless a test plays the kubelet by patching their status as the admin).
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+
+const run = promisify(execFile);
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Paths and versions of the built tools (from `scripts/k8s-tools.sh --paths`). */
+export interface K8sTools {
+  kubeApiserver: string;
+  etcd: string;
+  helm: string;
+  versions: { kubernetes: string; etcd: string; helm: string };
+}
+
+/**
+ * Finds the tools built by scripts/k8s-tools.sh. Never builds and never skips.
+ * @throws Error naming the command to run when a tool is missing.
+ */
+export function k8sTools(): K8sTools {
+  let out: string;
+  try {
+    out = execFileSync('bash', [path.join(repoRoot, 'scripts/k8s-tools.sh'), '--paths'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    throw new Error(
+      `Kubernetes test tools are missing: ${stderr || (err as Error).message}\n` +
+        `Build them once (about 10-20 minutes cold, cached outside the repo) with: bash scripts/k8s-tools.sh`,
+      { cause: err },
+    );
+  }
+  const kv = Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  return {
+    kubeApiserver: kv.KUBE_APISERVER ?? '',
+    etcd: kv.ETCD ?? '',
+    helm: kv.HELM ?? '',
+    versions: {
+      kubernetes: kv.KUBERNETES_VERSION ?? '',
+      etcd: kv.ETCD_VERSION ?? '',
+      helm: kv.HELM_VERSION ?? '',
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (released before return; the usual small race is accepted). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(
+  what: string,
+  ms: number,
+  probe: () => Promise<boolean>,
+  proc?: ChildProcess,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (proc && proc.exitCode !== null) throw new Error(`${what} exited with code ${proc.exitCode}`);
+    try {
+      if (await probe()) return;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} not ready within ${ms} ms ${last}`);
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A running test cluster (API server + etcd). */
+export interface TestCluster {
+  /** `https://127.0.0.1:<port>` */
+  server: string;
+  /** PEM of the CA that signed the API server's certificate. */
+  caPem: string;
+  /** Static token of `admin` (group system:masters). */
+  adminToken: string;
+  /** kubeconfig file for the admin. */
+  adminKubeconfig: string;
+  dir: string;
+  tools: K8sTools;
+  /** A fresh admin KubeConfig. */
+  admin(): KubeConfig;
+  /** KubeConfig (and file) for a bearer token, e.g. a ServiceAccount's from TokenRequest. */
+  kubeConfigForToken(token: string, name: string): { kc: KubeConfig; file: string };
+  /** A ServiceAccount token from the TokenRequest API (1 h), as the kubelet would mount it. */
+  serviceAccountToken(namespace: string, serviceAccount: string): Promise<string>;
+  /** Runs helm against this cluster; resolves with stdout, rejects with stderr in the message. */
+  helm(args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function kubeconfigYaml(server: string, caPem: string, user: string, token: string): string {
+  const ca = Buffer.from(caPem).toString('base64');
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    `- name: test`,
+    `  cluster: {server: "${server}", certificate-authority-data: "${ca}"}`,
+    'users:',
+    `- name: ${user}`,
+    `  user: {token: "${token}"}`,
+    'contexts:',
+    `- name: test`,
+    `  context: {cluster: test, user: ${user}}`,
+    'current-context: test',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Starts etcd and kube-apiserver on loopback (about 5-15 s). Logs go to `<dir>/etcd.log` and
+ * `<dir>/kube-apiserver.log`; the directory is removed by `stop()`.
+ * @throws Error when a tool is missing (see k8sTools) or a process does not become ready.
+ */
+export async function startTestCluster(): Promise<TestCluster> {
+  const tools = k8sTools();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'airlock-k8s-'));
+  const pki = path.join(dir, 'pki');
+  mkdirSync(pki);
+  // CA + serving certificate for 127.0.0.1/localhost.
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=airlock-test-ca',
+    ],
+    pki,
+  );
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'apiserver.key',
+      '-out',
+      'apiserver.csr',
+      '-subj',
+      '/CN=kube-apiserver',
+    ],
+    pki,
+  );
+  writeFileSync(
+    path.join(pki, 'san.ext'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n',
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'apiserver.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'apiserver.crt',
+      '-days',
+      '2',
+      '-extfile',
+      'san.ext',
+    ],
+    pki,
+  );
+  // ServiceAccount token signing key pair.
+  const sa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(path.join(pki, 'sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(path.join(pki, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
+  const adminToken = `admin-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  writeFileSync(path.join(pki, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`);
+  const caPem = readFileSync(path.join(pki, 'ca.crt'), 'utf8');
+
+  const procs: ChildProcess[] = [];
+  const startProc = (bin: string, args: string[], log: string): ChildProcess => {
+    const out = createWriteStream(path.join(dir, log));
+    const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout?.pipe(out);
+    p.stderr?.pipe(out);
+    procs.push(p);
+    return p;
+  };
+  const stop = async (): Promise<void> => {
+    for (const p of procs.reverse()) {
+      if (p.exitCode !== null) continue;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+      if (p.exitCode === null) p.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+    const etcd = startProc(
+      tools.etcd,
+      [
+        '--name=test',
+        `--data-dir=${path.join(dir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+        `--initial-cluster=test=http://127.0.0.1:${peerPort}`,
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ],
+      'etcd.log',
+    );
+    await waitFor('etcd', 30_000, async () => (await fetch(`${etcdUrl}/health`)).ok, etcd);
+
+    const api = startProc(
+      tools.kubeApiserver,
+      [
+        `--etcd-servers=${etcdUrl}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${apiPort}`,
+        `--cert-dir=${path.join(dir, 'certs')}`,
+        `--tls-cert-file=${path.join(pki, 'apiserver.crt')}`,
+        `--tls-private-key-file=${path.join(pki, 'apiserver.key')}`,
+        `--token-auth-file=${path.join(pki, 'tokens.csv')}`,
+        '--authorization-mode=RBAC',
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        `--service-account-key-file=${path.join(pki, 'sa.pub')}`,
+        `--service-account-signing-key-file=${path.join(pki, 'sa.key')}`,
+        '--api-audiences=https://kubernetes.default.svc.cluster.local',
+        '--service-cluster-ip-range=10.96.0.0/16',
+        '--allow-privileged=false',
+        '--enable-priority-and-fairness=false',
+        '--profiling=false',
+        '--endpoint-reconciler-type=none',
+        '--v=1',
+      ],
+      'kube-apiserver.log',
+    );
+    const server = `https://127.0.0.1:${apiPort}`;
+    const adminKubeconfig = path.join(dir, 'admin.kubeconfig');
+    writeFileSync(adminKubeconfig, kubeconfigYaml(server, caPem, 'admin', adminToken), { mode: 0o600 });
+    const admin = (): KubeConfig => {
+      const kc = new KubeConfig();
+      kc.loadFromFile(adminKubeconfig);
+      return kc;
+    };
+    await waitFor(
+      'kube-apiserver',
+      90_000,
+      async () => {
+        const res = await run('curl', [
+          '-sS',
+          '--cacert',
+          path.join(pki, 'ca.crt'),
+          '-H',
+          `Authorization: Bearer ${adminToken}`,
+          `${server}/readyz`,
+        ]);
+        return res.stdout.trim() === 'ok';
+      },
+      api,
+    );
+    // The default namespace exists once the bootstrap controllers ran; ServiceAccounts need it for nothing.
+    return {
+      server,
+      caPem,
+      adminToken,
+      adminKubeconfig,
+      dir,
+      tools,
+      admin,
+      kubeConfigForToken(token, name) {
+        const file = path.join(dir, `${name}.kubeconfig`);
+        writeFileSync(file, kubeconfigYaml(server, caPem, name, token), { mode: 0o600 });
+        const kc = new KubeConfig();
+        kc.loadFromFile(file);
+        return { kc, file };
+      },
+      async serviceAccountToken(namespace, serviceAccount) {
+        const core = admin().makeApiClient(CoreV1Api);
+        const tr = await core.createNamespacedServiceAccountToken({
+          name: serviceAccount,
+          namespace,
+          body: {
+            spec: { audiences: ['https://kubernetes.default.svc.cluster.local'], expirationSeconds: 3600 },
+          },
+        });
+        const token = tr.status?.token;
+        if (!token) throw new Error(`TokenRequest for ${namespace}/${serviceAccount} returned no token`);
+        return token;
+      },
+      async helm(args) {
+        try {
+          const r = await run(tools.helm, [...args, '--kubeconfig', adminKubeconfig], {
+            cwd: repoRoot,
+            maxBuffer: 64 * 1024 * 1024,
+            env: {
+              ...process.env,
+              HELM_CACHE_HOME: path.join(dir, 'helm-cache'),
+              HELM_CONFIG_HOME: path.join(dir, 'helm-config'),
+              HELM_DATA_HOME: path.join(dir, 'helm-data'),
+            },
+          });
+          return r.stdout;
+        } catch (err) {
+          throw new Error(
+            `helm ${args.join(' ')} failed: ${String((err as { stderr?: unknown }).stderr ?? err)}`,
+            { cause: err },
+          );
+        }
+      },
+      stop,
+    };
+  } catch (err) {
+    const logs = ['etcd.log', 'kube-apiserver.log']
+      .map((f) => {
+        try {
+          return `--- ${f}\n${readFileSync(path.join(dir, f), 'utf8').slice(-3000)}`;
+        } catch {
+          return '';
+        }
+      })
+      .join('\n');
+    await stop();
+    throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
+  }
+}
+
+/** Runs helm without a cluster (lint, template): resolves with stdout, rejects with stderr in the message. */
+export async function helm(tools: K8sTools, args: string[]): Promise<string> {
+  try {
+    const r = await run(tools.helm, args, { cwd: repoRoot, maxBuffer: 64 * 1024 * 1024 });
+    return r.stdout;
+  } catch (err) {
+    throw new Error(`helm ${args.join(' ')} failed: ${String((err as { stderr?: unknown }).stderr ?? err)}`, {
+      cause: err,
+    });
+  }
+}
