@@ -1,7 +1,7 @@
 # Airlock images: one file, two targets (see docs/images.md).
 #
 #   gateway  the egress gateway: node /app/dist/cli/main.js gateway, non-root (uid 10002), port 3128
-#   sandbox  a session's sandbox: curl, git, node, busybox tools; user agent (uid 10001)
+#   sandbox  a session's sandbox: curl, git, node, python3 + requests, busybox tools; user agent (uid 10001)
 #
 # The build context is a staged directory (made by src/images/build.ts, `airlock images build`)
 # holding dist/ (built on the host), policies/, package.json, package-lock.json and production-only
@@ -34,13 +34,14 @@ COPY dist ./dist
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS sandbox
-# Online bases lack curl/git/busybox: install them. The offline base has them: nothing to do.
+# Online bases lack curl/git/busybox/python3-requests: install them. The offline base has them.
 # busybox applets (wget, nc, ip, vi, ...) are linked only where no real command exists.
 # No set-uid/set-gid programs: nothing in a sandbox may gain privileges.
 RUN set -eu; \
-    if ! command -v curl >/dev/null || ! command -v git >/dev/null || ! command -v busybox >/dev/null; then \
+    if ! command -v curl >/dev/null || ! command -v git >/dev/null || ! command -v busybox >/dev/null \
+        || ! python3 -c 'import requests' >/dev/null 2>&1; then \
       apt-get update; \
-      apt-get install -y --no-install-recommends curl git busybox ca-certificates; \
+      apt-get install -y --no-install-recommends curl git busybox ca-certificates python3-minimal python3-requests; \
       rm -rf /var/lib/apt/lists/*; \
     fi; \
     bb="$(command -v busybox)"; \
@@ -54,7 +55,7 @@ RUN set -eu; \
     chown 10001:10001 /home/agent; \
     chmod 0755 /home/agent; \
     find / -xdev -type f -perm /6000 -exec chmod ug-s {} +; \
-    node --version; curl --version | head -n1; git --version
+    node --version; curl --version | head -n1; git --version; python3 -c 'import requests; print("requests", requests.__version__)'
 ENV HOME=/home/agent
 WORKDIR /home/agent
 USER 10001:10001

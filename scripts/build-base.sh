@@ -22,6 +22,7 @@ SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SO
 SEED_PACKAGES=(
   base-files libc6 libc-bin libgcc-s1 libstdc++6 dash bash coreutils sed grep mawk findutils gzip
   tar debianutils netbase busybox curl git ca-certificates
+  python3-minimal python3-requests
 )
 # Left out on purpose although `git` depends on them: git's perl-written extras (send-email, svn,
 # ...) are not needed in a sandbox, and the perl stack would add ~50 MiB. `perl-base` (the

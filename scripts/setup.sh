@@ -16,7 +16,8 @@ export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_MIN="22.19"
-DEBIAN_PACKAGES=(docker.io etcd-server etcd-client squid iptables busybox curl git ca-certificates)
+DEBIAN_PACKAGES=(docker.io etcd-server etcd-client squid iptables busybox curl git ca-certificates
+  nginx-light fcgiwrap python3-requests openssl)
 DOCKERD_LOG=/var/log/airlock-dockerd.log
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -56,6 +57,17 @@ version_ge() { # version_ge A B: A >= B (dotted numeric)
   [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
 }
 
+# --- Debian packages -------------------------------------------------------------------------
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  is_installed "${pkg}" || missing+=("${pkg}")
+done
+if [[ "${#missing[@]}" -gt 0 ]]; then
+  apt_install "${missing[@]}"
+else
+  say "debian packages present: ${DEBIAN_PACKAGES[*]}"
+fi
+
 # --- Node ------------------------------------------------------------------------------------
 node_version() { node -p 'process.versions.node' 2>/dev/null || true; }
 current_node="$(node_version)"
@@ -74,20 +86,9 @@ else
   say "node ${current_node} ($(command -v node)) installed"
 fi
 
-# --- Debian packages -------------------------------------------------------------------------
-missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
-  is_installed "${pkg}" || missing+=("${pkg}")
-done
-if [[ "${#missing[@]}" -gt 0 ]]; then
-  apt_install "${missing[@]}"
-else
-  say "debian packages present: ${DEBIAN_PACKAGES[*]}"
-fi
-
 # --- Services the tests start themselves -----------------------------------------------------
-# Only stop what the Debian packages started; tests run their own etcd/squid on random ports.
-for svc in etcd squid; do
+# Only stop what the Debian packages started; tests run their own etcd/squid/nginx on their own ports.
+for svc in etcd squid nginx fcgiwrap; do
   if [[ -d /run/systemd/system ]]; then
     if systemctl is-active --quiet "${svc}" 2>/dev/null || systemctl is-enabled --quiet "${svc}" 2>/dev/null; then
       say "stopping and disabling system service ${svc}"

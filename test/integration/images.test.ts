@@ -67,7 +67,7 @@ describe('sandbox image', () => {
     expect(cfg.Labels?.['airlock.image']).toBe('sandbox');
   });
 
-  it('has curl, git, node and busybox tools, and no set-uid programs, under the sandbox settings', async () => {
+  it('has curl, git, node, python3 with requests and busybox tools, and no set-uid programs, under the sandbox settings', async () => {
     await requireEngineAndImages();
     const out = await docker(
       'run',
@@ -86,6 +86,7 @@ describe('sandbox image', () => {
         'curl --version | head -n1',
         'git --version',
         'node -e "console.log(\'node \' + process.versions.node)"',
+        'python3 -c "import requests; print(\'python requests \' + requests.__version__)"',
         'for t in wget nc ip vi; do command -v "$t" >/dev/null && echo "has $t"; done',
         'echo "setuid:$(find / -xdev -type f -perm /6000 2>/dev/null | wc -l)"',
         'touch "$HOME/written" && echo "home writable"',
@@ -97,6 +98,7 @@ describe('sandbox image', () => {
     const node = /^node (\d+)\.(\d+)/m.exec(out);
     expect(node, out).not.toBeNull();
     expect(Number(node?.[1]) * 1000 + Number(node?.[2])).toBeGreaterThanOrEqual(22_019);
+    expect(out).toMatch(/^python requests \d+\./m);
     for (const t of ['wget', 'nc', 'ip', 'vi']) expect(out).toContain(`has ${t}`);
     expect(out).toContain('setuid:0');
     expect(out).toContain('home writable');
