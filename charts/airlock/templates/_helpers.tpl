@@ -9,20 +9,22 @@ cut can leave is trimmed because names must end with an alphanumeric character.
 
 {{/*
 airlock.fullname: the base name of every object: .Values.fullnameOverride, else "<release>-<name>",
-else just the release name when it already contains the chart name. Truncated to 63 characters (see
-airlock.name). Component objects append a suffix ("-gateway", "-controller"); the longest suffix used
-is "-gateway-admin" (14 characters), so a fullname of at most 49 characters keeps every Service name
-valid. The schema caps fullnameOverride at 49; for generated names, keep release names short.
+else just the release name when it already contains the chart name. Kubernetes names of Services (and
+label values) are DNS-1123 labels of at most 63 characters; component objects append a suffix, the
+longest being "-gateway-admin" (14 characters), so the base is truncated to 63 - 14 = 49 characters
+and every derived name stays valid. A cut can leave a trailing "-", which names may not end with, so
+it is trimmed. Two releases whose names agree in their first 49 characters would collide: keep
+release names short.
 */}}
 {{- define "airlock.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 49 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name | trunc 49 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 49 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -1,0 +1,266 @@
+/**
+ * charts/airlock with the real helm (built by scripts/k8s-tools.sh): lint and template every
+ * ci/*-values.yaml scenario, validate every rendered object against the Kubernetes OpenAPI schemas
+ * (kubernetes-models), check the secure defaults, and check that bad values fail on the chart's schema
+ * naming the key path. No cluster needed (see k8s-cluster.test.ts for the install).
+ */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { helm, k8sTools, repoRoot, type K8sTools } from '../helpers/k8s.js';
+
+const chart = path.join(repoRoot, 'charts/airlock');
+const scenarios = readdirSync(path.join(chart, 'ci'))
+  .filter((f) => f.endsWith('-values.yaml'))
+  .sort();
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  spec?: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+let tools: K8sTools;
+
+beforeAll(() => {
+  tools = k8sTools(); // throws with "run bash scripts/k8s-tools.sh" when the tools are missing
+});
+
+async function render(args: string[]): Promise<K8sObject[]> {
+  const out = await helm(tools, ['template', 'airlock', chart, '--namespace', 'airlock', ...args]);
+  return YAML.parseAllDocuments(out)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+}
+
+/** Validates an object with kubernetes-models (the Kubernetes OpenAPI schema of its apiVersion/kind). */
+async function validate(obj: K8sObject): Promise<void> {
+  const [group, version] = obj.apiVersion.includes('/') ? obj.apiVersion.split('/') : ['', obj.apiVersion];
+  const mod = (await import(`kubernetes-models/${group ? `${group}/` : ''}${version}`)) as Record<
+    string,
+    new (o: unknown) => { validate(): void }
+  >;
+  const Model = mod[obj.kind];
+  expect(Model, `kubernetes-models has ${obj.apiVersion} ${obj.kind}`).toBeDefined();
+  new Model!(obj).validate();
+}
+
+const byKind = (objs: K8sObject[], kind: string): K8sObject[] => objs.filter((o) => o.kind === kind);
+const one = (objs: K8sObject[], kind: string, name: string): K8sObject => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  expect(o, `${kind} ${name}`).toBeDefined();
+  return o!;
+};
+
+describe('charts/airlock (helm, no cluster)', () => {
+  it('has ci scenarios', () => {
+    expect(scenarios.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it.each(scenarios)('helm lint --strict passes with ci/%s', async (file) => {
+    const out = await helm(tools, ['lint', '--strict', chart, '-f', path.join(chart, 'ci', file)]);
+    expect(out).toContain('0 chart(s) failed');
+  });
+
+  it.each(scenarios)(
+    'every object rendered with ci/%s is valid against the Kubernetes schemas',
+    async (file) => {
+      const objs = await render(['-f', path.join(chart, 'ci', file)]);
+      expect(objs.length).toBeGreaterThan(10);
+      for (const o of objs) {
+        await validate(o);
+        expect(o.metadata.name.length, `${o.kind} ${o.metadata.name}`).toBeLessThanOrEqual(63);
+        expect(o.metadata.labels?.['app.kubernetes.io/managed-by'], `${o.kind} ${o.metadata.name}`).toBe(
+          'Helm',
+        );
+        expect(o.metadata.labels?.['helm.sh/chart']).toMatch(/^airlock-/);
+      }
+      // Nothing cluster-wide except (optionally) the sandbox namespace.
+      expect(objs.filter((o) => ['ClusterRole', 'ClusterRoleBinding'].includes(o.kind))).toEqual([]);
+    },
+  );
+
+  it('validation catches a broken object (the validator is not a no-op)', async () => {
+    await expect(
+      validate({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'x' },
+        spec: { replicas: 'two' },
+      }),
+    ).rejects.toThrow(/replicas/);
+  });
+
+  describe('defaults', () => {
+    let objs: K8sObject[];
+    beforeAll(async () => {
+      objs = await render([]);
+    });
+
+    it('runs every Pod hardened: non-root, seccomp, no privilege escalation, drop ALL, read-only root', () => {
+      const pods = [
+        ...byKind(objs, 'Deployment').map((d) => (d.spec as { template: { spec: PodSpec } }).template.spec),
+        ...byKind(objs, 'Pod').map((p) => p.spec as unknown as PodSpec),
+      ];
+      expect(pods).toHaveLength(3);
+      for (const p of pods) {
+        expect(p.securityContext).toMatchObject({
+          runAsNonRoot: true,
+          seccompProfile: { type: 'RuntimeDefault' },
+        });
+        for (const c of [...(p.initContainers ?? []), ...p.containers]) {
+          expect(c.securityContext, c.name).toMatchObject({
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            privileged: false,
+            capabilities: { drop: ['ALL'] },
+          });
+        }
+      }
+    });
+
+    it('gateway: 2 replicas, a PodDisruptionBudget, a headless admin Service for every replica', () => {
+      const gw = one(objs, 'Deployment', 'airlock-gateway');
+      expect((gw.spec as { replicas: number }).replicas).toBe(2);
+      const pdb = one(objs, 'PodDisruptionBudget', 'airlock-gateway');
+      expect(pdb.spec).toMatchObject({
+        minAvailable: 1,
+        selector: { matchLabels: { 'app.kubernetes.io/component': 'gateway' } },
+      });
+      const admin = one(objs, 'Service', 'airlock-gateway-admin');
+      expect(admin.spec).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true });
+      const cfg = JSON.parse(
+        (gw.spec as { template: { spec: PodSpec } }).template.spec.containers[0]!.env!.find(
+          (e) => e.name === 'AIRLOCK_GATEWAY_CONFIG',
+        )!.value!,
+      ) as { sessionSource: unknown };
+      expect(cfg.sessionSource).toEqual({
+        kind: 'kubernetes',
+        namespace: 'airlock-sandboxes',
+        instance: 'airlock',
+      });
+    });
+
+    it('RBAC: Roles only in the sandbox namespace, exactly the verbs the runtime uses', () => {
+      const roles = byKind(objs, 'Role');
+      expect(roles.map((r) => r.metadata.namespace)).toEqual(['airlock-sandboxes', 'airlock-sandboxes']);
+      const controller = one(objs, 'Role', 'airlock-controller') as unknown as { rules: Rule[] };
+      expect(controller.rules).toEqual([
+        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'create', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['pods/exec'], verbs: ['get', 'create'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
+        { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['create', 'delete'] },
+      ]);
+      const gateway = one(objs, 'Role', 'airlock-gateway') as unknown as { rules: Rule[] };
+      expect(gateway.rules).toEqual([
+        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      ]);
+      for (const rb of byKind(objs, 'RoleBinding')) expect(rb.metadata.namespace).toBe('airlock-sandboxes');
+    });
+
+    it('sandbox namespace: Pod Security restricted and a default-deny NetworkPolicy', () => {
+      const ns = one(objs, 'Namespace', 'airlock-sandboxes');
+      expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
+      const np = one(objs, 'NetworkPolicy', 'airlock-sandbox-deny');
+      expect(np.metadata.namespace).toBe('airlock-sandboxes');
+      expect(np.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+    });
+
+    it('policies: a ConfigMap built from policies/, tests/ mapped back into a directory', () => {
+      const cm = one(objs, 'ConfigMap', 'airlock-policies') as unknown as { data: Record<string, string> };
+      expect(Object.keys(cm.data).sort()).toEqual([
+        'model.conf',
+        'policy.csv',
+        'tests__etcd.yaml',
+        'tests__forum.yaml',
+      ]);
+      expect(cm.data['policy.csv']).toContain('g, analyst, base');
+      const gw = one(objs, 'Deployment', 'airlock-gateway');
+      const vol = (
+        gw.spec as {
+          template: { spec: { volumes: Array<{ name: string; configMap?: { items: unknown[] } }> } };
+        }
+      ).template.spec.volumes.find((v) => v.name === 'policies');
+      expect(vol?.configMap?.items).toContainEqual({ key: 'tests__forum.yaml', path: 'tests/forum.yaml' });
+    });
+
+    it('the API token lives in a Secret, referenced by the controller', () => {
+      const secret = one(objs, 'Secret', 'airlock-tokens') as unknown as { data: Record<string, string> };
+      expect(Buffer.from(secret.data['api-token']!, 'base64').toString().length).toBeGreaterThanOrEqual(32);
+      const ctl = one(objs, 'Deployment', 'airlock-controller');
+      expect(JSON.stringify(ctl.spec)).toContain(
+        '"secretKeyRef":{"name":"airlock-tokens","key":"api-token"}',
+      );
+    });
+
+    it('has a helm test Pod', () => {
+      const t = byKind(objs, 'Pod')[0]!;
+      expect(t.metadata).toMatchObject({ annotations: { 'helm.sh/hook': 'test' } });
+    });
+  });
+
+  it('images: registry/repository:tag@digest', async () => {
+    const objs = await render(['-f', path.join(chart, 'ci/hardened-values.yaml')]);
+    const gw = one(objs, 'Deployment', 'airlock-gateway');
+    expect((gw.spec as { template: { spec: PodSpec } }).template.spec.containers[0]!.image).toBe(
+      'registry.example.com/platform/airlock-gateway:0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+    );
+    const cm = one(objs, 'ConfigMap', 'airlock-controller') as unknown as { data: Record<string, string> };
+    const cfg = YAML.parse(cm.data['config.yaml']!) as {
+      runtime: { sandboxImage: string; kubernetes: Record<string, unknown> };
+    };
+    expect(cfg.runtime.sandboxImage).toMatch(
+      /^registry\.example\.com\/platform\/airlock-sandbox:0\.1\.0@sha256:/,
+    );
+    expect(cfg.runtime.kubernetes).toMatchObject({ runtimeClassName: 'gvisor', dns: { enabled: true } });
+  });
+
+  it('names stay valid DNS labels for the longest release name helm allows (53 characters)', async () => {
+    const release = 'a'.repeat(53);
+    const out = await helm(tools, ['template', release, chart, '--namespace', 'airlock']);
+    const objs = YAML.parseAllDocuments(out).map((d) => d.toJS() as K8sObject);
+    for (const o of objs.filter(Boolean)) {
+      expect(o.metadata.name.length, o.metadata.name).toBeLessThanOrEqual(63);
+      expect(o.metadata.name).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
+    }
+  });
+
+  describe('bad values fail on the schema, naming the key path', () => {
+    const cases: Array<[string, string[], RegExp]> = [
+      ['wrong type', ['--set', 'gateway.replicas=two'], /\/gateway\/replicas.*got string, want integer/],
+      ['unknown key', ['--set', 'gateway.replicaz=2'], /\/gateway.*replicaz/],
+      ['unknown nested key', ['--set', 'sandbox.resources.gpus=1'], /\/sandbox\/resources.*gpus/],
+      ['out of range', ['--set', 'sandbox.resources.memoryMiB=8'], /\/sandbox\/resources\/memoryMiB/],
+      ['enum', ['--set', 'policies.source=s3'], /\/policies\/source/],
+      ['more than one controller', ['--set', 'controller.replicas=2'], /\/controller\/replicas/],
+      ['bad digest', ['--set', 'image.digest=latest'], /\/image\/digest/],
+      ['git without a repository', ['--set', 'policies.source=git'], /\/policies\/git\/repository/],
+      ['short API token', ['--set', 'tokens.apiToken=short'], /\/tokens\/apiToken/],
+    ];
+    it.each(cases)('%s', async (_name, args, expected) => {
+      await expect(render(args)).rejects.toThrow(expected);
+    });
+  });
+});
+
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+interface Container {
+  name: string;
+  image: string;
+  env?: Array<{ name: string; value?: string }>;
+  securityContext?: Record<string, unknown>;
+}
+
+interface PodSpec {
+  securityContext?: Record<string, unknown>;
+  initContainers?: Container[];
+  containers: Container[];
+}
