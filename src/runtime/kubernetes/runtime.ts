@@ -303,6 +303,7 @@ export class KubernetesRuntime implements SandboxRuntime {
     await this.removeObjects(sessionId);
   }
 
+  /** Deletes NetworkPolicy, Pod and Secret; tries all three, then throws the first failure (404s are fine). */
   private async removeObjects(sessionId: string): Promise<void> {
     const name = sandboxObjectName(sessionId);
     const steps: Array<[string, () => Promise<unknown>]> = [
@@ -310,13 +311,15 @@ export class KubernetesRuntime implements SandboxRuntime {
       ['Pod', () => this.core.deleteNamespacedPod({ name, namespace: this.ns, gracePeriodSeconds: 0 })],
       ['Secret', () => this.core.deleteNamespacedSecret({ name, namespace: this.ns })],
     ];
+    let first: Error | null = null;
     for (const [kind, del] of steps) {
       try {
         await del();
       } catch (err) {
-        if (!isNotFound(err)) throw wrapKube(`delete ${kind} ${this.ns}/${name}`, err);
+        if (!isNotFound(err)) first ??= wrapKube(`delete ${kind} ${this.ns}/${name}`, err);
       }
     }
+    if (first) throw first;
   }
 
   async list(): Promise<SandboxInfo[]> {
