@@ -577,6 +577,24 @@ describe('sessions on Kubernetes, control plane as the chart ServiceAccount', ()
     }
   });
 
+  it('a gateway that cannot watch the sandbox Pods does not start (fails closed)', async () => {
+    const bogus = cluster.kubeConfigForToken('not-a-valid-token', 'bogus').file;
+    await expect(
+      startGatewayService(
+        {
+          port: 0,
+          adminPort: 0,
+          listenHost: '127.0.0.1',
+          policyDir: path.join(repoRoot, 'policies'),
+          auditFile: path.join(work, 'audit-bogus.jsonl'),
+          auditStdout: false,
+          sessionSource: { kind: 'kubernetes', namespace: SANDBOX_NS, instance: RELEASE, kubeconfig: bogus },
+        },
+        ADMIN_TOKEN,
+      ),
+    ).rejects.toThrow(/cannot watch Pods in airlock-sandboxes/);
+  });
+
   it('kill switch: every replica refuses first (Pod labelled revoked), then Pod, Secret and NetworkPolicy go', async () => {
     const view = await manager.create({ role: 'analyst' }, 'tester');
     const name = `airlock-${view.id}`;

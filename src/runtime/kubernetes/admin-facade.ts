@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -60,13 +60,18 @@ export class GatewayAdminFacade {
     });
   }
 
+  private authorized(header: string | undefined): boolean {
+    const digest = (v: string): Buffer => createHash('sha256').update(v).digest();
+    return timingSafeEqual(digest(header ?? ''), digest(`Bearer ${this.token}`));
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const send = (status: number, body?: unknown): void => {
       if (body === undefined) res.writeHead(status).end();
       else res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
     try {
-      if (req.headers.authorization !== `Bearer ${this.token}`) return send(401, { error: 'unauthorized' });
+      if (!this.authorized(req.headers.authorization)) return send(401, { error: 'unauthorized' });
       const url = req.url ?? '/';
       if (url === '/admin/status' && req.method === 'GET') return send(200, await this.replicas.status());
       if (url === '/admin/sessions' && req.method === 'PUT') {

@@ -135,19 +135,29 @@ export class PodSessionSource {
       const id = p.metadata?.labels?.[K8S_LABEL.session];
       if (id) this.table.forget(id);
     });
-    informer.on('error', (err: unknown) => this.onError(err));
     informer.on('connect', () => {
       this.retryMs = this.o.retryMs ?? 1000;
     });
     this.informer = informer;
+    // The informer reports a failed initial list through its error callback, not by rejecting.
+    let startError: unknown = null;
+    const onStartError = (err: unknown): void => {
+      startError ??= err ?? new Error('watch failed');
+    };
+    informer.on('error', onStartError);
     try {
       await informer.start();
     } catch (err) {
+      startError ??= err;
+    }
+    informer.off('error', onStartError);
+    if (startError) {
       await informer.stop();
-      throw new Error(`cannot watch Pods in ${this.o.namespace}: ${kubeFailure(err).message}`, {
-        cause: err,
+      throw new Error(`cannot watch Pods in ${this.o.namespace}: ${kubeFailure(startError).message}`, {
+        cause: startError,
       });
     }
+    informer.on('error', (err: unknown) => this.onError(err));
     this.synced = true;
   }
 
