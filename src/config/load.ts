@@ -30,6 +30,8 @@ export function parseConfig(raw: unknown, baseDir: string): Config {
   if (!result.success) throw firstIssue(result.error);
   const cfg = result.data;
   cfg.policy.dir = path.resolve(baseDir, cfg.policy.dir);
+  if (cfg.gateway.tls.upstreamCaFile)
+    cfg.gateway.tls.upstreamCaFile = path.resolve(baseDir, cfg.gateway.tls.upstreamCaFile);
   cfg.stateDir = path.resolve(baseDir, cfg.stateDir);
   cfg.audit.file = path.resolve(cfg.stateDir, cfg.audit.file);
   if (cfg.sessions.defaultTtlSeconds > cfg.sessions.maxTtlSeconds) {

@@ -11,6 +11,8 @@ import { createAdminServer, listen } from './admin.js';
 import { EgressGateway } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { SessionTable } from './sessions.js';
+import { loadCa } from './tls/ca.js';
+import { LeafCache } from './tls/leaf-cache.js';
 
 /**
  * Settings of a gateway process (the `airlock gateway` command inside the gateway container). The
@@ -30,6 +32,13 @@ export const gatewayServiceSchema = z.strictObject({
   connectTimeoutMs: z.number().int().positive().default(5_000),
   headersTimeoutMs: z.number().int().positive().default(30_000),
   bodyTimeoutMs: z.number().int().positive().default(300_000),
+  /** HTTPS interception: the installation CA's directory (read-only; see tls/ca.ts). Unset: no interception. */
+  caDir: z.string().min(1).optional(),
+  /** Extra CAs (PEM text) trusted for upstream certificates. */
+  upstreamCaPem: z.string().optional(),
+  /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
+  passthrough: z.array(z.string()).default([]),
+  leafCacheSize: z.number().int().positive().default(1_000),
   /**
    * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
    * `kubernetes` (a watch on the sandbox Pods by label: src/runtime/kubernetes/pod-sessions.ts).
@@ -138,6 +147,15 @@ export async function startGatewayService(
     connectTimeoutMs: cfg.connectTimeoutMs,
     headersTimeoutMs: cfg.headersTimeoutMs,
     bodyTimeoutMs: cfg.bodyTimeoutMs,
+    ...(cfg.upstreamCaPem ? { upstreamCaPem: cfg.upstreamCaPem } : {}),
+    ...(cfg.caDir
+      ? {
+          intercept: {
+            leaves: new LeafCache(loadCa(cfg.caDir), cfg.leafCacheSize),
+            passthrough: cfg.passthrough,
+          },
+        }
+      : {}),
   });
   const admin = createAdminServer({
     sessions,

@@ -93,6 +93,17 @@ function readMaterial(dir: string, now: number): CaMaterial {
 }
 
 /**
+ * Reads an existing CA (the gateway's side: it never creates one).
+ * @throws Error naming the missing file.
+ */
+export function loadCa(dir: string, now = Date.now()): CaMaterial {
+  for (const f of ['ca.crt', 'ca.key']) {
+    if (!existsSync(path.join(dir, f))) throw new Error(`CA file ${path.join(dir, f)} is missing`);
+  }
+  return readMaterial(dir, now);
+}
+
+/**
  * Loads the CA from `dir`, creating it on first use (and again when it has expired).
  * @throws Error when the files exist but cannot be read.
  */

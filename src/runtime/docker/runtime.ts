@@ -1,9 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import tls from 'node:tls';
 import Docker from 'dockerode';
+import tar from 'tar-stream';
+import { loadOrCreateCa } from '../../gateway/tls/ca.js';
 import type { Config } from '../../config/schema.js';
 import { ExecTimeoutError, RuntimeError } from '../../errors.js';
 import type { GatewayServiceConfig } from '../../gateway/service.js';
@@ -20,7 +23,11 @@ import { allocateSubnet, firstHost, subnetAddresses } from './subnets.js';
 /** Bytes of stdout/stderr kept per exec call; more is cut with a marker. */
 const EXEC_OUTPUT_CAP = 1024 * 1024;
 /** uid the gateway runs as when the control plane runs as root. */
-const GATEWAY_UID = 10002; // the gateway image's user (Dockerfile)
+const GATEWAY_UID = 10002;
+/** System trust store on Debian-like hosts. */
+const SYSTEM_ROOTS = '/etc/ssl/certs/ca-certificates.crt';
+/** Where sandboxes find the trust bundle (named by SSL_CERT_FILE and friends). */
+const SANDBOX_BUNDLE = '/etc/airlock/ca-bundle.pem'; // the gateway image's user (Dockerfile)
 
 /**
  * Options of a per-session network. `Internal` keeps Docker from adding a route out; with
@@ -64,6 +71,8 @@ export class DockerRuntime implements SandboxRuntime {
   readonly docker: Docker;
   private readonly lock = new Mutex();
   private endpoint: GatewayEndpoint | null = null;
+  /** PEM bundle written into each sandbox when interception is on (set by ensureGateway). */
+  private trustBundle: string | null = null;
 
   constructor(private readonly cfg: Config) {
     this.docker = new Docker({ socketPath: cfg.runtime.docker.socketPath });
@@ -145,7 +154,30 @@ export class DockerRuntime implements SandboxRuntime {
       connectTimeoutMs: g.connectTimeoutMs,
       headersTimeoutMs: g.headersTimeoutMs,
       bodyTimeoutMs: g.bodyTimeoutMs,
+      ...(g.tls.intercept ? { caDir: '/var/lib/airlock/ca' } : {}),
+      ...(g.tls.upstreamCaFile ? { upstreamCaPem: readFileSync(g.tls.upstreamCaFile, 'utf8') } : {}),
+      passthrough: g.tls.passthrough,
+      leafCacheSize: g.tls.leafCacheSize,
     };
+  }
+
+  /**
+   * The installation CA (created on first use in `<stateDir>/ca`), readable by the gateway's uid and
+   * nobody else; and the trust bundle sandboxes get (system roots + the CA, plus the previous CA
+   * during a rotation overlap).
+   */
+  private async prepareCa(uid: number): Promise<string> {
+    const dir = path.join(this.cfg.stateDir, 'ca');
+    const ca = await loadOrCreateCa(dir);
+    if (uid === 0) {
+      chownSync(dir, GATEWAY_UID, GATEWAY_UID);
+      for (const f of readdirSync(dir)) chownSync(path.join(dir, f), GATEWAY_UID, GATEWAY_UID);
+    }
+    const roots = existsSync(SYSTEM_ROOTS)
+      ? readFileSync(SYSTEM_ROOTS, 'utf8')
+      : tls.rootCertificates.join('\n');
+    this.trustBundle = `${roots.trimEnd()}\n${ca.trustPem}`;
+    return ca.certPem;
   }
 
   ensureGateway(): Promise<GatewayEndpoint> {
@@ -161,6 +193,7 @@ export class DockerRuntime implements SandboxRuntime {
     const uid = process.getuid?.() ?? GATEWAY_UID;
     const user = uid === 0 ? `${GATEWAY_UID}:${GATEWAY_UID}` : `${uid}:${process.getgid?.() ?? uid}`;
     if (uid === 0) chownSync(auditDir, GATEWAY_UID, GATEWAY_UID);
+    const caCert = this.cfg.gateway.tls.intercept ? await this.prepareCa(uid) : null;
     let imageId: string;
     try {
       imageId = (await this.docker.getImage(this.cfg.gateway.image).inspect()).Id;
@@ -171,8 +204,9 @@ export class DockerRuntime implements SandboxRuntime {
       );
     }
     const binds = [`${this.cfg.policy.dir}:/etc/airlock/policies:ro`, `${auditDir}:/var/lib/airlock/audit`];
+    if (caCert) binds.push(`${path.join(this.cfg.stateDir, 'ca')}:/var/lib/airlock/ca:ro`);
     const hash = createHash('sha256')
-      .update(JSON.stringify({ imageId, serviceConfig, binds, user, token }))
+      .update(JSON.stringify({ imageId, serviceConfig, binds, user, token, caCert }))
       .digest('hex')
       .slice(0, 16);
 
@@ -272,6 +306,17 @@ export class DockerRuntime implements SandboxRuntime {
       https_proxy: proxyUrl,
       NO_PROXY: '',
       no_proxy: '',
+      ...(this.cfg.gateway.tls.intercept
+        ? {
+            SSL_CERT_FILE: SANDBOX_BUNDLE,
+            NODE_EXTRA_CA_CERTS: SANDBOX_BUNDLE,
+            REQUESTS_CA_BUNDLE: SANDBOX_BUNDLE,
+            CURL_CA_BUNDLE: SANDBOX_BUNDLE,
+            GIT_SSL_CAINFO: SANDBOX_BUNDLE,
+            // Node's fetch and http honour HTTP(S)_PROXY only when asked (Node >= 24.5).
+            NODE_USE_ENV_PROXY: '1',
+          }
+        : {}),
       AIRLOCK_SESSION_ID: spec.sessionId,
     };
     const r = this.cfg.runtime.resources;
@@ -311,6 +356,7 @@ export class DockerRuntime implements SandboxRuntime {
         },
         NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
       });
+      if (this.trustBundle) await this.installTrust(spec.sessionId, this.trustBundle);
     } catch (err) {
       await this.removeLocked(spec.sessionId, networkCreated).catch(() => undefined);
       if (isNotFound(err) && (err as Error).message.includes('image')) {
@@ -330,6 +376,27 @@ export class DockerRuntime implements SandboxRuntime {
       labels: spec.labels,
       running: false,
     };
+  }
+
+  /**
+   * Writes the trust bundle into the created (not yet started) sandbox, without a mount: as
+   * `/etc/airlock/ca-bundle.pem` and over the system store `/etc/ssl/certs/ca-certificates.crt`,
+   * root-owned, mode 0444 (the sandbox user, without capabilities, cannot change them).
+   */
+  private async installTrust(sessionId: string, bundle: string): Promise<void> {
+    const pack = tar.pack();
+    // The engine consumes the archive while it is written (entries wait for room in the stream).
+    const upload = this.docker
+      .getContainer(sandboxContainerName(sessionId))
+      .putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/' });
+    const dirEntry = { type: 'directory', mode: 0o755, uid: 0, gid: 0 } as const;
+    const fileEntry = { type: 'file', mode: 0o444, uid: 0, gid: 0 } as const;
+    pack.entry({ ...dirEntry, name: 'etc/airlock' });
+    pack.entry({ ...fileEntry, name: 'etc/airlock/ca-bundle.pem' }, bundle);
+    pack.entry({ ...dirEntry, name: 'etc/ssl/certs' });
+    pack.entry({ ...fileEntry, name: 'etc/ssl/certs/ca-certificates.crt' }, bundle);
+    pack.finalize();
+    await upload;
   }
 
   async start(sessionId: string): Promise<void> {
