@@ -34,7 +34,8 @@ apt_update_once() {
   fi
 }
 
-is_installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
+# (No `dpkg -s | grep -q`: grep stopping early makes dpkg die of SIGPIPE, which pipefail reports.)
+is_installed() { [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" == ii* ]]; }
 
 # Install Debian packages without letting their maintainer scripts start services: a temporary
 # policy-rc.d (the Debian mechanism for exactly this) answers "not allowed" to invoke-rc.d.
@@ -94,7 +95,9 @@ for svc in etcd squid nginx fcgiwrap; do
       say "stopping and disabling system service ${svc}"
       systemctl disable --now "${svc}" >/dev/null 2>&1 || true
     fi
-  elif [[ -x "/etc/init.d/${svc}" ]] && service "${svc}" status >/dev/null 2>&1; then
+  elif [[ -x "/etc/init.d/${svc}" && -s "/run/${svc}.pid" ]] && kill -0 "$(head -n1 "/run/${svc}.pid")" 2>/dev/null; then
+    # Without systemd: Debian's init scripts keep /run/NAME.pid (their `status` is not reliable:
+    # fcgiwrap's answers 0 when spawn-fcgi is absent).
     say "stopping system service ${svc}"
     service "${svc}" stop >/dev/null 2>&1 || true
   fi
