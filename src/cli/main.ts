@@ -184,6 +184,36 @@ program
     });
   });
 
+const ca = program.command('ca').description('the installation CA used for HTTPS interception (docs/tls.md)');
+ca.command('show')
+  .description('print the CA certificate (PEM) sandboxes trust')
+  .option('-c, --config <file>', 'YAML config file')
+  .action(async (opts: { config?: string }) => {
+    const cfg = loadConfig(opts.config);
+    const { loadOrCreateCa } = await import('../gateway/tls/ca.js');
+    const { join } = await import('node:path');
+    process.stdout.write((await loadOrCreateCa(join(cfg.stateDir, 'ca'))).trustPem);
+  });
+ca.command('rotate')
+  .description('create a new CA; the old one stays trusted for the overlap period')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('--overlap-hours <hours>', 'how long the old CA stays trusted', (v) => Number(v), 168)
+  .action(async (opts: { config?: string; overlapHours: number }) => {
+    if (!Number.isFinite(opts.overlapHours) || opts.overlapHours < 0) {
+      throw new CliError('--overlap-hours must be a non-negative number', 2);
+    }
+    const cfg = loadConfig(opts.config);
+    const { rotateCa } = await import('../gateway/tls/ca.js');
+    const { X509Certificate } = await import('node:crypto');
+    const { join } = await import('node:path');
+    const m = await rotateCa(join(cfg.stateDir, 'ca'), opts.overlapHours * 3600 * 1000);
+    const cert = new X509Certificate(m.certPem);
+    process.stdout.write(
+      `new CA ${cert.fingerprint256} valid until ${cert.validTo}; the previous CA stays trusted for ` +
+        `${opts.overlapHours} h.\nRestart "airlock serve": the gateway picks the new CA up, new sandboxes get the new bundle.\n`,
+    );
+  });
+
 registerPolicyCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -166,6 +166,9 @@ export async function startGatewayService(
   });
   const proxyAddr = await gateway.listen(cfg.port, cfg.listenHost);
   const adminAddr = await listen(admin, cfg.adminPort, cfg.listenHost);
+  // TTL holds on the gateway's own clock, tunnels included, even without the control plane.
+  const sweep = setInterval(() => sessions.sweepExpired(), 500);
+  sweep.unref();
   return {
     gateway,
     admin,
@@ -174,6 +177,7 @@ export async function startGatewayService(
     proxyPort: proxyAddr.port,
     adminPort: adminAddr.port,
     async close() {
+      clearInterval(sweep);
       await new Promise<void>((r) => {
         admin.close(() => r());
         admin.closeAllConnections();

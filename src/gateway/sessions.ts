@@ -106,6 +106,22 @@ export class SessionTable {
     return { ok: true, session };
   }
 
+  /**
+   * Revokes every session whose TTL has run out (closing its sockets, tunnels included), so expiry
+   * holds even while the control plane is unreachable. @returns the number of sessions revoked.
+   */
+  sweepExpired(): number {
+    const now = this.now();
+    let n = 0;
+    for (const [id, e] of this.byId) {
+      if (now >= e.session.expiresAtMs) {
+        this.revoke(id);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Whether the session is registered and not expired (checked per request inside tunnels). */
   isLive(id: string): boolean {
     const entry = this.byId.get(id);

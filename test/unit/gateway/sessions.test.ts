@@ -32,6 +32,20 @@ describe('SessionTable (property 2)', () => {
     expect(t.identify('10.0.0.3', 'a', 'cred-a')).toMatchObject({ ok: false, reason: 'session_expired' });
     expect(t.size).toBe(0);
   });
+  it('sweepExpired revokes expired sessions and closes their sockets', () => {
+    let now = 1_000;
+    const t = new SessionTable(() => now);
+    t.upsert(session('a', '10.0.0.3', 2_000));
+    t.upsert(session('b', '10.0.0.11', 9_000));
+    const s = new Socket();
+    t.attachSocket('a', s);
+    expect(t.sweepExpired()).toBe(0);
+    now = 2_000;
+    expect(t.sweepExpired()).toBe(1);
+    expect(s.destroyed).toBe(true);
+    expect(t.list().map((x) => x.id)).toEqual(['b']);
+  });
+
   it('revoke destroys tracked sockets; replaceAll revokes sessions not listed', () => {
     const t = new SessionTable();
     t.upsert(session('a', '10.0.0.3'));
