@@ -217,6 +217,7 @@ find "${ROOTFS}" -xdev -type f -perm /6000 -exec chmod ug-s {} +
 # Linker cache for the copied libraries.
 ldconfig -r "${ROOTFS}"
 
+previous_id="$(docker image inspect -f '{{.Id}}' "${TAG}" 2>/dev/null || true)"
 say "importing $(du -sm "${ROOTFS}" | cut -f1) MiB as ${TAG}"
 tar -C "${ROOTFS}" --numeric-owner -cf - . |
   docker import \
@@ -239,4 +240,9 @@ check curl --version
 check git --version
 check sh -c 'id agent'
 check busybox wget --help
+# The image this one replaces: removed unless images are still built on it (then
+# src/images/build.ts removes it after rebuilding them).
+if [[ -n "${previous_id}" && "$(docker image inspect -f '{{len .RepoTags}}' "${previous_id}" 2>/dev/null)" == "0" ]]; then
+  docker image rm "${previous_id}" >/dev/null 2>&1 && say "removed the previous ${TAG} (${previous_id:7:12})" || true
+fi
 say "built ${TAG} ($(docker image inspect -f '{{.Size}}' "${TAG}" | awk '{printf "%d MiB", $1/1048576}')) in $(($(date +%s) - started)) s"

@@ -82,6 +82,7 @@ export async function buildImages(opts: BuildImagesOptions): Promise<void> {
   log(`[images] docker engine ${server.trim()}`);
 
   const buildArgs: string[] = [];
+  const previousBase = opts.offline ? await imageId(OFFLINE_BASE_IMAGE) : null;
   if (opts.offline) {
     log(`[images] offline: building ${OFFLINE_BASE_IMAGE} from this machine's files`);
     await requireFile(repoRoot, path.join('scripts', 'build-base.sh'), 'scripts/build-base.sh is missing');
@@ -102,6 +103,7 @@ export async function buildImages(opts: BuildImagesOptions): Promise<void> {
     ['sandbox', sandboxTag],
   ] as const) {
     log(`[images] docker build --target ${target} -t ${tag}`);
+    const previous = await imageId(tag);
     await run(
       'docker',
       [
@@ -121,7 +123,10 @@ export async function buildImages(opts: BuildImagesOptions): Promise<void> {
       // Debian's docker.io 20.10 and newer CLIs without the buildx plugin.
       { step: `docker build (${target})`, cwd: repoRoot, env: { DOCKER_BUILDKIT: '0' }, log },
     );
+    await removeSuperseded(previous, tag, log);
   }
+  // A rebuilt base replaces the old one once no image is built on it any more.
+  await removeSuperseded(previousBase, OFFLINE_BASE_IMAGE, log);
   log(`[images] built ${gatewayTag} and ${sandboxTag} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
@@ -193,6 +198,43 @@ export async function stageContext(
     await writeFile(stampFile, `${lockHash}\n`);
   }
   return ctx;
+}
+
+/** The image ID `tag` names now, or null. */
+async function imageId(tag: string): Promise<string | null> {
+  try {
+    const id = await run('docker', ['image', 'inspect', '--format', '{{.Id}}', tag], {
+      step: 'docker image inspect',
+      log: () => undefined,
+    });
+    return id.trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes the image `tag` named before a rebuild when the rebuild moved the tag and nothing else
+ * names it, so that repeated builds do not pile up untagged images. Best effort: an image still
+ * used by a container (or by another tag) stays.
+ */
+async function removeSuperseded(
+  previous: string | null,
+  tag: string,
+  log: (line: string) => void,
+): Promise<void> {
+  if (!previous || previous === (await imageId(tag))) return;
+  try {
+    const tags = await run('docker', ['image', 'inspect', '--format', '{{len .RepoTags}}', previous], {
+      step: 'docker image inspect',
+      log: () => undefined,
+    });
+    if (tags.trim() !== '0') return;
+    await run('docker', ['image', 'rm', previous], { step: 'docker image rm', log: () => undefined });
+    log(`[images] removed the previous ${tag} (${previous.slice(0, 19)})`);
+  } catch {
+    // still in use: keep it
+  }
 }
 
 async function exists(p: string): Promise<boolean> {
