@@ -6,7 +6,7 @@
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { helm, k8sTools, repoRoot, type K8sTools } from '../helpers/k8s.js';
 
@@ -24,9 +24,19 @@ interface K8sObject {
 }
 
 let tools: K8sTools;
+let setupError: unknown = null;
 
 beforeAll(() => {
-  tools = k8sTools(); // throws with "run bash scripts/k8s-tools.sh" when the tools are missing
+  try {
+    tools = k8sTools(); // throws with "run bash scripts/k8s-tools.sh" when the tools are missing
+  } catch (err) {
+    setupError = err;
+  }
+});
+
+// Missing tools fail every test here (never a silent skip).
+beforeEach(() => {
+  if (setupError) throw setupError;
 });
 
 async function render(args: string[]): Promise<K8sObject[]> {
@@ -97,7 +107,7 @@ describe('charts/airlock (helm, no cluster)', () => {
   describe('defaults', () => {
     let objs: K8sObject[];
     beforeAll(async () => {
-      objs = await render([]);
+      if (!setupError) objs = await render([]);
     });
 
     it('runs every Pod hardened: non-root, seccomp, no privilege escalation, drop ALL, read-only root', () => {

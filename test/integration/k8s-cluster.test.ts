@@ -26,7 +26,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { createApiApp } from '../../src/api/index.js';
 import { AuditIndex } from '../../src/audit/index-reader.js';
@@ -166,33 +166,46 @@ async function sandboxCredential(sessionId: string): Promise<{ auth: string; url
   return { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`, url };
 }
 
+let setupError: unknown = null;
+
 beforeAll(async () => {
-  cluster = await startTestCluster();
-  admin = cluster.admin();
-  core = admin.makeApiClient(CoreV1Api);
-  net = admin.makeApiClient(NetworkingV1Api);
-  work = mkdtempSync(path.join(os.tmpdir(), 'airlock-k8s-work-'));
-  writeFileSync(path.join(work, 'admin-token'), ADMIN_TOKEN + '\n');
-  await cluster.helm([
-    'install',
-    RELEASE,
-    path.join(repoRoot, 'charts/airlock'),
-    '--namespace',
-    NS,
-    '--create-namespace',
-    '-f',
-    path.join(repoRoot, 'charts/airlock/ci/local-images-values.yaml'),
-  ]);
-  // The chart's identities, as the kubelet would mount them: TokenRequest tokens.
-  const ctl = cluster.kubeConfigForToken(await cluster.serviceAccountToken(NS, CONTROLLER_SA), 'controller');
-  controllerKc = ctl.kc;
-  controllerKubeconfigFile = ctl.file;
-  gatewayKubeconfigFile = cluster.kubeConfigForToken(
-    await cluster.serviceAccountToken(NS, GATEWAY_SA),
-    'gateway',
-  ).file;
-  for (let i = 0; i < 2; i++) gateways.push(await startGateway(path.join(work, `audit-${i}.jsonl`)));
+  try {
+    cluster = await startTestCluster();
+    admin = cluster.admin();
+    core = admin.makeApiClient(CoreV1Api);
+    net = admin.makeApiClient(NetworkingV1Api);
+    work = mkdtempSync(path.join(os.tmpdir(), 'airlock-k8s-work-'));
+    writeFileSync(path.join(work, 'admin-token'), ADMIN_TOKEN + '\n');
+    await cluster.helm([
+      'install',
+      RELEASE,
+      path.join(repoRoot, 'charts/airlock'),
+      '--namespace',
+      NS,
+      '--create-namespace',
+      '-f',
+      path.join(repoRoot, 'charts/airlock/ci/local-images-values.yaml'),
+    ]);
+    // The chart's identities, as the kubelet would mount them: TokenRequest tokens.
+    const ctl = cluster.kubeConfigForToken(
+      await cluster.serviceAccountToken(NS, CONTROLLER_SA),
+      'controller',
+    );
+    controllerKc = ctl.kc;
+    controllerKubeconfigFile = ctl.file;
+    gatewayKubeconfigFile = cluster.kubeConfigForToken(
+      await cluster.serviceAccountToken(NS, GATEWAY_SA),
+      'gateway',
+    ).file;
+    for (let i = 0; i < 2; i++) gateways.push(await startGateway(path.join(work, `audit-${i}.jsonl`)));
+  } catch (err) {
+    setupError = err; // reported by every test below (never a silent skip)
+  }
 }, 180_000);
+
+beforeEach(() => {
+  if (setupError) throw setupError;
+});
 
 afterAll(async () => {
   for (const g of gateways) await g.close().catch(() => undefined);
@@ -393,6 +406,7 @@ describe('sessions on Kubernetes, control plane as the chart ServiceAccount', ()
   let manager: SessionManager;
 
   beforeAll(async () => {
+    if (setupError) return;
     kubelet = new FakeKubelet(core);
     kubelet.start();
     cfg = controlPlaneConfig();
