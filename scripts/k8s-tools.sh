@@ -161,17 +161,13 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  cat >"${work}/tools.go" <<'GO'
-//go:build tools
-
-// Package tools pins the upstream main packages built from this module.
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  # tools.go pins the upstream main packages, so `go mod tidy` resolves exactly their dependencies
+  # (kubectl's, e.g. kustomize, only when it is asked for).
+  {
+    printf '//go:build tools\n\n// Package tools pins the upstream main packages built from this module.\npackage tools\n\n'
+    printf 'import _ "k8s.io/kubernetes/cmd/kube-apiserver"\n'
+    if ${with_kubectl}; then printf 'import _ "k8s.io/kubernetes/cmd/kubectl"\n'; fi
+  } >"${work}/tools.go"
   (cd "${work}" && go mod tidy >/dev/null) || die "go mod tidy failed in the wrapper module"
   # Version stamps, as kubernetes' own build sets them (helm and clients read the server version).
   major_minor="${minor%%.*}"
