@@ -61,7 +61,7 @@ async function createRuntime(cfg: Config, logger: Logger): Promise<SandboxRuntim
       );
     return runtime;
   }
-  const runtime = new DockerRuntime(cfg);
+  const runtime = new DockerRuntime(cfg, (m) => logger.warn(m));
   await runtime.ping();
   return runtime;
 }

@@ -16,6 +16,7 @@ import type { Config } from '../../src/config/schema.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { sandboxContainerName, sessionNetworkName } from '../../src/runtime/docker/labels.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
+import { airlock } from '../helpers/cli.js';
 import {
   docker,
   exists,
@@ -300,6 +301,31 @@ describe('the incident, replayed', () => {
     expect(after.length).toBeGreaterThan(before.length);
     expect(after.slice(0, before.length)).toEqual(before);
     await api.remove(responder);
+  });
+});
+
+describe('airlock run (a person at a terminal)', () => {
+  it('streams output, prints a summary of allowed/denied calls, removes the session, exits with CMD\'s code', async () => {
+    const before = (await (await api.raw('GET', '/v1/sessions')).json()) as { sessions: unknown[] };
+    const r = await airlock(
+      [
+        'run',
+        '--role',
+        'analyst',
+        '--',
+        'sh',
+        '-c',
+        `curl -s ${FORUM}/posts/1; echo; curl -s -o /dev/null -w '%{http_code}\\n' -X POST -d '{}' ${FORUM}/comments; exit 3`,
+      ],
+      { AIRLOCK_API_URL: server.url, AIRLOCK_API_TOKEN: TOKEN },
+    );
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/port 22/);
+    expect(r.stdout).toMatch(/^403$/m);
+    expect(r.stderr).toMatch(/airlock: 1 call\(s\) allowed, 1 denied/);
+    expect(r.stderr).toMatch(/denied POST http:\/\/forum\.test:3000\/comments/);
+    const after = (await (await api.raw('GET', '/v1/sessions')).json()) as { sessions: unknown[] };
+    expect(after.sessions.length).toBe(before.sessions.length);
   });
 });
 

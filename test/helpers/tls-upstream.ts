@@ -208,7 +208,7 @@ http {
       ]);
       break;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`nginx did not start: ${String(err)}`);
+      if (Date.now() > deadline) throw new Error(`nginx did not start: ${String(err)}`, { cause: err });
       await new Promise((r) => setTimeout(r, 100));
     }
   }

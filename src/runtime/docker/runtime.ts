@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -27,18 +29,63 @@ const GATEWAY_UID = 10002;
 /** System trust store on Debian-like hosts. */
 const SYSTEM_ROOTS = '/etc/ssl/certs/ca-certificates.crt';
 /** Where sandboxes find the trust bundle (named by SSL_CERT_FILE and friends). */
-const SANDBOX_BUNDLE = '/etc/airlock/ca-bundle.pem'; // the gateway image's user (Dockerfile)
+const SANDBOX_BUNDLE = '/etc/airlock/ca-bundle.pem';
 
 /**
- * Options of a per-session network. `Internal` keeps Docker from adding a route out; with
- * `inhibit_ipv4` the bridge gets no IPv4 address, so the host is not an address on this network and
- * nothing on the host (which Docker 20.10 would otherwise expose through the bridge address) can be
- * reached. The only peer a sandbox can reach is the gateway container at .2 (DESIGN.md property 1).
+ * Per-session bridges are named `alk<12 hex>` (Linux allows 15 characters), so one host firewall
+ * rule pair (`INPUT -i alk+ -j DROP`, IPv4 and IPv6) covers all of them.
  */
-const SESSION_NETWORK_OPTIONS = {
+export const BRIDGE_PREFIX = 'alk';
+const bridgeName = (sessionId: string): string =>
+  BRIDGE_PREFIX + createHash('sha256').update(sessionId).digest('hex').slice(0, 12);
+
+/**
+ * Options of a per-session network (DESIGN.md property 1; measured in
+ * scripts/experiments/internal-network-escape.sh, docs/images.md). `Internal` keeps Docker from
+ * adding a route out. With `inhibit_ipv4` the bridge has no IPv4 address, so host services are not
+ * reachable through it over TCP. That alone still lets a container able to forge neighbour entries
+ * (NET_RAW/NET_ADMIN) send UDP to host addresses, or reach the bridge's IPv6 link-local address:
+ * sandboxes hold no capabilities, and the host INPUT rule (`ensureHostFirewall`) closes both paths
+ * for everything. The only peer a sandbox can reach is the gateway container at .2.
+ */
+const sessionNetworkOptions = (sessionId: string): Record<string, string> => ({
   'com.docker.network.bridge.inhibit_ipv4': 'true',
   'com.docker.network.bridge.enable_ip_masquerade': 'false',
-};
+  'com.docker.network.bridge.name': bridgeName(sessionId),
+});
+
+/**
+ * Drops every packet from a session bridge to the host itself (`INPUT`, IPv4 and IPv6). Traffic
+ * between the sandbox and the gateway container is bridged and never crosses INPUT. Idempotent.
+ * @returns null when installed, else why not (not root, no iptables): the caller warns.
+ */
+export async function ensureHostFirewall(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'not running as root';
+  const run = promisify(execFile);
+  for (const tool of ['iptables', 'ip6tables']) {
+    const rule = [
+      'INPUT',
+      '-i',
+      `${BRIDGE_PREFIX}+`,
+      '-j',
+      'DROP',
+      '-m',
+      'comment',
+      '--comment',
+      'airlock: sandboxes never reach the host',
+    ];
+    try {
+      await run(tool, ['-w', '5', '-C', ...rule]);
+    } catch {
+      try {
+        await run(tool, ['-w', '5', '-I', ...rule]);
+      } catch (err) {
+        return `${tool}: ${(err as Error).message}`;
+      }
+    }
+  }
+  return null;
+}
 
 function isNotFound(err: unknown): boolean {
   return (err as { statusCode?: number }).statusCode === 404;
@@ -74,7 +121,10 @@ export class DockerRuntime implements SandboxRuntime {
   /** PEM bundle written into each sandbox when interception is on (set by ensureGateway). */
   private trustBundle: string | null = null;
 
-  constructor(private readonly cfg: Config) {
+  constructor(
+    private readonly cfg: Config,
+    private readonly warn: (message: string) => void = (m) => process.emitWarning(m),
+  ) {
     this.docker = new Docker({ socketPath: cfg.runtime.docker.socketPath });
   }
 
@@ -185,6 +235,13 @@ export class DockerRuntime implements SandboxRuntime {
   }
 
   private async ensureGatewayLocked(): Promise<GatewayEndpoint> {
+    const firewall = await ensureHostFirewall();
+    if (firewall) {
+      this.warn(
+        `host firewall rule for session bridges not installed (${firewall}): isolation relies on ` +
+          'inhibit_ipv4 and dropped capabilities only (docs/security.md)',
+      );
+    }
     const hostGatewayIp = await this.ensureEgressNetwork();
     const token = this.adminToken();
     const serviceConfig = this.gatewayServiceConfig(hostGatewayIp);
@@ -328,7 +385,7 @@ export class DockerRuntime implements SandboxRuntime {
         Internal: true,
         CheckDuplicate: true,
         IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
-        Options: SESSION_NETWORK_OPTIONS,
+        Options: sessionNetworkOptions(spec.sessionId),
         Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: spec.sessionId },
       });
       networkCreated = true;
