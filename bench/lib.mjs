@@ -3,7 +3,7 @@
  * Airlock gateway process, squid), the two load generators (wrk, bench/rate-client.mjs) and CPU
  * accounting from /proc. Loopback only.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -82,16 +82,10 @@ export function ensureTools() {
 }
 
 export function toolVersion(cmd, args) {
-  try {
-    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.split('\n')[0].trim();
-  } catch (err) {
-    return (
-      String(err.stderr ?? err.stdout ?? '')
-        .split('\n')[0]
-        .trim() || null
-    );
-  }
+  // nginx -v prints on stderr, wrk -v exits 1: take the first non-empty line of either stream.
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  const line = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').find((l) => l.trim() !== '');
+  return line?.trim() ?? null;
 }
 
 // ------------------------------------------------------------------------------------------------
