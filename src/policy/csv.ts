@@ -74,6 +74,9 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
   const rules: PolicyRule[] = [];
   const links: RoleLink[] = [];
   const seen = new Map<string, number>();
+  const hostPatterns = new Map<string, HostPattern>();
+  const pathPatterns = new Map<string, PathPattern>();
+  const methods = new Set<string>();
   const lines = text.replace(/^\uFEFF/, '').split('\n');
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
@@ -109,9 +112,10 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
       let hostPattern: HostPattern;
       let pathPattern: PathPattern;
       try {
-        hostPattern = parseHostPattern(host);
-        pathPattern = parsePathPattern(path);
-        parseMethodPattern(method);
+        // Patterns repeat a lot in large policies; parsed patterns are immutable and shared.
+        hostPattern = hostPatterns.get(host) ?? cacheSet(hostPatterns, host, parseHostPattern(host));
+        pathPattern = pathPatterns.get(path) ?? cacheSet(pathPatterns, path, parsePathPattern(path));
+        if (!methods.has(method)) methods.add(parseMethodPattern(method));
       } catch (e) {
         if (e instanceof PatternError) throw new PolicyError(e.message, loc);
         throw e;
@@ -145,6 +149,11 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
   }
   checkHierarchy(links);
   return { rules, links };
+}
+
+function cacheSet<T>(cache: Map<string, T>, key: string, value: T): T {
+  cache.set(key, value);
+  return value;
 }
 
 /** Rejects cycles (naming them) and chains deeper than MAX_ROLE_DEPTH. */

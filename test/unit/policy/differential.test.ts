@@ -1,7 +1,8 @@
 /**
  * Differential test: the compiled index must answer exactly as Casbin 5.51.1's enforcer does on the
  * same model.conf and policy.csv (with Airlock's matchers registered) — the same allow/deny, and the
- * same deciding rule as enforceEx's explanation.
+ * same deciding rule as enforceEx's explanation. (differential-scale.test.ts does the same with
+ * 100,000 requests over policies of 10,000+ lines.)
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -137,6 +138,33 @@ describe('compiled index vs casbin.Enforcer', () => {
   it('agrees on large generated policies (a few hundred lines, thousands of requests)', async () => {
     await fc.assert(
       fc.asyncProperty(policyArb(200, 320), fc.integer(), (text, seed) => compare(text, requests(seed, 700))),
+      { numRuns: 5, endOnFailure: true },
+    );
+  }, 120_000);
+
+  it('agrees when few hosts carry many rules each (path tries: more than 16 rules a bucket)', async () => {
+    const crowded = fc
+      .array(
+        fc.oneof(
+          {
+            weight: 10,
+            arbitrary: pRule.map((line) =>
+              line.replace(/^p, (r\d), [^,]+,/, (_, r: string) => `p, ${r}, a.test,`),
+            ),
+          },
+          {
+            weight: 4,
+            arbitrary: pRule.map((line) =>
+              line.replace(/^p, (r\d), [^,]+,/, (_, r: string) => `p, ${r}, *.a.test,`),
+            ),
+          },
+          { weight: 2, arbitrary: gRule },
+        ),
+        { minLength: 150, maxLength: 250 },
+      )
+      .map(policyText);
+    await fc.assert(
+      fc.asyncProperty(crowded, fc.integer(), (text, seed) => compare(text, requests(seed, 700))),
       { numRuns: 5, endOnFailure: true },
     );
   }, 120_000);
