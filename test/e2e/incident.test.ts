@@ -5,7 +5,9 @@
  * stops it. Acceptance items of the main issue are numbered in the test names.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import net from 'node:net';
+import { promisify } from 'node:util';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -26,6 +28,7 @@ import {
 } from '../helpers/docker.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
 
+const run = promisify(execFile);
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TOKEN = 'e2e-token-0123456789abcdef';
 const FORUM = 'http://forum.test:3000';
@@ -233,6 +236,17 @@ describe('the incident, replayed', () => {
     expect(['403', '000']).toContain(admin.stdout.trim());
     await new Promise<void>((r) => trap.close(() => r()));
     expect(seen).toEqual([]);
+    // Defence in depth on the host: session bridges are named alk*, and INPUT drops their traffic.
+    const sessionNet = await docker.getNetwork(sessionNetworkName(analyst)).inspect();
+    expect(sessionNet.Internal).toBe(true);
+    expect(sessionNet.Options?.['com.docker.network.bridge.inhibit_ipv4']).toBe('true');
+    expect(sessionNet.Options?.['com.docker.network.bridge.name']).toMatch(/^alk[0-9a-f]{12}$/);
+    if (process.getuid?.() === 0) {
+      for (const tool of ['iptables', 'ip6tables']) {
+        const rules = await run(tool, ['-S', 'INPUT']);
+        expect(rules.stdout).toMatch(/-A INPUT -i alk\+ .*-j DROP/);
+      }
+    }
   });
 
   it("4b. a second session's credential used from the first sandbox is refused", async () => {
@@ -305,7 +319,7 @@ describe('the incident, replayed', () => {
 });
 
 describe('airlock run (a person at a terminal)', () => {
-  it('streams output, prints a summary of allowed/denied calls, removes the session, exits with CMD\'s code', async () => {
+  it("streams output, prints a summary of allowed/denied calls, removes the session, exits with CMD's code", async () => {
     const before = (await (await api.raw('GET', '/v1/sessions')).json()) as { sessions: unknown[] };
     const r = await airlock(
       [
