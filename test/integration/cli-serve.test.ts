@@ -1,11 +1,12 @@
 /** `airlock serve` refuses bad config before touching anything, naming the key and exiting non-zero. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { airlock } from '../helpers/cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'airlock-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function config(name: string, text: string): string {
   const f = path.join(dir, name);
   writeFileSync(f, text);

@@ -1,10 +1,18 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCa, rotateCa } from '../../src/gateway/tls/ca.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'airlock-ca-'));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 import { LeafCache } from '../../src/gateway/tls/leaf-cache.js';
 
 function handshake(ctx: tls.SecureContext, ca: string, servername: string): Promise<X509Certificate> {
@@ -29,7 +37,7 @@ function handshake(ctx: tls.SecureContext, ca: string, servername: string): Prom
 
 describe('installation CA', () => {
   it('is ECDSA P-256, a CA, stored with a 0600 key, and reused on the next start', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'airlock-ca-'));
+    const dir = tempDir();
     const a = await loadOrCreateCa(dir);
     const cert = new X509Certificate(a.certPem);
     expect(cert.ca).toBe(true);
@@ -41,7 +49,7 @@ describe('installation CA', () => {
   });
 
   it('mints leaves that verify against the CA for the host name, and caches them', async () => {
-    const ca = await loadOrCreateCa(mkdtempSync(path.join(tmpdir(), 'airlock-ca-')));
+    const ca = await loadOrCreateCa(tempDir());
     const leaves = new LeafCache(ca, 2);
     const ctx = await leaves.get('forum.test');
     const peer = await handshake(ctx, ca.certPem, 'forum.test');
@@ -56,7 +64,7 @@ describe('installation CA', () => {
   });
 
   it('rotates with an overlap: both CAs are trusted until the overlap ends', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'airlock-ca-'));
+    const dir = tempDir();
     const old = await loadOrCreateCa(dir);
     const next = await rotateCa(dir, 60_000);
     expect(next.certPem).not.toBe(old.certPem);

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -46,5 +46,6 @@ describe('config', () => {
     writeFileSync(f, 'gateway: [unclosed');
     expect(() => loadConfig(f)).toThrow(/YAML syntax error/);
     expect(() => loadConfig(path.join(dir, 'missing.yaml'))).toThrow(/cannot read config file/);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
