@@ -32,25 +32,31 @@ interface CompiledRule {
 }
 
 /**
- * Rules of one effect in a bucket, in file order, with a compact signature per rule so a scan can
- * reject most rules without touching them (at 100k rules the index does not fit in CPU caches, and
- * every object touched is a likely cache miss). Four numbers per rule: `sig[4i]` the method id (see
- * `methodIds`; 0 is `*`), `sig[4i+1]` the path shape (2 × segments + 1 if the pattern has the `*`
- * tail), `sig[4i+2]` the line, `sig[4i+3]` a hash of the first path segment when it is a literal
- * (0 otherwise: a `:param`, or no segment).
+ * The rules of one role (with its ancestors) for one host key: a range of the policy's entry arrays
+ * ({@link Entries}) holding its deny rules, then its allow rules, each in file order.
  */
-interface RuleList {
-  readonly rules: CompiledRule[];
-  readonly sig: number[];
-}
-
 interface Bucket {
-  /** Deny rules in file order. */
-  readonly deny: RuleList;
-  /** Allow rules in file order. */
-  readonly allow: RuleList;
+  /** First entry. */
+  readonly start: number;
+  /** Entries `[start, start + denies)` are deny rules. */
+  readonly denies: number;
+  /** Entries `[start + denies, start + denies + allows)` are allow rules. */
+  readonly allows: number;
   /** Path trie over the same rules, for buckets of more than TRIE_MIN_RULES rules; otherwise null. */
   readonly trie: TrieNode | null;
+}
+
+/**
+ * Every bucket's rules in one array, and beside it one flat signature array, so a scan can reject
+ * most rules without touching them: at 100k rules the index does not fit in CPU caches and every
+ * object touched is a likely cache miss, while a bucket's signatures sit together in one or two cache
+ * lines. Four int32 per entry: `[4i]` the method id (see `methodIds`; 0 is `*`), `[4i+1]` the path
+ * shape (2 × segments + 1 if the pattern has the `*` tail), `[4i+2]` the line, `[4i+3]` a hash of the
+ * first path segment when it is a literal (0 otherwise: a `:param`, or no segment).
+ */
+interface Entries {
+  readonly rules: readonly CompiledRule[];
+  readonly sig: Int32Array;
 }
 
 /** The deciding candidates among rules that end at one trie node with the same method pattern. */
@@ -79,10 +85,14 @@ export const TRIE_MIN_RULES = 16;
 /** Method id of the `*` pattern. Other method names get ids from 1 per policy. */
 const STAR_ID = 0;
 
-interface RoleIndex {
-  readonly exact: Map<string, Bucket>;
-  /** Null when the role has no wildcard-host rules (saves a lookup and a cache miss). */
-  readonly wildcard: Map<string, Bucket> | null;
+/** Key of a role's bucket for an exact policy host: `role \n host` (neither contains a newline). */
+function exactKey(role: string, host: string): string {
+  return `${role}\n${host}`;
+}
+
+/** Key of a role's bucket for a wildcard pattern `*.key`: `role \n *.key`. */
+function wildKey(role: string, key: string): string {
+  return `${role}\n*.${key}`;
 }
 
 const NO_MATCH: PolicyDecision = Object.freeze({ allowed: false, reason: 'no_match', rule: null });
@@ -118,6 +128,7 @@ const best: { deny: CompiledRule | null; allow: CompiledRule | null } = { deny: 
  */
 function searchBucket(
   b: Bucket,
+  e: Entries,
   path: string,
   method: string,
   mid: number,
@@ -129,13 +140,13 @@ function searchBucket(
     walk(b.trie, path, 0, method, star);
     return;
   }
+  const sig = e.sig;
   let deny = best.deny;
-  const dr = b.deny.rules;
-  const ds = b.deny.sig;
-  for (let i = 0, j = 0; i < dr.length; i++, j += 4) {
-    if (deny !== null && (ds[j + 2] as number) > deny.line) break;
-    if (!candidate(ds, j, mid, star, segs, h1)) continue;
-    const c = dr[i] as CompiledRule;
+  for (let i = b.start, end = b.start + b.denies; i < end; i++) {
+    const j = 4 * i;
+    if (deny !== null && (sig[j + 2] as number) > deny.line) break;
+    if (!candidate(sig, j, mid, star, segs, h1)) continue;
+    const c = e.rules[i] as CompiledRule;
     if (matchPathPattern(c.path, path)) {
       deny = c;
       break;
@@ -144,12 +155,11 @@ function searchBucket(
   best.deny = deny;
   if (deny !== null) return; // a deny decides; allows no longer matter
   let allow = best.allow;
-  const ar = b.allow.rules;
-  const as = b.allow.sig;
-  for (let i = ar.length - 1, j = 4 * i; i >= 0; i--, j -= 4) {
-    if (allow !== null && (as[j + 2] as number) < allow.line) break;
-    if (!candidate(as, j, mid, star, segs, h1)) continue;
-    const c = ar[i] as CompiledRule;
+  for (let i = b.start + b.denies + b.allows - 1, first = b.start + b.denies; i >= first; i--) {
+    const j = 4 * i;
+    if (allow !== null && (sig[j + 2] as number) < allow.line) break;
+    if (!candidate(sig, j, mid, star, segs, h1)) continue;
+    const c = e.rules[i] as CompiledRule;
     if (matchPathPattern(c.path, path)) {
       allow = c;
       break;
@@ -159,7 +169,14 @@ function searchBucket(
 }
 
 /** Whether the rule at `sig[j..j+3]` can match a request with these properties (no false negatives). */
-function candidate(sig: number[], j: number, mid: number, star: boolean, segs: number, h1: number): boolean {
+function candidate(
+  sig: Int32Array,
+  j: number,
+  mid: number,
+  star: boolean,
+  segs: number,
+  h1: number,
+): boolean {
   const m = sig[j] as number;
   if (m !== mid && (m !== STAR_ID || !star)) return false;
   const shape = sig[j + 1] as number;
@@ -269,7 +286,14 @@ export class CompiledPolicy implements PolicySnapshot {
   /** The `g` lines, in file order. */
   readonly roleLinks: readonly RoleLink[];
   readonly source: SnapshotSource;
-  readonly #index: Map<string, RoleIndex>;
+  /**
+   * Every (role, host key) bucket in one map ({@link exactKey}, {@link wildKey}): one hash lookup per
+   * host kind instead of role → host maps (fewer cache misses on large policies).
+   */
+  readonly #buckets: Map<string, Bucket>;
+  /** Wildcard keys (`suffix[:port]`) named by any rule: a wildcard lookup happens only for these. */
+  readonly #wildKeys: ReadonlySet<string>;
+  readonly #entries: Entries;
   readonly #ancestors: Map<string, readonly string[]>;
   /** Method name → id for the rule signatures (`*` is 0). */
   readonly #methodIds: Map<string, number>;
@@ -292,7 +316,10 @@ export class CompiledPolicy implements PolicySnapshot {
     this.#methodIds = new Map([['*', STAR_ID]]);
     for (const r of parsed.rules)
       if (!this.#methodIds.has(r.method)) this.#methodIds.set(r.method, this.#methodIds.size);
-    this.#index = buildIndex(parsed.rules, this.#ancestors, this.#methodIds);
+    const built = buildIndex(parsed.rules, this.#ancestors, this.#methodIds);
+    this.#buckets = built.buckets;
+    this.#wildKeys = built.wildKeys;
+    this.#entries = built.entries;
   }
 
   /**
@@ -301,12 +328,10 @@ export class CompiledPolicy implements PolicySnapshot {
    * with no business on a host is refused at CONNECT, before any TLS handshake.
    */
   mayReachHost(role: string, host: string): boolean {
-    const idx = this.#index.get(role);
-    if (idx === undefined) return false;
     const h = host.toLowerCase();
-    if ((idx.exact.get(h)?.allow.rules.length ?? 0) > 0) return true;
-    const key = idx.wildcard !== null ? wildcardKeyOf(h) : undefined;
-    return key !== undefined && (idx.wildcard?.get(key)?.allow.rules.length ?? 0) > 0;
+    if ((this.#buckets.get(exactKey(role, h))?.allows ?? 0) > 0) return true;
+    const key = this.#wildKeys.size !== 0 ? wildcardKeyOf(h) : undefined;
+    return key !== undefined && (this.#buckets.get(wildKey(role, key))?.allows ?? 0) > 0;
   }
 
   /**
@@ -318,17 +343,15 @@ export class CompiledPolicy implements PolicySnapshot {
    * for an allow the last matching allow rule in file order.
    */
   decide(req: PolicyRequest): PolicyDecision {
-    const idx = this.#index.get(req.role);
-    if (idx === undefined) return NO_MATCH;
     const path = req.path;
     if (!isNormalizedPath(path)) return NO_MATCH;
     const host = req.host.toLowerCase();
     const method = req.method.toUpperCase();
-    const exact = idx.exact.get(host);
+    const exact = this.#buckets.get(exactKey(req.role, host));
     let wild: Bucket | undefined;
-    if (idx.wildcard !== null) {
+    if (this.#wildKeys.size !== 0) {
       const key = wildcardKeyOf(host);
-      if (key !== undefined) wild = idx.wildcard.get(key);
+      if (key !== undefined && this.#wildKeys.has(key)) wild = this.#buckets.get(wildKey(req.role, key));
     }
     if (exact === undefined && wild === undefined) return NO_MATCH;
 
@@ -338,8 +361,9 @@ export class CompiledPolicy implements PolicySnapshot {
     const h1 = firstSegmentHash(path);
     best.deny = null;
     best.allow = null;
-    if (exact !== undefined) searchBucket(exact, path, method, mid, star, segs, h1);
-    if (wild !== undefined) searchBucket(wild, path, method, mid, star, segs, h1);
+    const e = this.#entries;
+    if (exact !== undefined) searchBucket(exact, e, path, method, mid, star, segs, h1);
+    if (wild !== undefined) searchBucket(wild, e, path, method, mid, star, segs, h1);
     const deny = best.deny as CompiledRule | null;
     const allow = best.allow as CompiledRule | null;
     best.deny = null;
@@ -404,8 +428,9 @@ function buildIndex(
   rules: readonly PolicyRule[],
   ancestors: Map<string, readonly string[]>,
   methodIds: Map<string, number>,
-): Map<string, RoleIndex> {
+): { buckets: Map<string, Bucket>; wildKeys: Set<string>; entries: Entries } {
   const compiled = new Map<string, CompiledRule[]>(); // rules by their own role, file order
+  const sigOf = new Map<CompiledRule, readonly [number, number, number, number]>();
   for (const rule of rules) {
     const c: CompiledRule = {
       rule,
@@ -418,21 +443,32 @@ function buildIndex(
         rule: rule.text,
       }),
     };
-    const list = compiled.get(rule.role);
-    if (list) list.push(c);
-    else compiled.set(rule.role, [c]);
-  }
-  const add = (l: RuleList, c: CompiledRule): void => {
-    l.rules.push(c);
     const first = c.path.segments[0];
-    l.sig.push(
+    sigOf.set(c, [
       methodIds.get(c.method) as number,
       c.path.segments.length * 2 + (c.path.tail ? 1 : 0),
       c.line,
       typeof first === 'string' ? firstSegmentHash(`/${first}`) : 0,
-    );
+    ]);
+    const list = compiled.get(rule.role);
+    if (list) list.push(c);
+    else compiled.set(rule.role, [c]);
+  }
+  const all: CompiledRule[] = [];
+  const sig: number[] = [];
+  const flatten = (deny: CompiledRule[], allow: CompiledRule[]): Bucket => {
+    const start = all.length;
+    for (const list of [deny, allow]) {
+      for (const c of list) {
+        all.push(c);
+        sig.push(...(sigOf.get(c) as readonly number[]));
+      }
+    }
+    const trie = deny.length + allow.length > TRIE_MIN_RULES ? buildTrie(deny, allow) : null;
+    return { start, denies: deny.length, allows: allow.length, trie };
   };
-  const index = new Map<string, RoleIndex>();
+  const buckets = new Map<string, Bucket>();
+  const wildKeys = new Set<string>();
   for (const [role, chain] of ancestors) {
     const applicable: CompiledRule[] = [];
     for (const r of chain) {
@@ -440,25 +476,16 @@ function buildIndex(
       if (own) for (const c of own) applicable.push(c);
     }
     if (chain.length > 1) applicable.sort((a, b) => a.line - b.line);
-    const exact = new Map<string, Bucket>();
-    const wildcard = new Map<string, Bucket>();
+    const lists = new Map<string, [CompiledRule[], CompiledRule[]]>();
     for (const c of applicable) {
-      const map = c.rule.hostPattern.kind === 'exact' ? exact : wildcard;
-      let bucket = map.get(c.rule.hostPattern.key);
-      if (!bucket) {
-        bucket = { deny: { rules: [], sig: [] }, allow: { rules: [], sig: [] }, trie: null };
-        map.set(c.rule.hostPattern.key, bucket);
-      }
-      add(c.rule.effect === 'deny' ? bucket.deny : bucket.allow, c);
+      const hp = c.rule.hostPattern;
+      if (hp.kind === 'wildcard') wildKeys.add(hp.key);
+      const key = hp.kind === 'exact' ? exactKey(role, hp.key) : wildKey(role, hp.key);
+      let pair = lists.get(key);
+      if (!pair) lists.set(key, (pair = [[], []]));
+      pair[c.rule.effect === 'deny' ? 0 : 1].push(c);
     }
-    for (const map of [exact, wildcard]) {
-      for (const [key, b] of map) {
-        if (b.deny.rules.length + b.allow.rules.length > TRIE_MIN_RULES) {
-          map.set(key, { ...b, trie: buildTrie(b.deny.rules, b.allow.rules) });
-        }
-      }
-    }
-    index.set(role, { exact, wildcard: wildcard.size > 0 ? wildcard : null });
+    for (const [key, [deny, allow]] of lists) buckets.set(key, flatten(deny, allow));
   }
-  return index;
+  return { buckets, wildKeys, entries: { rules: all, sig: Int32Array.from(sig) } };
 }
