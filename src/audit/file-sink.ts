@@ -3,11 +3,15 @@ import type { AuditEvent, AuditSink } from './event.js';
 
 /**
  * Appends audit events as JSON lines to a file (and optionally stdout) through pino's SonicBoom
- * destination: buffered, asynchronous writes off the request path, flushed on `close()`.
+ * destination: asynchronous writes off the request path, flushed on `close()`. The lines of one
+ * event-loop turn are joined into one write (one `fs.write` per turn instead of one per request;
+ * measured in bench/README.md), and reach the file within that turn's I/O phase.
  */
 export class FileAuditSink implements AuditSink {
   private readonly file: ReturnType<typeof pino.destination>;
   private readonly stdout: ReturnType<typeof pino.destination> | null;
+  private pending = '';
+  private scheduled = false;
 
   /** @param path file to append to (parent directories are created). @param toStdout also write to fd 1. */
   constructor(path: string, toStdout = false) {
@@ -16,13 +20,25 @@ export class FileAuditSink implements AuditSink {
   }
 
   emit(event: AuditEvent): void {
-    const line = JSON.stringify(event) + '\n';
-    this.file.write(line);
-    this.stdout?.write(line);
+    this.pending += JSON.stringify(event) + '\n';
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushPending);
+    }
   }
+
+  private readonly flushPending = (): void => {
+    this.scheduled = false;
+    const text = this.pending;
+    if (!text) return;
+    this.pending = '';
+    this.file.write(text);
+    this.stdout?.write(text);
+  };
 
   /** Flushes and closes. */
   async close(): Promise<void> {
+    this.flushPending();
     await Promise.all(
       [this.file, this.stdout].map(
         (d) =>

@@ -86,6 +86,15 @@ export class SessionTable {
   }
 
   /**
+   * The session registered at `address` if it is exactly `session` (same registration, not replaced
+   * or revoked since) and not expired; used to skip re-hashing a credential already verified on the
+   * same keep-alive connection.
+   */
+  stillValid(address: string, session: GatewaySession): boolean {
+    return this.byAddress.get(address)?.session === session && this.now() < session.expiresAtMs;
+  }
+
+  /**
    * Identifies a request: the credential (`user` = session id, `password` = secret) must belong to
    * the session registered at the request's source address, and the session must not be expired.
    */

@@ -238,6 +238,29 @@ describe('identity (property 2)', () => {
     expect(lastEvent()).toMatchObject({ reason: 'address_mismatch', sessionId: A.id });
   });
 
+  it('checks every request on a keep-alive connection, not only the first', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ok = await proxyRequest(proxy, forumUrl('/posts/1'), {
+      auth: authA,
+      localAddress: A.address,
+      agent,
+    });
+    expect(ok.status).toBe(200);
+    const wrong = await proxyRequest(proxy, forumUrl('/posts/1'), {
+      auth: `${A.id}:not-the-credential`,
+      localAddress: A.address,
+      agent,
+    });
+    expect(wrong.status).toBe(407);
+    const other = await proxyRequest(proxy, forumUrl('/posts/1'), {
+      auth: authB,
+      localAddress: A.address,
+      agent,
+    });
+    expect(other.status).toBe(407);
+    agent.destroy();
+  });
+
   it('refuses a wrong credential and an unknown address', async () => {
     expect(
       (await proxyRequest(proxy, forumUrl('/posts/1'), { auth: `${A.id}:wrong`, localAddress: A.address }))
