@@ -37,3 +37,25 @@ export {
 } from './policy-tests.js';
 export { PolicyStore, type PolicyLogger, type PolicyStoreOptions, type ReloadResult } from './store.js';
 export { newCasbinEnforcer } from './casbin.js';
+export {
+  ADMIN_PATHS,
+  LINT_IDS,
+  lintPolicy,
+  STATE_CHANGING_METHODS,
+  type LintFinding,
+  type LintId,
+  type LintSeverity,
+} from './lint.js';
+export { explainRequest, type ExplainReport, type RoleStep } from './explain.js';
+export {
+  AuditLineError,
+  parseAuditLines,
+  replayCalls,
+  requestOfCall,
+  type DecisionChange,
+  type RecordedCall,
+  type ReplayReport,
+} from './replay.js';
+export { gitSourceSchema, policyConfigSchema, type GitSourceConfig, type PolicyConfig } from './config.js';
+export { gitCacheDir, GitCommandError, GitPolicySource, type GitPolicySourceOptions } from './git-source.js';
+export { openPolicySource, type OpenPolicySourceOptions, type ReloadablePolicySource } from './source.js';
