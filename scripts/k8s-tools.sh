@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Build (once) and locate the Kubernetes tools the Kubernetes tests run: kube-apiserver, etcd and
-# helm, compiled from source through the Go module proxy and cached OUTSIDE the repository:
+# Build (once) and locate the Kubernetes tools the Kubernetes tests run: kube-apiserver, etcd,
+# helm and (with --with-kubectl) kubectl, compiled from source through the Go module proxy and
+# cached OUTSIDE the repository:
 #
 #   ${AIRLOCK_TOOLS_DIR:-$HOME/.cache/airlock-tools}/<name>-<version>/<name>
 #
 # Usage: scripts/k8s-tools.sh [--paths] [--with-kubectl]
 #   (no flag)       build whatever is missing, then print NAME=PATH lines; seconds when cached
-#   --paths         only print NAME=PATH lines; exit 1 naming what is missing (never builds)
-#   --with-kubectl  also build kubectl (same wrapper module; not needed by the tests)
+#   --paths         only print NAME=PATH lines (KUBECTL when built); exit 1 naming what is missing
+#                   (never builds; with --with-kubectl kubectl counts as required)
+#   --with-kubectl  also build kubectl, in the same wrapper module and Go build cache (about 1.5
+#                   minutes once kube-apiserver is built). test/e2e/k8s-kubectl.test.ts runs it inside
+#                   a sandbox; scripts/test.sh (CI) passes this flag.
 #
 # Pinned versions (change them here only; the tests ask this script for the paths):
 #   kube-apiserver  k8s.io/kubernetes  v1.36.3  a supported release (1.35-1.37 are current)
@@ -50,7 +54,7 @@ for arg in "$@"; do
     --paths) paths_only=true ;;
     --with-kubectl) with_kubectl=true ;;
     -h | --help)
-      sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument ${arg} (see --help)" ;;
@@ -66,11 +70,13 @@ print_paths() {
 
 if ${paths_only}; then
   missing=()
-  for bin in "${KUBE_APISERVER}" "${ETCD}" "${HELM}"; do
+  required=("${KUBE_APISERVER}" "${ETCD}" "${HELM}")
+  if ${with_kubectl}; then required+=("${KUBECTL}"); fi
+  for bin in "${required[@]}"; do
     [[ -x "${bin}" ]] || missing+=("${bin}")
   done
   if [[ ${#missing[@]} -gt 0 ]]; then
-    die "not built: ${missing[*]} (run: bash scripts/k8s-tools.sh)"
+    die "not built: ${missing[*]} (run: bash scripts/k8s-tools.sh$(${with_kubectl} && echo ' --with-kubectl'))"
   fi
   print_paths
   exit 0
@@ -121,7 +127,7 @@ targets=()
 if ${with_kubectl} && [[ ! -x "${KUBECTL}" ]]; then targets+=(kubectl); fi
 
 if [[ ${#targets[@]} -eq 0 ]]; then
-  say "kube-apiserver ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION} cached"
+  say "kube-apiserver ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}$(${with_kubectl} && echo ', kubectl') cached"
 else
   say "building ${targets[*]} (kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION})"
   t0=$(date +%s)
@@ -199,4 +205,5 @@ fi
 "${KUBE_APISERVER}" --version >&2
 "${ETCD}" --version | head -n1 >&2
 "${HELM}" version --short >&2
+if ${with_kubectl}; then "${KUBECTL}" version --client 2>&1 | head -n1 >&2; fi
 print_paths

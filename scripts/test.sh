@@ -4,7 +4,7 @@
 #   1. scripts/setup.sh       Node >= 22.19, Debian packages, dockerd, npm ci
 #   2. npm run build          dist/ (the images copy it)
 #   3. offline image build    airlock-base:local -> airlock-gateway:dev, airlock-sandbox:dev
-#   3b. scripts/k8s-tools.sh  kube-apiserver, etcd, helm (cached outside the repo)
+#   3b. scripts/k8s-tools.sh  kube-apiserver, etcd, helm, kubectl (cached outside the repo)
 #   4. npm test               typecheck, lint, build, every vitest tier (unit, integration, e2e)
 set -euo pipefail
 export PATH="/usr/local/bin:/usr/local/sbin:${PATH}"
@@ -22,7 +22,7 @@ step "images (offline)"
 bash scripts/build-images.sh --offline </dev/null
 
 step "kubernetes tools"
-bash scripts/k8s-tools.sh </dev/null # kube-apiserver, etcd, helm for the k8s-* tests: built once from the Go module proxy (~10 min cold), cached in ~/.cache/airlock-tools
+bash scripts/k8s-tools.sh --with-kubectl </dev/null # kube-apiserver, etcd, helm for the k8s-* tests, kubectl for e2e/k8s-kubectl: built once from the Go module proxy (~10 min cold), cached in ~/.cache/airlock-tools
 
 step "test"
 mkdir -p .airlock

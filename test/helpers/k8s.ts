@@ -1,7 +1,9 @@
 /**
  * An envtest-style Kubernetes for tests: a real etcd and a real kube-apiserver (built from source by
  * scripts/k8s-tools.sh) on loopback, with generated certificates and keys, RBAC on, and no nodes (Pods
- * stay Pending unless a test plays the kubelet by patching their status as the admin).
+ * stay Pending unless a test plays the kubelet by patching their status as the admin). The API server
+ * may listen on another local address (e.g. the Docker egress bridge, so a gateway container can
+ * reach it) with extra names in its serving certificate.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -21,6 +23,8 @@ export interface K8sTools {
   kubeApiserver: string;
   etcd: string;
   helm: string;
+  /** kubectl, when built (`scripts/k8s-tools.sh --with-kubectl`); '' otherwise (see requireKubectl). */
+  kubectl: string;
   versions: { kubernetes: string; etcd: string; helm: string };
 }
 
@@ -53,6 +57,7 @@ export function k8sTools(): K8sTools {
     kubeApiserver: kv.KUBE_APISERVER ?? '',
     etcd: kv.ETCD ?? '',
     helm: kv.HELM ?? '',
+    kubectl: kv.KUBECTL ?? '',
     versions: {
       kubernetes: kv.KUBERNETES_VERSION ?? '',
       etcd: kv.ETCD_VERSION ?? '',
@@ -61,12 +66,24 @@ export function k8sTools(): K8sTools {
   };
 }
 
-/** A free TCP port on 127.0.0.1 (released before return; the usual small race is accepted). */
-export async function freePort(): Promise<number> {
+/**
+ * The kubectl built by scripts/k8s-tools.sh. Never builds and never skips.
+ * @throws Error naming the command to run when it was not built.
+ */
+export function requireKubectl(tools: K8sTools = k8sTools()): string {
+  if (tools.kubectl) return tools.kubectl;
+  throw new Error(
+    'kubectl is missing (the kubectl e2e test runs it inside a sandbox). Build it once (about 1.5 minutes ' +
+      'after the other tools, cached outside the repo) with: bash scripts/k8s-tools.sh --with-kubectl',
+  );
+}
+
+/** A free TCP port on a local address (released before return; the usual small race is accepted). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, host, () => {
       const port = (s.address() as net.AddressInfo).port;
       s.close(() => resolve(port));
     });
@@ -97,10 +114,20 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/** Where the test cluster's API server listens and what its serving certificate names. */
+export interface TestClusterOptions {
+  /** Local IPv4 address the API server binds and advertises (default 127.0.0.1; etcd stays on loopback). */
+  bindAddress?: string;
+  /** Extra DNS names or IP addresses in the serving certificate (e.g. `kube.test`). */
+  extraSans?: string[];
+}
+
 /** A running test cluster (API server + etcd). */
 export interface TestCluster {
-  /** `https://127.0.0.1:<port>` */
+  /** `https://<bindAddress>:<port>` */
   server: string;
+  /** The API server's port. */
+  port: number;
   /** PEM of the CA that signed the API server's certificate. */
   caPem: string;
   /** Static token of `admin` (group system:masters). */
@@ -140,11 +167,19 @@ function kubeconfigYaml(server: string, caPem: string, user: string, token: stri
 }
 
 /**
- * Starts etcd and kube-apiserver on loopback (about 5-15 s). Logs go to `<dir>/etcd.log` and
- * `<dir>/kube-apiserver.log`; the directory is removed by `stop()`.
+ * Starts etcd and kube-apiserver (about 5-15 s), on loopback unless `opts.bindAddress` names another
+ * local address for the API server. Logs go to `<dir>/etcd.log` and `<dir>/kube-apiserver.log`; the
+ * directory is removed by `stop()`.
  * @throws Error when a tool is missing (see k8sTools) or a process does not become ready.
  */
-export async function startTestCluster(): Promise<TestCluster> {
+export async function startTestCluster(opts: TestClusterOptions = {}): Promise<TestCluster> {
+  const bindAddress = opts.bindAddress ?? '127.0.0.1';
+  if (!net.isIPv4(bindAddress)) throw new Error(`bindAddress must be an IPv4 address: ${bindAddress}`);
+  const sans = ['IP:127.0.0.1', 'DNS:localhost', 'DNS:kubernetes.default.svc'];
+  for (const name of [bindAddress, ...(opts.extraSans ?? [])]) {
+    const san = `${net.isIP(name) ? 'IP' : 'DNS'}:${name}`;
+    if (!sans.includes(san)) sans.push(san);
+  }
   const tools = k8sTools();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'airlock-k8s-'));
   const pki = path.join(dir, 'pki');
@@ -183,10 +218,7 @@ export async function startTestCluster(): Promise<TestCluster> {
     ],
     pki,
   );
-  writeFileSync(
-    path.join(pki, 'san.ext'),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n',
-  );
+  writeFileSync(path.join(pki, 'san.ext'), `subjectAltName=${sans.join(',')}\n`);
   openssl(
     [
       'x509',
@@ -236,7 +268,7 @@ export async function startTestCluster(): Promise<TestCluster> {
   };
 
   try {
-    const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort(bindAddress)];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const etcd = startProc(
       tools.etcd,
@@ -259,8 +291,8 @@ export async function startTestCluster(): Promise<TestCluster> {
       tools.kubeApiserver,
       [
         `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        `--bind-address=${bindAddress}`,
+        `--advertise-address=${bindAddress}`,
         `--secure-port=${apiPort}`,
         `--cert-dir=${path.join(dir, 'certs')}`,
         `--tls-cert-file=${path.join(pki, 'apiserver.crt')}`,
@@ -280,7 +312,7 @@ export async function startTestCluster(): Promise<TestCluster> {
       ],
       'kube-apiserver.log',
     );
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://${bindAddress}:${apiPort}`;
     const adminKubeconfig = path.join(dir, 'admin.kubeconfig');
     writeFileSync(adminKubeconfig, kubeconfigYaml(server, caPem, 'admin', adminToken), { mode: 0o600 });
     const admin = (): KubeConfig => {
@@ -307,6 +339,7 @@ export async function startTestCluster(): Promise<TestCluster> {
     // The default namespace exists once the bootstrap controllers ran; ServiceAccounts need it for nothing.
     return {
       server,
+      port: apiPort,
       caPem,
       adminToken,
       adminKubeconfig,
@@ -379,5 +412,23 @@ export async function helm(tools: K8sTools, args: string[]): Promise<string> {
     throw new Error(`helm ${args.join(' ')} failed: ${String((err as { stderr?: unknown }).stderr ?? err)}`, {
       cause: err,
     });
+  }
+}
+
+/** Runs the host's kubectl with a kubeconfig; never throws for a non-zero exit (the caller asserts). */
+export async function kubectl(
+  bin: string,
+  kubeconfig: string,
+  args: string[],
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(bin, ['--kubeconfig', kubeconfig, '--request-timeout=20s', ...args], {
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { exitCode: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: unknown; stderr?: unknown };
+    if (typeof e.code !== 'number') throw err; // not started at all (ENOENT, ...)
+    return { exitCode: e.code, stdout: String(e.stdout ?? ''), stderr: String(e.stderr ?? '') };
   }
 }
