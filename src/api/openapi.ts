@@ -64,7 +64,12 @@ interface ErrorResponse {
 const errorResponses: Record<string, ErrorResponse> = {
   BadRequest: { status: 400, description: 'Invalid body or parameter; `field` names the offending path.' },
   Unauthorized: { status: 401, description: 'Missing or invalid bearer token.' },
-  Forbidden: { status: 403, description: 'The caller may not do this.' },
+  Forbidden: {
+    status: 403,
+    description:
+      'The caller may not do this: the policy has management rules (airlock.api) and none allows this ' +
+      'operation on sessions of this role; detail names the operation.',
+  },
   NotFound: { status: 404, description: 'No such session.' },
   Conflict: { status: 409, description: 'The session is not in a state that allows this.' },
   PayloadTooLarge: { status: 413, description: `Body larger than ${MAX_BODY_BYTES} bytes.` },
@@ -75,7 +80,11 @@ const errorResponses: Record<string, ErrorResponse> = {
     status: 502,
     description: "The container runtime failed; detail carries the runtime's message.",
   },
-  GatewayUnavailable: { status: 503, description: 'The egress gateway could not be reached or updated.' },
+  GatewayUnavailable: {
+    status: 503,
+    description:
+      'The egress gateway could not be reached or updated, or no valid policy is loaded (nothing can be authorized).',
+  },
   ExecTimeout: { status: 504, description: 'The command did not finish within timeoutSeconds.' },
 };
 
@@ -134,7 +143,10 @@ function paths(): Json {
         summary: 'List sessions.',
         tags: ['sessions'],
         security: bearer,
-        responses: { '200': json('SessionList', 'The sessions.'), ...errors('Unauthorized') },
+        responses: {
+          '200': json('SessionList', 'The sessions the caller may read.'),
+          ...errors('Unauthorized', 'GatewayUnavailable'),
+        },
       },
     },
     '/v1/sessions/{id}': {
@@ -146,7 +158,7 @@ function paths(): Json {
         security: bearer,
         responses: {
           '200': json('Session', 'The session.'),
-          ...errors('BadRequest', 'Unauthorized', 'NotFound'),
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'GatewayUnavailable'),
         },
       },
       delete: {
@@ -186,6 +198,7 @@ function paths(): Json {
             'PayloadTooLarge',
             'UnsupportedMediaType',
             'RuntimeFailed',
+            'GatewayUnavailable',
             'ExecTimeout',
           ),
         },
@@ -200,7 +213,7 @@ function paths(): Json {
         security: bearer,
         responses: {
           '200': json('AuditEventList', 'The audit events.'),
-          ...errors('BadRequest', 'Unauthorized', 'NotFound'),
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'GatewayUnavailable'),
         },
       },
     },

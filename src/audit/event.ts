@@ -11,7 +11,8 @@ export type DecisionOutcome = 'allow' | 'deny';
  * - `no_match`: no rule matched the request (default deny).
  * - `no_policy`: no valid policy is loaded (fail closed).
  * - `unknown_session` / `bad_credential` / `address_mismatch` / `session_expired`: identity failures.
- * - `destination_refused`: the resolved upstream address is loopback/private/link-local/... .
+ * - `destination_refused`: the resolved upstream address is loopback/private/link-local/... , or the
+ *   host is `airlock.api` (the pseudo-host of management rules, never dialled).
  * - `bad_request`: malformed or ambiguous request (framing, host disagreement, encoded separators).
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).

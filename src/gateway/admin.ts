@@ -12,6 +12,8 @@ export const gatewaySessionSchema = z.strictObject({
   address: z.string().min(2).max(45),
   credentialSha256: z.string().regex(/^[0-9a-f]{64}$/),
   expiresAtMs: z.number().int().positive(),
+  /** The API caller that created the session; limits its egress when it has egress rules (delegation). */
+  creator: z.string().min(1).max(256).optional(),
 });
 const syncSchema = z.strictObject({ sessions: z.array(gatewaySessionSchema) });
 

@@ -6,11 +6,12 @@ import tls from 'node:tls';
 import { errors as undiciErrors } from 'undici';
 import type { AuditEvent, AuditSink, DecisionReason } from '../audit/event.js';
 import { AirlockError } from '../errors.js';
+import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../sessions/types.js';
 import { normalizeHost } from './normalize.js';
 import type { UpstreamResolver } from './resolve.js';
-import { denyHint, sendJson, sendRawJson } from './responses.js';
+import { creatorDenyHint, denyHint, reservedHostDetail, sendJson, sendRawJson } from './responses.js';
 import { normalizeRemoteAddress, type Identity, type SessionTable } from './sessions.js';
 import {
   parseAbsoluteTarget,
@@ -174,7 +175,9 @@ function hostForUrl(host: string): string {
  * 1. framing and target are parsed and normalised (400 on anything ambiguous);
  * 2. the caller is identified by source address + Proxy-Authorization (407 / 403 otherwise);
  *    inside a tunnel, by the tunnel's session, which must still be live;
- * 3. the policy decides on (role, host, path, method) (403 JSON deny otherwise);
+ * 3. the policy decides on (role, host, path, method) and, when the session's creator has egress
+ *    rules, on (creator, host, path, method) too (403 JSON deny otherwise); the reserved management
+ *    pseudo-host `airlock.api` is refused before any policy is asked;
  * 4. the host is resolved once, the address checked, and that address dialled (403 when refused);
  * 5. the request streams upstream through a keep-alive pool (TLS verified for HTTPS) and the
  *    response streams back;
@@ -505,12 +508,22 @@ export class EgressGateway {
       this.emit(p, 'deny', 'no_policy', null, 403, 0, 0, null);
       return;
     }
-    const decision = policy.decide({
-      role: session.role,
-      host: target.policyHost,
-      path: target.path,
-      method,
-    });
+    if (target.host === API_HOST) {
+      // Management rules' pseudo-host: never a destination, whatever a rule says.
+      req.resume();
+      sendJson(res, 403, {
+        error: 'destination_refused',
+        detail: reservedHostDetail(),
+        sessionId: session.id,
+      });
+      this.emit(p, 'deny', 'destination_refused', null, 403, 0, 0, policy.version);
+      return;
+    }
+    const { decision, by } = decideEgress(
+      policy,
+      { role: session.role, host: target.policyHost, path: target.path, method },
+      session.creator,
+    );
     if (!decision.allowed) {
       req.resume();
       sendJson(res, 403, {
@@ -520,7 +533,10 @@ export class EgressGateway {
         method,
         url,
         policyVersion: policy.version,
-        hint: denyHint(session.role, method, url),
+        hint:
+          by === 'creator'
+            ? creatorDenyHint(session.role, session.creator ?? '', method, url)
+            : denyHint(session.role, method, url),
       });
       this.emit(p, 'deny', decision.reason, decision.rule, 403, 0, 0, policy.version);
       return;
@@ -687,7 +703,7 @@ export class EgressGateway {
     const session = id.session;
     const policy = this.opts.policy.current();
     const url = `https://${hostForUrl(t.host)}:${t.port}`;
-    const deny = (reason: DecisionReason, rule: string | null): void => {
+    const deny = (reason: DecisionReason, rule: string | null, byCreator = false): void => {
       sendRawJson(socket, 403, {
         error: 'egress_denied',
         sessionId: session.id,
@@ -695,21 +711,40 @@ export class EgressGateway {
         method: 'CONNECT',
         url,
         policyVersion: policy?.version ?? null,
-        hint: denyHint(session.role, 'CONNECT', url),
+        hint: byCreator
+          ? creatorDenyHint(session.role, session.creator ?? '', 'CONNECT', url)
+          : denyHint(session.role, 'CONNECT', url),
       });
       this.emit(p, 'deny', reason, rule, 403, 0, 0, policy?.version ?? null);
     };
+    if (t.host === API_HOST) {
+      // Management rules' pseudo-host: never a destination, whatever a rule says.
+      sendRawJson(socket, 403, {
+        error: 'destination_refused',
+        detail: reservedHostDetail(),
+        sessionId: session.id,
+      });
+      this.emit(p, 'deny', 'destination_refused', null, 403, 0, 0, policy?.version ?? null);
+      return;
+    }
     if (!policy) return deny('no_policy', null);
 
     const intercept = this.opts.intercept;
     if (intercept && !this.passthrough.has(t.policyHost)) {
-      // Interception: refuse at once when no allow rule of the role names this host (and port).
+      // Interception: refuse at once when no allow rule of the role (and of a limiting creator) names
+      // this host (and port).
       if (!policy.mayReachHost(session.role, t.policyHost)) return deny('no_match', null);
+      if (!sessionMayReachHost(policy, session.role, session.creator, t.policyHost))
+        return deny('no_match', null, true);
       return this.intercept(socket, head, t, session, p, intercept);
     }
     // Passthrough: only where a rule grants method CONNECT on this host and port.
-    const decision = policy.decide({ role: session.role, host: t.policyHost, path: '/', method: 'CONNECT' });
-    if (!decision.allowed) return deny(decision.reason, decision.rule);
+    const { decision, by } = decideEgress(
+      policy,
+      { role: session.role, host: t.policyHost, path: '/', method: 'CONNECT' },
+      session.creator,
+    );
+    if (!decision.allowed) return deny(decision.reason, decision.rule, by === 'creator');
     const resolution = await this.opts.resolver.resolve(t.host);
     if (!resolution.ok) {
       const refused = resolution.reason === 'refused';

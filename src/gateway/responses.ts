@@ -38,6 +38,28 @@ export function denyHint(role: string, method: string, url: string): string {
   );
 }
 
+/**
+ * Hint of a call the session's role allows but its creator's own egress rules do not (delegation:
+ * a session never exceeds the API caller that created it).
+ */
+export function creatorDenyHint(role: string, creator: string, method: string, url: string): string {
+  return (
+    `Airlock egress policy lets role "${role}" ${method} ${url}, but this session was created by API ` +
+    `caller "${creator}", who lacks that permission, and a session never exceeds its creator. This is a ` +
+    `policy decision, not a network fault: retrying will not help. If the call is needed, ask for a ` +
+    `session created by a caller allowed to make it, or for a rule granting it to "${creator}" in the ` +
+    `policy repository (policy.csv).`
+  );
+}
+
+/** Detail of a call to the reserved pseudo-host `airlock.api` (management rules), which is never dialled. */
+export function reservedHostDetail(): string {
+  return (
+    'airlock.api names the Airlock API in policy rules (delegation); it is not a network destination ' +
+    'and the gateway never connects to it'
+  );
+}
+
 /** Writes a JSON answer from the gateway itself (never from an upstream). */
 export function sendJson(
   res: ServerResponse,

@@ -36,13 +36,16 @@ function newSessionId(): string {
 }
 
 function toGatewaySession(info: SandboxInfo): GatewaySession {
-  return {
+  const s: GatewaySession = {
     id: info.sessionId,
     role: info.role,
     address: info.address,
     credentialSha256: info.credentialSha256,
     expiresAtMs: info.expiresAt.getTime(),
   };
+  // The creator limits the session's egress at the gateway (delegation); '' is "not recorded".
+  if (info.createdBy) s.creator = info.createdBy;
+  return s;
 }
 
 /**

@@ -23,6 +23,12 @@ export interface GatewaySession {
   credentialSha256: string;
   /** Expiry as epoch ms; the gateway refuses the session from this instant on its own. */
   expiresAtMs: number;
+  /**
+   * The API caller (token name) that created the session. When the policy gives this caller egress
+   * rules of its own, the session's calls must be allowed by them too (docs/policy.md "Delegation").
+   * Absent (older control planes, sessions without a recorded creator): no creator limit.
+   */
+  creator?: string;
 }
 
 /** Body of `POST /v1/sessions` after validation. */

@@ -56,7 +56,8 @@ export type PodVerdict =
 
 /**
  * Maps a Pod to a verdict. Served: it has the session label, role and credential annotations, a Pod IP,
- * no start gate, a future expiry. Refused for good: revoked (`airlock.io/revoked`), deleting
+ * no start gate, a future expiry (the `created-by` annotation, when present, becomes the session's
+ * `creator`). Refused for good: revoked (`airlock.io/revoked`), deleting
  * (`deletionTimestamp`), ended (Succeeded/Failed) or expired. Anything else (no IP yet, still gated,
  * annotations missing) waits: a later event may complete it, and nothing is revoked on its account.
  */
@@ -76,7 +77,11 @@ export function podVerdict(pod: V1Pod, nowMs = Date.now()): PodVerdict {
   if (!role || !digest || !/^[0-9a-f]{64}$/.test(digest) || !Number.isFinite(expiresAtMs) || !address)
     return { kind: 'wait', id };
   if ((pod.spec?.schedulingGates ?? []).length > 0) return { kind: 'wait', id };
-  return { kind: 'serve', session: { id, role, address, credentialSha256: digest, expiresAtMs } };
+  const session: GatewaySession = { id, role, address, credentialSha256: digest, expiresAtMs };
+  // The creating API caller limits the session's egress when the policy gives it egress rules.
+  const creator = md.annotations?.[K8S_ANNOTATION.createdBy];
+  if (creator) session.creator = creator;
+  return { kind: 'serve', session };
 }
 
 export interface PodSessionSourceOptions {
