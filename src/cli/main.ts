@@ -105,10 +105,15 @@ program
         exitCode = await api.execStream(session.id, cmd, opts.timeout, (stream, data) =>
           (stream === 'stdout' ? process.stdout : process.stderr).write(data),
         );
-        const { events } = await api.call<{ events: AuditEvent[] }>(
-          'GET',
-          `/v1/sessions/${session.id}/audit`,
-        );
+        // The gateway writes audit events asynchronously: read until two reads 250 ms apart agree.
+        let events: AuditEvent[] = [];
+        for (let i = 0; i < 8; i++) {
+          const next = (await api.call<{ events: AuditEvent[] }>('GET', `/v1/sessions/${session.id}/audit`))
+            .events;
+          if (i > 0 && next.length === events.length) break;
+          events = next;
+          await new Promise((r) => setTimeout(r, 250));
+        }
         process.stderr.write(summarize(events));
       } finally {
         await cleanup();
@@ -190,6 +195,19 @@ ca.command('show')
   .option('-c, --config <file>', 'YAML config file')
   .action(async (opts: { config?: string }) => {
     const cfg = loadConfig(opts.config);
+    if (cfg.runtime.kind === 'kubernetes') {
+      // The CA Secret of the installation (run inside the controller Pod: its identity may read it).
+      const { KubernetesRuntime } = await import('../runtime/kubernetes/runtime.js');
+      const runtime = new KubernetesRuntime(cfg);
+      try {
+        const m = await runtime.ensureTrust();
+        if (!m) throw new CliError('HTTPS interception is off (gateway.tls.intercept: false)', 1);
+        process.stdout.write(m.trustPem);
+      } finally {
+        await runtime.close();
+      }
+      return;
+    }
     const { loadOrCreateCa } = await import('../gateway/tls/ca.js');
     const { join } = await import('node:path');
     process.stdout.write((await loadOrCreateCa(join(cfg.stateDir, 'ca'))).trustPem);
@@ -203,10 +221,28 @@ ca.command('rotate')
       throw new CliError('--overlap-hours must be a non-negative number', 2);
     }
     const cfg = loadConfig(opts.config);
-    const { rotateCa } = await import('../gateway/tls/ca.js');
     const { X509Certificate } = await import('node:crypto');
+    const overlapMs = opts.overlapHours * 3600 * 1000;
+    if (cfg.runtime.kind === 'kubernetes') {
+      const { KubernetesRuntime } = await import('../runtime/kubernetes/runtime.js');
+      const runtime = new KubernetesRuntime(cfg);
+      try {
+        const m = await runtime.rotateCa(overlapMs);
+        const cert = new X509Certificate(m.certPem);
+        process.stdout.write(
+          `new CA ${cert.fingerprint256} valid until ${cert.validTo}, stored in Secret ` +
+            `${cfg.runtime.kubernetes.gatewayNamespace}/${cfg.runtime.kubernetes.ca.secretName}; the previous CA ` +
+            `stays trusted for ${opts.overlapHours} h.\nThe sandbox trust bundle is updated; the gateways switch ` +
+            'once the kubelet refreshes their mounted Secret (about a minute).\n',
+        );
+      } finally {
+        await runtime.close();
+      }
+      return;
+    }
+    const { rotateCa } = await import('../gateway/tls/ca.js');
     const { join } = await import('node:path');
-    const m = await rotateCa(join(cfg.stateDir, 'ca'), opts.overlapHours * 3600 * 1000);
+    const m = await rotateCa(join(cfg.stateDir, 'ca'), overlapMs);
     const cert = new X509Certificate(m.certPem);
     process.stdout.write(
       `new CA ${cert.fingerprint256} valid until ${cert.validTo}; the previous CA stays trusted for ` +

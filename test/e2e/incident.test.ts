@@ -341,6 +341,26 @@ describe('airlock run (a person at a terminal)', () => {
     const after = (await (await api.raw('GET', '/v1/sessions')).json()) as { sessions: unknown[] };
     expect(after.sessions.length).toBe(before.sessions.length);
   });
+
+  it('sessions ls | get | rm and audit print what the API holds', async () => {
+    const env = { AIRLOCK_API_URL: server.url, AIRLOCK_API_TOKEN: TOKEN };
+    const s = await api.create({ role: 'analyst' });
+    await curl(s.id, `${FORUM}/posts/1`);
+    const ls = await airlock(['sessions', 'ls'], env);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(new RegExp(`^${s.id}\\tanalyst\\trunning\\t`, 'm'));
+    const get = await airlock(['sessions', 'get', s.id], env);
+    expect(JSON.parse(get.stdout)).toMatchObject({ id: s.id, role: 'analyst' });
+    const audit = await airlock(['audit', s.id], env);
+    const events = audit.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { path: string; decision: string });
+    expect(events).toContainEqual(expect.objectContaining({ path: '/posts/1', decision: 'allow' }));
+    const rm = await airlock(['sessions', 'rm', s.id], env);
+    expect(rm.code).toBe(0);
+    expect((await airlock(['sessions', 'get', s.id], env)).code).not.toBe(0);
+  });
 });
 
 describe('bad input on the real server', () => {
