@@ -80,7 +80,7 @@ interface TrieNode {
 }
 
 /** Buckets with more rules than this get a path trie. */
-export const TRIE_MIN_RULES = 16;
+export const TRIE_MIN_RULES = 64;
 
 /** Method id of the `*` pattern. Other method names get ids from 1 per policy. */
 const STAR_ID = 0;
