@@ -94,7 +94,13 @@ export function makePolicy(n, seed) {
   const hosts = Math.max(8, Math.floor(n / 20));
   // base: guard rails on shared services.
   for (let i = 0; i < 20; i++) {
-    push('base', hostPattern(i * 7), pick(rand, ['/admin/*', '/api/v1/acl/*', '/api/v1/users/:id/roles', '/v2/config/*']), '*', 'deny');
+    push(
+      'base',
+      hostPattern(i * 7),
+      pick(rand, ['/admin/*', '/api/v1/acl/*', '/api/v1/users/:id/roles', '/v2/config/*']),
+      '*',
+      'deny',
+    );
   }
   const roleCount = Math.min(2000, Math.max(4, Math.floor(n / 100)));
   const roles = Array.from({ length: roleCount }, (_, i) => `team${Math.floor(i / 20)}-role${i % 20}`);
@@ -137,7 +143,13 @@ export function makePolicy(n, seed) {
     gLines++;
     for (let k = 0; rules.length < n; k++) {
       const eft = k % 10 === 9 ? 'deny' : 'allow';
-      push('hot-api-client', 'api.bigservice.example', `/repos/org${k % 100}/repo${Math.floor(k / 100)}/:part/*`, pick(rand, METHODS), eft);
+      push(
+        'hot-api-client',
+        'api.bigservice.example',
+        `/repos/org${k % 100}/repo${Math.floor(k / 100)}/:part/*`,
+        pick(rand, METHODS),
+        eft,
+      );
     }
   }
   return { text: lines.join('\n') + '\n', rules, roles, children, pLines: rules.length, gLines };
@@ -146,7 +158,8 @@ export function makePolicy(n, seed) {
 /** The role and all roles that inherit it (its rules apply to all of them). */
 function descendants(children, role) {
   const out = [role];
-  for (let i = 0; i < out.length; i++) for (const c of children.get(out[i]) ?? []) if (!out.includes(c)) out.push(c);
+  for (let i = 0; i < out.length; i++)
+    for (const c of children.get(out[i]) ?? []) if (!out.includes(c)) out.push(c);
   return out;
 }
 
@@ -164,9 +177,15 @@ export function makeRequests(policy, count, seed) {
     let d = desc.get(r.role);
     if (!d) desc.set(r.role, (d = descendants(policy.children, r.role)));
     const role = pick(rand, d);
-    const method = r.method === '*' || rand() < 0.2 ? pick(rand, ['GET', 'POST', 'PUT', 'DELETE', 'PATCH']) : r.method;
+    const method =
+      r.method === '*' || rand() < 0.2 ? pick(rand, ['GET', 'POST', 'PUT', 'DELETE', 'PATCH']) : r.method;
     if (rand() < 0.2) {
-      out.push({ role, host: rand() < 0.5 ? 'unknown.example' : hostOfPattern(r.host, rand), path: '/nothing/here', method });
+      out.push({
+        role,
+        host: rand() < 0.5 ? 'unknown.example' : hostOfPattern(r.host, rand),
+        path: '/nothing/here',
+        method,
+      });
     } else {
       out.push({ role, host: hostOfPattern(r.host, rand), path: pathIn(r.path, rand), method });
     }

@@ -80,7 +80,12 @@ for (const n of SIZES) {
   // Airlock decide. Each request is rebuilt from freshly allocated strings right before it is decided
   // (untimed), as the gateway's normalisation hands decide() new strings; the index itself stays cold
   // for uniformly random roles and hosts over the whole policy.
-  const fresh = (r) => ({ role: copy(r.role), host: copy(r.host), path: copy(r.path), method: copy(r.method) });
+  const fresh = (r) => ({
+    role: copy(r.role),
+    host: copy(r.host),
+    path: copy(r.path),
+    method: copy(r.method),
+  });
   let allowed = 0;
   for (const r of reqs) if (compiled.decide(fresh(r)).allowed) allowed++; // warm-up
   let sink = 0;
@@ -129,11 +134,17 @@ for (const n of SIZES) {
       const ok = await call(r);
       out.push((performance.now() - a) * 1000);
       const ours = compiled.decide(r).allowed;
-      if (ok !== ours) throw new Error(`disagreement at ${n} rules on ${JSON.stringify(r)}: airlock ${ours}, casbin ${ok}`);
+      if (ok !== ours)
+        throw new Error(`disagreement at ${n} rules on ${JSON.stringify(r)}: airlock ${ours}, casbin ${ok}`);
     }
     const ms = performance.now() - start;
     out.sort((x, y) => x - y);
-    return { calls: out.length, perSecond: round(out.length / (ms / 1000), 1), p50us: round(percentile(out, 0.5), 0), p99us: round(percentile(out, 0.99), 0) };
+    return {
+      calls: out.length,
+      perSecond: round(out.length / (ms / 1000), 1),
+      p50us: round(percentile(out, 0.5), 0),
+      p99us: round(percentile(out, 0.99), 0),
+    };
   };
   const casbin = {
     loadMs: round(casbinLoadMs, 0),
@@ -145,7 +156,10 @@ for (const n of SIZES) {
     pLines: pol.pLines,
     gLines: pol.gLines,
     roles: pol.roles.length + 1,
-    airlock: { loadCompileMs: { median: round(median(loads), 1), runs: loads.map((x) => round(x, 1)) }, ...airlock },
+    airlock: {
+      loadCompileMs: { median: round(median(loads), 1), runs: loads.map((x) => round(x, 1)) },
+      ...airlock,
+    },
     casbin,
     agreedOn: casbin.enforce.calls + casbin.enforceSync.calls,
     speedupP50: Math.round(casbin.enforceSync.p50us / airlock.p50us),
@@ -157,7 +171,12 @@ for (const n of SIZES) {
 const startedAt = new Date();
 const cpu = os.cpus()[0]?.model ?? 'unknown';
 mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
-const file = path.join(ROOT, 'bench', 'results', `policy-scale-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+const file = path.join(
+  ROOT,
+  'bench',
+  'results',
+  `policy-scale-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`,
+);
 writeFileSync(
   file,
   JSON.stringify(
@@ -199,7 +218,10 @@ process.stdout.write(
   [
     '',
     `node ${process.version}, ${cpu} x${os.cpus().length}`,
-    `load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (the figures are only as quiet as the machine)`,
+    `load average ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} (the figures are only as quiet as the machine)`,
     fmt(head),
     fmt(w.map((x) => '-'.repeat(x))),
     ...rows.map(fmt),
