@@ -117,6 +117,29 @@ const kubernetesRuntimeSchema = z
     networkPolicyEnforced: z.boolean().default(false),
     /** How long `start` waits for a sandbox Pod to run, in seconds. @default 120 */
     startTimeoutSeconds: z.number().int().positive().default(120),
+    /**
+     * HTTPS interception on Kubernetes (`gateway.tls.intercept`; docs/kubernetes.md): where the
+     * installation CA and the sandboxes' trust bundle live.
+     */
+    ca: z
+      .object({
+        /**
+         * Secret in `gatewayNamespace` holding the CA (keys ca.crt, ca.key, previous.crt,
+         * previous.expires), filled by the control plane on first start; the gateway Pods mount it.
+         * The chart creates it empty. @default "airlock-ca"
+         */
+        secretName: k8sName.default('airlock-ca'),
+        /**
+         * ConfigMap in `sandboxNamespace` with the trust bundle (key ca-bundle.pem: system roots + the
+         * CA, plus the previous CA during an overlap), kept current by the control plane and mounted
+         * read-only at /etc/airlock in every sandbox Pod. @default "airlock-ca-bundle"
+         */
+        bundleConfigMap: k8sName.default('airlock-ca-bundle'),
+        /** How often the control plane re-checks the CA (rotation near expiry) and the bundle, in seconds. @default 300 */
+        resyncSeconds: z.number().int().min(10).max(86_400).default(300),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .refine((k) => !(k.gatewayAdmin.service && k.gatewayAdmin.urls), {

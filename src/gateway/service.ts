@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import client from 'prom-client';
 import { z } from 'zod';
@@ -11,7 +12,7 @@ import { createAdminServer, listen } from './admin.js';
 import { EgressGateway } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { SessionTable } from './sessions.js';
-import { loadCa } from './tls/ca.js';
+import { checkCaFiles, loadCa, type CaMaterial } from './tls/ca.js';
 import { LeafCache } from './tls/leaf-cache.js';
 
 /**
@@ -34,8 +35,21 @@ export const gatewayServiceSchema = z.strictObject({
   bodyTimeoutMs: z.number().int().positive().default(300_000),
   /** HTTPS interception: the installation CA's directory (read-only; see tls/ca.ts). Unset: no interception. */
   caDir: z.string().min(1).optional(),
+  /**
+   * How long to wait at start for the CA files to appear in `caDir`, in seconds (Kubernetes: the
+   * controller fills the CA Secret on its first start, the kubelet then updates the projected volume).
+   * 0: fail at once when they are missing.
+   */
+  caWaitSeconds: z.number().int().min(0).max(3_600).default(0),
+  /**
+   * Re-read `caDir` this often, in seconds, and switch to a rotated CA without a restart (Kubernetes:
+   * the kubelet swaps the projected Secret's files). 0: never.
+   */
+  caReloadSeconds: z.number().int().min(0).max(86_400).default(0),
   /** Extra CAs (PEM text) trusted for upstream certificates. */
   upstreamCaPem: z.string().optional(),
+  /** Extra CAs (a PEM file, e.g. a mounted Secret), added to `upstreamCaPem`. */
+  upstreamCaFile: z.string().min(1).optional(),
   /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
   passthrough: z.array(z.string()).default([]),
   leafCacheSize: z.number().int().positive().default(1_000),
@@ -69,6 +83,25 @@ export interface RunningGateway {
   proxyPort: number;
   adminPort: number;
   close(): Promise<void>;
+}
+
+/**
+ * The CA in `dir`, waiting up to `waitMs` for its files to appear.
+ * @throws Error naming the missing file once the wait is over.
+ */
+async function waitForCa(dir: string, waitMs: number): Promise<CaMaterial> {
+  const deadline = Date.now() + waitMs;
+  let told = false;
+  for (;;) {
+    try {
+      return loadCa(dir);
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      if (!told) process.stderr.write(`gateway: waiting for the installation CA in ${dir}\n`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /** Counts decisions for /metrics without touching the request path beyond one increment. */
@@ -135,6 +168,43 @@ export async function startGatewayService(
     sessions = table;
     podSource = source;
   }
+  let leaves: LeafCache | null = null;
+  let caReload: NodeJS.Timeout | null = null;
+  let upstreamCaPem = cfg.upstreamCaPem ?? '';
+  try {
+    if (cfg.upstreamCaFile) upstreamCaPem += readFileSync(cfg.upstreamCaFile, 'utf8');
+    if (cfg.caDir) {
+      const caDir = cfg.caDir;
+      let ca = await waitForCa(caDir, cfg.caWaitSeconds * 1000);
+      leaves = new LeafCache(ca, cfg.leafCacheSize);
+      if (cfg.caReloadSeconds > 0) {
+        const cache = leaves;
+        caReload = setInterval(() => {
+          let next: CaMaterial;
+          try {
+            next = loadCa(caDir);
+            checkCaFiles({ 'ca.crt': next.certPem, 'ca.key': next.keyPem });
+          } catch {
+            return; // missing, mid-swap (key and certificate of different CAs) or invalid: keep the CA in use
+          }
+          if (next.certPem === ca.certPem && next.keyPem === ca.keyPem) return;
+          cache.useCa(next).then(
+            () => {
+              ca = next;
+              process.stderr.write(`gateway: switched to the rotated CA in ${caDir}\n`);
+            },
+            (err: unknown) =>
+              process.stderr.write(`gateway: cannot use the CA in ${caDir}: ${(err as Error).message}\n`),
+          );
+        }, cfg.caReloadSeconds * 1000);
+        caReload.unref();
+      }
+    }
+  } catch (err) {
+    await podSource?.stop();
+    policy.close();
+    throw err instanceof ConfigError ? err : new ConfigError((err as Error).message, 'caDir');
+  }
   const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
   const gateway = new EgressGateway({
     policy,
@@ -147,15 +217,8 @@ export async function startGatewayService(
     connectTimeoutMs: cfg.connectTimeoutMs,
     headersTimeoutMs: cfg.headersTimeoutMs,
     bodyTimeoutMs: cfg.bodyTimeoutMs,
-    ...(cfg.upstreamCaPem ? { upstreamCaPem: cfg.upstreamCaPem } : {}),
-    ...(cfg.caDir
-      ? {
-          intercept: {
-            leaves: new LeafCache(loadCa(cfg.caDir), cfg.leafCacheSize),
-            passthrough: cfg.passthrough,
-          },
-        }
-      : {}),
+    ...(upstreamCaPem ? { upstreamCaPem } : {}),
+    ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
   });
   const admin = createAdminServer({
     sessions,
@@ -178,6 +241,7 @@ export async function startGatewayService(
     adminPort: adminAddr.port,
     async close() {
       clearInterval(sweep);
+      if (caReload) clearInterval(caReload);
       await new Promise<void>((r) => {
         admin.close(() => r());
         admin.closeAllConnections();

@@ -154,21 +154,44 @@ describe('charts/airlock (helm, no cluster)', () => {
       });
     });
 
-    it('RBAC: Roles only in the sandbox namespace, exactly the verbs the runtime uses', () => {
+    it('RBAC: Roles in the sandbox namespace, plus the CA Secret by name in the release namespace', () => {
       const roles = byKind(objs, 'Role');
-      expect(roles.map((r) => r.metadata.namespace)).toEqual(['airlock-sandboxes', 'airlock-sandboxes']);
+      expect(roles.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort()).toEqual([
+        'airlock-sandboxes/airlock-controller',
+        'airlock-sandboxes/airlock-gateway',
+        'airlock/airlock-controller-ca',
+      ]);
       const controller = one(objs, 'Role', 'airlock-controller') as unknown as { rules: Rule[] };
       expect(controller.rules).toEqual([
         { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'create', 'patch', 'delete'] },
         { apiGroups: [''], resources: ['pods/exec'], verbs: ['get', 'create'] },
         { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
         { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['create', 'delete'] },
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+        {
+          apiGroups: [''],
+          resources: ['configmaps'],
+          resourceNames: ['airlock-ca-bundle'],
+          verbs: ['get', 'update'],
+        },
+      ]);
+      const ca = one(objs, 'Role', 'airlock-controller-ca') as unknown as { rules: Rule[] };
+      expect(ca.rules).toEqual([
+        { apiGroups: [''], resources: ['secrets'], resourceNames: ['airlock-ca'], verbs: ['get', 'update'] },
       ]);
       const gateway = one(objs, 'Role', 'airlock-gateway') as unknown as { rules: Rule[] };
       expect(gateway.rules).toEqual([
         { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
       ]);
-      for (const rb of byKind(objs, 'RoleBinding')) expect(rb.metadata.namespace).toBe('airlock-sandboxes');
+      expect(
+        byKind(objs, 'RoleBinding')
+          .map((rb) => `${rb.metadata.namespace}/${rb.metadata.name}`)
+          .sort(),
+      ).toEqual([
+        'airlock-sandboxes/airlock-controller',
+        'airlock-sandboxes/airlock-gateway',
+        'airlock/airlock-controller-ca',
+      ]);
     });
 
     it('sandbox namespace: Pod Security restricted and a default-deny NetworkPolicy', () => {
@@ -212,6 +235,115 @@ describe('charts/airlock (helm, no cluster)', () => {
     });
   });
 
+  describe('HTTPS interception (tls.*)', () => {
+    const gatewayPod = (objs: K8sObject[]): PodSpec =>
+      (one(objs, 'Deployment', 'airlock-gateway').spec as { template: { spec: PodSpec } }).template.spec;
+    const gatewayConfig = (objs: K8sObject[]): Record<string, unknown> =>
+      JSON.parse(
+        gatewayPod(objs).containers[0]!.env!.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value!,
+      ) as Record<string, unknown>;
+    const controllerConfig = (objs: K8sObject[]): { gateway: unknown; runtime: { kubernetes: unknown } } =>
+      YAML.parse(
+        (one(objs, 'ConfigMap', 'airlock-controller') as unknown as { data: Record<string, string> }).data[
+          'config.yaml'
+        ]!,
+      ) as { gateway: unknown; runtime: { kubernetes: unknown } };
+
+    it('default: an empty CA Secret kept on uninstall, no key material anywhere in the chart', async () => {
+      const objs = await render([]);
+      const secret = one(objs, 'Secret', 'airlock-ca');
+      expect(secret.metadata).toMatchObject({
+        namespace: 'airlock',
+        annotations: { 'helm.sh/resource-policy': 'keep' },
+      });
+      expect(secret.type).toBe('Opaque');
+      expect(secret.data).toBeUndefined();
+      expect(secret.stringData).toBeUndefined();
+      const all = await helm(tools, ['template', 'airlock', chart, '--namespace', 'airlock']);
+      expect(all).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+      // Nothing in the sandbox namespace refers to the CA Secret.
+      for (const o of objs.filter((x) => x.metadata.namespace === 'airlock-sandboxes'))
+        expect(JSON.stringify(o), `${o.kind} ${o.metadata.name}`).not.toContain('airlock-ca"');
+    });
+
+    it('default: the gateway container alone mounts the CA Secret read-only (0400) and gets caDir', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci/git-policies-values.yaml')]);
+      const pod = gatewayPod(objs);
+      const vol = pod.volumes?.find((v) => v.name === 'ca');
+      expect(vol?.projected).toEqual({ defaultMode: 0o400, sources: [{ secret: { name: 'airlock-ca' } }] });
+      expect(pod.securityContext).toMatchObject({ runAsUser: 10002, fsGroup: 10002 });
+      const [gateway, ...others] = pod.containers;
+      expect(gateway!.volumeMounts).toContainEqual({
+        name: 'ca',
+        mountPath: '/etc/airlock/ca',
+        readOnly: true,
+      });
+      for (const c of [...others, ...(pod.initContainers ?? [])])
+        expect(c.volumeMounts?.map((m) => m.name) ?? [], c.name).not.toContain('ca');
+      expect(gatewayConfig(objs)).toMatchObject({
+        caDir: '/etc/airlock/ca',
+        caWaitSeconds: 280,
+        caReloadSeconds: 30,
+        passthrough: [],
+        leafCacheSize: 1000,
+      });
+      expect(gatewayConfig(objs).upstreamCaFile).toBeUndefined();
+      // A startup probe covers the wait for the CA on a fresh install.
+      expect(gateway!.startupProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'admin' } });
+      expect(controllerConfig(objs)).toMatchObject({
+        gateway: { tls: { intercept: true } },
+        runtime: {
+          kubernetes: {
+            ca: { secretName: 'airlock-ca', bundleConfigMap: 'airlock-ca-bundle', resyncSeconds: 300 },
+          },
+        },
+      });
+    });
+
+    it('hardened: upstream CAs from a Secret, passthrough hosts, cache size', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci/hardened-values.yaml')]);
+      const pod = gatewayPod(objs);
+      expect(pod.volumes?.find((v) => v.name === 'upstream-ca')?.secret).toEqual({
+        secretName: 'corp-root-ca',
+        defaultMode: 0o444,
+        items: [{ key: 'root.pem', path: 'ca.pem' }],
+      });
+      expect(pod.containers[0]!.volumeMounts).toContainEqual({
+        name: 'upstream-ca',
+        mountPath: '/etc/airlock/upstream-ca',
+        readOnly: true,
+      });
+      expect(gatewayConfig(objs)).toMatchObject({
+        upstreamCaFile: '/etc/airlock/upstream-ca/ca.pem',
+        passthrough: ['pinned.example.com', 'registry.internal:5000'],
+        leafCacheSize: 5000,
+        caReloadSeconds: 60,
+      });
+    });
+
+    it('existing-objects: an operator-made CA Secret is named in RBAC and mounts, not created', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci/existing-objects-values.yaml')]);
+      expect(byKind(objs, 'Secret')).toEqual([]);
+      const ca = one(objs, 'Role', 'airlock-controller-ca') as unknown as { rules: Rule[] };
+      expect(ca.rules[0]?.resourceNames).toEqual(['airlock-ca']);
+      expect(JSON.stringify(gatewayPod(objs))).toContain('"secret":{"name":"airlock-ca"}');
+    });
+
+    it('no-intercept: no CA Secret, no caDir, no configmaps rights, nothing in the release namespace', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci/no-intercept-values.yaml')]);
+      expect(objs.find((o) => o.kind === 'Secret' && o.metadata.name === 'airlock-ca')).toBeUndefined();
+      expect(byKind(objs, 'Role').map((r) => r.metadata.namespace)).toEqual([
+        'airlock-sandboxes',
+        'airlock-sandboxes',
+      ]);
+      const controller = one(objs, 'Role', 'airlock-controller') as unknown as { rules: Rule[] };
+      expect(controller.rules.flatMap((r) => r.resources)).not.toContain('configmaps');
+      expect(gatewayConfig(objs).caDir).toBeUndefined();
+      expect(JSON.stringify(gatewayPod(objs).volumes ?? [])).not.toContain('airlock-ca');
+      expect(controllerConfig(objs)).toMatchObject({ gateway: { tls: { intercept: false } } });
+    });
+  });
+
   it('images: registry/repository:tag@digest', async () => {
     const objs = await render(['-f', path.join(chart, 'ci/hardened-values.yaml')]);
     const gw = one(objs, 'Deployment', 'airlock-gateway');
@@ -249,6 +381,19 @@ describe('charts/airlock (helm, no cluster)', () => {
       ['bad digest', ['--set', 'image.digest=latest'], /\/image\/digest/],
       ['git without a repository', ['--set', 'policies.source=git'], /\/policies\/git\/repository/],
       ['short API token', ['--set', 'tokens.apiToken=short'], /\/tokens\/apiToken/],
+      [
+        'tls.intercept not a boolean',
+        ['--set', 'tls.intercept=yes'],
+        /\/tls\/intercept.*got string, want boolean/,
+      ],
+      ['unknown tls key', ['--set', 'tls.caFile=x'], /\/tls.*caFile/],
+      ['passthrough host', ['--set', 'tls.passthrough[0]=Bad_Host'], /\/tls\/passthrough\/0/],
+      [
+        'upstream CA Secret name',
+        ['--set', 'tls.upstreamCaSecret.name=Not/AName'],
+        /\/tls\/upstreamCaSecret\/name/,
+      ],
+      ['CA reload too often', ['--set', 'tls.caReloadSeconds=1'], /\/tls\/caReloadSeconds/],
     ];
     it.each(cases)('%s', async (_name, args, expected) => {
       await expect(render(args)).rejects.toThrow(expected);
@@ -259,6 +404,7 @@ describe('charts/airlock (helm, no cluster)', () => {
 interface Rule {
   apiGroups: string[];
   resources: string[];
+  resourceNames?: string[];
   verbs: string[];
 }
 
@@ -267,10 +413,13 @@ interface Container {
   image: string;
   env?: Array<{ name: string; value?: string }>;
   securityContext?: Record<string, unknown>;
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+  startupProbe?: Record<string, unknown>;
 }
 
 interface PodSpec {
   securityContext?: Record<string, unknown>;
   initContainers?: Container[];
   containers: Container[];
+  volumes?: Array<{ name: string; projected?: unknown; secret?: unknown }>;
 }

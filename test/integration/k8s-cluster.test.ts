@@ -253,7 +253,10 @@ describe('helm install on a real kube-apiserver', () => {
     const nps = await net.listNamespacedNetworkPolicy({ namespace: SANDBOX_NS });
     expect(nps.items.map((n) => n.metadata?.name)).toEqual(['airlock-sandbox-deny']);
     const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
-    expect((await rbac.listNamespacedRole({ namespace: NS })).items).toEqual([]);
+    // In the release namespace only the CA Secret's Role (HTTPS interception; test/integration/k8s-tls.test.ts).
+    expect((await rbac.listNamespacedRole({ namespace: NS })).items.map((r) => r.metadata?.name)).toEqual([
+      'airlock-controller-ca',
+    ]);
     expect(
       (await rbac.listNamespacedRole({ namespace: SANDBOX_NS })).items.map((r) => r.metadata?.name).sort(),
     ).toEqual(['airlock-controller', 'airlock-gateway']);
@@ -263,7 +266,14 @@ describe('helm install on a real kube-apiserver', () => {
 
   it('every object rendered for each ci scenario passes server-side validation (dry run)', async () => {
     const objects = admin.makeApiClient(KubernetesObjectApi);
-    const scenarios = ['default', 'hardened', 'git-policies', 'existing-objects', 'local-images'];
+    const scenarios = [
+      'default',
+      'hardened',
+      'git-policies',
+      'existing-objects',
+      'local-images',
+      'no-intercept',
+    ];
     for (const scenario of scenarios) {
       const out = await cluster.helm([
         'template',
@@ -333,6 +343,9 @@ describe('RBAC of the chart ServiceAccounts, checked by the API server', () => {
       { verb: 'delete', resource: 'secrets' },
       { verb: 'create', resource: 'networkpolicies', group: 'networking.k8s.io' },
       { verb: 'delete', resource: 'networkpolicies', group: 'networking.k8s.io' },
+      { verb: 'create', resource: 'configmaps' },
+      { verb: 'get', resource: 'configmaps', name: 'airlock-ca-bundle' },
+      { verb: 'update', resource: 'configmaps', name: 'airlock-ca-bundle' },
     ];
     for (const a of allowed)
       expect(await can(controller, { namespace: SANDBOX_NS, ...a }), JSON.stringify(a)).toBe(true);
@@ -475,10 +488,11 @@ describe('sessions on Kubernetes, control plane as the chart ServiceAccount', ()
       limits: { cpu: '500m', memory: '256Mi' },
       requests: { cpu: '500m', memory: '256Mi' },
     });
-    expect(c.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(['/home/agent', '/tmp']);
-    expect(spec.volumes?.map((v) => [v.name, v.emptyDir?.sizeLimit])).toEqual([
+    expect(c.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(['/etc/airlock', '/home/agent', '/tmp']);
+    expect(spec.volumes?.map((v) => [v.name, v.emptyDir?.sizeLimit ?? v.configMap?.name])).toEqual([
       ['tmp', '1Gi'],
       ['work', '1Gi'],
+      ['airlock-trust', 'airlock-ca-bundle'], // HTTPS interception: see k8s-tls.test.ts
     ]);
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
     for (const v of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'])

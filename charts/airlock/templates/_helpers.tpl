@@ -84,6 +84,15 @@ tag defaults to the chart's appVersion; a digest pins the image whatever the tag
 {{- define "airlock.sandboxName" -}}{{ include "airlock.fullname" . }}-sandbox{{- end }}
 {{- define "airlock.policiesName" -}}{{ include "airlock.fullname" . }}-policies{{- end }}
 
+{{/*
+The installation CA's Secret (release namespace): the chart's "<fullname>-ca", created empty and filled
+by the controller, or tls.existingCaSecret. The trust bundle ConfigMap lives in the sandbox namespace.
+*/}}
+{{- define "airlock.caSecretName" -}}
+{{- default (printf "%s-ca" (include "airlock.fullname" .)) .Values.tls.existingCaSecret }}
+{{- end }}
+{{- define "airlock.caBundleName" -}}{{ include "airlock.fullname" . }}-ca-bundle{{- end }}
+
 {{/* The Secret holding the API and gateway admin tokens (an existing one when named). */}}
 {{- define "airlock.secretName" -}}
 {{- default (printf "%s-tokens" (include "airlock.fullname" .)) .Values.tokens.existingSecret }}

@@ -1,8 +1,9 @@
 // @peculiar/x509 resolves its ASN.1 schema providers through tsyringe, which needs this polyfill.
 import 'reflect-metadata';
-import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
 
 /**
@@ -15,7 +16,9 @@ import * as x509 from '@peculiar/x509';
  * Files in `dir` (the control plane's state dir; the gateway mounts it read-only; it never enters a
  * sandbox): `ca.key` (PKCS#8 PEM, 0600), `ca.crt` (PEM), and after a rotation `previous.crt`, which
  * stays in the trust bundle until `previous.expires` (epoch ms) so sandboxes holding leaves of the
- * old CA keep working through the overlap.
+ * old CA keep working through the overlap. On Kubernetes the same four names are the keys of a Secret
+ * (src/runtime/kubernetes/ca-store.ts), projected into the gateway Pods as that directory; the
+ * `*Files` functions below work on such a name -> text map.
  */
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -24,6 +27,8 @@ export const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256
 export const CA_VALIDITY_MS = 365 * 24 * 3600 * 1000;
 /** Default rotation overlap: 7 days, in ms. */
 export const DEFAULT_OVERLAP_MS = 7 * 24 * 3600 * 1000;
+/** A CA with less validity left than this is replaced (with overlap) when loaded by the control plane. */
+export const ROTATE_BEFORE_MS = 24 * 3600 * 1000;
 
 function pem(label: string, der: ArrayBuffer): string {
   const b64 = Buffer.from(der)
@@ -81,15 +86,81 @@ function writeSecret(file: string, text: string): void {
 }
 
 function readMaterial(dir: string, now: number): CaMaterial {
-  const certPem = readFileSync(path.join(dir, 'ca.crt'), 'utf8');
-  const keyPem = readFileSync(path.join(dir, 'ca.key'), 'utf8');
-  let trustPem = certPem;
-  const prev = path.join(dir, 'previous.crt');
-  const until = path.join(dir, 'previous.expires');
-  if (existsSync(prev) && existsSync(until) && Number(readFileSync(until, 'utf8')) > now) {
-    trustPem += readFileSync(prev, 'utf8');
+  const files: CaFiles = {};
+  for (const name of CA_FILE_NAMES) {
+    const file = path.join(dir, name);
+    if (existsSync(file)) files[name] = readFileSync(file, 'utf8');
   }
+  return materialFromFiles(files, now);
+}
+
+/** The names the CA is stored under: files in a directory, or keys of a Kubernetes Secret. */
+export const CA_FILE_NAMES = ['ca.crt', 'ca.key', 'previous.crt', 'previous.expires'] as const;
+/** The CA as name -> text (a directory's files, or a Secret's decoded data). */
+export type CaFiles = Partial<Record<(typeof CA_FILE_NAMES)[number], string>>;
+
+/**
+ * The material in `files`; the previous certificate joins the trust bundle while `previous.expires`
+ * (epoch ms) is in the future.
+ * @throws Error when ca.crt or ca.key is missing.
+ */
+export function materialFromFiles(files: CaFiles, now = Date.now()): CaMaterial {
+  const certPem = files['ca.crt'];
+  const keyPem = files['ca.key'];
+  if (!certPem || !keyPem) throw new Error('the CA needs both ca.crt and ca.key');
+  let trustPem = certPem;
+  const prev = files['previous.crt'];
+  if (prev && Number(files['previous.expires'] ?? 0) > now) trustPem += prev;
   return { certPem, keyPem, trustPem };
+}
+
+/**
+ * Checks stored CA files before use: the certificate is a CA, the key is an ECDSA P-256 PKCS#8 key
+ * (what leaves are signed with) and belongs to the certificate.
+ * @throws Error saying what is wrong.
+ */
+export function checkCaFiles(files: CaFiles): void {
+  const m = materialFromFiles(files);
+  const cert = new X509Certificate(m.certPem);
+  if (!cert.ca) throw new Error('ca.crt is not a CA certificate (basicConstraints CA:TRUE)');
+  const key = createPrivateKey(m.keyPem);
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new Error('ca.key must be an ECDSA P-256 key (PKCS#8 PEM)');
+  if (!cert.checkPrivateKey(key)) throw new Error('ca.key does not belong to ca.crt');
+}
+
+/** A new CA replacing the one in `files` (kept trusted as previous.* for `overlapMs`). */
+export async function rotateCaFiles(
+  files: CaFiles,
+  overlapMs = DEFAULT_OVERLAP_MS,
+  now = Date.now(),
+): Promise<CaFiles> {
+  const { certPem, keyPem } = await createCa(now);
+  const next: CaFiles = { 'ca.crt': certPem, 'ca.key': keyPem };
+  if (files['ca.crt']) {
+    next['previous.crt'] = files['ca.crt'];
+    next['previous.expires'] = String(now + overlapMs);
+  }
+  return next;
+}
+
+/**
+ * What the control plane stores: `files` unchanged when they hold a CA with more than a day left; a
+ * new CA when they hold none; a rotation (with the default overlap) when the CA is about to expire.
+ * @throws Error when the stored files are incomplete or invalid (never silently replaced).
+ */
+export async function ensureCaFiles(
+  files: CaFiles,
+  now = Date.now(),
+): Promise<{ files: CaFiles; changed: boolean }> {
+  if (!files['ca.crt'] && !files['ca.key']) {
+    const { certPem, keyPem } = await createCa(now);
+    return { files: { 'ca.crt': certPem, 'ca.key': keyPem }, changed: true };
+  }
+  checkCaFiles(files);
+  const cert = new X509Certificate(files['ca.crt']!);
+  if (Date.parse(cert.validTo) > now + ROTATE_BEFORE_MS) return { files, changed: false };
+  return { files: await rotateCaFiles(files, DEFAULT_OVERLAP_MS, now), changed: true };
 }
 
 /**
@@ -112,7 +183,7 @@ export async function loadOrCreateCa(dir: string, now = Date.now()): Promise<CaM
   const certFile = path.join(dir, 'ca.crt');
   if (existsSync(certFile) && existsSync(path.join(dir, 'ca.key'))) {
     const cert = new X509Certificate(readFileSync(certFile));
-    if (Date.parse(cert.validTo) > now + 24 * 3600 * 1000) return readMaterial(dir, now);
+    if (Date.parse(cert.validTo) > now + ROTATE_BEFORE_MS) return readMaterial(dir, now);
     return rotateCa(dir, DEFAULT_OVERLAP_MS, now);
   }
   const { certPem, keyPem } = await createCa(now);
@@ -140,6 +211,18 @@ export async function rotateCa(
   writeSecret(path.join(dir, 'ca.key'), keyPem);
   writeFileSync(certFile, certPem, { mode: 0o644 });
   return readMaterial(dir, now);
+}
+
+/** The system trust store on Debian-like systems (the images' too). */
+export const SYSTEM_ROOTS_FILE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * The bundle sandboxes trust: the system roots (this machine's store, else Node's bundled Mozilla
+ * roots) followed by `trustPem` (the Airlock CA, plus the previous one during an overlap).
+ */
+export function sandboxTrustBundle(trustPem: string, rootsFile = SYSTEM_ROOTS_FILE): string {
+  const roots = existsSync(rootsFile) ? readFileSync(rootsFile, 'utf8') : tls.rootCertificates.join('\n');
+  return `${roots.trimEnd()}\n${trustPem}`;
 }
 
 /** Imports the CA key and certificate for signing leaves. */

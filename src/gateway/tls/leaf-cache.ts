@@ -27,8 +27,11 @@ export class LeafCache {
   /** Leaves minted so far (metrics, tests). */
   minted = 0;
 
+  /** Bumped by useCa: a minting begun under an older CA is not cached. */
+  private generation = 0;
+
   constructor(
-    private readonly ca: CaMaterial,
+    private ca: CaMaterial,
     private readonly maxEntries = 1_000,
     private readonly now: () => number = Date.now,
   ) {
@@ -62,11 +65,28 @@ export class LeafCache {
     return p;
   }
 
+  /**
+   * Switches to another CA (a rotation picked up by the gateway without a restart): leaves are minted
+   * by `ca` from now on and the cache is emptied. Connections already open keep their leaf.
+   * @throws Error when the key cannot be imported (the old CA stays in use).
+   */
+  async useCa(ca: CaMaterial): Promise<void> {
+    const signer = caSigner(ca);
+    await signer;
+    this.ca = ca;
+    this.signer = signer;
+    this.generation++;
+    this.entries.clear();
+    this.inflight.clear();
+  }
+
   get size(): number {
     return this.entries.size;
   }
 
   private async mint(host: string): Promise<tls.SecureContext> {
+    const generation = this.generation;
+    const ca = this.ca;
     const { cert: caCert, key: caKey } = await this.signer;
     const { pair, pem } = await this.leafKeys;
     const now = this.now();
@@ -94,10 +114,11 @@ export class LeafCache {
     });
     const context = tls.createSecureContext({
       key: pem,
-      cert: leaf.toString('pem') + '\n' + this.ca.certPem,
+      cert: leaf.toString('pem') + '\n' + ca.certPem,
       minVersion: 'TLSv1.2',
     });
     this.minted++;
+    if (generation !== this.generation) return context; // the CA changed meanwhile: do not cache
     this.entries.set(host, { context, notAfter });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;

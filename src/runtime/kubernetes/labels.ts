@@ -40,6 +40,15 @@ export const START_GATE = 'airlock.io/start';
 /** Key of the proxy URL (with the session credential) in the session Secret. */
 export const SECRET_PROXY_URL_KEY = 'proxy-url';
 
+/** `app.kubernetes.io/component` of the trust bundle ConfigMap. */
+export const TRUST_COMPONENT = 'ca-bundle';
+/** Where sandbox Pods see the trust bundle ConfigMap (read-only), and the bundle's key/file name. */
+export const SANDBOX_TRUST_DIR = '/etc/airlock';
+export const TRUST_BUNDLE_KEY = 'ca-bundle.pem';
+export const SANDBOX_BUNDLE = `${SANDBOX_TRUST_DIR}/${TRUST_BUNDLE_KEY}`;
+/** Annotation on the CA Secret and the bundle ConfigMap: SHA-256 fingerprint of the current CA. */
+export const CA_FINGERPRINT_ANNOTATION = 'airlock.io/ca-sha256';
+
 /** Pod, Secret and NetworkPolicy of a session share one name. */
 export const sandboxObjectName = (sessionId: string): string => `airlock-${sessionId}`;
 

@@ -1,14 +1,26 @@
-import type { V1NetworkPolicy, V1OwnerReference, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type {
+  V1ConfigMap,
+  V1EnvVar,
+  V1NetworkPolicy,
+  V1OwnerReference,
+  V1Pod,
+  V1Secret,
+} from '@kubernetes/client-node';
 import type { Config } from '../../config/schema.js';
 import type { SandboxSpec } from '../types.js';
 import {
+  CA_FINGERPRINT_ANNOTATION,
   K8S_ANNOTATION,
   K8S_LABEL,
   MANAGED_BY,
+  SANDBOX_BUNDLE,
   SANDBOX_COMPONENT,
   SANDBOX_CONTAINER,
+  SANDBOX_TRUST_DIR,
   SECRET_PROXY_URL_KEY,
   START_GATE,
+  TRUST_BUNDLE_KEY,
+  TRUST_COMPONENT,
   sandboxObjectName,
 } from './labels.js';
 
@@ -18,6 +30,26 @@ export interface ManifestSettings {
   resources: Config['runtime']['resources'];
   /** Gateway proxy port (`gateway.port`). */
   gatewayPort: number;
+  /**
+   * HTTPS interception (`gateway.tls.intercept`): the trust bundle ConfigMap every sandbox Pod mounts at
+   * /etc/airlock. Null: no interception, no bundle.
+   */
+  trustBundleConfigMap: string | null;
+}
+
+/**
+ * What points clients at the trust bundle (the same as the Docker runtime's): OpenSSL (curl, git,
+ * Python's ssl), requests, Node, and `NODE_USE_ENV_PROXY` so Node's fetch uses the proxy variables.
+ */
+export function trustEnv(): V1EnvVar[] {
+  return [
+    { name: 'SSL_CERT_FILE', value: SANDBOX_BUNDLE },
+    { name: 'NODE_EXTRA_CA_CERTS', value: SANDBOX_BUNDLE },
+    { name: 'REQUESTS_CA_BUNDLE', value: SANDBOX_BUNDLE },
+    { name: 'CURL_CA_BUNDLE', value: SANDBOX_BUNDLE },
+    { name: 'GIT_SSL_CAINFO', value: SANDBOX_BUNDLE },
+    { name: 'NODE_USE_ENV_PROXY', value: '1' },
+  ];
 }
 
 /** Labels every object of a session carries (selection; see labels.ts). */
@@ -52,7 +84,9 @@ export function cpuQuantity(cores: number): string {
  * and the Secret and NetworkPolicy exist. Hardening (DESIGN.md property 8, docs/kubernetes.md):
  * non-root uid, no privilege escalation, every capability dropped, seccomp RuntimeDefault, read-only
  * root filesystem with emptyDirs for /tmp and the workdir, no ServiceAccount token, no Service
- * environment variables, no host namespaces. The proxy variables come from the session Secret.
+ * environment variables, no host namespaces. The proxy variables come from the session Secret. With
+ * interception, the trust bundle ConfigMap is mounted read-only at /etc/airlock and named by the
+ * variables of trustEnv (the image's system store cannot be replaced under a read-only root).
  */
 export function sandboxPod(spec: SandboxSpec, s: ManifestSettings): V1Pod {
   const k = s.kubernetes;
@@ -64,6 +98,7 @@ export function sandboxPod(spec: SandboxSpec, s: ManifestSettings): V1Pod {
     valueFrom: { secretKeyRef: { name, key: SECRET_PROXY_URL_KEY } },
   });
   const limits = { cpu: cpuQuantity(s.resources.cpus), memory: `${s.resources.memoryMiB}Mi` };
+  const trust = s.trustBundleConfigMap;
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -111,6 +146,7 @@ export function sandboxPod(spec: SandboxSpec, s: ManifestSettings): V1Pod {
             fromSecret('https_proxy'),
             { name: 'NO_PROXY', value: '' },
             { name: 'no_proxy', value: '' },
+            ...(trust ? trustEnv() : []),
             { name: 'AIRLOCK_SESSION_ID', value: spec.sessionId },
           ],
           resources: { limits, requests: limits },
@@ -125,12 +161,25 @@ export function sandboxPod(spec: SandboxSpec, s: ManifestSettings): V1Pod {
           volumeMounts: [
             { name: 'tmp', mountPath: '/tmp' },
             { name: 'work', mountPath: k.workdir },
+            ...(trust ? [{ name: 'airlock-trust', mountPath: SANDBOX_TRUST_DIR, readOnly: true }] : []),
           ],
         },
       ],
       volumes: [
         { name: 'tmp', emptyDir: { sizeLimit: `${k.scratchMiB}Mi` } },
         { name: 'work', emptyDir: { sizeLimit: `${k.scratchMiB}Mi` } },
+        ...(trust
+          ? [
+              {
+                name: 'airlock-trust',
+                configMap: {
+                  name: trust,
+                  items: [{ key: TRUST_BUNDLE_KEY, path: TRUST_BUNDLE_KEY }],
+                  defaultMode: 0o444,
+                },
+              },
+            ]
+          : []),
       ],
     },
   };
@@ -224,5 +273,32 @@ export function sandboxNetworkPolicy(
       ingress: [],
       egress,
     },
+  };
+}
+
+/**
+ * The sandbox namespace's trust bundle: certificates only (system roots + the Airlock CA, plus the
+ * previous CA during a rotation overlap). The CA's private key never leaves the release namespace.
+ */
+export function trustBundleConfigMap(
+  name: string,
+  s: Pick<ManifestSettings, 'kubernetes'>,
+  bundlePem: string,
+  caSha256: string,
+): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name,
+      namespace: s.kubernetes.sandboxNamespace,
+      labels: {
+        [K8S_LABEL.managedBy]: MANAGED_BY,
+        [K8S_LABEL.component]: TRUST_COMPONENT,
+        [K8S_LABEL.instance]: s.kubernetes.instance,
+      },
+      annotations: { [CA_FINGERPRINT_ANNOTATION]: caSha256 },
+    },
+    data: { [TRUST_BUNDLE_KEY]: bundlePem },
   };
 }

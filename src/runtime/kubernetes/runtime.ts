@@ -14,7 +14,9 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import { RuntimeError, SessionConflictError } from '../../errors.js';
 import type { ExecResult, GatewayEndpoint, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import { type CaMaterial, sandboxTrustBundle } from '../../gateway/tls/ca.js';
 import { GatewayAdminFacade } from './admin-facade.js';
+import { caSha256, KubernetesCaStore, syncTrustBundle } from './ca-store.js';
 import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from './client.js';
 import { execInPod } from './exec.js';
 import { GatewayReplicas } from './gateway-replicas.js';
@@ -32,6 +34,7 @@ import {
   sandboxNetworkPolicy,
   sandboxPod,
   sandboxSecret,
+  trustBundleConfigMap,
 } from './manifests.js';
 
 /** Options beyond the config (tests, embedding). */
@@ -62,7 +65,10 @@ const ENFORCING_CNI_DAEMONSETS = [
  * a Pod `airlock-<id>` (gated until `start`), a Secret with the proxy URL and credential, and a
  * NetworkPolicy allowing egress only to the gateway Pods' proxy port; the Secret and NetworkPolicy are
  * owned by the Pod. Labels and annotations hold every fact about a session (recovery by label, and the
- * gateways' Pod watch); nothing lives only in memory. See docs/kubernetes.md.
+ * gateways' Pod watch); nothing lives only in memory. With HTTPS interception, the installation CA
+ * lives in a Secret of the gateway namespace (ca-store.ts; the gateways mount it) and the sandbox
+ * namespace gets only a trust bundle ConfigMap, which every sandbox Pod mounts at /etc/airlock. See
+ * docs/kubernetes.md.
  *
  * The gateways run as their own Deployment (the chart's) and learn sessions from the API server; the
  * control plane reaches their admin APIs through GatewayReplicas, behind a local facade that keeps the
@@ -77,6 +83,10 @@ export class KubernetesRuntime implements SandboxRuntime {
   private facade: GatewayAdminFacade | null = null;
   private replicas: GatewayReplicas | null = null;
   private readonly logger: Logger | undefined;
+  /** The CA Secret (release namespace), when `gateway.tls.intercept`. */
+  readonly caStore: KubernetesCaStore | null;
+  private trustReady = false;
+  private trustTimer: NodeJS.Timeout | null = null;
 
   /** @throws RuntimeError when the kubeconfig cannot be loaded. */
   constructor(
@@ -88,7 +98,67 @@ export class KubernetesRuntime implements SandboxRuntime {
     this.core = this.kc.makeApiClient(CoreV1Api);
     this.net = this.kc.makeApiClient(NetworkingV1Api);
     this.logger = opts.logger;
-    this.settings = { kubernetes: this.k, resources: cfg.runtime.resources, gatewayPort: cfg.gateway.port };
+    const intercept = cfg.gateway.tls.intercept;
+    this.settings = {
+      kubernetes: this.k,
+      resources: cfg.runtime.resources,
+      gatewayPort: cfg.gateway.port,
+      trustBundleConfigMap: intercept ? this.k.ca.bundleConfigMap : null,
+    };
+    this.caStore = intercept
+      ? new KubernetesCaStore(this.core, this.k.gatewayNamespace, this.k.ca.secretName)
+      : null;
+  }
+
+  /**
+   * HTTPS interception (docs/kubernetes.md): makes sure the CA Secret holds a usable CA (generated on the
+   * first start, rotated when less than a day is left) and that the sandbox namespace's trust bundle
+   * ConfigMap carries the system roots plus the current CA (and the previous one during an overlap).
+   * Idempotent; called at start and every `ca.resyncSeconds`.
+   * @returns the CA material, or null when interception is off.
+   * @throws RuntimeError when the Secret or the ConfigMap cannot be read or written.
+   */
+  async ensureTrust(now = Date.now()): Promise<CaMaterial | null> {
+    if (!this.caStore) return null;
+    const { material, changed } = await this.caStore.ensure(now);
+    if (changed)
+      this.logger?.info(
+        {
+          secret: `${this.caStore.namespace}/${this.caStore.secretName}`,
+          sha256: caSha256(material.certPem),
+        },
+        'installation CA stored (new or rotated)',
+      );
+    await this.syncBundle(material);
+    return material;
+  }
+
+  /**
+   * Rotates the CA now (`airlock ca rotate` on Kubernetes); the old certificate stays trusted for
+   * `overlapMs`. The gateways switch when the kubelet updates their mounted Secret.
+   * @throws RuntimeError, including when interception is off.
+   */
+  async rotateCa(overlapMs: number, now = Date.now()): Promise<CaMaterial> {
+    if (!this.caStore) throw new RuntimeError('HTTPS interception is off (gateway.tls.intercept: false)');
+    const material = await this.caStore.rotate(overlapMs, now);
+    await this.syncBundle(material);
+    return material;
+  }
+
+  private async syncBundle(material: CaMaterial): Promise<void> {
+    const name = this.settings.trustBundleConfigMap;
+    if (!name) return;
+    const done = await syncTrustBundle(
+      this.core,
+      trustBundleConfigMap(
+        name,
+        this.settings,
+        sandboxTrustBundle(material.trustPem),
+        caSha256(material.certPem),
+      ),
+    );
+    if (done !== 'unchanged')
+      this.logger?.info({ configMap: `${this.ns}/${name}`, done }, 'sandbox trust bundle written');
   }
 
   private get ns(): string {
@@ -137,6 +207,16 @@ export class KubernetesRuntime implements SandboxRuntime {
   }
 
   async ensureGateway(): Promise<GatewayEndpoint> {
+    if (this.caStore && !this.trustReady) {
+      await this.ensureTrust();
+      this.trustReady = true;
+      this.trustTimer = setInterval(() => {
+        this.ensureTrust().catch((err: unknown) =>
+          this.logger?.error({ err }, 'CA / trust bundle check failed (retried at the next interval)'),
+        );
+      }, this.k.ca.resyncSeconds * 1000);
+      this.trustTimer.unref();
+    }
     if (!this.facade) {
       const a = this.k.gatewayAdmin;
       let token = this.opts.adminToken;
@@ -367,6 +447,9 @@ export class KubernetesRuntime implements SandboxRuntime {
   }
 
   async close(): Promise<void> {
+    if (this.trustTimer) clearInterval(this.trustTimer);
+    this.trustTimer = null;
+    this.trustReady = false;
     await this.facade?.close();
   }
 }
