@@ -4,18 +4,19 @@
  * request) and Casbin's `enforce()` on the same model.conf + policy.csv (Casbin 5.51 with Airlock's
  * safe matchers registered, src/policy/casbin.ts), at 100, 10,000 and 100,000 `p` lines, in one run.
  *
- *   npm run bench:policy            # builds, then runs this file (~1-2 minutes)
- *   node bench/policy/run.mjs       # after `npm run build`
+ *   npm run bench:policy            # builds, then runs this file (~1.5 minutes)
+ *   node --expose-gc bench/policy/run.mjs   # after `npm run build` (--expose-gc: GC between phases)
  *
  * Per size it reports:
  * - load + compile: `loadPolicyDir()` on a temp directory (read model.conf + policy.csv, validate
- *   the model, parse and validate every line, build the index) — median of 3 (1 at 100k is enough to
- *   see the order of magnitude but 3 are run), and Casbin's `newEnforcer` on the same text;
+ *   the model, parse and validate every line, build the index), median of 3; and Casbin's
+ *   `newEnforcer` on the same text, once;
  * - Airlock decide: 200,000 requests (from bench/policy/gen.mjs: 80% aimed at rules, 20% misses),
- *   each timed on its own with `process.hrtime.bigint()` after a warm-up; p50/p99/p99.9/max in µs
- *   (timer overhead, ~30-60 ns, included), and decisions/s from an untimed loop over the same requests;
- * - Casbin enforce: `await enforcer.enforce(...)` on the same requests for about 4 s per size (at
- *   least 5 calls), p50/p99 and decisions/s;
+ *   each rebuilt from freshly allocated strings (as the gateway's normalisation hands them over) and
+ *   timed on its own with `performance.now()` after a warm-up; p50/p99/p99.9/max in µs (the timer's
+ *   own cost, measured and printed, is included), and decisions/s from timed batches of 1,000;
+ * - Casbin: `await enforcer.enforce(...)` and then `enforcer.enforceSync(...)` on the same requests
+ *   for about 4 s each per size (at least 3 calls), p50/p99 and decisions/s;
  * - agreement: every Casbin answer is compared with Airlock's (a disagreement aborts the run).
  *
  * Writes bench/results/policy-scale-<timestamp>.json (gitignored) and prints a table.
@@ -57,6 +58,18 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const gc = () => globalThis.gc?.();
 /** A freshly allocated copy of a string (not the generator's, possibly cold, object). */
 const copy = (s) => Buffer.from(s, 'latin1').toString('latin1');
+
+/** p50 of an empty timed region: the timer's own cost, included in every per-call figure. */
+function timerOverheadUs() {
+  const lat = new Float64Array(200_000);
+  for (let i = 0; i < lat.length; i++) {
+    const a = performance.now();
+    lat[i] = (performance.now() - a) * 1000;
+  }
+  lat.sort();
+  return round(percentile(lat, 0.5));
+}
+const timerUs = timerOverheadUs();
 
 const results = [];
 for (const n of SIZES) {
@@ -180,7 +193,15 @@ const file = path.join(
 writeFileSync(
   file,
   JSON.stringify(
-    { startedAt: startedAt.toISOString(), node: process.version, cpu, cores: os.cpus().length, results },
+    {
+      startedAt: startedAt.toISOString(),
+      node: process.version,
+      cpu,
+      cores: os.cpus().length,
+      loadAverage: os.loadavg(),
+      timerOverheadUs: timerUs,
+      results,
+    },
     null,
     2,
   ) + '\n',
