@@ -108,7 +108,7 @@ else
   # capabilities (`helm template` and `helm lint` otherwise assume Kubernetes 1.20).
   helm_gomod="$(cd "${gobin}" && go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" |
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
-  k8s_minor="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "${helm_gomod}" | head -n1)"
+  k8s_minor="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "${helm_gomod}" | sed -n 1p)"
   [[ -n "${k8s_minor}" ]] || die "cannot read helm ${HELM_VERSION}'s k8s.io/client-go version"
   helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
   for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
@@ -203,7 +203,7 @@ GO
 fi
 
 "${KUBE_APISERVER}" --version >&2
-"${ETCD}" --version | head -n1 >&2
+"${ETCD}" --version | sed -n 1p >&2
 "${HELM}" version --short >&2
-if ${with_kubectl}; then "${KUBECTL}" version --client 2>&1 | head -n1 >&2; fi
+if ${with_kubectl}; then "${KUBECTL}" version --client 2>&1 | sed -n 1p >&2; fi
 print_paths
