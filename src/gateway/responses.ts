@@ -13,6 +13,25 @@ export interface DenyBody {
   hint: string;
 }
 
+/**
+ * The deny body as sent: the contract's fields plus those of a Kubernetes `Status` object
+ * (`kind`, `apiVersion`, `status`, `reason`, `code`, `message` = the hint), so that client-go and
+ * kubectl show the hint ("Error from server (Forbidden): Airlock egress policy ...") instead of an
+ * opaque "unknown" (client-go only prints bodies that are a Status). Other clients ignore them.
+ */
+function wireBody(body: DenyBody | GatewayErrorBody): object {
+  if (body.error !== 'egress_denied') return body;
+  return {
+    ...body,
+    kind: 'Status',
+    apiVersion: 'v1',
+    status: 'Failure',
+    reason: 'Forbidden',
+    code: 403,
+    message: body.hint,
+  };
+}
+
 /** Other refusals the gateway answers itself, each with a stable `error` string. */
 export interface GatewayErrorBody {
   error:
@@ -67,7 +86,7 @@ export function sendJson(
   body: DenyBody | GatewayErrorBody,
   headers: Record<string, string> = {},
 ): number {
-  const text = JSON.stringify(body);
+  const text = JSON.stringify(wireBody(body));
   if (res.headersSent) {
     res.destroy();
     return 0;
@@ -102,7 +121,7 @@ export function sendRawJson(
     socket.destroy();
     return;
   }
-  const text = JSON.stringify(body);
+  const text = JSON.stringify(wireBody(body));
   const extra = Object.entries(headers)
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');

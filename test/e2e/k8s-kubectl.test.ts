@@ -291,9 +291,9 @@ describe('kubectl through the gateway, over HTTPS', () => {
       `create rolebinding mallory-admin -n ${NS} --role=namespace-owner --user=mallory -v=8`,
     );
     expect(r.exitCode).not.toBe(0);
-    // client-go keeps a non-Status body out of its message (it says "unknown"); -v=8 shows it.
+    // The deny body is also a Kubernetes Status, so kubectl itself shows the gateway's hint.
     expect(r.stderr).toMatch(
-      /^error: failed to create rolebinding: .*\(post rolebindings\.rbac\.authorization\.k8s\.io\)$/m,
+      /^error: failed to create rolebinding: Airlock egress policy does not let role "cluster-reader" POST/m,
     );
     const res = lastResponse(r.stderr);
     expect(res.status).toBe('403 Forbidden');
@@ -306,13 +306,21 @@ describe('kubectl through the gateway, over HTTPS', () => {
       url: `https://kube.test:${apiPort}/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`,
       policyVersion: expect.stringMatching(/^\S+$/),
       hint: expect.stringContaining('This is a policy decision, not a network fault'),
+      kind: 'Status',
+      apiVersion: 'v1',
+      status: 'Failure',
+      reason: 'Forbidden',
+      code: 403,
+      message: expect.stringContaining('This is a policy decision, not a network fault'),
     });
   });
 
   it('kubectl patch configmap is denied with the JSON 403', async () => {
     const r = await sandboxKubectl(`patch configmap settings -n ${NS} -p '{"data":{"mode":"open"}}' -v=8`);
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(/^Error from server \(Forbidden\): .*\(patch configmaps settings\)$/m);
+    expect(r.stderr).toMatch(
+      /^Error from server \(Forbidden\): Airlock egress policy does not let role "cluster-reader" PATCH/m,
+    );
     const res = lastResponse(r.stderr);
     expect(res.status).toBe('403 Forbidden');
     expect(res.headers).toMatch(/^\s*X-Airlock-Decision: deny$/im);
