@@ -29,6 +29,10 @@ interface CompiledRule {
   /** `rule.pathPattern`, one indirection closer. */
   readonly path: PathPattern;
   readonly decision: PolicyDecision;
+  /** Signature fields (see {@link Entries}): method id, path shape, first-segment hash. */
+  readonly mid: number;
+  readonly shape: number;
+  readonly h1: number;
 }
 
 /**
@@ -424,36 +428,55 @@ function ancestorsOf(roles: ReadonlySet<string>, links: readonly RoleLink[]): Ma
   return out;
 }
 
+/** Deny and allow rules of one (role, host key), each in file order. */
+interface Lists {
+  deny: CompiledRule[];
+  allow: CompiledRule[];
+}
+
+/** One list in file order from lists that each are in file order (reused as is when alone). */
+function mergeByLine(lists: CompiledRule[][]): CompiledRule[] {
+  if (lists.length === 1) return lists[0] as CompiledRule[];
+  const out: CompiledRule[] = [];
+  for (const l of lists) for (const c of l) out.push(c);
+  return out.sort((a, b) => a.line - b.line);
+}
+
 function buildIndex(
   rules: readonly PolicyRule[],
   ancestors: Map<string, readonly string[]>,
   methodIds: Map<string, number>,
 ): { buckets: Map<string, Bucket>; wildKeys: Set<string>; entries: Entries } {
-  const compiled = new Map<string, CompiledRule[]>(); // rules by their own role, file order
-  const sigOf = new Map<CompiledRule, readonly [number, number, number, number]>();
+  // Each role's own rules by host key ("=" + exact key, "*" + wildcard key), in file order.
+  const own = new Map<string, Map<string, Lists>>();
+  const wildKeys = new Set<string>();
   for (const rule of rules) {
+    const path = rule.pathPattern;
+    const first = path.segments[0];
     const c: CompiledRule = {
       rule,
       line: rule.line,
       method: rule.method,
-      path: rule.pathPattern,
+      path,
       decision: Object.freeze({
         allowed: rule.effect === 'allow',
         reason: rule.effect === 'allow' ? 'rule_allow' : 'rule_deny',
         rule: rule.text,
       }),
+      mid: methodIds.get(rule.method) as number,
+      shape: path.segments.length * 2 + (path.tail ? 1 : 0),
+      h1: typeof first === 'string' ? firstSegmentHash(`/${first}`) : 0,
     };
-    const first = c.path.segments[0];
-    sigOf.set(c, [
-      methodIds.get(c.method) as number,
-      c.path.segments.length * 2 + (c.path.tail ? 1 : 0),
-      c.line,
-      typeof first === 'string' ? firstSegmentHash(`/${first}`) : 0,
-    ]);
-    const list = compiled.get(rule.role);
-    if (list) list.push(c);
-    else compiled.set(rule.role, [c]);
+    const hp = rule.hostPattern;
+    if (hp.kind === 'wildcard') wildKeys.add(hp.key);
+    const tag = (hp.kind === 'exact' ? '=' : '*') + hp.key;
+    let byHost = own.get(rule.role);
+    if (!byHost) own.set(rule.role, (byHost = new Map()));
+    let lists = byHost.get(tag);
+    if (!lists) byHost.set(tag, (lists = { deny: [], allow: [] }));
+    (rule.effect === 'deny' ? lists.deny : lists.allow).push(c);
   }
+
   const all: CompiledRule[] = [];
   const sig: number[] = [];
   const flatten = (deny: CompiledRule[], allow: CompiledRule[]): Bucket => {
@@ -461,31 +484,28 @@ function buildIndex(
     for (const list of [deny, allow]) {
       for (const c of list) {
         all.push(c);
-        sig.push(...(sigOf.get(c) as readonly number[]));
+        sig.push(c.mid, c.shape, c.line, c.h1);
       }
     }
     const trie = deny.length + allow.length > TRIE_MIN_RULES ? buildTrie(deny, allow) : null;
     return { start, denies: deny.length, allows: allow.length, trie };
   };
   const buckets = new Map<string, Bucket>();
-  const wildKeys = new Set<string>();
   for (const [role, chain] of ancestors) {
-    const applicable: CompiledRule[] = [];
+    // The role's and its ancestors' lists per host key, merged in file order.
+    const merged = new Map<string, { deny: CompiledRule[][]; allow: CompiledRule[][] }>();
     for (const r of chain) {
-      const own = compiled.get(r);
-      if (own) for (const c of own) applicable.push(c);
+      for (const [tag, lists] of own.get(r) ?? []) {
+        let m = merged.get(tag);
+        if (!m) merged.set(tag, (m = { deny: [], allow: [] }));
+        if (lists.deny.length > 0) m.deny.push(lists.deny);
+        if (lists.allow.length > 0) m.allow.push(lists.allow);
+      }
     }
-    if (chain.length > 1) applicable.sort((a, b) => a.line - b.line);
-    const lists = new Map<string, [CompiledRule[], CompiledRule[]]>();
-    for (const c of applicable) {
-      const hp = c.rule.hostPattern;
-      if (hp.kind === 'wildcard') wildKeys.add(hp.key);
-      const key = hp.kind === 'exact' ? exactKey(role, hp.key) : wildKey(role, hp.key);
-      let pair = lists.get(key);
-      if (!pair) lists.set(key, (pair = [[], []]));
-      pair[c.rule.effect === 'deny' ? 0 : 1].push(c);
+    for (const [tag, m] of merged) {
+      const key = tag.startsWith('=') ? exactKey(role, tag.slice(1)) : wildKey(role, tag.slice(1));
+      buckets.set(key, flatten(mergeByLine(m.deny), mergeByLine(m.allow)));
     }
-    for (const [key, [deny, allow]] of lists) buckets.set(key, flatten(deny, allow));
   }
   return { buckets, wildKeys, entries: { rules: all, sig: Int32Array.from(sig) } };
 }

@@ -77,11 +77,13 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
   const hostPatterns = new Map<string, HostPattern>();
   const pathPatterns = new Map<string, PathPattern>();
   const methods = new Set<string>();
+  const roleNames = new Set<string>(); // already validated
   const lines = text.replace(/^\uFEFF/, '').split('\n');
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
     const loc = `${POLICY_FILE}:${lineNo}`;
-    const raw = (lines[i] as string).replace(/\r$/, '');
+    const line = lines[i] as string;
+    const raw = line.charCodeAt(line.length - 1) === 0x0d ? line.slice(0, -1) : line;
     const trimmed = raw.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     if (raw.includes('"')) throw new PolicyError('quotes are not supported in policy.csv', loc);
@@ -105,7 +107,10 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
         );
       }
       const [, role, host, path, method, effect] = fields as [string, string, string, string, string, string];
-      checkRole(role, 'role', loc);
+      if (!roleNames.has(role)) {
+        checkRole(role, 'role', loc);
+        roleNames.add(role);
+      }
       if (effect !== 'allow' && effect !== 'deny') {
         throw new PolicyError(`unknown effect "${effect}" (expected allow or deny)`, loc);
       }
