@@ -242,7 +242,9 @@ process.stdout.write(
     `load average ${os
       .loadavg()
       .map((x) => x.toFixed(2))
-      .join(' ')} (the figures are only as quiet as the machine)`,
+      .join(
+        ' ',
+      )} (the figures are only as quiet as the machine); per-call figures include the timer's own ${timerUs} µs`,
     fmt(head),
     fmt(w.map((x) => '-'.repeat(x))),
     ...rows.map(fmt),
