@@ -1,6 +1,6 @@
 /**
  * Differential test at scale: 100,000 generated requests over generated policies of more than
- * 10,000 `p` lines (deny rules, four levels of inheritance with several parents, wildcard hosts,
+ * 10,000 `p` lines (deny rules, five levels of inheritance with several parents, wildcard hosts,
  * ports, IP literals, `:param` and `*` paths, `*` and CONNECT methods, non-normalised paths, unknown
  * roles), with zero differences allowed between `CompiledPolicy.decide()` and Casbin 5.51's
  * `enforceExSync()` on the same model and policy — verdict and deciding rule.
@@ -34,7 +34,7 @@
  * asserts that allow, deny and no-match outcomes and both index paths each make up over 10% of the
  * requests, and prints the shares.
  *
- * Run time: about 1.5 minutes on 2 busy cores, half of it in Casbin. Policies and requests come from
+ * Run time: 1.5–3 minutes on this project's 2-vCPU VM depending on its load, half of it in Casbin. Policies and requests come from
  * fast-check (a fixed number of runs, no shrinking: a 10,000-line counterexample is printed with the
  * candidate lines instead, and fast-check prints the seed to replay). `AIRLOCK_DIFF_POLICIES` and
  * `AIRLOCK_DIFF_REQUESTS` shrink the run for local iteration only.
