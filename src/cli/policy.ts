@@ -332,17 +332,19 @@ export async function policyExplain(
     if (err instanceof RequestValidationError) throw new CliError(`${err.field}: ${err.message}`, 2);
     throw err;
   }
+  // The gateway decides CONNECT with path "/" (a tunnel has no path); explain does the same.
+  const reqPath = n.method === 'CONNECT' ? '/' : n.path;
   const report = explainRequest(policy, {
     role: opts.role,
     host: n.policyHost,
-    path: n.path,
+    path: reqPath,
     method: n.method,
   });
   let casbin: { allowed: boolean; rule: string | null; agrees: boolean } | null = null;
   if (opts.casbin) {
     const { newCasbinEnforcer } = await import('../policy/casbin.js');
     const e = await newCasbinEnforcer(policy.source.modelText, policy.source.policyText);
-    const [allowed, ex] = e.enforceExSync(opts.role, n.policyHost, n.path, n.method) as [boolean, string[]];
+    const [allowed, ex] = e.enforceExSync(opts.role, n.policyHost, reqPath, n.method) as [boolean, string[]];
     const rule = ex.length > 0 ? ex.join(', ') : null;
     const ours = report.decision.rule?.replace(/^policy\.csv:\d+: p, /, '') ?? null;
     casbin = { allowed, rule, agrees: allowed === report.decision.allowed && rule === ours };
