@@ -99,6 +99,8 @@ export class GitPolicySource implements PolicySource {
   #lastTried: string | null = null;
   #chain: Promise<unknown> = Promise.resolve();
   #pollPending = false;
+  /** The cache repository was usable at the last fetch (skips re-checking it on every poll). */
+  #cacheReady = false;
   #poll: NodeJS.Timeout | null = null;
   #closed = false;
   readonly #git: string;
@@ -187,23 +189,36 @@ export class GitPolicySource implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let sha: string;
     try {
-      await this.#ensureCache();
-      await this.#run([
-        'fetch',
-        '--quiet',
-        '--no-tags',
-        '--depth=1',
-        '--force',
-        '--',
-        this.url,
-        `+${this.ref}:${LOCAL_REF}`,
-      ]);
+      const fetchRef = () =>
+        this.#run([
+          'fetch',
+          '--quiet',
+          '--no-tags',
+          '--depth=1',
+          '--force',
+          '--',
+          this.url,
+          `+${this.ref}:${LOCAL_REF}`,
+        ]);
+      if (!this.#cacheReady) {
+        await this.#ensureCache();
+        await fetchRef();
+      } else {
+        // The cache was fine last time; if it has been removed or damaged since, recreate and retry once.
+        await fetchRef().catch(async () => {
+          this.#cacheReady = false;
+          await this.#ensureCache();
+          await fetchRef();
+        });
+      }
+      this.#cacheReady = true;
       sha = (await this.#run(['rev-parse', '--verify', '--quiet', `${LOCAL_REF}^{commit}`]))
         .toString()
         .trim();
       if (!/^[0-9a-f]{40,64}$/.test(sha)) throw new GitCommandError(`unexpected commit id "${sha}"`);
       this.#fetchError = null;
     } catch (err) {
+      this.#cacheReady = false; // check the cache repository first next time
       const message = `git fetch ${this.url} ${this.ref} failed: ${(err as Error).message}`;
       const first = this.#fetchError === null;
       this.#fetchError = message;

@@ -236,6 +236,9 @@ describe('GitPolicySource', () => {
     });
     expect(noDir.lastError()).toMatch(/directory "envs\/staging" is not in the commit/);
 
+    // onBranch's cache directory was removed with the state dir above: it is recreated, no error.
+    expect((await onBranch.reload()).error).toBeNull();
+
     await run('ln', ['-s', 'policy.csv', path.join(repo, 'envs/prod/linked.csv')]);
     await rm(path.join(repo, 'envs/prod/policy.csv'));
     await run('ln', ['-s', '../../other.csv', path.join(repo, 'envs/prod/policy.csv')]);
