@@ -6,7 +6,9 @@ import { pino, type Logger } from 'pino';
 import { createApiApp } from '../api/index.js';
 import { AuditIndex } from '../audit/index-reader.js';
 import type { Config } from '../config/schema.js';
-import { PolicyStore } from '../policy/store.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import { materializePolicy } from '../policy/live-dir.js';
+import { openPolicySource, type ReloadablePolicySource } from '../policy/source.js';
 import { DockerRuntime } from '../runtime/docker/runtime.js';
 import type { SandboxRuntime } from '../runtime/types.js';
 import { SessionManager } from '../sessions/manager.js';
@@ -15,7 +17,7 @@ export interface RunningServer {
   url: string;
   server: http.Server;
   manager: SessionManager;
-  policy: PolicyStore;
+  policy: ReloadablePolicySource;
   /** Stops serving; sandboxes keep running and are recovered by the next start. */
   close(): Promise<void>;
 }
@@ -73,7 +75,24 @@ async function createRuntime(cfg: Config, logger: Logger): Promise<SandboxRuntim
 export async function startServer(cfg: Config, logger: Logger = pino()): Promise<RunningServer> {
   mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
   const tokens = resolveTokens(cfg, logger);
-  const policy = await PolicyStore.open(cfg.policy.dir, { logger });
+  // With policy.git the control plane follows the repository and writes each enforced commit into
+  // <stateDir>/policy-live (ConfigMap-style symlink swap); that directory is what the gateway
+  // mounts and watches, and it carries the commit SHA as the version (src/policy/live-dir.ts).
+  const liveDir = path.join(cfg.stateDir, 'policy-live');
+  const materialize = (snapshot: CompiledPolicy | null): void => {
+    if (!cfg.policy.git || !snapshot) return;
+    try {
+      materializePolicy(liveDir, snapshot);
+    } catch (err) {
+      logger.error({ err, dir: liveDir }, 'cannot write the policy for the gateway');
+    }
+  };
+  const policy = await openPolicySource(cfg.policy, cfg.stateDir, {
+    logger,
+    onChange: (next) => materialize(next as CompiledPolicy),
+  });
+  materialize(policy.current());
+  if (cfg.policy.git) cfg = { ...cfg, policy: { ...cfg.policy, dir: liveDir } };
   if (!policy.current()) {
     logger.error({ dir: cfg.policy.dir, error: policy.lastError() }, 'no valid policy: every call is denied');
   }
@@ -101,7 +120,7 @@ export async function startServer(cfg: Config, logger: Logger = pino()): Promise
     async close() {
       manager.stop();
       auditIndex.close();
-      policy.close();
+      await policy.close();
       await new Promise<void>((r) => {
         server.close(() => r());
         server.closeAllConnections();

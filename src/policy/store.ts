@@ -9,12 +9,13 @@
  */
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CompiledPolicy } from './compile.js';
 import { compilePolicy, readPolicyDir } from './load.js';
 import { assertPolicyTestsPass, readPolicyTestFiles, runPolicyTestFiles, TESTS_DIR } from './policy-tests.js';
 import type { PolicySnapshot, PolicySource } from './types.js';
+import { VERSION_FILE } from './live-dir.js';
 
 /** The subset of a pino logger the store uses. */
 export interface PolicyLogger {
@@ -163,16 +164,25 @@ export class PolicyStore implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let fingerprint: string | null = null;
     try {
-      const [{ modelText, policyText }, testFiles] = await Promise.all([
+      const [{ modelText, policyText }, testFiles, pinned] = await Promise.all([
         readPolicyDir(this.dir),
         readPolicyTestFiles(this.dir),
+        readPinnedVersion(this.dir),
       ]);
-      const h = createHash('sha256').update(modelText).update('\0').update(policyText);
+      const h = createHash('sha256')
+        .update(modelText)
+        .update('\0')
+        .update(policyText)
+        .update('\0')
+        .update(pinned ?? '');
       for (const t of testFiles) h.update('\0').update(t.file).update('\0').update(t.text);
       fingerprint = h.digest('hex');
       if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
       this.#lastFingerprint = fingerprint;
-      const snapshot = compilePolicy(modelText, policyText, { dir: this.dir });
+      const snapshot = compilePolicy(modelText, policyText, {
+        dir: this.dir,
+        ...(pinned ? { version: pinned } : {}),
+      });
       const report = runPolicyTestFiles(snapshot, testFiles);
       assertPolicyTestsPass(report);
       const previous = this.#current;
@@ -274,5 +284,19 @@ export class PolicyStore implements PolicySource {
       this.#logger?.warn({ dir: target, err }, 'cannot watch policy directory; relying on polling');
       return null;
     }
+  }
+}
+
+/**
+ * The version a materialised policy carries (`.airlock-version`, written by `materializePolicy` for
+ * the Git source: the commit the control plane enforces), so the gateway's audit events name the
+ * same version. Absent or malformed: null, and the content hash is the version.
+ */
+async function readPinnedVersion(dir: string): Promise<string | null> {
+  try {
+    const v = (await readFile(path.join(dir, VERSION_FILE), 'utf8')).trim();
+    return /^[0-9a-f]{7,64}$/.test(v) ? v : null;
+  } catch {
+    return null;
   }
 }

@@ -1,0 +1,41 @@
+import { mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { MODEL_FILE } from './model.js';
+import { POLICY_FILE } from './csv.js';
+import type { CompiledPolicy } from './compile.js';
+
+/** File naming the version of a materialised policy (a git commit); PolicyStore adopts it. */
+export const VERSION_FILE = '.airlock-version';
+
+/**
+ * Writes a snapshot (e.g. the commit the Git source enforces) into `dir` the way Kubernetes
+ * ConfigMap volumes do it: the files go into a fresh `..<version>` directory, then the `..data`
+ * symlink is swapped to it with one rename, and `model.conf`, `policy.csv` and `.airlock-version`
+ * are symlinks through `..data`. A PolicyStore watching `dir` (the gateway's) sees one whole policy
+ * or the other, never a mix, and takes the snapshot's version from `.airlock-version`.
+ * @throws Error from the filesystem.
+ */
+export function materializePolicy(dir: string, snapshot: CompiledPolicy): void {
+  mkdirSync(dir, { recursive: true });
+  const target = `..${snapshot.version}-${Date.now()}`;
+  const targetDir = path.join(dir, target);
+  mkdirSync(targetDir);
+  writeFileSync(path.join(targetDir, MODEL_FILE), snapshot.source.modelText);
+  writeFileSync(path.join(targetDir, POLICY_FILE), snapshot.source.policyText);
+  writeFileSync(path.join(targetDir, VERSION_FILE), snapshot.version + '\n');
+  const tmpLink = path.join(dir, `..data_tmp`);
+  rmSync(tmpLink, { force: true });
+  symlinkSync(target, tmpLink);
+  renameSync(tmpLink, path.join(dir, '..data'));
+  for (const f of [MODEL_FILE, POLICY_FILE, VERSION_FILE]) {
+    try {
+      symlinkSync(path.join('..data', f), path.join(dir, f));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  for (const e of readdirSync(dir)) {
+    if (e.startsWith('..') && e !== '..data' && e !== target)
+      rmSync(path.join(dir, e), { recursive: true, force: true });
+  }
+}
