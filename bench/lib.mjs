@@ -197,7 +197,12 @@ export async function withBackground(fn) {
 // ------------------------------------------------------------------------------------------------
 // Servers
 
-export async function startNginx(nginxBin, dir, port) {
+/**
+ * nginx upstream on 127.0.0.1:`port` (plain HTTP). With `opts.tls` ({port, certFile, keyFile}) the
+ * same server block (same worker, same answer) also listens with TLS on `opts.tls.port`; with
+ * `opts.statusPort`, a separate server there answers nginx's stub_status (connections accepted).
+ */
+export async function startNginx(nginxBin, dir, port, opts = {}) {
   const d = path.join(dir, 'nginx');
   mkdirSync(path.join(d, 'tmp'), { recursive: true });
   const body = 'a'.repeat(CFG.bodyBytes - 1) + '\\n';
@@ -218,11 +223,26 @@ http {
   uwsgi_temp_path ${d}/tmp/uwsgi;
   scgi_temp_path ${d}/tmp/scgi;
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port};${
+      opts.tls
+        ? `
+    listen 127.0.0.1:${opts.tls.port} ssl;
+    ssl_certificate ${opts.tls.certFile};
+    ssl_certificate_key ${opts.tls.keyFile};`
+        : ''
+    }
     location / {
       default_type text/plain;
       return 200 "${body}";
     }
+  }${
+    opts.statusPort
+      ? `
+  server {
+    listen 127.0.0.1:${opts.statusPort};
+    location / { stub_status; }
+  }`
+      : ''
   }
 }
 `;
@@ -236,6 +256,7 @@ http {
     path.join(d, 'error.log'),
   ]);
   await waitForPort(port, child, 'nginx');
+  if (opts.tls) await waitForPort(opts.tls.port, child, 'nginx (TLS)');
   return child;
 }
 
@@ -275,7 +296,12 @@ max_filedescriptors 8192
   return child;
 }
 
-export async function startGateway(dir, upstreamPort) {
+/**
+ * The Airlock gateway in its own process (bench/gateway-child.mjs). `opts.config` is merged into the
+ * gateway service config (e.g. caDir, upstreamCaPem, more hostAliases); `opts.policyLines` are
+ * appended to the bench policy.
+ */
+export async function startGateway(dir, upstreamPort, opts = {}) {
   const policyDir = path.join(dir, 'policy');
   mkdirSync(policyDir, { recursive: true });
   writeFileSync(path.join(policyDir, 'model.conf'), readFileSync(path.join(ROOT, 'policies', 'model.conf')));
@@ -291,6 +317,7 @@ export async function startGateway(dir, upstreamPort) {
       `p, bench, ${up}, /payload, GET, allow`,
       `p, bench, ${up}, /admin/*, *, deny`,
       'p, analyst, forum.test:3000, /*, GET, allow',
+      ...(opts.policyLines ?? []),
       '',
     ].join('\n'),
   );
@@ -302,8 +329,9 @@ export async function startGateway(dir, upstreamPort) {
     policyDir,
     auditFile,
     auditStdout: false,
-    hostAliases: { [UPSTREAM_NAME]: '127.0.0.1' },
     allowPrivateCidrs: ['127.0.0.0/8'],
+    ...opts.config,
+    hostAliases: { [UPSTREAM_NAME]: '127.0.0.1', ...opts.config?.hostAliases },
   };
   const session = {
     id: SESSION.id,
