@@ -49,11 +49,14 @@ async function readPolicyFile(dir: string, name: string): Promise<string> {
 
 /** Reads model.conf and policy.csv from `dir` (following symlinks, e.g. a ConfigMap's `..data`). */
 export async function readPolicyDir(dir: string): Promise<{ modelText: string; policyText: string }> {
-  const [modelText, policyText] = await Promise.all([
+  // Both reads run at once; the error reported is always model.conf's first (deterministic).
+  const [model, policy] = await Promise.allSettled([
     readPolicyFile(dir, MODEL_FILE),
     readPolicyFile(dir, POLICY_FILE),
   ]);
-  return { modelText, policyText };
+  if (model.status === 'rejected') throw model.reason;
+  if (policy.status === 'rejected') throw policy.reason;
+  return { modelText: model.value, policyText: policy.value };
 }
 
 /**
