@@ -512,7 +512,13 @@ export class EgressGateway {
     const method = p.method;
     const policy = this.opts.policy.current();
     const url = `${target.scheme}://${target.authority}${target.path}`;
-    if (!policy) {
+    /** Answers the contract's JSON 403 (the upstream is never contacted) and audits it. */
+    const deny = (
+      reason: DecisionReason,
+      rule: string | null,
+      policyVersion: string | null,
+      hint: string,
+    ): void => {
       req.resume();
       sendJson(res, 403, {
         error: 'egress_denied',
@@ -520,11 +526,18 @@ export class EgressGateway {
         role: session.role,
         method,
         url,
-        policyVersion: null,
-        hint: 'No valid egress policy is loaded, so Airlock denies every call (fail closed). Ask an operator to fix the policy.',
+        policyVersion,
+        hint,
       });
-      this.emit(p, 'deny', 'no_policy', null, 403, 0, 0, null);
-      return;
+      this.emit(p, 'deny', reason, rule, 403, 0, 0, policyVersion);
+    };
+    if (!policy) {
+      return deny(
+        'no_policy',
+        null,
+        null,
+        'No valid egress policy is loaded, so Airlock denies every call (fail closed). Ask an operator to fix the policy.',
+      );
     }
     if (target.host === API_HOST) {
       // Management rules' pseudo-host: never a destination, whatever a rule says.
@@ -543,21 +556,14 @@ export class EgressGateway {
       session.creator,
     );
     if (!decision.allowed) {
-      req.resume();
-      sendJson(res, 403, {
-        error: 'egress_denied',
-        sessionId: session.id,
-        role: session.role,
-        method,
-        url,
-        policyVersion: policy.version,
-        hint:
-          by === 'creator'
-            ? creatorDenyHint(session.role, session.creator ?? '', method, url)
-            : denyHint(session.role, method, url),
-      });
-      this.emit(p, 'deny', decision.reason, decision.rule, 403, 0, 0, policy.version);
-      return;
+      return deny(
+        decision.reason,
+        decision.rule,
+        policy.version,
+        by === 'creator'
+          ? creatorDenyHint(session.role, session.creator ?? '', method, url)
+          : denyHint(session.role, method, url),
+      );
     }
 
     const resolution = await this.opts.resolver.resolve(target.host);
