@@ -177,10 +177,10 @@ async function main() {
   const startedAt = new Date();
   const wall0 = Date.now();
   const dist = process.env.BENCH_DIST ? path.resolve(process.env.BENCH_DIST) : path.join(ROOT, 'dist');
-  if (!existsSync(path.join(dist, 'gateway', 'tls', 'ca.js'))) {
-    throw new Error(`${dist}/gateway/tls/ca.js is missing: run \`npm run build\` first`);
+  if (!existsSync(path.join(dist, 'pki', 'ca.js'))) {
+    throw new Error(`${dist}/pki/ca.js is missing: run \`npm run build\` first`);
   }
-  const { loadOrCreateCa } = await import(pathToFileURL(path.join(dist, 'gateway', 'tls', 'ca.js')).href);
+  const { loadOrCreateCa } = await import(pathToFileURL(path.join(dist, 'pki', 'ca.js')).href);
   const nginxBin = ensureNginx();
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'airlock-bench-tls-'));

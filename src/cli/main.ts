@@ -208,7 +208,7 @@ ca.command('show')
       }
       return;
     }
-    const { loadOrCreateCa } = await import('../gateway/tls/ca.js');
+    const { loadOrCreateCa } = await import('../pki/ca.js');
     const { join } = await import('node:path');
     process.stdout.write((await loadOrCreateCa(join(cfg.stateDir, 'ca'))).trustPem);
   });
@@ -240,7 +240,7 @@ ca.command('rotate')
       }
       return;
     }
-    const { rotateCa } = await import('../gateway/tls/ca.js');
+    const { rotateCa } = await import('../pki/ca.js');
     const { join } = await import('node:path');
     const m = await rotateCa(join(cfg.stateDir, 'ca'), overlapMs);
     const cert = new X509Certificate(m.certPem);

@@ -11,7 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
 import { PolicyError, RequestValidationError } from '../errors.js';
-import { requestFromUrl } from '../gateway/normalize.js';
+import { requestFromUrl } from '../request/normalize.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { explainRequest, type ExplainReport } from '../policy/explain.js';
 import { lintDelegation, type DelegationFinding } from '../policy/delegation.js';

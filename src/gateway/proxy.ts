@@ -9,7 +9,7 @@ import { AirlockError } from '../errors.js';
 import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../sessions/types.js';
-import { normalizeHost } from './normalize.js';
+import { normalizeHost } from '../request/normalize.js';
 import type { UpstreamResolver } from './resolve.js';
 import { creatorDenyHint, denyHint, reservedHostDetail, sendJson, sendRawJson } from './responses.js';
 import { normalizeRemoteAddress, type Identity, type SessionTable } from './sessions.js';

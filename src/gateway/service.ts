@@ -12,7 +12,7 @@ import { createAdminServer, listen } from './admin.js';
 import { EgressGateway } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { SessionTable } from './sessions.js';
-import { checkCaFiles, loadCa, type CaMaterial } from './tls/ca.js';
+import { checkCaFiles, loadCa, type CaMaterial } from '../pki/ca.js';
 import { LeafCache } from './tls/leaf-cache.js';
 
 /**
@@ -33,7 +33,7 @@ export const gatewayServiceSchema = z.strictObject({
   connectTimeoutMs: z.number().int().positive().default(5_000),
   headersTimeoutMs: z.number().int().positive().default(30_000),
   bodyTimeoutMs: z.number().int().positive().default(300_000),
-  /** HTTPS interception: the installation CA's directory (read-only; see tls/ca.ts). Unset: no interception. */
+  /** HTTPS interception: the installation CA's directory (read-only; see src/pki/ca.ts). Unset: no interception. */
   caDir: z.string().min(1).optional(),
   /**
    * How long to wait at start for the CA files to appear in `caDir`, in seconds (Kubernetes: the

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { RequestValidationError } from '../errors.js';
-import { normalizeHost, normalizePath, policyHost } from './normalize.js';
+import { normalizeHost, normalizePath, policyHost } from '../request/normalize.js';
 
 /** A proxy request target after normalisation: what the policy sees and what goes upstream. */
 export interface Target {

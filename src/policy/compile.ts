@@ -17,7 +17,7 @@
  * Small buckets are scanned linearly (faster below the threshold, and allocation-free).
  */
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
-import { isNormalizedPath } from '../gateway/normalize.js';
+import { isNormalizedPath } from '../request/normalize.js';
 import { matchMethodPattern, matchPathPattern, wildcardKeyOf, matchHostPattern } from './matchers.js';
 import type { ParsedPolicy, PolicyRule, RoleLink } from './csv.js';
 import type { PathPattern } from './matchers.js';
@@ -339,7 +339,7 @@ export class CompiledPolicy implements PolicySnapshot {
   }
 
   /**
-   * Decides a request. Inputs are expected normalised (src/gateway/normalize.ts); as a safety net the
+   * Decides a request. Inputs are expected normalised (src/request/normalize.ts); as a safety net the
    * host is lowercased and the method uppercased here, and a path that is not in normal form matches
    * no rule (so it is denied as `no_match`). Deny overrides allow; no match is a deny.
    *

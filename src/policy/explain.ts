@@ -2,7 +2,7 @@
  * `airlock policy explain`: why a policy decides a request the way it does — the decision, the role
  * chain (with the `g` lines that link it), every matching rule, and the reason in words.
  */
-import { isNormalizedPath } from '../gateway/normalize.js';
+import { isNormalizedPath } from '../request/normalize.js';
 import type { CompiledPolicy } from './compile.js';
 import { POLICY_FILE, type PolicyRule } from './csv.js';
 import { matchHostPattern } from './matchers.js';

@@ -8,7 +8,7 @@
  * used to cross-check it ({@link ./casbin.ts}), which registers {@link hostMatch},
  * {@link pathMatch} and {@link methodMatch} under those names.
  */
-import { isNormalizedPath, normalizeHost, normalizePath } from '../gateway/normalize.js';
+import { isNormalizedPath, normalizeHost, normalizePath } from '../request/normalize.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Hosts

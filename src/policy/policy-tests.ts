@@ -17,7 +17,7 @@ import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { PolicyError, PolicyTestError, RequestValidationError } from '../errors.js';
-import { requestFromUrl } from '../gateway/normalize.js';
+import { requestFromUrl } from '../request/normalize.js';
 import type { PolicyDecision, PolicySnapshot } from './types.js';
 
 export const TESTS_DIR = 'tests';

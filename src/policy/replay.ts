@@ -2,7 +2,7 @@
  * `airlock policy diff`: replays recorded calls (audit events, src/audit/event.ts) through two
  * policies and lists the calls whose decision would change — a policy PR's effect on real traffic.
  */
-import { policyHost } from '../gateway/normalize.js';
+import { policyHost } from '../request/normalize.js';
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 
 /** The fields of an audit event a replay needs (a subset of `AuditEvent`). */

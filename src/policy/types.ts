@@ -1,6 +1,6 @@
 /**
  * What the gateway asks the policy and what it gets back. The request tuple is the model's
- * `r = sub, host, path, method`; every field is already normalised (see src/gateway/normalize.ts).
+ * `r = sub, host, path, method`; every field is already normalised (see src/request/normalize.ts).
  */
 export interface PolicyRequest {
   /** The session's role (Casbin subject). */

@@ -17,7 +17,7 @@ import { DestinationPolicy } from '../../src/gateway/address.js';
 import { EgressGateway } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
-import { loadOrCreateCa, type CaMaterial } from '../../src/gateway/tls/ca.js';
+import { loadOrCreateCa, type CaMaterial } from '../../src/pki/ca.js';
 import { LeafCache } from '../../src/gateway/tls/leaf-cache.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';

@@ -35,7 +35,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { ConfigError, RuntimeError } from '../../src/errors.js';
 import { startGatewayService, type RunningGateway } from '../../src/gateway/service.js';
-import { CA_FILE_NAMES, type CaMaterial } from '../../src/gateway/tls/ca.js';
+import { CA_FILE_NAMES, type CaMaterial } from '../../src/pki/ca.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import { KubernetesRuntime } from '../../src/runtime/kubernetes/runtime.js';

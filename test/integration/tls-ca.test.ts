@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadOrCreateCa, rotateCa } from '../../src/gateway/tls/ca.js';
+import { loadOrCreateCa, rotateCa } from '../../src/pki/ca.js';
 
 const dirs: string[] = [];
 function tempDir(): string {

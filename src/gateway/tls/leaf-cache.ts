@@ -2,7 +2,7 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
-import { caSigner, EC_ALGORITHM, type CaMaterial } from './ca.js';
+import { caSigner, EC_ALGORITHM, type CaMaterial } from '../../pki/ca.js';
 
 /** Leaf validity: 24 h, in ms. Reissued when less than an hour is left. */
 export const LEAF_VALIDITY_MS = 24 * 3600 * 1000;

@@ -8,7 +8,7 @@ import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
-import { loadOrCreateCa } from '../../gateway/tls/ca.js';
+import { loadOrCreateCa } from '../../pki/ca.js';
 import type { Config } from '../../config/schema.js';
 import { ExecTimeoutError, RuntimeError } from '../../errors.js';
 import type { GatewayServiceConfig } from '../../gateway/service.js';

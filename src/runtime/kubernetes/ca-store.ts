@@ -7,7 +7,7 @@ import {
   ensureCaFiles,
   materialFromFiles,
   rotateCaFiles,
-} from '../../gateway/tls/ca.js';
+} from '../../pki/ca.js';
 import { RuntimeError } from '../../errors.js';
 import { isNotFound, kubeFailure } from './client.js';
 import { CA_FINGERPRINT_ANNOTATION, K8S_LABEL, MANAGED_BY, TRUST_BUNDLE_KEY } from './labels.js';

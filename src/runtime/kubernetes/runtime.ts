@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import { RuntimeError, SessionConflictError } from '../../errors.js';
 import type { ExecResult, GatewayEndpoint, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
-import { type CaMaterial, sandboxTrustBundle } from '../../gateway/tls/ca.js';
+import { type CaMaterial, sandboxTrustBundle } from '../../pki/ca.js';
 import { GatewayAdminFacade } from './admin-facade.js';
 import { caSha256, KubernetesCaStore, syncTrustBundle } from './ca-store.js';
 import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from './client.js';

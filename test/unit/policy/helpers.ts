@@ -1,4 +1,4 @@
-import { requestFromUrl } from '../../../src/gateway/normalize.js';
+import { requestFromUrl } from '../../../src/request/normalize.js';
 import { compilePolicy } from '../../../src/policy/load.js';
 import { CANONICAL_MODEL } from '../../../src/policy/model.js';
 import type { CompiledPolicy } from '../../../src/policy/compile.js';

@@ -13,7 +13,7 @@ import {
   ensureCaFiles,
   materialFromFiles,
   rotateCaFiles,
-} from '../../../src/gateway/tls/ca.js';
+} from '../../../src/pki/ca.js';
 import {
   sandboxPod,
   trustBundleConfigMap,

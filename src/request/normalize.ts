@@ -53,7 +53,7 @@ function checkLabels(host: string, raw: string): void {
  * Fast path: true when `name` is already what domainToASCII would return, so it can be returned
  * as is — lowercase `a-z 0-9 _ -` labels of valid length without leading/trailing `-`, no `xn--`
  * label (those need IDNA validation), and a last label that is not numeric (WHATWG would parse the
- * name as IPv4). test/unit/gateway/normalize.test.ts checks it against domainToASCII.
+ * name as IPv4). test/unit/request/normalize.test.ts checks it against domainToASCII.
  */
 function isPlainAsciiName(name: string): boolean {
   const n = name.length;

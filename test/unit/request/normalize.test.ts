@@ -8,7 +8,7 @@ import {
   normalizePath,
   policyHost,
   requestFromUrl,
-} from '../../../src/gateway/normalize.js';
+} from '../../../src/request/normalize.js';
 
 function refused(fn: () => unknown, field: string, message?: RegExp): void {
   let caught: unknown;
