@@ -40,9 +40,14 @@ export class GatewayReplicas {
     const found: string[] = [];
     if (isIP(name)) found.push(name);
     else {
-      const [v4, v6] = await Promise.allSettled([dns.resolve4(name), dns.resolve6(name)]);
-      if (v4.status === 'fulfilled') found.push(...v4.value);
-      if (v6.status === 'fulfilled') found.push(...v6.value);
+      // lookup (getaddrinfo), not resolve4/resolve6: only lookup honours resolv.conf's search list
+      // and ndots, so a short or namespace-qualified Service name (`x.ns.svc`) resolves inside a Pod
+      // as it does for every other client there (issue 16: resolve4 answered ESERVFAIL).
+      try {
+        found.push(...new Set((await dns.lookup(name, { all: true })).map((a) => a.address)));
+      } catch {
+        // none found: reported below
+      }
     }
     if (found.length === 0)
       throw new GatewayUnavailableError(`no gateway replica found: ${name} resolves to no address`);
