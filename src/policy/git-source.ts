@@ -16,14 +16,13 @@ import path from 'node:path';
 import { PolicyError } from '../errors.js';
 import type { CompiledPolicy } from './compile.js';
 import { POLICY_FILE } from './csv.js';
-import { compilePolicy } from './load.js';
+import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
 import { MODEL_FILE } from './model.js';
-import { assertPolicyTestsPass, runPolicyTestFiles, TESTS_DIR, type PolicyTestFile } from './policy-tests.js';
-import type { PolicyLogger, PolicyStoreOptions, ReloadResult } from './store.js';
-import type { PolicySnapshot, PolicySource } from './types.js';
+import { TESTS_DIR, type PolicyTestFile } from './policy-tests.js';
+import type { PolicySource } from './types.js';
 
 /** Options of {@link GitPolicySource.open}. */
-export interface GitPolicySourceOptions extends Pick<PolicyStoreOptions, 'logger' | 'onChange' | 'onReload'> {
+export interface GitPolicySourceOptions extends PolicyListeners {
   /** Remote to follow (any git URL, including `file://`; validated by the config schema). */
   url: string;
   /** Branch or tag. @default "main" */
@@ -92,12 +91,10 @@ export class GitPolicySource implements PolicySource {
   readonly ref: string;
   readonly subdir: string;
   readonly cacheDir: string;
-  #current: CompiledPolicy | null = null;
+  readonly #held: LastKnownGood;
   #commit: string | null = null;
   #fetchError: string | null = null;
-  #commitError: string | null = null;
   #lastTried: string | null = null;
-  #chain: Promise<unknown> = Promise.resolve();
   #pollPending = false;
   /** The cache repository was usable at the last fetch (skips re-checking it on every poll). */
   #cacheReady = false;
@@ -105,9 +102,6 @@ export class GitPolicySource implements PolicySource {
   #closed = false;
   readonly #git: string;
   readonly #timeout: number;
-  readonly #logger: PolicyLogger | undefined;
-  readonly #onChange: GitPolicySourceOptions['onChange'];
-  readonly #onReload: GitPolicySourceOptions['onReload'];
 
   private constructor(opts: GitPolicySourceOptions) {
     this.url = opts.url;
@@ -116,9 +110,7 @@ export class GitPolicySource implements PolicySource {
     this.cacheDir = path.resolve(opts.cacheDir);
     this.#git = opts.gitBinary ?? 'git';
     this.#timeout = opts.commandTimeoutMs ?? 60_000;
-    this.#logger = opts.logger;
-    this.#onChange = opts.onChange;
-    this.#onReload = opts.onReload;
+    this.#held = new LastKnownGood(opts);
   }
 
   /**
@@ -145,7 +137,7 @@ export class GitPolicySource implements PolicySource {
 
   /** The snapshot in force, or null when no valid commit has been loaded (fail closed). */
   current(): CompiledPolicy | null {
-    return this.#current;
+    return this.#held.current();
   }
 
   /** The full SHA of the commit in force, or null. */
@@ -158,7 +150,7 @@ export class GitPolicySource implements PolicySource {
    * commit if it could not be used; null when the newest commit is in force.
    */
   lastError(): string | null {
-    return this.#fetchError ?? this.#commitError;
+    return this.#fetchError ?? this.#held.lastError();
   }
 
   /** Fetches now and loads the ref's commit even if it was tried before. Attempts never overlap. */
@@ -171,19 +163,17 @@ export class GitPolicySource implements PolicySource {
     this.#closed = true;
     if (this.#poll) clearInterval(this.#poll);
     this.#poll = null;
-    await this.#chain.catch(() => undefined);
+    await this.#held.idle();
   }
 
   #enqueue(force: boolean): Promise<ReloadResult> {
-    const next = this.#chain.then(() =>
-      this.#closed && !force ? this.#result(false) : this.#attempt(force),
+    return this.#held.serialize(() =>
+      this.#closed && !force ? Promise.resolve(this.#result(false)) : this.#attempt(force),
     );
-    this.#chain = next.catch(() => undefined);
-    return next;
   }
 
   #result(changed: boolean): ReloadResult {
-    return { changed, version: this.#current?.version ?? null, error: this.lastError() };
+    return { changed, version: this.current()?.version ?? null, error: this.lastError() };
   }
 
   async #attempt(force: boolean): Promise<ReloadResult> {
@@ -223,73 +213,35 @@ export class GitPolicySource implements PolicySource {
       const first = this.#fetchError === null;
       this.#fetchError = message;
       if (first) {
-        this.#logger?.error(
-          { url: this.url, ref: this.ref, error: message, keeping: this.#current?.version ?? null },
-          this.#current
-            ? 'policy fetch failed; keeping the last good policy'
-            : 'no valid policy; every call is denied',
+        this.#held.logFailure(
+          message,
+          { url: this.url, ref: this.ref },
+          'policy fetch failed; keeping the last good policy',
         );
       }
-      return this.#report(this.#result(false));
+      return this.#held.report(this.#result(false));
     }
     if (!force && sha === this.#lastTried) return this.#result(false);
     this.#lastTried = sha;
+    const context = { url: this.url, ref: this.ref, commit: sha };
     try {
       const { modelText, policyText, tests } = await this.#readCommit(sha);
-      const snapshot = compilePolicy(modelText, policyText, { version: sha.slice(0, 12) });
-      const report = runPolicyTestFiles(snapshot, tests);
-      assertPolicyTestsPass(report);
-      const previous = this.#current;
-      this.#current = snapshot; // the swap: one reference assignment
-      this.#commit = sha;
-      this.#commitError = null;
-      const changed = previous?.version !== snapshot.version;
-      if (changed) {
-        this.#logger?.info(
-          {
-            url: this.url,
-            ref: this.ref,
-            commit: sha,
-            version: snapshot.version,
-            rules: snapshot.rules,
-            tests: report.cases,
-            previous: previous?.version ?? null,
-          },
-          'policy loaded',
-        );
-        try {
-          this.#onChange?.(snapshot, previous as PolicySnapshot | null);
-        } catch (err) {
-          this.#logger?.warn({ err }, 'policy onChange listener threw');
-        }
-      }
-      return this.#report(this.#result(changed));
-    } catch (err) {
-      const message = `commit ${sha.slice(0, 12)}: ${err instanceof Error ? err.message : String(err)}`;
-      this.#commitError = message;
-      this.#logger?.error(
-        {
-          url: this.url,
-          ref: this.ref,
-          commit: sha,
-          error: message,
-          keeping: this.#current?.version ?? null,
+      const changed = this.#held.accept(
+        { modelText, policyText, tests, version: sha.slice(0, 12) },
+        context,
+        () => {
+          this.#commit = sha;
         },
-        this.#current
-          ? 'policy commit rejected; keeping the last good policy'
-          : 'no valid policy; every call is denied',
       );
-      return this.#report(this.#result(false));
-    }
-  }
-
-  #report(r: ReloadResult): ReloadResult {
-    try {
-      this.#onReload?.(r);
+      return this.#held.report(this.#result(changed));
     } catch (err) {
-      this.#logger?.warn({ err }, 'policy onReload listener threw');
+      this.#held.reject(
+        `commit ${sha.slice(0, 12)}: ${errorMessage(err)}`,
+        context,
+        'policy commit rejected; keeping the last good policy',
+      );
+      return this.#held.report(this.#result(false));
     }
-    return r;
   }
 
   /** Creates the bare cache repository, or recreates it when it is not a usable repository. */
@@ -304,7 +256,7 @@ export class GitPolicySource implements PolicySource {
         () => false,
       );
       if (ok) return;
-      this.#logger?.warn(
+      this.#held.logger?.warn(
         { cacheDir: this.cacheDir },
         'policy git cache is not a bare repository; recreating it',
       );

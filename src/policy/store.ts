@@ -1,9 +1,10 @@
 /**
  * The policy in force, reloaded when its directory changes (docs/policy.md "Reloading").
  *
- * A reload reads model.conf, policy.csv and tests/*.yaml, validates and compiles them into a new
- * immutable snapshot, runs the tests against it, and only then replaces the single reference that
- * `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
+ * A reload reads model.conf, policy.csv and tests/*.yaml and offers them to the source's
+ * {@link LastKnownGood} (src/policy/last-good.ts, shared with the Git source), which validates and
+ * compiles them into a new immutable snapshot, runs the tests against it, and only then replaces the
+ * single reference that `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
  * in-place mutation (Casbin's `loadPolicy()` clears and refills its model, so a concurrent decision
  * can see half a policy): a decision uses whichever whole snapshot it fetched.
  */
@@ -12,40 +13,21 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CompiledPolicy } from './compile.js';
-import { compilePolicy, readPolicyDir } from './load.js';
-import { assertPolicyTestsPass, readPolicyTestFiles, runPolicyTestFiles, TESTS_DIR } from './policy-tests.js';
-import type { PolicySnapshot, PolicySource } from './types.js';
+import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
+import { readPolicyDir } from './load.js';
+import { readPolicyTestFiles, TESTS_DIR } from './policy-tests.js';
+import type { PolicySource } from './types.js';
 import { VERSION_FILE } from './live-dir.js';
 
-/** The subset of a pino logger the store uses. */
-export interface PolicyLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type { PolicyLogger, ReloadResult } from './last-good.js';
 
-export interface PolicyStoreOptions {
-  logger?: PolicyLogger;
-  /** Called after a new snapshot replaced the previous one (not for reloads that change nothing). */
-  onChange?: (next: PolicySnapshot, previous: PolicySnapshot | null) => void;
-  /** Called after every reload attempt that read changed (or forced) files, successful or not. */
-  onReload?: (result: ReloadResult) => void;
+export interface PolicyStoreOptions extends PolicyListeners {
   /** Quiet time after the last filesystem event before reloading. @default 100 */
   debounceMs?: number;
   /** Safety-net re-read for events the watcher missed (0 disables). @default 2000 */
   pollIntervalMs?: number;
   /** Use `fs.watch` (events). Independent of polling. @default true */
   watch?: boolean;
-}
-
-/** Outcome of one reload attempt. */
-export interface ReloadResult {
-  /** A new snapshot is now in force. */
-  readonly changed: boolean;
-  /** Version in force after the attempt (null: none). */
-  readonly version: string | null;
-  /** Why the attempt failed, or null. */
-  readonly error: string | null;
 }
 
 /** Longest a burst of events can postpone a reload. */
@@ -62,10 +44,8 @@ const MAX_DEBOUNCE_WAIT_MS = 1000;
  */
 export class PolicyStore implements PolicySource {
   readonly dir: string;
-  #current: CompiledPolicy | null = null;
-  #lastError: string | null = null;
+  readonly #held: LastKnownGood;
   #lastFingerprint: string | null = null;
-  #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
   #watching = false;
   #dirWatcher: FSWatcher | null = null;
@@ -75,16 +55,11 @@ export class PolicyStore implements PolicySource {
   #debounce: NodeJS.Timeout | null = null;
   #firstEventAt = 0;
   #poll: NodeJS.Timeout | null = null;
-  readonly #logger: PolicyLogger | undefined;
-  readonly #onChange: PolicyStoreOptions['onChange'];
-  readonly #onReload: PolicyStoreOptions['onReload'];
   readonly #debounceMs: number;
 
   private constructor(dir: string, opts: PolicyStoreOptions) {
     this.dir = path.resolve(dir);
-    this.#logger = opts.logger;
-    this.#onChange = opts.onChange;
-    this.#onReload = opts.onReload;
+    this.#held = new LastKnownGood(opts);
     this.#debounceMs = opts.debounceMs ?? 100;
   }
 
@@ -110,12 +85,12 @@ export class PolicyStore implements PolicySource {
 
   /** The snapshot in force, or null when no valid policy has been loaded (fail closed). */
   current(): CompiledPolicy | null {
-    return this.#current;
+    return this.#held.current();
   }
 
   /** Why the last attempt failed (`policy.csv:12: unknown effect "permit" ...`), or null after a success. */
   lastError(): string | null {
-    return this.#lastError;
+    return this.#held.lastError();
   }
 
   /** Reloads now, even if the files look unchanged. Resolves after this attempt (queued behind any running one). */
@@ -134,13 +109,11 @@ export class PolicyStore implements PolicySource {
     this.#testsWatcher?.close();
     this.#dirWatcher = null;
     this.#testsWatcher = null;
-    await this.#chain.catch(() => undefined);
+    await this.#held.idle();
   }
 
   #enqueue(force: boolean): Promise<ReloadResult> {
-    const next = this.#chain.then(() => this.#attempt(force));
-    this.#chain = next.catch(() => undefined);
-    return next;
+    return this.#held.serialize(() => this.#attempt(force));
   }
 
   #schedule(): void {
@@ -158,7 +131,7 @@ export class PolicyStore implements PolicySource {
   }
 
   #result(changed: boolean): ReloadResult {
-    return { changed, version: this.#current?.version ?? null, error: this.#lastError };
+    return { changed, version: this.current()?.version ?? null, error: this.lastError() };
   }
 
   async #attempt(force: boolean): Promise<ReloadResult> {
@@ -179,56 +152,21 @@ export class PolicyStore implements PolicySource {
       fingerprint = h.digest('hex');
       if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
       this.#lastFingerprint = fingerprint;
-      const snapshot = compilePolicy(modelText, policyText, {
-        dir: this.dir,
-        ...(pinned ? { version: pinned } : {}),
-      });
-      const report = runPolicyTestFiles(snapshot, testFiles);
-      assertPolicyTestsPass(report);
-      const previous = this.#current;
-      this.#current = snapshot; // the swap: one reference assignment
-      this.#lastError = null;
-      const changed = previous?.version !== snapshot.version;
-      if (changed) {
-        this.#logger?.info(
-          {
-            dir: this.dir,
-            version: snapshot.version,
-            rules: snapshot.rules,
-            tests: report.cases,
-            previous: previous?.version ?? null,
-          },
-          'policy loaded',
-        );
-        try {
-          this.#onChange?.(snapshot, previous);
-        } catch (err) {
-          this.#logger?.warn({ err }, 'policy onChange listener threw');
-        }
-      }
-      return this.#report(this.#result(changed));
+      const changed = this.#held.accept(
+        { modelText, policyText, tests: testFiles, dir: this.dir, ...(pinned ? { version: pinned } : {}) },
+        { dir: this.dir },
+      );
+      return this.#held.report(this.#result(changed));
     } catch (err) {
       // A failed read (e.g. a file missing mid-update) is not fingerprinted, so it is retried.
       if (fingerprint === null) this.#lastFingerprint = null;
-      const message = err instanceof Error ? err.message : String(err);
-      this.#lastError = message;
-      this.#logger?.error(
-        { dir: this.dir, error: message, keeping: this.#current?.version ?? null },
-        this.#current
-          ? 'policy reload failed; keeping the last good policy'
-          : 'no valid policy; every call is denied',
+      this.#held.reject(
+        errorMessage(err),
+        { dir: this.dir },
+        'policy reload failed; keeping the last good policy',
       );
-      return this.#report(this.#result(false));
+      return this.#held.report(this.#result(false));
     }
-  }
-
-  #report(r: ReloadResult): ReloadResult {
-    try {
-      this.#onReload?.(r);
-    } catch (err) {
-      this.#logger?.warn({ err }, 'policy onReload listener threw');
-    }
-    return r;
   }
 
   /** (Re)attaches the directory and tests/ watchers when missing or pointing at a replaced directory. */
@@ -274,14 +212,14 @@ export class PolicyStore implements PolicySource {
     try {
       const w = watch(target, { persistent: false }, () => this.#schedule());
       w.on('error', (err) => {
-        this.#logger?.warn({ dir: target, err }, 'policy watcher failed; relying on polling');
+        this.#held.logger?.warn({ dir: target, err }, 'policy watcher failed; relying on polling');
         w.close();
         onDead(w);
         this.#schedule();
       });
       return w;
     } catch (err) {
-      this.#logger?.warn({ dir: target, err }, 'cannot watch policy directory; relying on polling');
+      this.#held.logger?.warn({ dir: target, err }, 'cannot watch policy directory; relying on polling');
       return null;
     }
   }
