@@ -4,15 +4,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/errors.js';
+import { err } from '../../helpers/errors.js';
 
-function err(raw: unknown): ConfigError {
-  try {
-    parseConfig(raw, '/base');
-  } catch (e) {
-    if (e instanceof ConfigError) return e;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
+/** The ConfigError `parseConfig(raw)` throws. */
+function configError(raw: unknown): ConfigError {
+  return err(() => parseConfig(raw, '/base'), ConfigError);
 }
 
 describe('config', () => {
@@ -25,18 +21,20 @@ describe('config', () => {
     expect(c.runtime.resources).toEqual({ cpus: 1, memoryMiB: 512, pids: 256 });
   });
   it('names an unknown key by its path', () => {
-    expect(err({ gateway: { prot: 1 } }).path).toBe('gateway.prot');
-    expect(err({ gateway: { prot: 1 } }).message).toMatch(/unknown key "gateway.prot"/);
-    expect(err({ bogus: true }).path).toBe('bogus');
+    expect(configError({ gateway: { prot: 1 } }).path).toBe('gateway.prot');
+    expect(configError({ gateway: { prot: 1 } }).message).toMatch(/unknown key "gateway.prot"/);
+    expect(configError({ bogus: true }).path).toBe('bogus');
   });
   it('names a wrong value by its path', () => {
-    expect(err({ gateway: { port: 'x' } }).path).toBe('gateway.port');
-    expect(err({ gateway: { allowPrivateCidrs: ['10.0.0.0/33'] } }).path).toBe('gateway.allowPrivateCidrs.0');
-    expect(err({ gateway: { hostAliases: { 'forum.test': 'nowhere' } } }).path).toBe(
+    expect(configError({ gateway: { port: 'x' } }).path).toBe('gateway.port');
+    expect(configError({ gateway: { allowPrivateCidrs: ['10.0.0.0/33'] } }).path).toBe(
+      'gateway.allowPrivateCidrs.0',
+    );
+    expect(configError({ gateway: { hostAliases: { 'forum.test': 'nowhere' } } }).path).toBe(
       'gateway.hostAliases.forum.test',
     );
-    expect(err({ runtime: { kind: 'podman' } }).path).toBe('runtime.kind');
-    expect(err({ sessions: { defaultTtlSeconds: 10, maxTtlSeconds: 5 } }).path).toBe(
+    expect(configError({ runtime: { kind: 'podman' } }).path).toBe('runtime.kind');
+    expect(configError({ sessions: { defaultTtlSeconds: 10, maxTtlSeconds: 5 } }).path).toBe(
       'sessions.defaultTtlSeconds',
     );
   });

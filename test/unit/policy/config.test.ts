@@ -4,15 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/errors.js';
+import { err } from '../../helpers/errors.js';
 
-function err(raw: unknown): ConfigError {
-  try {
-    parseConfig(raw, '/base');
-  } catch (e) {
-    if (e instanceof ConfigError) return e;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
+/** The ConfigError `parseConfig(raw)` throws. */
+function configError(raw: unknown): ConfigError {
+  return err(() => parseConfig(raw, '/base'), ConfigError);
 }
 
 describe('policy config', () => {
@@ -47,13 +43,13 @@ describe('policy config', () => {
   });
 
   it('policy.dir and policy.git are mutually exclusive, and the error names policy.git', () => {
-    const e = err({ policy: { dir: 'p', git: { url: 'file:///r' } } });
+    const e = configError({ policy: { dir: 'p', git: { url: 'file:///r' } } });
     expect(e.path).toBe('policy.git');
     expect(e.message).toMatch(/^policy\.git: policy\.dir and policy\.git are mutually exclusive/);
   });
 
   it('refuses unsafe or unusable git settings, naming the key', () => {
-    expect(err({ policy: { git: {} } }).path).toBe('policy.git.url');
+    expect(configError({ policy: { git: {} } }).path).toBe('policy.git.url');
     for (const url of [
       '-uhttp://x',
       'ext::sh -c touch% /tmp/x',
@@ -61,17 +57,21 @@ describe('policy config', () => {
       'http://a b',
       'ftp://x/y',
     ]) {
-      expect(err({ policy: { git: { url } } }).path, url).toBe('policy.git.url');
+      expect(configError({ policy: { git: { url } } }).path, url).toBe('policy.git.url');
     }
     for (const ref of ['-main', 'a..b', 'a/', 'x.lock', 'a b', '']) {
-      expect(err({ policy: { git: { url: 'file:///r', ref } } }).path, ref).toBe('policy.git.ref');
+      expect(configError({ policy: { git: { url: 'file:///r', ref } } }).path, ref).toBe('policy.git.ref');
     }
     for (const subdir of ['../x', '/abs', 'a/../b', 'a//b', 'a\\b']) {
-      expect(err({ policy: { git: { url: 'file:///r', subdir } } }).path, subdir).toBe('policy.git.subdir');
+      expect(configError({ policy: { git: { url: 'file:///r', subdir } } }).path, subdir).toBe(
+        'policy.git.subdir',
+      );
     }
-    expect(err({ policy: { git: { url: 'file:///r', pollIntervalMs: 10 } } }).path).toBe(
+    expect(configError({ policy: { git: { url: 'file:///r', pollIntervalMs: 10 } } }).path).toBe(
       'policy.git.pollIntervalMs',
     );
-    expect(err({ policy: { git: { url: 'file:///r', branch: 'x' } } }).path).toBe('policy.git.branch');
+    expect(configError({ policy: { git: { url: 'file:///r', branch: 'x' } } }).path).toBe(
+      'policy.git.branch',
+    );
   });
 });

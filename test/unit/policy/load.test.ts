@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { PolicyError } from '../../../src/errors.js';
+import { err } from '../../helpers/errors.js';
 import { MAX_ROLE_DEPTH } from '../../../src/policy/csv.js';
 import { compilePolicy, loadPolicyDir, policyVersion } from '../../../src/policy/load.js';
 import { CANONICAL_MODEL, validateModel } from '../../../src/policy/model.js';
@@ -14,14 +15,8 @@ import { CANONICAL_MODEL, validateModel } from '../../../src/policy/model.js';
 const fixtures = fileURLToPath(new URL('../../fixtures/policies/', import.meta.url));
 const fixture = (name: string): string => `${fixtures}${name}`;
 
-async function loadError(name: string): Promise<PolicyError> {
-  try {
-    await loadPolicyDir(fixture(name));
-  } catch (err) {
-    expect(err).toBeInstanceOf(PolicyError);
-    return err as PolicyError;
-  }
-  throw new Error(`fixture ${name} loaded without error`);
+function loadError(name: string): Promise<PolicyError> {
+  return err(() => loadPolicyDir(fixture(name)), PolicyError);
 }
 
 describe('loadPolicyDir', () => {

@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { PolicyError, PolicyTestError } from '../../../src/errors.js';
+import { err } from '../../helpers/errors.js';
 import { loadPolicyDir } from '../../../src/policy/load.js';
 import {
   assertPolicyTestsPass,
@@ -30,15 +31,7 @@ describe('parsePolicyTestFile', () => {
     });
   });
 
-  const bad = (text: string) => {
-    try {
-      parsePolicyTestFile('tests/a.yaml', text);
-    } catch (err) {
-      expect(err).toBeInstanceOf(PolicyError);
-      return err as PolicyError;
-    }
-    throw new Error('no error');
-  };
+  const bad = (text: string) => err(() => parsePolicyTestFile('tests/a.yaml', text), PolicyError);
 
   it('names file, line, case index and field for schema errors', () => {
     const text =
@@ -93,13 +86,9 @@ describe('runPolicyTests', () => {
         '  - expected: allow\n' +
         '  + actual:   deny (no_match)',
     );
-    expect(() => assertPolicyTestsPass(report)).toThrow(PolicyTestError);
-    try {
-      assertPolicyTestsPass(report);
-    } catch (err) {
-      expect((err as PolicyTestError).failures).toEqual([f?.message]);
-      expect((err as Error).message).toMatch(/^1 of 2 policy test cases failed:\n/);
-    }
+    const e = err(() => assertPolicyTestsPass(report), PolicyTestError);
+    expect(e.failures).toEqual([f?.message]);
+    expect(e.message).toMatch(/^1 of 2 policy test cases failed:\n/);
   });
 
   it('names the deciding rule when the actual answer came from one', () => {

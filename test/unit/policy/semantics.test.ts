@@ -5,7 +5,19 @@
 import { describe, expect, it } from 'vitest';
 import { PolicyError } from '../../../src/errors.js';
 import { hostMatch, methodMatch, pathMatch } from '../../../src/policy/matchers.js';
+import type { CompiledPolicy } from '../../../src/policy/compile.js';
+import { err } from '../../helpers/errors.js';
 import { decision, policy, verdict } from './helpers.js';
+
+/** One table row: request method, absolute URL, expected verdict for role `r`. */
+type Row = readonly [method: string, url: string, expected: 'allow' | 'deny'];
+
+/** One named case per row (`TITLE: GET https://… → allow`), all against `p` as role `r`. */
+function verdicts(p: CompiledPolicy, title: string, rows: readonly Row[]): void {
+  it.each(rows)(`${title}: %s %s → %s`, (method, url, expected) => {
+    expect(verdict(p, 'r', method, url)).toBe(expected);
+  });
+}
 
 describe('hosts', () => {
   const p = policy(
@@ -17,66 +29,70 @@ describe('hosts', () => {
     'p, r, [::1]:9000, /*, GET, allow',
   );
 
+  verdicts(p, 'an exact name matches itself, case-insensitively, with or without a trailing dot', [
+    ['GET', 'https://api.example.com/x', 'allow'],
+    ['GET', 'https://API.Example.COM/x', 'allow'],
+    ['GET', 'https://api.example.com./x', 'allow'],
+  ]);
   it('an exact name matches itself, case-insensitively, with or without a trailing dot', () => {
-    expect(verdict(p, 'r', 'GET', 'https://api.example.com/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://API.Example.COM/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://api.example.com./x')).toBe('allow');
     expect(p.decide({ role: 'r', host: 'API.EXAMPLE.COM', path: '/x', method: 'GET' }).allowed).toBe(true);
   });
 
+  verdicts(p, 'dots are literal (keyMatch2/keyMatch5 pitfall: api.example.com matched apiXexample.com)', [
+    ['GET', 'https://apiXexample.com/x', 'deny'],
+    ['GET', 'https://api-example.com/x', 'deny'],
+  ]);
   it('dots are literal (keyMatch2/keyMatch5 pitfall: api.example.com matched apiXexample.com)', () => {
-    expect(verdict(p, 'r', 'GET', 'https://apiXexample.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://api-example.com/x')).toBe('deny');
     expect(hostMatch('apixexample.com', 'api.example.com')).toBe(false);
   });
 
-  it('matching is anchored at both ends', () => {
-    expect(verdict(p, 'r', 'GET', 'https://xapi.example.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://v2.api.example.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://api.example.com.evil.test/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://api.example.co/x')).toBe('deny');
-  });
+  verdicts(p, 'matching is anchored at both ends', [
+    ['GET', 'https://xapi.example.com/x', 'deny'],
+    ['GET', 'https://v2.api.example.com/x', 'deny'],
+    ['GET', 'https://api.example.com.evil.test/x', 'deny'],
+    ['GET', 'https://api.example.co/x', 'deny'],
+  ]);
 
-  it('a bare name matches only the scheme default port: http 80 and https 443', () => {
-    expect(verdict(p, 'r', 'GET', 'http://api.example.com/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'http://api.example.com:80/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://api.example.com:443/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'http://api.example.com:443/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://api.example.com:80/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://api.example.com:8443/x')).toBe('deny');
-  });
+  verdicts(p, 'a bare name matches only the scheme default port: http 80 and https 443', [
+    ['GET', 'http://api.example.com/x', 'allow'],
+    ['GET', 'http://api.example.com:80/x', 'allow'],
+    ['GET', 'https://api.example.com:443/x', 'allow'],
+    ['GET', 'http://api.example.com:443/x', 'deny'],
+    ['GET', 'https://api.example.com:80/x', 'deny'],
+    ['GET', 'https://api.example.com:8443/x', 'deny'],
+  ]);
 
-  it('a pattern with a port matches that port only', () => {
-    expect(verdict(p, 'r', 'GET', 'http://forum.test:3000/posts')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://forum.test:3000/posts')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'http://forum.test/posts')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'http://forum.test:3001/posts')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'http://forum.test:30000/posts')).toBe('deny');
-  });
+  verdicts(p, 'a pattern with a port matches that port only', [
+    ['GET', 'http://forum.test:3000/posts', 'allow'],
+    ['GET', 'https://forum.test:3000/posts', 'allow'],
+    ['GET', 'http://forum.test/posts', 'deny'],
+    ['GET', 'http://forum.test:3001/posts', 'deny'],
+    ['GET', 'http://forum.test:30000/posts', 'deny'],
+  ]);
 
-  it('"*.suffix" matches exactly one extra label, never the apex or deeper names', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.cdn.example.com/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://A-1_b.CDN.example.com/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://cdn.example.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.b.cdn.example.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://acdn.example.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.cdn.example.com.evil.test/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.cdn.example.com:8080/x')).toBe('deny');
-  });
+  verdicts(p, '"*.suffix" matches exactly one extra label, never the apex or deeper names', [
+    ['GET', 'https://a.cdn.example.com/x', 'allow'],
+    ['GET', 'https://A-1_b.CDN.example.com/x', 'allow'],
+    ['GET', 'https://cdn.example.com/x', 'deny'],
+    ['GET', 'https://a.b.cdn.example.com/x', 'deny'],
+    ['GET', 'https://acdn.example.com/x', 'deny'],
+    ['GET', 'https://a.cdn.example.com.evil.test/x', 'deny'],
+    ['GET', 'https://a.cdn.example.com:8080/x', 'deny'],
+  ]);
 
-  it('wildcards respect ports too', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.ports.example.com:8443/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.ports.example.com/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://ports.example.com:8443/x')).toBe('deny');
-  });
+  verdicts(p, 'wildcards respect ports too', [
+    ['GET', 'https://a.ports.example.com:8443/x', 'allow'],
+    ['GET', 'https://a.ports.example.com/x', 'deny'],
+    ['GET', 'https://ports.example.com:8443/x', 'deny'],
+  ]);
 
-  it('IP literals match exactly, with their port', () => {
-    expect(verdict(p, 'r', 'GET', 'http://127.0.0.1:9000/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'http://0x7f.1:9000/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'http://127.0.0.1/x')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'http://[::1]:9000/x')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'http://[0::1]:9000/x')).toBe('allow');
-  });
+  verdicts(p, 'IP literals match exactly, with their port', [
+    ['GET', 'http://127.0.0.1:9000/x', 'allow'],
+    ['GET', 'http://0x7f.1:9000/x', 'allow'],
+    ['GET', 'http://127.0.0.1/x', 'deny'],
+    ['GET', 'http://[::1]:9000/x', 'allow'],
+    ['GET', 'http://[0::1]:9000/x', 'allow'],
+  ]);
 
   it.each([
     ['*', /host "\*" is not allowed/],
@@ -97,15 +113,9 @@ describe('hosts', () => {
     ['', /empty/],
     ['a b.com', /host "a b.com"/],
   ])('refuses the host pattern %j', (host, message) => {
-    let err: unknown;
-    try {
-      policy(`p, r, ${host}, /*, GET, allow`);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(PolicyError);
-    expect((err as PolicyError).location).toBe('policy.csv:1');
-    expect((err as Error).message).toMatch(message);
+    const e = err(() => policy(`p, r, ${host}, /*, GET, allow`), PolicyError);
+    expect(e.location).toBe('policy.csv:1');
+    expect(e.message).toMatch(message);
   });
 });
 
@@ -119,49 +129,51 @@ describe('paths', () => {
     'p, r, a.test, /v1/things%3Abatch, POST, allow',
   );
 
-  it('literal segments match exactly and are anchored', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts-admin')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/x/posts')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/Posts')).toBe('deny');
-  });
+  verdicts(p, 'literal segments match exactly and are anchored', [
+    ['GET', 'https://a.test/posts', 'allow'],
+    ['GET', 'https://a.test/posts-admin', 'deny'],
+    ['GET', 'https://a.test/x/posts', 'deny'],
+    ['GET', 'https://a.test/Posts', 'deny'],
+  ]);
 
-  it('a trailing slash in the request is not significant', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts/')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts/1/')).toBe('allow');
-  });
+  verdicts(p, 'a trailing slash in the request is not significant', [
+    ['GET', 'https://a.test/posts/', 'allow'],
+    ['GET', 'https://a.test/posts/1/', 'allow'],
+  ]);
 
-  it(':param matches one non-empty segment', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts/1')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts/anything-at-all')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/posts/1/2')).toBe('deny');
-    expect(verdict(p, 'r', 'POST', 'https://a.test/posts/7/comments')).toBe('allow');
-    expect(verdict(p, 'r', 'POST', 'https://a.test/posts/7/8/comments')).toBe('deny');
-    expect(verdict(p, 'r', 'POST', 'https://a.test/posts/comments')).toBe('deny');
-  });
+  verdicts(p, ':param matches one non-empty segment', [
+    ['GET', 'https://a.test/posts/1', 'allow'],
+    ['GET', 'https://a.test/posts/anything-at-all', 'allow'],
+    ['GET', 'https://a.test/posts/1/2', 'deny'],
+    ['POST', 'https://a.test/posts/7/comments', 'allow'],
+    ['POST', 'https://a.test/posts/7/8/comments', 'deny'],
+    ['POST', 'https://a.test/posts/comments', 'deny'],
+  ]);
 
-  it('a final "*" matches the prefix itself and everything below it, nothing beside it', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.test/files')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/files/')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/files/a/b/c')).toBe('allow');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/filesystem')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/')).toBe('deny');
-  });
+  verdicts(p, 'a final "*" matches the prefix itself and everything below it, nothing beside it', [
+    ['GET', 'https://a.test/files', 'allow'],
+    ['GET', 'https://a.test/files/', 'allow'],
+    ['GET', 'https://a.test/files/a/b/c', 'allow'],
+    ['GET', 'https://a.test/filesystem', 'deny'],
+    ['GET', 'https://a.test/', 'deny'],
+  ]);
 
-  it('"/" matches only the root', () => {
-    expect(verdict(p, 'r', 'HEAD', 'https://a.test/')).toBe('allow');
-    expect(verdict(p, 'r', 'HEAD', 'https://a.test')).toBe('allow');
-    expect(verdict(p, 'r', 'HEAD', 'https://a.test/x')).toBe('deny');
-  });
+  verdicts(p, '"/" matches only the root', [
+    ['HEAD', 'https://a.test/', 'allow'],
+    ['HEAD', 'https://a.test', 'allow'],
+    ['HEAD', 'https://a.test/x', 'deny'],
+  ]);
 
+  const dots = policy('p, r, a.test, /public/*, GET, allow', 'p, r, a.test, /public/secret/*, GET, deny');
+  verdicts(dots, '".." is normalised before matching (keyMatch pitfall: dot segments were not)', [
+    ['GET', 'https://a.test/public/../admin', 'deny'],
+    ['GET', 'https://a.test/public/%2e%2e/admin', 'deny'],
+    ['GET', 'https://a.test/public/x/../secret/key', 'deny'],
+    ['GET', 'https://a.test/public//secret/key', 'deny'],
+    ['GET', 'https://a.test/public/./x', 'allow'],
+  ]);
   it('".." is normalised before matching (keyMatch pitfall: dot segments were not)', () => {
-    const q = policy('p, r, a.test, /public/*, GET, allow', 'p, r, a.test, /public/secret/*, GET, deny');
-    expect(verdict(q, 'r', 'GET', 'https://a.test/public/../admin')).toBe('deny');
-    expect(verdict(q, 'r', 'GET', 'https://a.test/public/%2e%2e/admin')).toBe('deny');
-    expect(verdict(q, 'r', 'GET', 'https://a.test/public/x/../secret/key')).toBe('deny');
-    expect(decision(q, 'r', 'GET', 'https://a.test/public/x/../secret/key').reason).toBe('rule_deny');
-    expect(verdict(q, 'r', 'GET', 'https://a.test/public//secret/key')).toBe('deny');
-    expect(verdict(q, 'r', 'GET', 'https://a.test/public/./x')).toBe('allow');
+    expect(decision(dots, 'r', 'GET', 'https://a.test/public/x/../secret/key').reason).toBe('rule_deny');
   });
 
   it('a path that is not normalised matches no rule at all (decide is fail-closed on bad input)', () => {
@@ -176,11 +188,11 @@ describe('paths', () => {
     }
   });
 
-  it('percent-escapes are matched in normal form', () => {
-    expect(verdict(p, 'r', 'POST', 'https://a.test/v1/things%3abatch')).toBe('allow');
-    expect(verdict(p, 'r', 'POST', 'https://a.test/v1/things:batch')).toBe('deny');
-    expect(verdict(p, 'r', 'GET', 'https://a.test/%70osts')).toBe('allow');
-  });
+  verdicts(p, 'percent-escapes are matched in normal form', [
+    ['POST', 'https://a.test/v1/things%3abatch', 'allow'],
+    ['POST', 'https://a.test/v1/things:batch', 'deny'],
+    ['GET', 'https://a.test/%70osts', 'allow'],
+  ]);
 
   it.each([
     ['posts', /must start with "\/"/],
@@ -211,12 +223,12 @@ describe('methods', () => {
     'p, r, a.test:8443, /, CONNECT, allow',
   );
 
-  it('a method matches exactly; the request method is compared uppercased', () => {
-    expect(verdict(p, 'r', 'GET', 'https://a.test/get-only')).toBe('allow');
-    expect(verdict(p, 'r', 'get', 'https://a.test/get-only')).toBe('allow');
-    expect(verdict(p, 'r', 'POST', 'https://a.test/get-only')).toBe('deny');
-    expect(verdict(p, 'r', 'GETS', 'https://a.test/get-only')).toBe('deny');
-  });
+  verdicts(p, 'a method matches exactly; the request method is compared uppercased', [
+    ['GET', 'https://a.test/get-only', 'allow'],
+    ['get', 'https://a.test/get-only', 'allow'],
+    ['POST', 'https://a.test/get-only', 'deny'],
+    ['GETS', 'https://a.test/get-only', 'deny'],
+  ]);
 
   it('"*" matches every method except CONNECT', () => {
     for (const m of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'PROPFIND']) {

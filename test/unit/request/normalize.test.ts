@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RequestValidationError } from '../../../src/errors.js';
+import { err } from '../../helpers/errors.js';
 import {
   isNormalizedPath,
   normalizeHost,
@@ -11,15 +12,9 @@ import {
 } from '../../../src/request/normalize.js';
 
 function refused(fn: () => unknown, field: string, message?: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(RequestValidationError);
-  expect((caught as RequestValidationError).field).toBe(field);
-  if (message) expect((caught as Error).message).toMatch(message);
+  const caught = err(fn, RequestValidationError);
+  expect(caught.field).toBe(field);
+  if (message) expect(caught.message).toMatch(message);
 }
 
 describe('normalizeHost', () => {
