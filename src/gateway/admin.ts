@@ -1,21 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { z } from 'zod';
+import { gatewaySessionSchema, gatewaySyncSchema } from '../gateway-wire/session.js';
 import type { PolicySource } from '../policy/types.js';
 import { normalizeRemoteAddress, type SessionTable } from './sessions.js';
-
-/** A session as the control plane registers it with the gateway. */
-export const gatewaySessionSchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
-  role: z.string().min(1).max(128),
-  address: z.string().min(2).max(45),
-  credentialSha256: z.string().regex(/^[0-9a-f]{64}$/),
-  expiresAtMs: z.number().int().positive(),
-  /** The API caller that created the session; limits its egress when it has egress rules (delegation). */
-  creator: z.string().min(1).max(256).optional(),
-});
-const syncSchema = z.strictObject({ sessions: z.array(gatewaySessionSchema) });
 
 export interface AdminOptions {
   sessions: SessionTable;
@@ -57,7 +45,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
  * identity): session registration and the kill switch, status, health and metrics.
  *
  * - `PUT /admin/sessions` `{sessions}`: replace the whole table (resync after a restart).
- * - `PUT /admin/sessions/{id}` GatewaySession: register or update one session.
+ * - `PUT /admin/sessions/{id}` GatewaySession (src/gateway-wire/session.ts): register or update one session.
  * - `DELETE /admin/sessions/{id}`: kill switch; answers after the session is forgotten and its
  *   sockets are destroyed: `{closedSockets}`.
  * - `GET /admin/status`, `GET /healthz`, `GET /readyz` (503 without a valid policy), `GET /metrics`.
@@ -105,7 +93,7 @@ export function createAdminServer(opts: AdminOptions): http.Server {
         });
       }
       if (url === '/admin/sessions' && req.method === 'PUT') {
-        const parsed = syncSchema.safeParse(await readJson(req));
+        const parsed = gatewaySyncSchema.safeParse(await readJson(req));
         if (!parsed.success) return send(res, 400, { error: 'bad_request', detail: parsed.error.message });
         opts.sessions.replaceAll(parsed.data.sessions);
         return send(res, 204);

@@ -2,78 +2,19 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import client from 'prom-client';
-import { z } from 'zod';
 import { FanoutSink, FileAuditSink } from '../audit/file-sink.js';
 import type { AuditEvent, AuditSink } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
+import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire/config.js';
 import { PolicyStore } from '../policy/store.js';
 import { DestinationPolicy } from './address.js';
 import { createAdminServer, listen } from './admin.js';
-import { EgressGateway } from './proxy.js';
+import { EgressGateway, withGatewayDefaults } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
-import { SessionTable } from './sessions.js';
+import { createSessionSource, type SessionSource } from './session-sources/index.js';
+import type { SessionTable } from './sessions.js';
 import { checkCaFiles, loadCa, type CaMaterial } from '../pki/ca.js';
 import { LeafCache } from './tls/leaf-cache.js';
-
-/**
- * Settings of a gateway process (the `airlock gateway` command inside the gateway container). The
- * control plane derives them from the user's config and passes them as JSON in
- * `AIRLOCK_GATEWAY_CONFIG`; the admin token comes in `AIRLOCK_ADMIN_TOKEN`.
- */
-export const gatewayServiceSchema = z.strictObject({
-  port: z.number().int().min(0).max(65535).default(3128),
-  adminPort: z.number().int().min(0).max(65535).default(9090),
-  listenHost: z.string().default('0.0.0.0'),
-  policyDir: z.string().min(1),
-  auditFile: z.string().min(1),
-  auditStdout: z.boolean().default(true),
-  /** name -> IP, already resolved (no "host-gateway" here). */
-  hostAliases: z.record(z.string(), z.string()).default({}),
-  allowPrivateCidrs: z.array(z.string()).default([]),
-  connectTimeoutMs: z.number().int().positive().default(5_000),
-  headersTimeoutMs: z.number().int().positive().default(30_000),
-  bodyTimeoutMs: z.number().int().positive().default(300_000),
-  /** HTTPS interception: the installation CA's directory (read-only; see src/pki/ca.ts). Unset: no interception. */
-  caDir: z.string().min(1).optional(),
-  /**
-   * How long to wait at start for the CA files to appear in `caDir`, in seconds (Kubernetes: the
-   * controller fills the CA Secret on its first start, the kubelet then updates the projected volume).
-   * 0: fail at once when they are missing.
-   */
-  caWaitSeconds: z.number().int().min(0).max(3_600).default(0),
-  /**
-   * Re-read `caDir` this often, in seconds, and switch to a rotated CA without a restart (Kubernetes:
-   * the kubelet swaps the projected Secret's files). 0: never.
-   */
-  caReloadSeconds: z.number().int().min(0).max(86_400).default(0),
-  /** Extra CAs (PEM text) trusted for upstream certificates. */
-  upstreamCaPem: z.string().optional(),
-  /** Extra CAs (a PEM file, e.g. a mounted Secret), added to `upstreamCaPem`. */
-  upstreamCaFile: z.string().min(1).optional(),
-  /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
-  passthrough: z.array(z.string()).default([]),
-  leafCacheSize: z.number().int().positive().default(1_000),
-  /**
-   * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
-   * `kubernetes` (a watch on the sandbox Pods by label: src/runtime/kubernetes/pod-sessions.ts).
-   */
-  sessionSource: z
-    .discriminatedUnion('kind', [
-      z.strictObject({ kind: z.literal('admin') }),
-      z.strictObject({
-        kind: z.literal('kubernetes'),
-        /** Namespace of the sandbox Pods. */
-        namespace: z.string().min(1),
-        /** `airlock.io/instance` label value of the installation. */
-        instance: z.string().min(1).default('airlock'),
-        /** kubeconfig file; unset: the in-cluster ServiceAccount. */
-        kubeconfig: z.string().min(1).optional(),
-        context: z.string().min(1).optional(),
-      }),
-    ])
-    .default({ kind: 'admin' }),
-});
-export type GatewayServiceConfig = z.input<typeof gatewayServiceSchema>;
 
 export interface RunningGateway {
   gateway: EgressGateway;
@@ -113,9 +54,11 @@ class MetricsSink implements AuditSink {
 }
 
 /**
- * Starts a complete gateway: policy store (watching `policyDir`), session table, audit file,
- * forward proxy and admin API.
- * @throws ConfigError for invalid settings.
+ * Starts a complete gateway: policy store (watching `policyDir`), session source and its table
+ * (./session-sources), audit file, forward proxy and admin API. `input` is the JSON of
+ * `AIRLOCK_GATEWAY_CONFIG` (schema: src/gateway-wire/config.ts).
+ * @throws ConfigError for invalid settings; the session source's error when it cannot start (e.g. the
+ * Pod list fails).
  */
 export async function startGatewayService(
   input: GatewayServiceConfig,
@@ -149,25 +92,15 @@ export async function startGatewayService(
     },
   });
   // --- session source (Kubernetes: a Pod watch; the proxy opens only after the initial list) ---
-  let podSource: { stop(): Promise<void> } | null = null;
-  let sessions = new SessionTable();
-  if (cfg.sessionSource.kind === 'kubernetes') {
-    const src = cfg.sessionSource;
-    const k8s = await import('../runtime/kubernetes/pod-sessions.js');
-    const { loadKubeConfig } = await import('../runtime/kubernetes/client.js');
-    const table = new k8s.WatchedSessionTable();
-    const source = new k8s.PodSessionSource(table, {
-      kubeConfig: loadKubeConfig(src),
-      namespace: src.namespace,
-      instance: src.instance,
-    });
-    await source.start().catch((err: unknown) => {
-      policy.close();
-      throw err;
-    });
-    sessions = table;
-    podSource = source;
+  let source: SessionSource;
+  try {
+    source = await createSessionSource(cfg.sessionSource);
+    await source.start();
+  } catch (err) {
+    policy.close();
+    throw err;
   }
+  const sessions = source.table;
   let leaves: LeafCache | null = null;
   let caReload: NodeJS.Timeout | null = null;
   let upstreamCaPem = cfg.upstreamCaPem ?? '';
@@ -201,25 +134,27 @@ export async function startGatewayService(
       }
     }
   } catch (err) {
-    await podSource?.stop();
+    await source.stop();
     policy.close();
     throw err instanceof ConfigError ? err : new ConfigError((err as Error).message, 'caDir');
   }
   const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
-  const gateway = new EgressGateway({
-    policy,
-    sessions,
-    audit: new FanoutSink([fileSink, new MetricsSink(decisions)]),
-    resolver: new UpstreamResolver(
-      new DestinationPolicy(cfg.allowPrivateCidrs),
-      new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
-    ),
-    connectTimeoutMs: cfg.connectTimeoutMs,
-    headersTimeoutMs: cfg.headersTimeoutMs,
-    bodyTimeoutMs: cfg.bodyTimeoutMs,
-    ...(upstreamCaPem ? { upstreamCaPem } : {}),
-    ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
-  });
+  const gateway = new EgressGateway(
+    withGatewayDefaults({
+      policy,
+      sessions,
+      audit: new FanoutSink([fileSink, new MetricsSink(decisions)]),
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(cfg.allowPrivateCidrs),
+        new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
+      ),
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      headersTimeoutMs: cfg.headersTimeoutMs,
+      bodyTimeoutMs: cfg.bodyTimeoutMs,
+      ...(upstreamCaPem ? { upstreamCaPem } : {}),
+      ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
+    }),
+  );
   const admin = createAdminServer({
     sessions,
     policy,
@@ -247,7 +182,7 @@ export async function startGatewayService(
         admin.closeAllConnections();
       });
       await gateway.close();
-      await podSource?.stop();
+      await source.stop();
       policy.close();
       await fileSink.close();
     },

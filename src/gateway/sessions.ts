@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { GatewaySession } from '../sessions/types.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
 
 /** Outcome of identifying the caller of one proxy request (DESIGN.md property 2). */
 export type Identity =

@@ -4,6 +4,8 @@
  * cannot be recovered from the platform itself (labels).
  */
 
+import type { GatewayControl } from '../gateway-wire/control.js';
+
 /** What a new sandbox needs. */
 export interface SandboxSpec {
   sessionId: string;
@@ -41,17 +43,13 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Where the control plane reaches the gateway's admin API. */
-export interface GatewayEndpoint {
-  /** Base URL of the admin API, e.g. `http://127.0.0.1:49153`. */
-  adminUrl: string;
-  /** Bearer token for the admin API. */
-  adminToken: string;
-}
-
 export interface SandboxRuntime {
-  /** Starts (or adopts) the gateway. Idempotent. @throws RuntimeError */
-  ensureGateway(): Promise<GatewayEndpoint>;
+  /**
+   * Starts (or adopts) the gateway and returns how to drive it: Docker the HTTP client of its gateway
+   * container's admin API, Kubernetes the fan-out to every gateway replica. Idempotent.
+   * @throws RuntimeError, GatewayUnavailableError
+   */
+  ensureGateway(): Promise<GatewayControl>;
   /**
    * Creates the sandbox's isolation (network) and container, without starting it, and returns the
    * address it will have. Nothing is left behind when this throws. @throws RuntimeError

@@ -10,9 +10,9 @@ import {
   SessionNotFoundError,
   UnknownRoleError,
 } from '../errors.js';
+import { type GatewayControl, waitForGateway } from '../gateway-wire/control.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SandboxInfo, SandboxRuntime } from '../runtime/types.js';
-import { GatewayClient } from './gateway-client.js';
 import type {
   CreateSessionRequest,
   ExecOutput,
@@ -59,7 +59,7 @@ function toGatewaySession(info: SandboxInfo): GatewaySession {
  */
 export class SessionManager implements SessionService {
   private readonly sessions = new Map<string, Record_>();
-  private gateway: GatewayClient | null = null;
+  private gateway: GatewayControl | null = null;
   private gatewayInstance: string | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private gatewayError: string | null = 'gateway not started';
@@ -77,9 +77,8 @@ export class SessionManager implements SessionService {
    * @throws RuntimeError, GatewayUnavailableError
    */
   async start(): Promise<void> {
-    const endpoint = await this.runtime.ensureGateway();
-    this.gateway = new GatewayClient(endpoint);
-    const status = await this.gateway.waitReady();
+    this.gateway = await this.runtime.ensureGateway();
+    const status = await waitForGateway(this.gateway);
     this.gatewayInstance = status.instanceId;
     this.gatewayError = null;
     const now = Date.now();

@@ -13,23 +13,8 @@ export interface SessionView {
   labels: Record<string, string>;
 }
 
-/** What the gateway needs to know about a session: no secret in clear, only its SHA-256. */
-export interface GatewaySession {
-  id: string;
-  role: string;
-  /** The sandbox's IP address on its session network; requests from any other address are refused. */
-  address: string;
-  /** Hex SHA-256 of the session credential sent in Proxy-Authorization. */
-  credentialSha256: string;
-  /** Expiry as epoch ms; the gateway refuses the session from this instant on its own. */
-  expiresAtMs: number;
-  /**
-   * The API caller (token name) that created the session. When the policy gives this caller egress
-   * rules of its own, the session's calls must be allowed by them too (docs/policy.md "Delegation").
-   * Absent (older control planes, sessions without a recorded creator): no creator limit.
-   */
-  creator?: string;
-}
+/** What the gateway needs to know about a session (defined with the gateway's wire schema). */
+export type { GatewaySession } from '../gateway-wire/session.js';
 
 /** Body of `POST /v1/sessions` after validation. */
 export interface CreateSessionRequest {

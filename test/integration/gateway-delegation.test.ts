@@ -21,18 +21,14 @@ import { AuditIndex } from '../../src/audit/index-reader.js';
 import { parseConfig } from '../../src/config/load.js';
 import { DestinationPolicy } from '../../src/gateway/address.js';
 import { createAdminServer, listen } from '../../src/gateway/admin.js';
-import { EgressGateway } from '../../src/gateway/proxy.js';
+import { GatewayAdminClient, type GatewayEndpoint } from '../../src/gateway-wire/admin-client.js';
+import type { GatewayControl } from '../../src/gateway-wire/control.js';
+import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';
-import type {
-  ExecResult,
-  GatewayEndpoint,
-  SandboxInfo,
-  SandboxRuntime,
-  SandboxSpec,
-} from '../../src/runtime/types.js';
+import type { ExecResult, SandboxInfo, SandboxRuntime, SandboxSpec } from '../../src/runtime/types.js';
 import { SessionManager } from '../../src/sessions/manager.js';
 import type { SessionView } from '../../src/sessions/types.js';
 import { proxyRequest, rawExchange, type ProxyTarget } from '../helpers/proxy-client.js';
@@ -50,8 +46,8 @@ class LoopbackRuntime implements SandboxRuntime {
   readonly sandboxes = new Map<string, SandboxInfo>();
   private next = 21;
   constructor(private readonly endpoint: GatewayEndpoint) {}
-  async ensureGateway(): Promise<GatewayEndpoint> {
-    return this.endpoint;
+  async ensureGateway(): Promise<GatewayControl> {
+    return new GatewayAdminClient(this.endpoint);
   }
   async prepare(spec: SandboxSpec): Promise<SandboxInfo> {
     const { credential, env: _env, ...rest } = spec;
@@ -131,18 +127,20 @@ beforeAll(async () => {
   const auditFile = path.join(dir, 'state', 'audit.jsonl');
   table = new SessionTable();
   memory = new MemoryAuditSink();
-  gateway = new EgressGateway({
-    policy: store,
-    sessions: table,
-    audit: new FanoutSink([new FileAuditSink(auditFile), memory]),
-    resolver: new UpstreamResolver(
-      new DestinationPolicy(['127.0.0.0/8']),
-      new Map([
-        ['forum.test', '127.0.0.1'],
-        ['airlock.api', '127.0.0.1'], // as if someone had aliased it: still never dialled
-      ]),
-    ),
-  });
+  gateway = new EgressGateway(
+    withGatewayDefaults({
+      policy: store,
+      sessions: table,
+      audit: new FanoutSink([new FileAuditSink(auditFile), memory]),
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(['127.0.0.0/8']),
+        new Map([
+          ['forum.test', '127.0.0.1'],
+          ['airlock.api', '127.0.0.1'], // as if someone had aliased it: still never dialled
+        ]),
+      ),
+    }),
+  );
   proxy = { host: '127.0.0.1', port: (await gateway.listen(0, '127.0.0.1')).port };
   admin = createAdminServer({ sessions: table, policy: store, token: ADMIN_TOKEN, instanceId: 'test' });
   const adminAddr = await listen(admin, 0, '127.0.0.1');

@@ -11,8 +11,10 @@ import tar from 'tar-stream';
 import { loadOrCreateCa } from '../../pki/ca.js';
 import type { Config } from '../../config/schema.js';
 import { ExecTimeoutError, RuntimeError } from '../../errors.js';
-import type { GatewayServiceConfig } from '../../gateway/service.js';
-import type { ExecResult, GatewayEndpoint, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import { GatewayAdminClient } from '../../gateway-wire/admin-client.js';
+import type { GatewayServiceConfig } from '../../gateway-wire/config.js';
+import type { GatewayControl } from '../../gateway-wire/control.js';
+import type { ExecResult, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
 import {
   EGRESS_NETWORK,
   GATEWAY_CONTAINER,
@@ -117,7 +119,6 @@ class Mutex {
 export class DockerRuntime implements SandboxRuntime {
   readonly docker: Docker;
   private readonly lock = new Mutex();
-  private endpoint: GatewayEndpoint | null = null;
   /** PEM bundle written into each sandbox when interception is on (set by ensureGateway). */
   private trustBundle: string | null = null;
 
@@ -230,11 +231,12 @@ export class DockerRuntime implements SandboxRuntime {
     return ca.certPem;
   }
 
-  ensureGateway(): Promise<GatewayEndpoint> {
+  /** The gateway container (created, re-created or adopted) and the admin API client to drive it. */
+  ensureGateway(): Promise<GatewayControl> {
     return this.lock.run(() => this.ensureGatewayLocked());
   }
 
-  private async ensureGatewayLocked(): Promise<GatewayEndpoint> {
+  private async ensureGatewayLocked(): Promise<GatewayControl> {
     const firewall = await ensureHostFirewall();
     if (firewall) {
       this.warn(
@@ -324,8 +326,7 @@ export class DockerRuntime implements SandboxRuntime {
           throw wrap(`connect gateway to ${n.Name}`, err);
         });
     }
-    this.endpoint = { adminUrl: `http://127.0.0.1:${port}`, adminToken: token };
-    return this.endpoint;
+    return new GatewayAdminClient({ adminUrl: `http://127.0.0.1:${port}`, adminToken: token });
   }
 
   prepare(spec: SandboxSpec): Promise<SandboxInfo> {

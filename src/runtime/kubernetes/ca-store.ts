@@ -9,8 +9,8 @@ import {
   rotateCaFiles,
 } from '../../pki/ca.js';
 import { RuntimeError } from '../../errors.js';
-import { isNotFound, kubeFailure } from './client.js';
-import { CA_FINGERPRINT_ANNOTATION, K8S_LABEL, MANAGED_BY, TRUST_BUNDLE_KEY } from './labels.js';
+import { isNotFound, kubeFailure } from '../../kube/client.js';
+import { CA_FINGERPRINT_ANNOTATION, K8S_LABEL, MANAGED_BY, TRUST_BUNDLE_KEY } from '../../kube/labels.js';
 
 /** Optimistic-concurrency retries when another writer updated the object between read and write. */
 const WRITE_ATTEMPTS = 4;

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { GatewayUnavailableError } from '../../errors.js';
-import { GatewayClient, type GatewayStatus } from '../../sessions/gateway-client.js';
-import type { GatewaySession } from '../../sessions/types.js';
+import { GatewayAdminClient } from '../../gateway-wire/admin-client.js';
+import type { GatewayStatus } from '../../gateway-wire/control.js';
+import type { GatewaySession } from '../../gateway-wire/session.js';
 
 /** How the control plane finds every gateway replica's admin API. */
 export interface ReplicaDiscovery {
@@ -21,11 +22,11 @@ export interface ReplicaDiscovery {
 
 /**
  * Every gateway replica's admin API at once. On Kubernetes the gateways learn sessions from their Pod
- * watch (pod-sessions.ts); the control plane still calls each replica directly where it needs an answer
- * from all of them: the kill switch (every replica has closed the session's sockets) and pushing a
- * session's Pod IP as soon as `start()` sees it (so the first call from a new sandbox is recognised even
- * if a replica's watch lags). Replicas are re-discovered on every call (DNS of the headless Service), so
- * rolling updates and scaling need nothing special.
+ * watch (src/gateway/session-sources/kubernetes-pods.ts); the control plane still calls each replica
+ * directly where it needs an answer from all of them: the kill switch (every replica has closed the
+ * session's sockets) and pushing a session's Pod IP as soon as `start()` sees it (so the first call
+ * from a new sandbox is recognised even if a replica's watch lags). Replicas are re-discovered on
+ * every call (DNS of the headless Service), so rolling updates and scaling need nothing special.
  */
 export class GatewayReplicas {
   constructor(private readonly d: ReplicaDiscovery) {
@@ -54,11 +55,11 @@ export class GatewayReplicas {
     return found.sort().map((ip) => `http://${ip.includes(':') ? `[${ip}]` : ip}:${this.d.port}`);
   }
 
-  private async each<T>(fn: (c: GatewayClient, url: string) => Promise<T>): Promise<T[]> {
+  private async each<T>(fn: (c: GatewayAdminClient, url: string) => Promise<T>): Promise<T[]> {
     const urls = await this.endpoints();
     const results = await Promise.allSettled(
       urls.map((url) =>
-        fn(new GatewayClient({ adminUrl: url, adminToken: this.d.token }, this.d.timeoutMs), url),
+        fn(new GatewayAdminClient({ adminUrl: url, adminToken: this.d.token }, this.d.timeoutMs), url),
       ),
     );
     const failed = results

@@ -22,7 +22,7 @@ import {
   TRUST_BUNDLE_KEY,
   TRUST_COMPONENT,
   sandboxObjectName,
-} from './labels.js';
+} from '../../kube/labels.js';
 
 /** The slice of the config the manifests depend on. */
 export interface ManifestSettings {

@@ -13,12 +13,13 @@ import {
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import { RuntimeError, SessionConflictError } from '../../errors.js';
-import type { ExecResult, GatewayEndpoint, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import type { GatewayControl } from '../../gateway-wire/control.js';
+import type { ExecResult, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
 import { type CaMaterial, sandboxTrustBundle } from '../../pki/ca.js';
-import { GatewayAdminFacade } from './admin-facade.js';
 import { caSha256, KubernetesCaStore, syncTrustBundle } from './ca-store.js';
-import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from './client.js';
+import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from '../../kube/client.js';
 import { execInPod } from './exec.js';
+import { KubernetesGatewayControl } from './gateway-control.js';
 import { GatewayReplicas } from './gateway-replicas.js';
 import {
   K8S_ANNOTATION,
@@ -27,7 +28,7 @@ import {
   START_GATE,
   sandboxObjectName,
   sandboxSelector,
-} from './labels.js';
+} from '../../kube/labels.js';
 import {
   type ManifestSettings,
   podOwner,
@@ -71,8 +72,8 @@ const ENFORCING_CNI_DAEMONSETS = [
  * docs/kubernetes.md.
  *
  * The gateways run as their own Deployment (the chart's) and learn sessions from the API server; the
- * control plane reaches their admin APIs through GatewayReplicas, behind a local facade that keeps the
- * SessionManager's GatewayClient contract (admin-facade.ts).
+ * control plane reaches their admin APIs through GatewayReplicas, which `ensureGateway()` hands to the
+ * SessionManager as a GatewayControl (gateway-control.ts).
  */
 export class KubernetesRuntime implements SandboxRuntime {
   readonly kc: KubeConfig;
@@ -80,7 +81,7 @@ export class KubernetesRuntime implements SandboxRuntime {
   readonly net: NetworkingV1Api;
   private readonly k: Config['runtime']['kubernetes'];
   private readonly settings: ManifestSettings;
-  private facade: GatewayAdminFacade | null = null;
+  private control: KubernetesGatewayControl | null = null;
   private replicas: GatewayReplicas | null = null;
   private readonly logger: Logger | undefined;
   /** The CA Secret (release namespace), when `gateway.tls.intercept`. */
@@ -206,7 +207,12 @@ export class KubernetesRuntime implements SandboxRuntime {
     }
   }
 
-  async ensureGateway(): Promise<GatewayEndpoint> {
+  /**
+   * Makes sure the CA and trust bundle are in place (interception) and returns the fan-out to every
+   * gateway replica. The gateways themselves are the chart's Deployment: nothing is started here.
+   * @throws RuntimeError (CA, admin token file), GatewayUnavailableError (no `gatewayAdmin.service`/`urls`)
+   */
+  async ensureGateway(): Promise<GatewayControl> {
     if (this.caStore && !this.trustReady) {
       await this.ensureTrust();
       this.trustReady = true;
@@ -217,7 +223,7 @@ export class KubernetesRuntime implements SandboxRuntime {
       }, this.k.ca.resyncSeconds * 1000);
       this.trustTimer.unref();
     }
-    if (!this.facade) {
+    if (!this.control) {
       const a = this.k.gatewayAdmin;
       let token = this.opts.adminToken;
       if (!token) {
@@ -233,9 +239,11 @@ export class KubernetesRuntime implements SandboxRuntime {
         }
       }
       this.replicas = new GatewayReplicas({ service: a.service, urls: a.urls, port: a.port, token });
-      this.facade = new GatewayAdminFacade(this.replicas, { beforeRevoke: (id) => this.markRevoked(id) });
+      this.control = new KubernetesGatewayControl(this.replicas, {
+        beforeRevoke: (id) => this.markRevoked(id),
+      });
     }
-    return this.facade.start();
+    return this.control;
   }
 
   /** The gateway address that goes into proxy URLs: `gatewayService` itself when an IP, else resolved. */
@@ -450,6 +458,5 @@ export class KubernetesRuntime implements SandboxRuntime {
     if (this.trustTimer) clearInterval(this.trustTimer);
     this.trustTimer = null;
     this.trustReady = false;
-    await this.facade?.close();
   }
 }

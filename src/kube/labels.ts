@@ -1,8 +1,9 @@
 /**
  * Labels and annotations: the only state the Kubernetes runtime keeps, read back by the control plane
- * on restart (recovery by label) and by every gateway replica's Pod watch (src/runtime/kubernetes/
- * pod-sessions.ts). Labels are for selection; data that breaks label syntax (hashes longer than 63
- * characters, timestamps with colons, caller names) goes into annotations.
+ * on restart (recovery by label) and by every gateway replica's Pod watch
+ * (src/gateway/session-sources/kubernetes-pods.ts): the contract between the two, hence a leaf part.
+ * Labels are for selection; data that breaks label syntax (hashes longer than 63 characters,
+ * timestamps with colons, caller names) goes into annotations.
  */
 export const K8S_LABEL = {
   /** `airlock` on everything the runtime creates. */

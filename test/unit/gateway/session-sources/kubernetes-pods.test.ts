@@ -4,8 +4,8 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { K8S_ANNOTATION, K8S_LABEL } from '../../../src/runtime/kubernetes/labels.js';
-import { podVerdict } from '../../../src/runtime/kubernetes/pod-sessions.js';
+import { K8S_ANNOTATION, K8S_LABEL } from '../../../../src/kube/labels.js';
+import { podVerdict } from '../../../../src/gateway/session-sources/kubernetes-pods.js';
 
 function pod(annotations: Record<string, string>): V1Pod {
   return {

@@ -1,7 +1,13 @@
 import { ApiException, KubeConfig } from '@kubernetes/client-node';
-import { RuntimeError, SandboxRejectedError } from '../../errors.js';
+import { RuntimeError, SandboxRejectedError } from '../errors.js';
 
-/** Where to find the cluster: the `runtime.kubernetes` keys that say so. */
+/*
+ * The Kubernetes client loader and API-error helpers, shared by the Kubernetes runtime
+ * (src/runtime/kubernetes) and the gateway's Pod watch (src/gateway/session-sources/kubernetes-pods.ts).
+ * A leaf part: it imports nothing of Airlock but src/errors.ts.
+ */
+
+/** Where to find the cluster: the `runtime.kubernetes` keys (or the gateway's `sessionSource`) that say so. */
 export interface KubeConfigSource {
   /** kubeconfig file; unset: in-cluster ServiceAccount when in a Pod, else $KUBECONFIG / ~/.kube/config. */
   kubeconfig?: string | undefined;

@@ -1,21 +1,21 @@
 import { request } from 'undici';
 import { GatewayUnavailableError } from '../errors.js';
-import type { GatewayEndpoint } from '../runtime/types.js';
-import type { GatewaySession } from './types.js';
+import type { GatewayControl, GatewayStatus } from './control.js';
+import type { GatewaySession } from './session.js';
 
-export interface GatewayStatus {
-  instanceId: string;
-  startedAt: string;
-  policyVersion: string | null;
-  policyError: string | null;
-  sessions: number;
+/** Where the control plane reaches one gateway's admin API. */
+export interface GatewayEndpoint {
+  /** Base URL of the admin API, e.g. `http://127.0.0.1:49153`. */
+  adminUrl: string;
+  /** Bearer token for the admin API. */
+  adminToken: string;
 }
 
 /**
- * The control plane's client for the gateway's admin API (src/gateway/admin.ts). Every call has a
- * deadline; failures throw GatewayUnavailableError.
+ * GatewayControl over one gateway's admin API (the server is src/gateway/admin.ts). Every call has a
+ * deadline; failures (transport, timeout, any status >= 300) throw GatewayUnavailableError.
  */
-export class GatewayClient {
+export class GatewayAdminClient implements GatewayControl {
   constructor(
     private readonly endpoint: GatewayEndpoint,
     /** Per-call deadline, ms. */
@@ -48,16 +48,17 @@ export class GatewayClient {
     return text ? (JSON.parse(text) as unknown) : undefined;
   }
 
+  /** `GET /admin/status`. */
   status(): Promise<GatewayStatus> {
     return this.call('GET', '/admin/status') as Promise<GatewayStatus>;
   }
 
-  /** Registers a session; the gateway serves it from when this resolves. */
+  /** `PUT /admin/sessions/{id}`; the gateway serves the session from when this resolves. */
   async register(session: GatewaySession): Promise<void> {
     await this.call('PUT', `/admin/sessions/${encodeURIComponent(session.id)}`, session);
   }
 
-  /** Kill switch: resolves once the gateway has forgotten the session and closed its sockets. */
+  /** `DELETE /admin/sessions/{id}`: resolves once the gateway has forgotten the session and closed its sockets. */
   async revoke(id: string): Promise<number> {
     const r = (await this.call('DELETE', `/admin/sessions/${encodeURIComponent(id)}`)) as {
       closedSockets: number;
@@ -65,23 +66,8 @@ export class GatewayClient {
     return r.closedSockets;
   }
 
-  /** Replaces the gateway's whole session table. */
+  /** `PUT /admin/sessions`: replaces the gateway's whole session table (sessions not listed are revoked). */
   async sync(sessions: GatewaySession[]): Promise<void> {
     await this.call('PUT', '/admin/sessions', { sessions });
-  }
-
-  /** Polls /admin/status until it answers or `timeoutMs` passes. */
-  async waitReady(timeoutMs = 30_000): Promise<GatewayStatus> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        return await this.status();
-      } catch (err) {
-        last = err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-    throw new GatewayUnavailableError(`gateway did not come up within ${timeoutMs} ms: ${String(last)}`);
   }
 }

@@ -1,12 +1,13 @@
 import { CoreV1Api, type Informer, type KubeConfig, makeInformer, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { SessionTable } from '../../gateway/sessions.js';
-import type { GatewaySession } from '../../sessions/types.js';
-import { kubeFailure } from './client.js';
-import { K8S_ANNOTATION, K8S_LABEL, sandboxSelector } from './labels.js';
+import type { GatewaySession } from '../../gateway-wire/session.js';
+import { kubeFailure } from '../../kube/client.js';
+import { K8S_ANNOTATION, K8S_LABEL, sandboxSelector } from '../../kube/labels.js';
+import { SessionTable } from '../sessions.js';
+import type { SessionSource } from './types.js';
 
 /**
- * The gateway-side session table on Kubernetes: a SessionTable that remembers what was revoked. Once a
+ * The session table of a gateway on Kubernetes: a SessionTable that remembers what was revoked. Once a
  * session is revoked (admin kill switch, TTL) an update for it is ignored, so an event still queued in
  * this replica's watch from before the revocation cannot bring the session back. Tombstones are dropped
  * when the Pod's deletion is seen, or after `tombstoneMs`.
@@ -105,7 +106,7 @@ export interface PodSessionSourceOptions {
  * their own); the watch is retried with backoff and relists when it comes back (deleted Pods are
  * reported then).
  */
-export class PodSessionSource {
+export class PodSessionSource implements SessionSource {
   private informer: Informer<V1Pod> | null = null;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -113,7 +114,7 @@ export class PodSessionSource {
   private synced = false;
 
   constructor(
-    private readonly table: WatchedSessionTable,
+    readonly table: WatchedSessionTable,
     private readonly o: PodSessionSourceOptions,
   ) {
     this.retryMs = o.retryMs ?? 1000;

@@ -1,0 +1,71 @@
+/**
+ * The gateway process's configuration as it travels from the control plane to the gateway: JSON in
+ * `AIRLOCK_GATEWAY_CONFIG` (Docker: the gateway container's environment; Kubernetes: the chart's
+ * gateway Deployment). Written by src/runtime/docker, read by src/gateway/service.ts.
+ */
+import { z } from 'zod';
+
+/**
+ * Settings of a gateway process (the `airlock gateway` command inside the gateway container). The
+ * control plane derives them from the user's config and passes them as JSON in
+ * `AIRLOCK_GATEWAY_CONFIG`; the admin token comes in `AIRLOCK_ADMIN_TOKEN`.
+ */
+export const gatewayServiceSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(3128),
+  adminPort: z.number().int().min(0).max(65535).default(9090),
+  listenHost: z.string().default('0.0.0.0'),
+  policyDir: z.string().min(1),
+  auditFile: z.string().min(1),
+  auditStdout: z.boolean().default(true),
+  /** name -> IP, already resolved (no "host-gateway" here). */
+  hostAliases: z.record(z.string(), z.string()).default({}),
+  allowPrivateCidrs: z.array(z.string()).default([]),
+  connectTimeoutMs: z.number().int().positive().default(5_000),
+  headersTimeoutMs: z.number().int().positive().default(30_000),
+  bodyTimeoutMs: z.number().int().positive().default(300_000),
+  /** HTTPS interception: the installation CA's directory (read-only; see src/pki/ca.ts). Unset: no interception. */
+  caDir: z.string().min(1).optional(),
+  /**
+   * How long to wait at start for the CA files to appear in `caDir`, in seconds (Kubernetes: the
+   * controller fills the CA Secret on its first start, the kubelet then updates the projected volume).
+   * 0: fail at once when they are missing.
+   */
+  caWaitSeconds: z.number().int().min(0).max(3_600).default(0),
+  /**
+   * Re-read `caDir` this often, in seconds, and switch to a rotated CA without a restart (Kubernetes:
+   * the kubelet swaps the projected Secret's files). 0: never.
+   */
+  caReloadSeconds: z.number().int().min(0).max(86_400).default(0),
+  /** Extra CAs (PEM text) trusted for upstream certificates. */
+  upstreamCaPem: z.string().optional(),
+  /** Extra CAs (a PEM file, e.g. a mounted Secret), added to `upstreamCaPem`. */
+  upstreamCaFile: z.string().min(1).optional(),
+  /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
+  passthrough: z.array(z.string()).default([]),
+  leafCacheSize: z.number().int().positive().default(1_000),
+  /**
+   * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
+   * `kubernetes` (a watch on the sandbox Pods by label: src/gateway/session-sources/kubernetes-pods.ts).
+   */
+  sessionSource: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('admin') }),
+      z.strictObject({
+        kind: z.literal('kubernetes'),
+        /** Namespace of the sandbox Pods. */
+        namespace: z.string().min(1),
+        /** `airlock.io/instance` label value of the installation. */
+        instance: z.string().min(1).default('airlock'),
+        /** kubeconfig file; unset: the in-cluster ServiceAccount. */
+        kubeconfig: z.string().min(1).optional(),
+        context: z.string().min(1).optional(),
+      }),
+    ])
+    .default({ kind: 'admin' }),
+});
+/** The gateway config as the control plane writes it (keys with defaults may be left out). */
+export type GatewayServiceConfig = z.input<typeof gatewayServiceSchema>;
+/** The gateway config after validation, defaults applied. */
+export type GatewayServiceSettings = z.output<typeof gatewayServiceSchema>;
+/** Where a gateway's session table comes from (`sessionSource`, defaults applied). */
+export type SessionSourceConfig = GatewayServiceSettings['sessionSource'];

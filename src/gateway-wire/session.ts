@@ -1,0 +1,32 @@
+/**
+ * The gateway's session wire schema: what the control plane registers with a gateway (admin API body,
+ * GatewayControl calls) and what a gateway session source puts in its table. One zod schema; the type
+ * is inferred from it.
+ */
+import { z } from 'zod';
+
+/** What the gateway needs to know about a session: no secret in clear, only its SHA-256. */
+export const gatewaySessionSchema = z.strictObject({
+  /** Session id (`s-` + 16 hex for sessions the control plane creates; at most 64 of `[A-Za-z0-9_-]`). */
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  /** Policy role the session's calls are decided as. */
+  role: z.string().min(1).max(128),
+  /** The sandbox's IP address on its session network; requests from any other address are refused. */
+  address: z.string().min(2).max(45),
+  /** Hex SHA-256 of the session credential sent in Proxy-Authorization. */
+  credentialSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Expiry as epoch ms; the gateway refuses the session from this instant on its own. */
+  expiresAtMs: z.number().int().positive(),
+  /**
+   * The API caller (token name) that created the session. When the policy gives this caller egress
+   * rules of its own, the session's calls must be allowed by them too (docs/policy.md "Delegation").
+   * Absent (older control planes, sessions without a recorded creator): no creator limit.
+   */
+  creator: z.string().min(1).max(256).optional(),
+});
+
+/** A session as the gateway holds it (see `gatewaySessionSchema` for each field). */
+export type GatewaySession = z.infer<typeof gatewaySessionSchema>;
+
+/** Body of the admin API's resync call (`PUT /admin/sessions`): the whole table. */
+export const gatewaySyncSchema = z.strictObject({ sessions: z.array(gatewaySessionSchema) });
