@@ -1,16 +1,12 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { z } from 'zod';
 import { ErrorCodes, RequestValidationError } from '../errors.js';
+import { firstIssue } from '../validation.js';
 import { problem, sendProblem } from './problem.js';
 import { MAX_BODY_BYTES } from './schemas.js';
 
 /** The field path reported when the body as a whole is wrong (not JSON, not an object, absent). */
 export const BODY_FIELD = '(body)';
-
-/** Formats a zod issue path as a dotted field path (`command.0`, `env.HTTP_PROXY`). */
-function fieldPath(path: readonly PropertyKey[]): string {
-  return path.map(String).join('.');
-}
 
 /**
  * Turns the first zod issue into a RequestValidationError naming the offending field:
@@ -18,15 +14,15 @@ function fieldPath(path: readonly PropertyKey[]): string {
  * wrong body as a whole {@link BODY_FIELD}. The message starts with the field path.
  */
 export function issueToError(error: z.ZodError): RequestValidationError {
-  const issue = error.issues[0];
-  if (!issue) return new RequestValidationError('invalid request body', BODY_FIELD);
-  if (issue.code === 'unrecognized_keys') {
-    const field = fieldPath([...issue.path, issue.keys[0] ?? '']);
-    const extra = issue.keys.length > 1 ? ` (and ${issue.keys.length - 1} more)` : '';
-    return new RequestValidationError(`unknown field "${field}"${extra}`, field);
+  const f = firstIssue(error);
+  if (!f) return new RequestValidationError('invalid request body', BODY_FIELD);
+  if (f.unknownKeys) {
+    const extra = f.unknownKeys.length > 1 ? ` (and ${f.unknownKeys.length - 1} more)` : '';
+    return new RequestValidationError(`unknown field "${f.field}"${extra}`, f.field);
   }
-  const field = fieldPath(issue.path) || BODY_FIELD;
-  let message = issue.message;
+  const { issue } = f;
+  const field = f.field || BODY_FIELD;
+  let message = f.message;
   if (issue.code === 'invalid_key') message = issue.issues[0]?.message ?? 'invalid key';
   if (field === BODY_FIELD && issue.code === 'invalid_type')
     message = 'the request body must be a JSON object';

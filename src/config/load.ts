@@ -3,22 +3,19 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { firstIssue } from '../validation.js';
 import { configSchema, type Config } from './schema.js';
 
-/** Formats a zod issue path as a dotted key path (`gateway.hostAliases.forum`). */
-function keyPath(issuePath: readonly PropertyKey[]): string {
-  return issuePath.map(String).join('.') || '(root)';
-}
-
-function firstIssue(error: z.ZodError): ConfigError {
-  const issue = error.issues[0];
-  if (!issue) return new ConfigError('invalid config', '(root)');
-  if (issue.code === 'unrecognized_keys') {
-    const key = [...issue.path, issue.keys[0] ?? ''].map(String).join('.');
-    return new ConfigError(`unknown key "${key}"`, key);
-  }
-  const at = keyPath(issue.path);
-  return new ConfigError(`${at}: ${issue.message}`, at);
+/**
+ * The first zod issue as a ConfigError naming its dotted key path (`gateway.hostAliases.forum`;
+ * `(root)` for the document as a whole).
+ */
+function configIssue(error: z.ZodError): ConfigError {
+  const f = firstIssue(error);
+  if (!f) return new ConfigError('invalid config', '(root)');
+  if (f.unknownKeys) return new ConfigError(`unknown key "${f.field}"`, f.field);
+  const at = f.field || '(root)';
+  return new ConfigError(`${at}: ${f.message}`, at);
 }
 
 /**
@@ -27,7 +24,7 @@ function firstIssue(error: z.ZodError): ConfigError {
  */
 export function parseConfig(raw: unknown, baseDir: string): Config {
   const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) throw firstIssue(result.error);
+  if (!result.success) throw configIssue(result.error);
   const cfg = result.data;
   cfg.policy.dir = path.resolve(baseDir, cfg.policy.dir);
   if (cfg.gateway.tls.upstreamCaFile)

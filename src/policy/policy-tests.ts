@@ -18,6 +18,7 @@ import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { PolicyError, PolicyTestError, RequestValidationError } from '../errors.js';
 import { requestFromUrl } from '../request/normalize.js';
+import { dottedPath, firstIssue } from '../validation.js';
 import type { PolicyDecision, PolicySnapshot } from './types.js';
 
 export const TESTS_DIR = 'tests';
@@ -98,15 +99,14 @@ export function parsePolicyTestFile(file: string, text: string): { case: PolicyT
   }
   const result = fileSchema.safeParse(raw);
   if (!result.success) {
-    const issue = result.error.issues[0];
-    if (!issue) throw new PolicyError('invalid test file', file);
-    const p = issue.path.filter((k): k is string | number => typeof k !== 'symbol');
+    const f = firstIssue(result.error);
+    if (!f) throw new PolicyError('invalid test file', file);
+    const p = f.at;
     const line = lineOf(doc, counter, p);
     const where = p[0] === 'cases' && typeof p[1] === 'number' ? `case ${p[1]}: ` : '';
-    const field =
-      issue.code === 'unrecognized_keys'
-        ? `unknown key "${issue.keys[0]}"`
-        : `${p.slice(p[0] === 'cases' ? 2 : 0).join('.') || p.join('.') || '(root)'}: ${issue.message}`;
+    const field = f.unknownKeys
+      ? `unknown key "${f.unknownKeys[0]}"`
+      : `${dottedPath(p.slice(p[0] === 'cases' ? 2 : 0)) || f.field || '(root)'}: ${f.message}`;
     throw new PolicyError(`${where}${field}`, line ? `${file}:${line}` : file);
   }
   const cases = result.data.cases;

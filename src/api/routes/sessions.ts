@@ -3,6 +3,7 @@ import type { AuditEvent } from '../../audit/event.js';
 import { RequestValidationError, SessionNotFoundError } from '../../errors.js';
 import type { ApiOperation } from '../../policy/delegation.js';
 import type { SessionService } from '../../sessions/types.js';
+import { firstIssue } from '../../validation.js';
 import type { ApiContext } from '../context.js';
 import { authorizeSessionOp, readableBy } from '../delegation.js';
 import { methodNotAllowed, requireAuth } from '../middleware.js';
@@ -16,7 +17,10 @@ import { jsonBody, parseBody } from '../validate.js';
 function sessionId(req: Request): string {
   const result = sessionIdParam.safeParse(req.params.id);
   if (!result.success) {
-    throw new RequestValidationError(`id: ${result.error.issues[0]?.message ?? 'invalid session id'}`, 'id');
+    throw new RequestValidationError(
+      `id: ${firstIssue(result.error)?.message ?? 'invalid session id'}`,
+      'id',
+    );
   }
   return result.data;
 }
