@@ -1,5 +1,5 @@
 import express from 'express';
-import { pino, type Logger } from 'pino';
+import { silentLogger, type Logger } from '../log.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import { TokenVerifier, type ApiToken } from './auth.js';
@@ -50,7 +50,7 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
     policy: opts.policy,
     verifier: new TokenVerifier(opts.tokens),
     metrics,
-    logger: opts.logger ?? pino({ level: 'silent' }),
+    logger: opts.logger ?? silentLogger(),
     openapi: buildOpenApiDocument(),
   };
 

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import type { TokenVerifier } from './auth.js';

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import { AirlockError, ConfigError } from '../errors.js';
 import { startGatewayService } from '../gateway/service.js';
+import { createLogger } from '../log.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { SessionView } from '../sessions/types.js';
 import { ApiClient, CliError, apiToken, apiUrl } from './client.js';
@@ -25,7 +25,7 @@ program
   .option('-c, --config <file>', 'YAML config file (docs/config.md)')
   .action(async (opts: { config?: string }) => {
     const cfg = loadConfig(opts.config);
-    const logger = pino({ level: process.env.AIRLOCK_LOG_LEVEL ?? 'info' });
+    const logger = createLogger();
     const { startServer } = await import('./serve.js');
     const running = await startServer(cfg, logger);
     process.stdout.write(`Airlock API listening on ${running.url}\n`);

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
 import { createApiApp } from '../api/index.js';
 import { AuditIndex } from '../audit/index-reader.js';
 import type { Config } from '../config/schema.js';
+import { createLogger, type Logger } from '../log.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { materializePolicy } from '../policy/live-dir.js';
 import { openPolicySource, type ReloadablePolicySource } from '../policy/source.js';
@@ -72,7 +72,7 @@ async function createRuntime(cfg: Config, logger: Logger): Promise<SandboxRuntim
  * `airlock serve`: policy store, audit index, runtime (Docker or Kubernetes) + gateway, session recovery, API.
  * @throws RuntimeError / GatewayUnavailableError when Docker or the gateway cannot be started.
  */
-export async function startServer(cfg: Config, logger: Logger = pino()): Promise<RunningServer> {
+export async function startServer(cfg: Config, logger: Logger = createLogger()): Promise<RunningServer> {
   mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
   const tokens = resolveTokens(cfg, logger);
   // With policy.git the control plane follows the repository and writes each enforced commit into
