@@ -115,7 +115,7 @@ export class UnknownRoleError extends AirlockError {
   }
 }
 
-/** The container runtime (Docker engine) failed; `cause` carries the engine's error. */
+/** The sandbox runtime (the Docker engine or the Kubernetes API) failed; `cause` carries its error. */
 export class RuntimeError extends AirlockError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.RUNTIME_FAILED, message, options);
