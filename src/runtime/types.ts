@@ -1,5 +1,5 @@
 /**
- * The runtime interface: one implementation per platform (`docker` now, `kubernetes` later).
+ * The runtime interface: one implementation per platform (`docker` for one machine, `kubernetes` for clusters).
  * A runtime creates and removes sandboxes and the gateway they exit through; it keeps no state that
  * cannot be recovered from the platform itself (labels).
  */
