@@ -152,3 +152,31 @@ export class SandboxRejectedError extends AirlockError {
     this.name = 'SandboxRejectedError';
   }
 }
+
+/**
+ * Answers the egress gateway writes itself to a sandboxed program (never an upstream's): the JSON
+ * body's `error` string, its HTTP status, and the `x-airlock-decision` header sent with it. These
+ * are not API errors (no problem+json); docs/errors.md "Gateway answers" lists them and
+ * `test/unit/errors.test.ts` keeps that table and this one in sync.
+ * - `deny`: the gateway refused the call (policy, identity, request, destination): nothing reached
+ *   the upstream; the audit event says `decision: "deny"`.
+ * - `upstream-error`: the policy allowed the call but it failed on the way (the upstream could not be
+ *   resolved or reached, timed out, or its certificate was refused); audited as `decision: "allow"`
+ *   with reason `upstream_error` / `upstream_tls_error`.
+ */
+export const GatewayAnswers = {
+  egress_denied: { status: 403, decision: 'deny' },
+  destination_refused: { status: 403, decision: 'deny' },
+  session_expired: { status: 403, decision: 'deny' },
+  proxy_auth_required: { status: 407, decision: 'deny' },
+  identity_refused: { status: 407, decision: 'deny' },
+  bad_request: { status: 400, decision: 'deny' },
+  not_supported: { status: 400, decision: 'deny' },
+  upstream_unreachable: { status: 502, decision: 'upstream-error' },
+  upstream_tls_error: { status: 502, decision: 'upstream-error' },
+  upstream_error: { status: 502, decision: 'upstream-error' },
+  upstream_timeout: { status: 504, decision: 'upstream-error' },
+} as const satisfies Record<string, { status: number; decision: 'deny' | 'upstream-error' }>;
+
+/** The `error` string of a gateway answer (see {@link GatewayAnswers}). */
+export type GatewayAnswer = keyof typeof GatewayAnswers;

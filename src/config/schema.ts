@@ -7,6 +7,29 @@ import { policyConfigSchema } from '../policy/config.js';
  * is an error naming its path. Defaults live here and only here.
  */
 
+/** The gateway's forward-proxy port. */
+export const GATEWAY_PORT = 3128;
+/** The gateway's admin API port (control plane → gateway). */
+export const GATEWAY_ADMIN_PORT = 9090;
+/** Leaf certificates a gateway keeps (LRU) for HTTPS interception. */
+export const LEAF_CACHE_SIZE = 1_000;
+
+/**
+ * The gateway's upstream timeouts, in ms: one definition shared by the config file
+ * (`gateway.*TimeoutMs`), the gateway process's settings (src/gateway-wire/config.ts) and
+ * `EgressGateway`'s options (src/gateway/options.ts).
+ */
+export const upstreamTimeoutsSchema = z.object({
+  /** Upstream connect timeout in ms. @default 5000 */
+  connectTimeoutMs: z.number().int().positive().default(5_000),
+  /** Time to receive upstream response headers, in ms. @default 30000 */
+  headersTimeoutMs: z.number().int().positive().default(30_000),
+  /** Idle time allowed between body chunks, in ms. @default 300000 */
+  bodyTimeoutMs: z.number().int().positive().default(300_000),
+});
+/** Upstream timeouts with defaults applied. */
+export type UpstreamTimeouts = z.output<typeof upstreamTimeoutsSchema>;
+
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080');
@@ -81,7 +104,7 @@ const kubernetesRuntimeSchema = z
         /** Fixed admin base URLs instead of `service` (e.g. gateways outside the cluster, tests). */
         urls: z.array(z.url({ protocol: /^https?$/ })).optional(),
         /** Admin port on each gateway Pod. @default 9090 */
-        port: z.number().int().min(1).max(65535).default(9090),
+        port: z.number().int().min(1).max(65535).default(GATEWAY_ADMIN_PORT),
         /** File holding the admin token shared with the gateways (a mounted Secret). */
         tokenFile: z.string().min(1).default('/var/run/airlock/admin-token'),
       })
@@ -165,17 +188,13 @@ export const configSchema = z
     gateway: z
       .object({
         /** Forward-proxy port inside the gateway. @default 3128 */
-        port: z.number().int().min(1).max(65535).default(3128),
+        port: z.number().int().min(1).max(65535).default(GATEWAY_PORT),
         /** Upstream names resolved by the gateway itself: name -> IP, or "host-gateway" (the Docker host). */
         hostAliases: z.record(hostName, aliasTarget).default({}),
         /** Private/loopback ranges the gateway may dial anyway (refused by default). */
         allowPrivateCidrs: z.array(cidr).default([]),
-        /** Upstream connect timeout in ms. @default 5000 */
-        connectTimeoutMs: z.number().int().positive().default(5_000),
-        /** Time to receive upstream response headers, in ms. @default 30000 */
-        headersTimeoutMs: z.number().int().positive().default(30_000),
-        /** Idle time allowed between body chunks, in ms. @default 300000 */
-        bodyTimeoutMs: z.number().int().positive().default(300_000),
+        /** Upstream connect, response-headers and body-idle timeouts in ms (defaults above). */
+        ...upstreamTimeoutsSchema.shape,
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */
@@ -196,7 +215,7 @@ export const configSchema = z
               .array(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a lowercase host or host:port'))
               .default([]),
             /** Leaf certificates cached by the gateway (LRU). @default 1000 */
-            leafCacheSize: z.number().int().min(1).max(100_000).default(1_000),
+            leafCacheSize: z.number().int().min(1).max(100_000).default(LEAF_CACHE_SIZE),
           })
           .strict()
           .prefault({}),

@@ -1,5 +1,13 @@
+/**
+ * The answers the gateway writes itself (never an upstream's): the contract's deny body, the other
+ * refusals of the catalogue in src/errors.ts ({@link GatewayAnswers}), and the writers for a
+ * `ServerResponse` (plain and intercepted HTTP) and a raw socket (CONNECT, client errors). The
+ * status and the `x-airlock-decision` header come from the catalogue, so a body can never be sent
+ * with another status or a header that misstates what was decided.
+ */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { GatewayAnswers, type GatewayAnswer } from '../errors.js';
 
 /** Body of a denied call (DESIGN.md "A denied call"). */
 export interface DenyBody {
@@ -13,13 +21,23 @@ export interface DenyBody {
   hint: string;
 }
 
+/** Every other answer of the gateway: a stable `error` string and a sentence for people. */
+export interface GatewayErrorBody {
+  error: Exclude<GatewayAnswer, 'egress_denied'>;
+  detail: string;
+  sessionId?: string | null;
+}
+
+/** What the gateway may send as a body of its own. */
+export type GatewayBody = DenyBody | GatewayErrorBody;
+
 /**
  * The deny body as sent: the contract's fields plus those of a Kubernetes `Status` object
  * (`kind`, `apiVersion`, `status`, `reason`, `code`, `message` = the hint), so that client-go and
  * kubectl show the hint ("Error from server (Forbidden): Airlock egress policy ...") instead of an
  * opaque "unknown" (client-go only prints bodies that are a Status). Other clients ignore them.
  */
-function wireBody(body: DenyBody | GatewayErrorBody): object {
+function wireBody(body: GatewayBody): object {
   if (body.error !== 'egress_denied') return body;
   return {
     ...body,
@@ -32,21 +50,9 @@ function wireBody(body: DenyBody | GatewayErrorBody): object {
   };
 }
 
-/** Other refusals the gateway answers itself, each with a stable `error` string. */
-export interface GatewayErrorBody {
-  error:
-    | 'proxy_auth_required'
-    | 'identity_refused'
-    | 'session_expired'
-    | 'bad_request'
-    | 'destination_refused'
-    | 'upstream_unreachable'
-    | 'upstream_timeout'
-    | 'upstream_error'
-    | 'upstream_tls_error'
-    | 'not_supported';
-  detail: string;
-  sessionId?: string | null;
+/** HTTP status of a body of the gateway (the catalogue's). */
+export function statusOf(body: GatewayBody): number {
+  return GatewayAnswers[body.error].status;
 }
 
 export function denyHint(role: string, method: string, url: string): string {
@@ -71,31 +77,36 @@ export function creatorDenyHint(role: string, creator: string, method: string, u
   );
 }
 
-/** Detail of a call to the reserved pseudo-host `airlock.api` (management rules), which is never dialled. */
-export function reservedHostDetail(): string {
-  return (
-    'airlock.api names the Airlock API in policy rules (delegation); it is not a network destination ' +
-    'and the gateway never connects to it'
-  );
-}
+/** Hint when no valid policy is loaded (DESIGN.md property 3: fail closed). */
+export const NO_POLICY_HINT =
+  'No valid egress policy is loaded, so Airlock denies every call (fail closed). Ask an operator to fix the policy.';
 
-/** Writes a JSON answer from the gateway itself (never from an upstream). */
+/** Detail of a call to the reserved pseudo-host `airlock.api` (management rules), which is never dialled. */
+export const RESERVED_HOST_DETAIL =
+  'airlock.api names the Airlock API in policy rules (delegation); it is not a network destination ' +
+  'and the gateway never connects to it';
+
+/**
+ * Writes a JSON answer from the gateway itself on an HTTP response; status and `x-airlock-decision`
+ * from the catalogue. When headers were already sent (an upstream response had started), the
+ * response is destroyed instead. @returns the body's length in bytes (0 when destroyed).
+ */
 export function sendJson(
   res: ServerResponse,
-  status: number,
-  body: DenyBody | GatewayErrorBody,
+  body: GatewayBody,
   headers: Record<string, string> = {},
 ): number {
-  const text = JSON.stringify(wireBody(body));
   if (res.headersSent) {
     res.destroy();
     return 0;
   }
-  res.writeHead(status, {
+  const text = JSON.stringify(wireBody(body));
+  const answer = GatewayAnswers[body.error];
+  res.writeHead(answer.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
-    'x-airlock-decision': 'deny',
+    'x-airlock-decision': answer.decision,
     ...headers,
   });
   res.end(text);
@@ -110,23 +121,20 @@ const STATUS_TEXT: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
-/** Writes a complete JSON response on a raw socket (CONNECT and client errors) and ends it. */
-export function sendRawJson(
-  socket: Socket,
-  status: number,
-  body: DenyBody | GatewayErrorBody,
-  headers: Record<string, string> = {},
-): void {
+/** Writes a complete JSON answer on a raw socket (CONNECT and client errors) and ends it. */
+export function sendRawJson(socket: Socket, body: GatewayBody, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   const text = JSON.stringify(wireBody(body));
+  const answer = GatewayAnswers[body.error];
   const extra = Object.entries(headers)
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
-      `content-length: ${Buffer.byteLength(text)}\r\nx-airlock-decision: deny\r\nconnection: close\r\n${extra}\r\n${text}`,
+    `HTTP/1.1 ${answer.status} ${STATUS_TEXT[answer.status] ?? 'Error'}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n` +
+      `x-airlock-decision: ${answer.decision}\r\nconnection: close\r\n${extra}\r\n${text}`,
   );
 }

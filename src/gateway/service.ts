@@ -9,7 +9,7 @@ import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire
 import { PolicyStore } from '../policy/store.js';
 import { DestinationPolicy } from './address.js';
 import { createAdminServer, listen } from './admin.js';
-import { EgressGateway } from './proxy.js';
+import { EgressGateway, withGatewayDefaults } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { createSessionSource, type SessionSource } from './session-sources/index.js';
 import type { SessionTable } from './sessions.js';
@@ -139,20 +139,22 @@ export async function startGatewayService(
     throw err instanceof ConfigError ? err : new ConfigError((err as Error).message, 'caDir');
   }
   const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
-  const gateway = new EgressGateway({
-    policy,
-    sessions,
-    audit: new FanoutSink([fileSink, new MetricsSink(decisions)]),
-    resolver: new UpstreamResolver(
-      new DestinationPolicy(cfg.allowPrivateCidrs),
-      new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
-    ),
-    connectTimeoutMs: cfg.connectTimeoutMs,
-    headersTimeoutMs: cfg.headersTimeoutMs,
-    bodyTimeoutMs: cfg.bodyTimeoutMs,
-    ...(upstreamCaPem ? { upstreamCaPem } : {}),
-    ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
-  });
+  const gateway = new EgressGateway(
+    withGatewayDefaults({
+      policy,
+      sessions,
+      audit: new FanoutSink([fileSink, new MetricsSink(decisions)]),
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(cfg.allowPrivateCidrs),
+        new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
+      ),
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      headersTimeoutMs: cfg.headersTimeoutMs,
+      bodyTimeoutMs: cfg.bodyTimeoutMs,
+      ...(upstreamCaPem ? { upstreamCaPem } : {}),
+      ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
+    }),
+  );
   const admin = createAdminServer({
     sessions,
     policy,

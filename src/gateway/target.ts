@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { RequestValidationError } from '../errors.js';
 import { normalizeHost, normalizePath, policyHost } from '../request/normalize.js';
+import { framingProblem } from './headers.js';
 
 /** A proxy request target after normalisation: what the policy sees and what goes upstream. */
 export interface Target {
@@ -166,4 +167,53 @@ export function parseConnectTarget(authority: string): { host: string; port: num
   }
   const { host, port } = parseAuthority(authority, 'https', 'request-target');
   return { host, port, policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'https') };
+}
+
+/**
+ * Step 1 for plain HTTP: unambiguous framing, an absolute-form target, and a Host header (when
+ * present) naming the same host and port (DESIGN.md property 7).
+ * @throws RequestValidationError naming what is wrong.
+ */
+export function parsePlainRequest(
+  url: string,
+  hostHeader: string | undefined,
+  rawHeaders: readonly string[],
+): Target {
+  const framing = framingProblem(rawHeaders);
+  if (framing) throw new RequestValidationError(framing, 'headers');
+  const target = parseAbsoluteTarget(url);
+  if (hostHeader !== undefined && hostHeader.toLowerCase() !== target.authority) {
+    // Compare normalised forms: the Host header may carry the default port or a trailing dot.
+    const h = parseAuthority(hostHeader, 'http', 'host');
+    if (h.host !== target.host || h.port !== target.port) {
+      throw new RequestValidationError('Host header and request target name different hosts', 'host');
+    }
+  }
+  return target;
+}
+
+/**
+ * Step 1 inside an intercepted tunnel: unambiguous framing and a target for the tunnel's host
+ * ({@link parseTunnelTarget}). @throws RequestValidationError naming what is wrong.
+ */
+export function parseTunnelledRequest(
+  url: string,
+  hostHeader: string | undefined,
+  rawHeaders: readonly string[],
+  host: string,
+  port: number,
+): Target {
+  const framing = framingProblem(rawHeaders);
+  if (framing) throw new RequestValidationError(framing, 'headers');
+  return parseTunnelTarget(url, hostHeader, host, port);
+}
+
+/** `scheme://authority/path` without the query: the `url` of deny bodies. */
+export function targetUrl(t: Target): string {
+  return `${t.scheme}://${t.authority}${t.path}`;
+}
+
+/** `https://host:port` of a CONNECT (IPv6 bracketed): the `url` of its deny body. */
+export function connectUrl(host: string, port: number): string {
+  return `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 }

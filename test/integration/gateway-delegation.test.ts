@@ -23,7 +23,7 @@ import { DestinationPolicy } from '../../src/gateway/address.js';
 import { createAdminServer, listen } from '../../src/gateway/admin.js';
 import { GatewayAdminClient, type GatewayEndpoint } from '../../src/gateway-wire/admin-client.js';
 import type { GatewayControl } from '../../src/gateway-wire/control.js';
-import { EgressGateway } from '../../src/gateway/proxy.js';
+import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
@@ -127,18 +127,20 @@ beforeAll(async () => {
   const auditFile = path.join(dir, 'state', 'audit.jsonl');
   table = new SessionTable();
   memory = new MemoryAuditSink();
-  gateway = new EgressGateway({
-    policy: store,
-    sessions: table,
-    audit: new FanoutSink([new FileAuditSink(auditFile), memory]),
-    resolver: new UpstreamResolver(
-      new DestinationPolicy(['127.0.0.0/8']),
-      new Map([
-        ['forum.test', '127.0.0.1'],
-        ['airlock.api', '127.0.0.1'], // as if someone had aliased it: still never dialled
-      ]),
-    ),
-  });
+  gateway = new EgressGateway(
+    withGatewayDefaults({
+      policy: store,
+      sessions: table,
+      audit: new FanoutSink([new FileAuditSink(auditFile), memory]),
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(['127.0.0.0/8']),
+        new Map([
+          ['forum.test', '127.0.0.1'],
+          ['airlock.api', '127.0.0.1'], // as if someone had aliased it: still never dialled
+        ]),
+      ),
+    }),
+  );
   proxy = { host: '127.0.0.1', port: (await gateway.listen(0, '127.0.0.1')).port };
   admin = createAdminServer({ sessions: table, policy: store, token: ADMIN_TOKEN, instanceId: 'test' });
   const adminAddr = await listen(admin, 0, '127.0.0.1');

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditSink } from '../../src/audit/file-sink.js';
 import { DestinationPolicy } from '../../src/gateway/address.js';
-import { EgressGateway } from '../../src/gateway/proxy.js';
+import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
 import { loadOrCreateCa, type CaMaterial } from '../../src/pki/ca.js';
@@ -81,14 +81,16 @@ beforeAll(async () => {
   audit = new MemoryAuditSink();
   const aliases = new Map(['secure.test', 'expired.test', 'wrongname.test'].map((h) => [h, '127.0.0.1']));
   const makeGateway = (passthrough: string[]) =>
-    new EgressGateway({
-      policy,
-      sessions,
-      audit,
-      resolver: new UpstreamResolver(new DestinationPolicy(['127.0.0.0/8']), aliases),
-      upstreamCaPem: up.caPem,
-      intercept: { leaves: new LeafCache(ca), passthrough },
-    });
+    new EgressGateway(
+      withGatewayDefaults({
+        policy,
+        sessions,
+        audit,
+        resolver: new UpstreamResolver(new DestinationPolicy(['127.0.0.0/8']), aliases),
+        upstreamCaPem: up.caPem,
+        intercept: { leaves: new LeafCache(ca), passthrough },
+      }),
+    );
   gateway = makeGateway([]);
   proxyPort = (await gateway.listen(0, '127.0.0.1')).port;
 });
@@ -315,17 +317,19 @@ describe('kill switch inside tunnels (property 5)', () => {
 
 describe('passthrough only by explicit grant', () => {
   it('a host listed for passthrough is tunnelled unopened for a role granted CONNECT, audited with bytes', async () => {
-    const pass = new EgressGateway({
-      policy,
-      sessions,
-      audit,
-      resolver: new UpstreamResolver(
-        new DestinationPolicy(['127.0.0.0/8']),
-        new Map([['secure.test', '127.0.0.1']]),
-      ),
-      upstreamCaPem: up.caPem,
-      intercept: { leaves: new LeafCache(ca), passthrough: [`secure.test:${up.ports.secure}`] },
-    });
+    const pass = new EgressGateway(
+      withGatewayDefaults({
+        policy,
+        sessions,
+        audit,
+        resolver: new UpstreamResolver(
+          new DestinationPolicy(['127.0.0.0/8']),
+          new Map([['secure.test', '127.0.0.1']]),
+        ),
+        upstreamCaPem: up.caPem,
+        intercept: { leaves: new LeafCache(ca), passthrough: [`secure.test:${up.ports.secure}`] },
+      }),
+    );
     const port = (await pass.listen(0, '127.0.0.1')).port;
     // The client sees nginx's own certificate (test CA), not an Airlock leaf.
     const { stdout } = await run('curl', [

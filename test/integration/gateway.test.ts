@@ -5,18 +5,27 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditSink } from '../../src/audit/file-sink.js';
 import { DestinationPolicy } from '../../src/gateway/address.js';
-import { EgressGateway } from '../../src/gateway/proxy.js';
+import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import { proxyRequest, rawExchange, type ProxyTarget } from '../helpers/proxy-client.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
+
+async function closedPort(): Promise<number> {
+  const srv = http.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -28,12 +37,14 @@ let sessions: SessionTable;
 let audit: MemoryAuditSink;
 let gateway: EgressGateway;
 let proxy: ProxyTarget;
+/** A loopback port nobody listens on (bound, then closed): an allowed upstream that refuses connections. */
+let deadPort: number;
 const A = { id: 's-analyst', cred: 'cred-analyst-0123456789', address: '127.0.0.1' };
 const B = { id: 's-responder', cred: 'cred-responder-0123456789', address: '127.0.0.2' };
 const authA = `${A.id}:${A.cred}`;
 const authB = `${B.id}:${B.cred}`;
 
-function writePolicy(dir: string, forumPort: number, etcdPort: number): void {
+function writePolicy(dir: string, forumPort: number, etcdPort: number, deadPort: number): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'model.conf'), CANONICAL_MODEL);
   writeFileSync(
@@ -50,6 +61,7 @@ function writePolicy(dir: string, forumPort: number, etcdPort: number): void {
       `g, responder, reader`,
       `p, responder, forum.test:${forumPort}, /comments, POST, allow`,
       `p, analyst, metadata.test, /*, GET, allow`,
+      `p, analyst, dead.test:${deadPort}, /*, GET, allow`,
       '',
     ].join('\n'),
   );
@@ -58,7 +70,8 @@ function writePolicy(dir: string, forumPort: number, etcdPort: number): void {
 beforeAll(async () => {
   [forum, etcd] = await Promise.all([startJsonServer(), startEtcd()]);
   policyDir = mkdtempSync(path.join(tmpdir(), 'airlock-policy-'));
-  writePolicy(policyDir, forum.port, etcd.port);
+  deadPort = await closedPort();
+  writePolicy(policyDir, forum.port, etcd.port, deadPort);
   policy = await PolicyStore.open(policyDir);
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
   sessions = new SessionTable();
@@ -77,19 +90,22 @@ beforeAll(async () => {
     expiresAtMs: Date.now() + 3_600_000,
   });
   audit = new MemoryAuditSink();
-  gateway = new EgressGateway({
-    policy,
-    sessions,
-    audit,
-    resolver: new UpstreamResolver(
-      new DestinationPolicy(['127.0.0.0/8']),
-      new Map([
-        ['forum.test', '127.0.0.1'],
-        ['config.test', '127.0.0.1'],
-        ['metadata.test', '169.254.169.254'],
-      ]),
-    ),
-  });
+  gateway = new EgressGateway(
+    withGatewayDefaults({
+      policy,
+      sessions,
+      audit,
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(['127.0.0.0/8']),
+        new Map([
+          ['forum.test', '127.0.0.1'],
+          ['config.test', '127.0.0.1'],
+          ['metadata.test', '169.254.169.254'],
+          ['dead.test', '127.0.0.1'],
+        ]),
+      ),
+    }),
+  );
   const addr = await gateway.listen(0, '127.0.0.1');
   proxy = { host: '127.0.0.1', port: addr.port };
 });
@@ -220,6 +236,36 @@ describe('decisions on real upstreams', () => {
     });
     expect(res.status).toBe(200);
     expect(JSON.stringify(lastEvent())).not.toContain('secret123');
+  });
+});
+
+describe('gateway answers: status and x-airlock-decision from the catalogue (src/errors.ts)', () => {
+  it('an allowed call whose upstream refuses the connection: 502 upstream-error, audited as allow', async () => {
+    const res = await proxyRequest(proxy, `http://dead.test:${deadPort}/x`, {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(502);
+    expect(res.headers['x-airlock-decision']).toBe('upstream-error');
+    expect(res.json()).toMatchObject({ error: 'upstream_unreachable', sessionId: A.id });
+    expect(lastEvent()).toMatchObject({ decision: 'allow', reason: 'upstream_error', status: 502 });
+    expect(lastEvent().rule).toContain('dead.test');
+  });
+
+  it('every refusal the gateway answers itself says deny', async () => {
+    const refused = [
+      await proxyRequest(proxy, 'http://metadata.test/latest', { auth: authA, localAddress: A.address }),
+      await proxyRequest(proxy, forumUrl('/posts/1'), { localAddress: A.address }),
+      await proxyRequest(proxy, 'http://airlock.api/sessions/analyst', {
+        auth: authA,
+        localAddress: A.address,
+      }),
+    ];
+    expect(refused.map((r) => [r.status, r.headers['x-airlock-decision'], r.json().error])).toEqual([
+      [403, 'deny', 'destination_refused'],
+      [407, 'deny', 'proxy_auth_required'],
+      [403, 'deny', 'destination_refused'],
+    ]);
   });
 });
 
@@ -375,15 +421,17 @@ describe('fail closed (property 3)', () => {
     const store = await PolicyStore.open(empty);
     expect(store.current()).toBeNull();
     expect(store.lastError()).toBeTruthy();
-    const g = new EgressGateway({
-      policy: store,
-      sessions,
-      audit,
-      resolver: new UpstreamResolver(
-        new DestinationPolicy(['127.0.0.0/8']),
-        new Map([['forum.test', '127.0.0.1']]),
-      ),
-    });
+    const g = new EgressGateway(
+      withGatewayDefaults({
+        policy: store,
+        sessions,
+        audit,
+        resolver: new UpstreamResolver(
+          new DestinationPolicy(['127.0.0.0/8']),
+          new Map([['forum.test', '127.0.0.1']]),
+        ),
+      }),
+    );
     const addr = await g.listen(0, '127.0.0.1');
     const res = await proxyRequest({ host: '127.0.0.1', port: addr.port }, forumUrl('/posts/1'), {
       auth: authA,

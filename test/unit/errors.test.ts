@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ApiErrorCodes, statusForCode } from '../../src/api/problem.js';
-import { ErrorCodes } from '../../src/errors.js';
+import { ErrorCodes, GatewayAnswers } from '../../src/errors.js';
 
 const doc = readFileSync(fileURLToPath(new URL('../../docs/errors.md', import.meta.url)), 'utf8');
 
@@ -54,4 +54,24 @@ describe('docs/errors.md', () => {
       });
     });
   }
+});
+
+describe('docs/errors.md: Gateway answers', () => {
+  const start = doc.indexOf('\n## Gateway answers\n');
+  const section = doc.slice(start);
+  const rows = section
+    .split('\n')
+    .map((line) => line.split('|').map((c) => c.trim()))
+    .filter((cells) => cells.length >= 6 && cells[1]!.startsWith('`'))
+    .map((cells) => ({ error: cells[1]!.replace(/`/g, ''), status: Number(cells[2]), decision: cells[3] }));
+
+  it('has the section', () => expect(start).toBeGreaterThanOrEqual(0));
+
+  it('lists every gateway answer once, with the status and x-airlock-decision the gateway sends', () => {
+    expect(rows.map((r) => r.error).sort()).toEqual(Object.keys(GatewayAnswers).sort());
+    for (const r of rows) {
+      const answer = GatewayAnswers[r.error as keyof typeof GatewayAnswers];
+      expect({ status: r.status, decision: r.decision }, r.error).toEqual(answer);
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { firstIssue } from '../../validation.js';
 import type { ApiContext } from '../context.js';
 import { authorizeSessionOp, readableBy } from '../delegation.js';
 import { methodNotAllowed, requireAuth } from '../middleware.js';
+import { toProblem } from '../problem.js';
 import { createSessionBody, execBody, sessionIdParam } from '../schemas.js';
 import { jsonBody, parseBody } from '../validate.js';
 
@@ -119,8 +120,12 @@ export function registerSessionRoutes(app: Express, ctx: ApiContext): void {
         );
         line({ exitCode: out.exitCode });
       } catch (err) {
-        const e = err as { code?: string; message?: string };
-        line({ error: e.code ?? 'AIRLOCK_INTERNAL', detail: e.message ?? String(err) });
+        // The same mapping as a non-streamed answer: Airlock errors keep code and message, anything
+        // else is logged and the client sees only the request id (docs/errors.md AIRLOCK_INTERNAL).
+        const requestId = String(res.locals.requestId ?? '');
+        const { problem: p, internal } = toProblem(err, requestId);
+        if (internal) ctx.logger.error({ err, requestId, sessionId: id }, 'exec stream internal error');
+        line({ error: p.code, detail: p.detail });
       }
       res.end();
     })

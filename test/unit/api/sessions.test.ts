@@ -159,6 +159,16 @@ describe('POST /v1/sessions/:id/exec', () => {
     expect(last.error).toBe('AIRLOCK_EXEC_TIMEOUT');
   });
 
+  it('never streams the text of an unexpected error: AIRLOCK_INTERNAL naming the request id', async () => {
+    const id = await createSession();
+    const res = await postJson(`${api.url}/v1/sessions/${id}/exec`, { command: ['boom'], stream: true });
+    const text = await res.text();
+    expect(text).not.toContain('secret internal detail');
+    const last = JSON.parse(text.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    expect(last.error).toBe('AIRLOCK_INTERNAL');
+    expect(String(last.detail)).toContain(res.headers.get('x-request-id')!);
+  });
+
   it('converts timeoutSeconds to ms and reports a non-zero exit code as 200', async () => {
     const id = await createSession();
     const res = await postJson(`${api.url}/v1/sessions/${id}/exec`, {

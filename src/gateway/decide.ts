@@ -1,0 +1,152 @@
+/**
+ * Steps 3 and 4 of the gateway's request path, the same for plain HTTP, HTTP inside an intercepted
+ * tunnel and CONNECT: {@link decide} turns an identified {@link Exchange} into an {@link Outcome}.
+ * It writes nothing to any socket and does not audit; the caller answers the outcome and finishes
+ * the exchange. In this order (the first that applies wins):
+ *
+ * 1. `airlock.api`, the pseudo-host of management rules, is never a destination, whatever a rule
+ *    says → refuse `destination_refused` (reason `destination_refused`);
+ * 2. no valid policy is loaded → refuse `egress_denied` (reason `no_policy`; fail closed);
+ * 3. `intercept` mode (a CONNECT the gateway will open): the session's role — and its creator, when
+ *    the creator has egress rules — must have an allow rule naming this host (and port) → refuse
+ *    `egress_denied` (`no_match`) or outcome `intercept` (every request inside is decided on its own);
+ * 4. the policy decides (role, host, path, method) with deny-override, and (creator, host, path,
+ *    method) when the creator has egress rules (policy/delegation.ts); a CONNECT is decided with
+ *    path `/` → refuse `egress_denied` (`rule_deny` / `no_match`, the creator's hint when the creator
+ *    denied);
+ * 5. the host is resolved once and every address checked (resolve.ts, DESIGN.md property 6) →
+ *    refuse `destination_refused`, or `upstream_unreachable` when it does not resolve (a failure of
+ *    an allowed call, audited as allow with reason `upstream_error`);
+ * 6. outcome `allow` with the checked address to dial.
+ */
+import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
+import type { PolicySource } from '../policy/types.js';
+import type { GatewaySession } from '../sessions/types.js';
+import type { Exchange, Refusal } from './exchange.js';
+import type { UpstreamResolver } from './resolve.js';
+import { creatorDenyHint, denyHint, NO_POLICY_HINT, RESERVED_HOST_DETAIL } from './responses.js';
+
+/** What the gateway does with an identified call. */
+export type Outcome =
+  /** Forward to (or tunnel to) `address`, the resolved and checked upstream address. */
+  | { kind: 'allow'; rule: string | null; policyVersion: string; address: string }
+  /** Open the CONNECT tunnel and decide every request inside on its own. */
+  | { kind: 'intercept'; policyVersion: string }
+  | Refusal;
+
+/** How the call will be carried: forwarded/relayed (`forward`) or opened by the gateway (`intercept`). */
+export type DecideMode = 'forward' | 'intercept';
+
+/** What {@link decide} consults. */
+export interface DecideContext {
+  policy: PolicySource;
+  resolver: UpstreamResolver;
+}
+
+function egressDenied(
+  x: Exchange,
+  session: GatewaySession,
+  reason: Refusal['reason'],
+  rule: string | null,
+  policyVersion: string | null,
+  hint: string,
+): Refusal {
+  return {
+    kind: 'refuse',
+    reason,
+    rule,
+    policyVersion,
+    body: {
+      error: 'egress_denied',
+      sessionId: session.id,
+      role: session.role,
+      method: x.method,
+      url: x.url,
+      policyVersion,
+      hint,
+    },
+  };
+}
+
+/**
+ * Decides an identified call (see the module comment for the order of steps).
+ * @param x the exchange, with its target set and `session` the identified session.
+ * @param mode `intercept` only for a CONNECT the gateway will terminate itself.
+ * @returns the outcome; never throws for a policy or DNS answer.
+ */
+export async function decide(
+  x: Exchange,
+  session: GatewaySession,
+  mode: DecideMode,
+  ctx: DecideContext,
+): Promise<Outcome> {
+  const policy = ctx.policy.current();
+  const version = policy?.version ?? null;
+  if (x.host === API_HOST) {
+    return {
+      kind: 'refuse',
+      reason: 'destination_refused',
+      rule: null,
+      policyVersion: version,
+      body: { error: 'destination_refused', detail: RESERVED_HOST_DETAIL, sessionId: session.id },
+    };
+  }
+  if (!policy) return egressDenied(x, session, 'no_policy', null, null, NO_POLICY_HINT);
+
+  if (mode === 'intercept') {
+    if (!policy.mayReachHost(session.role, x.policyHost))
+      return egressDenied(x, session, 'no_match', null, version, denyHint(session.role, x.method, x.url));
+    if (!sessionMayReachHost(policy, session.role, session.creator, x.policyHost)) {
+      const hint = creatorDenyHint(session.role, session.creator ?? '', x.method, x.url);
+      return egressDenied(x, session, 'no_match', null, version, hint);
+    }
+    return { kind: 'intercept', policyVersion: policy.version };
+  }
+
+  const { decision, by } = decideEgress(
+    policy,
+    {
+      role: session.role,
+      host: x.policyHost,
+      path: x.method === 'CONNECT' ? '/' : x.path,
+      method: x.method,
+    },
+    session.creator,
+  );
+  if (!decision.allowed) {
+    const hint =
+      by === 'creator'
+        ? creatorDenyHint(session.role, session.creator ?? '', x.method, x.url)
+        : denyHint(session.role, x.method, x.url);
+    return egressDenied(x, session, decision.reason, decision.rule, policy.version, hint);
+  }
+
+  const resolution = await ctx.resolver.resolve(x.host);
+  if (!resolution.ok) {
+    if (resolution.reason === 'refused') {
+      return {
+        kind: 'refuse',
+        reason: 'destination_refused',
+        rule: decision.rule,
+        policyVersion: policy.version,
+        body: {
+          error: 'destination_refused',
+          detail: `${x.host} resolves to a ${resolution.addressClass} address, which the gateway does not dial`,
+          sessionId: session.id,
+        },
+      };
+    }
+    return {
+      kind: 'refuse',
+      reason: 'upstream_error',
+      rule: decision.rule,
+      policyVersion: policy.version,
+      body: {
+        error: 'upstream_unreachable',
+        detail: `cannot resolve ${x.host} (${resolution.detail})`,
+        sessionId: session.id,
+      },
+    };
+  }
+  return { kind: 'allow', rule: decision.rule, policyVersion: policy.version, address: resolution.address };
+}

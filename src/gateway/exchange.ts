@@ -1,0 +1,136 @@
+/**
+ * The per-request record of the gateway (Smokescreen's request context): who called, what they
+ * asked for, what was decided and why, what flowed. Every path through the gateway (plain HTTP,
+ * HTTP inside an intercepted tunnel, CONNECT) builds one, fills it in as it goes, and calls
+ * {@link Exchange.finish} once when the exchange is over; `finish` writes the one audit event of
+ * the decision (DESIGN.md "Audit event").
+ */
+import { performance } from 'node:perf_hooks';
+import type { AuditEvent, AuditSink, DecisionOutcome, DecisionReason } from '../audit/event.js';
+import { GatewayAnswers } from '../errors.js';
+import type { GatewaySession } from '../sessions/types.js';
+import type { GatewayBody } from './responses.js';
+
+/** A refusal or failure the gateway answers itself (see decide.ts). */
+export interface Refusal {
+  kind: 'refuse';
+  reason: DecisionReason;
+  /** The rule that decided, when one did (a deny rule, or the allow rule of a refused destination). */
+  rule: string | null;
+  policyVersion: string | null;
+  body: GatewayBody;
+  /** Extra response headers (`proxy-authenticate` on 407). */
+  headers?: Record<string, string>;
+}
+
+/** Where the request is going, as parsed and normalised (target.ts). */
+export interface ExchangeTarget {
+  host: string;
+  port: number;
+  /** Normalised path without query; `''` for CONNECT. */
+  path: string;
+  /** `host` or `host:port` as the policy sees it (request/normalize.ts `policyHost`). */
+  policyHost: string;
+  /** `scheme://authority/path` without query: the `url` of a deny body. */
+  url: string;
+}
+
+export class Exchange {
+  /** performance.now() at arrival, for `durationMs`. */
+  readonly started = performance.now();
+  /** Epoch ms at arrival: the audit event's `time` is when the call was decided, not when it ended. */
+  readonly at = Date.now();
+  session: GatewaySession | null;
+  host = '';
+  port = 0;
+  path = '';
+  policyHost = '';
+  url = '';
+  decision: DecisionOutcome = 'deny';
+  reason: DecisionReason = 'bad_request';
+  rule: string | null = null;
+  policyVersion: string | null;
+  /** HTTP status the sandbox received (0: none, e.g. the client went away first). */
+  status = 0;
+  /** Request body bytes sent upstream. */
+  bytesOut = 0;
+  /** Response body bytes returned to the sandbox. */
+  bytesIn = 0;
+  private finished = false;
+
+  constructor(
+    private readonly sink: AuditSink,
+    readonly method: string,
+    readonly scheme: 'http' | 'https',
+    session: GatewaySession | null,
+    policyVersion: string | null,
+  ) {
+    this.session = session;
+    this.policyVersion = policyVersion;
+  }
+
+  /** Records the parsed target. */
+  setTarget(t: ExchangeTarget): void {
+    this.host = t.host;
+    this.port = t.port;
+    this.path = t.path;
+    this.policyHost = t.policyHost;
+    this.url = t.url;
+  }
+
+  /** Records that the policy allowed the call (before anything is dialled). */
+  allow(rule: string | null, policyVersion: string): void {
+    this.decision = 'allow';
+    this.reason = 'rule_allow';
+    this.rule = rule;
+    this.policyVersion = policyVersion;
+  }
+
+  /**
+   * Records a refusal or failure answered by the gateway itself: `deny` for the catalogue's refusals,
+   * `allow` for upstream failures of an allowed call (src/errors.ts GatewayAnswers).
+   */
+  refuse(r: Refusal): void {
+    const answer = GatewayAnswers[r.body.error];
+    this.decision = answer.decision === 'deny' ? 'deny' : 'allow';
+    this.reason = r.reason;
+    this.rule = r.rule;
+    this.policyVersion = r.policyVersion;
+    this.status = answer.status;
+  }
+
+  /**
+   * A new exchange for the same caller and target, starting now (an event that follows the first,
+   * such as a TLS handshake refused inside a tunnel whose CONNECT was already answered).
+   */
+  next(): Exchange {
+    const x = new Exchange(this.sink, this.method, this.scheme, this.session, this.policyVersion);
+    x.setTarget(this);
+    return x;
+  }
+
+  /** Writes the audit event; later calls do nothing (an exchange is audited exactly once). */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const event: AuditEvent = {
+      time: new Date(this.at).toISOString(),
+      sessionId: this.session?.id ?? null,
+      role: this.session?.role ?? null,
+      method: this.method,
+      scheme: this.scheme,
+      host: this.host,
+      port: this.port,
+      path: this.path,
+      decision: this.decision,
+      rule: this.rule,
+      reason: this.reason,
+      status: this.status,
+      durationMs: Math.round((performance.now() - this.started) * 1000) / 1000,
+      bytesOut: this.bytesOut,
+      bytesIn: this.bytesIn,
+      policyVersion: this.policyVersion,
+    };
+    this.sink.emit(event);
+  }
+}

@@ -1,0 +1,80 @@
+import type http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+
+/** Hop-by-hop headers (RFC 9110 7.6.1) plus proxy credentials: never forwarded either way. */
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'expect',
+  'http2-settings',
+]);
+
+/**
+ * Rejects ambiguous message framing (DESIGN.md property 7): both Content-Length and
+ * Transfer-Encoding, more than one Content-Length, or any Transfer-Encoding other than `chunked`.
+ * Node's parser refuses most of these already; this keeps the rule explicit and tested.
+ * @returns a sentence naming the problem, or null when the framing is unambiguous.
+ */
+export function framingProblem(rawHeaders: readonly string[]): string | null {
+  let cl = 0;
+  let te: string | null = null;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name === 'content-length') cl++;
+    else if (name === 'transfer-encoding') {
+      if (te !== null) return 'more than one Transfer-Encoding header';
+      te = rawHeaders[i + 1]!.trim().toLowerCase();
+    }
+  }
+  if (cl > 1) return 'more than one Content-Length header';
+  if (te !== null && cl > 0) return 'both Content-Length and Transfer-Encoding';
+  if (te !== null && te !== 'chunked') return `unsupported Transfer-Encoding "${te}"`;
+  return null;
+}
+
+/**
+ * Headers sent upstream, as a flat `[name, value, …]` list in the sandbox's order: `host` first
+ * (the normalised authority the policy decided on), then every header of `req` except hop-by-hop
+ * ones and those the `Connection` header names.
+ */
+export function upstreamHeaders(req: IncomingMessage, authority: string): string[] {
+  const raw = req.rawHeaders;
+  let connectionTokens: Set<string> | null = null;
+  const conn = req.headers.connection;
+  if (conn) connectionTokens = new Set(conn.split(',').map((t) => t.trim().toLowerCase()));
+  const out: string[] = ['host', authority];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || connectionTokens?.has(lower)) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  return out;
+}
+
+/** Response headers relayed to the sandbox: the upstream's, minus hop-by-hop ones. */
+export function downstreamHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = {};
+  const conn = headers.connection;
+  const tokens = conn
+    ? new Set(
+        (Array.isArray(conn) ? conn.join(',') : conn).split(',').map((t: string) => t.trim().toLowerCase()),
+      )
+    : null;
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || tokens?.has(name)) continue;
+    const v = headers[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}

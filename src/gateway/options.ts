@@ -1,0 +1,55 @@
+/**
+ * Options of {@link EgressGateway} (src/gateway/proxy.ts), in the Temporal SDK's three steps:
+ * {@link GatewayOptionsInput} (durations optional, documented) → {@link withGatewayDefaults} →
+ * {@link GatewayOptions} (everything set). Defaults come from the config schema (one place:
+ * src/config/schema.ts); the gateway itself never defaults anything.
+ */
+import type { AuditSink } from '../audit/event.js';
+import { upstreamTimeoutsSchema, type UpstreamTimeouts } from '../config/schema.js';
+import type { PolicySource } from '../policy/types.js';
+import type { UpstreamResolver } from './resolve.js';
+import type { SessionTable } from './sessions.js';
+import type { LeafCache } from './tls/leaf-cache.js';
+
+/** HTTPS interception settings (docs/tls.md). */
+export interface InterceptOptions {
+  /** Mints leaf certificates signed by the installation CA. */
+  leaves: LeafCache;
+  /** Hosts (policy host form: `name` or `name:port`) tunnelled unopened where a rule grants CONNECT. */
+  passthrough?: readonly string[];
+}
+
+/** Idle keep-alive time of sandbox connections, ms (Node's default of 5 s makes clients reconnect). */
+export const CLIENT_KEEP_ALIVE_MS = 60_000;
+/** Time a sandbox has to send a request's headers, ms. */
+export const CLIENT_HEADERS_TIMEOUT_MS = 30_000;
+
+/** Options as a caller gives them. Durations in ms. */
+export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
+  policy: PolicySource;
+  sessions: SessionTable;
+  audit: AuditSink;
+  resolver: UpstreamResolver;
+  /** Idle keep-alive time for sandbox connections, ms. @default CLIENT_KEEP_ALIVE_MS (60000) */
+  clientKeepAliveMs?: number;
+  /** Extra CA certificates (PEM) trusted for upstream TLS besides the system roots. */
+  upstreamCaPem?: string;
+  /** HTTPS interception. Without it, CONNECT is only ever a passthrough tunnel granted by a rule. */
+  intercept?: InterceptOptions;
+}
+
+/** Options with every default applied: what `EgressGateway` takes. */
+export type GatewayOptions = Omit<GatewayOptionsInput, keyof UpstreamTimeouts | 'clientKeepAliveMs'> &
+  UpstreamTimeouts & { clientKeepAliveMs: number };
+
+/**
+ * Applies the defaults. @throws ZodError when a duration is not a positive integer (ms).
+ */
+export function withGatewayDefaults(input: GatewayOptionsInput): GatewayOptions {
+  const timeouts = upstreamTimeoutsSchema.parse({
+    connectTimeoutMs: input.connectTimeoutMs,
+    headersTimeoutMs: input.headersTimeoutMs,
+    bodyTimeoutMs: input.bodyTimeoutMs,
+  });
+  return { ...input, ...timeouts, clientKeepAliveMs: input.clientKeepAliveMs ?? CLIENT_KEEP_ALIVE_MS };
+}

@@ -1,0 +1,155 @@
+/**
+ * CONNECT tunnels after the decision (decide.ts): an intercepted tunnel is terminated with a leaf of
+ * the installation CA and its requests are served by the gateway's inner HTTP server, each decided
+ * on its own (docs/tls.md); a passthrough tunnel (a rule grants method CONNECT on a host listed in
+ * `gateway.tls.passthrough`) relays bytes unopened and is audited once, with bytes and duration,
+ * when it closes. Every tunnel's socket is tracked so the kill switch and `close()` can end it.
+ */
+import type http from 'node:http';
+import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
+import { normalizeHost } from '../request/normalize.js';
+import type { GatewaySession } from '../sessions/types.js';
+import type { Exchange } from './exchange.js';
+import { sendRawJson } from './responses.js';
+import type { SessionTable } from './sessions.js';
+import type { LeafCache } from './tls/leaf-cache.js';
+
+/** What the gateway knows about an intercepted tunnel, keyed by its TLS socket. */
+export interface Tunnel {
+  session: GatewaySession;
+  host: string;
+  port: number;
+}
+
+const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+
+export class Tunnels {
+  private readonly open = new Set<Socket>();
+  private readonly byTlsSocket = new WeakMap<Socket, Tunnel>();
+
+  constructor(
+    private readonly sessions: SessionTable,
+    /** Serves HTTP inside intercepted tunnels; never listens itself. */
+    private readonly inner: http.Server,
+    /** Upstream TCP connect timeout of passthrough tunnels, ms. */
+    private readonly connectTimeoutMs: number,
+  ) {}
+
+  /** The intercepted tunnel a request's socket belongs to, if any. */
+  of(socket: Socket): Tunnel | undefined {
+    return this.byTlsSocket.get(socket);
+  }
+
+  /** Destroys every open tunnel (gateway shutdown). */
+  destroyAll(): void {
+    for (const t of this.open) t.destroy();
+  }
+
+  /**
+   * Answers 200 to the CONNECT, terminates the sandbox's TLS with a leaf for the CONNECT host (the
+   * SNI must name that host; a mismatch is audited as `bad_request`) and hands the decrypted
+   * connection to the inner HTTP server. @param x the CONNECT's exchange, target and session set.
+   */
+  async intercept(
+    socket: Socket,
+    head: Buffer,
+    x: Exchange,
+    session: GatewaySession,
+    leaves: LeafCache,
+  ): Promise<void> {
+    this.sessions.attachSocket(session.id, socket);
+    const host = x.host;
+    const context = await leaves.get(host);
+    if (socket.destroyed) return;
+    socket.write(ESTABLISHED);
+    if (head.length > 0) socket.unshift(head);
+    let sniMismatch: string | null = null;
+    const tlsSocket = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (servername, cb) => {
+        let name: string;
+        try {
+          name = normalizeHost(servername);
+        } catch {
+          name = servername;
+        }
+        if (name === host) return cb(null, context);
+        sniMismatch = servername;
+        cb(new Error(`SNI ${servername} does not match CONNECT ${host}`));
+      },
+    });
+    this.open.add(socket);
+    this.byTlsSocket.set(tlsSocket as unknown as Socket, { session, host, port: x.port });
+    tlsSocket.once('close', () => {
+      this.open.delete(socket);
+      socket.destroy();
+    });
+    tlsSocket.on('error', () => {
+      if (sniMismatch !== null) {
+        const refused = x.next();
+        refused.refuse({
+          kind: 'refuse',
+          reason: 'bad_request',
+          rule: null,
+          policyVersion: refused.policyVersion,
+          body: { error: 'bad_request', detail: `SNI ${sniMismatch} does not match CONNECT ${host}` },
+        });
+        refused.status = 0; // the handshake failed: no HTTP answer reached the sandbox
+        refused.finish();
+        sniMismatch = null;
+      }
+      tlsSocket.destroy();
+    });
+    this.inner.emit('connection', tlsSocket);
+  }
+
+  /**
+   * Relays bytes unopened to `address` (granted CONNECT passthrough); answers 200 once the upstream
+   * connection is up, 502 `upstream_unreachable` if it cannot be made within the connect timeout.
+   * Finishes `x` (which records the allow) when either side closes.
+   */
+  passthrough(socket: Socket, head: Buffer, address: string, x: Exchange, session: GatewaySession): void {
+    this.sessions.attachSocket(session.id, socket);
+    const upstream = net.connect({ host: address, port: x.port });
+    upstream.setTimeout(this.connectTimeoutMs, () => upstream.destroy(new Error('connect timeout')));
+    this.open.add(socket);
+    let established = false;
+    upstream.once('connect', () => {
+      established = true;
+      upstream.setTimeout(0);
+      socket.write(ESTABLISHED);
+      if (head.length > 0) upstream.write(head);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+    });
+    const done = (): void => {
+      if (!this.open.delete(socket)) return;
+      upstream.destroy();
+      socket.destroy();
+      if (established) x.status = 200;
+      else {
+        x.reason = 'upstream_error';
+        x.status = 502;
+      }
+      x.bytesOut = upstream.bytesWritten;
+      x.bytesIn = upstream.bytesRead;
+      x.finish();
+    };
+    upstream.once('error', () => {
+      if (!established) {
+        sendRawJson(socket, {
+          error: 'upstream_unreachable',
+          detail: `${x.host}:${x.port}`,
+          sessionId: session.id,
+        });
+      }
+      done();
+    });
+    upstream.once('close', done);
+    socket.once('close', done);
+    socket.once('error', done);
+  }
+}
