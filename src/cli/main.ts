@@ -21,7 +21,9 @@ function client(opts: { api?: string; stateDir?: string }): ApiClient {
 
 program
   .command('serve')
-  .description('start the sandbox API and the egress gateway (Docker runtime)')
+  .description(
+    'start the sandbox API and the egress gateway (runtime.kind: docker, the default, or kubernetes)',
+  )
   .option('-c, --config <file>', 'YAML config file (docs/config.md)')
   .action(async (opts: { config?: string }) => {
     const cfg = loadConfig(opts.config);
