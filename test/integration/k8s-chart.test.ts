@@ -18,7 +18,12 @@ const scenarios = readdirSync(path.join(chart, 'ci'))
 interface K8sObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: Record<string, unknown>;
   [k: string]: unknown;
 }
@@ -200,6 +205,22 @@ describe('charts/airlock (helm, no cluster)', () => {
       const np = one(objs, 'NetworkPolicy', 'airlock-sandbox-deny');
       expect(np.metadata.namespace).toBe('airlock-sandboxes');
       expect(np.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+      // Issue 16: kept on uninstall like the namespace, so no running sandbox loses its default deny.
+      expect(np.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
+    });
+
+    // Issue 16: the controller never got Ready on a real cluster because these names lacked the
+    // cluster domain and were resolved with resolve4 (no search list). Rendered fully qualified now.
+    it('controller config: gateway Service names fully qualified with clusterDomain', async () => {
+      const cfg = (o: K8sObject[]): string =>
+        (one(o, 'ConfigMap', 'airlock-controller') as unknown as { data: Record<string, string> }).data[
+          'config.yaml'
+        ]!;
+      expect(cfg(objs)).toContain('gatewayService: airlock-gateway.airlock.svc.cluster.local\n');
+      expect(cfg(objs)).toContain('service: airlock-gateway-admin.airlock.svc.cluster.local\n');
+      const custom = await render(['--set', 'clusterDomain=corp.internal']);
+      expect(cfg(custom)).toContain('gatewayService: airlock-gateway.airlock.svc.corp.internal\n');
+      await expect(render(['--set', 'clusterDomain=Bad_Domain'])).rejects.toThrow(/clusterDomain/);
     });
 
     it('policies: a ConfigMap built from policies/, tests/ mapped back into a directory', () => {
@@ -232,6 +253,11 @@ describe('charts/airlock (helm, no cluster)', () => {
     it('has a helm test Pod', () => {
       const t = byKind(objs, 'Pod')[0]!;
       expect(t.metadata).toMatchObject({ annotations: { 'helm.sh/hook': 'test' } });
+      // `helm test --logs` reads the log after the Pod ended: it must not be deleted on success.
+      expect(t.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe('before-hook-creation');
+      const script = JSON.stringify(t.spec);
+      expect(script).toContain('airlock-gateway-admin.airlock.svc.cluster.local');
+      expect(script).not.toContain('resolve4');
     });
   });
 
