@@ -4,6 +4,12 @@
  * gateway Deployment). Written by src/runtime/docker, read by src/gateway/service.ts.
  */
 import { z } from 'zod';
+import {
+  GATEWAY_ADMIN_PORT,
+  GATEWAY_PORT,
+  LEAF_CACHE_SIZE,
+  upstreamTimeoutsSchema,
+} from '../config/schema.js';
 
 /**
  * Settings of a gateway process (the `airlock gateway` command inside the gateway container). The
@@ -11,8 +17,8 @@ import { z } from 'zod';
  * `AIRLOCK_GATEWAY_CONFIG`; the admin token comes in `AIRLOCK_ADMIN_TOKEN`.
  */
 export const gatewayServiceSchema = z.strictObject({
-  port: z.number().int().min(0).max(65535).default(3128),
-  adminPort: z.number().int().min(0).max(65535).default(9090),
+  port: z.number().int().min(0).max(65535).default(GATEWAY_PORT),
+  adminPort: z.number().int().min(0).max(65535).default(GATEWAY_ADMIN_PORT),
   listenHost: z.string().default('0.0.0.0'),
   policyDir: z.string().min(1),
   auditFile: z.string().min(1),
@@ -20,9 +26,8 @@ export const gatewayServiceSchema = z.strictObject({
   /** name -> IP, already resolved (no "host-gateway" here). */
   hostAliases: z.record(z.string(), z.string()).default({}),
   allowPrivateCidrs: z.array(z.string()).default([]),
-  connectTimeoutMs: z.number().int().positive().default(5_000),
-  headersTimeoutMs: z.number().int().positive().default(30_000),
-  bodyTimeoutMs: z.number().int().positive().default(300_000),
+  /** Upstream timeouts in ms, defined with their defaults once in the config schema. */
+  ...upstreamTimeoutsSchema.shape,
   /** HTTPS interception: the installation CA's directory (read-only; see src/pki/ca.ts). Unset: no interception. */
   caDir: z.string().min(1).optional(),
   /**
@@ -42,7 +47,7 @@ export const gatewayServiceSchema = z.strictObject({
   upstreamCaFile: z.string().min(1).optional(),
   /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
   passthrough: z.array(z.string()).default([]),
-  leafCacheSize: z.number().int().positive().default(1_000),
+  leafCacheSize: z.number().int().positive().default(LEAF_CACHE_SIZE),
   /**
    * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
    * `kubernetes` (a watch on the sandbox Pods by label: src/gateway/session-sources/kubernetes-pods.ts).

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
 import { loadOrCreateCa } from '../../pki/ca.js';
-import type { Config } from '../../config/schema.js';
+import { GATEWAY_ADMIN_PORT, type Config } from '../../config/schema.js';
 import { ExecTimeoutError, RuntimeError } from '../../errors.js';
 import { GatewayAdminClient } from '../../gateway-wire/admin-client.js';
 import type { GatewayServiceConfig } from '../../gateway-wire/config.js';
@@ -191,7 +191,7 @@ export class DockerRuntime implements SandboxRuntime {
     const g = this.cfg.gateway;
     return {
       port: g.port,
-      adminPort: 9090,
+      adminPort: GATEWAY_ADMIN_PORT,
       policyDir: '/etc/airlock/policies',
       auditFile: '/var/lib/airlock/audit/audit.jsonl',
       auditStdout: true,
@@ -286,10 +286,10 @@ export class DockerRuntime implements SandboxRuntime {
           User: user,
           Env: [`AIRLOCK_GATEWAY_CONFIG=${JSON.stringify(serviceConfig)}`, `AIRLOCK_ADMIN_TOKEN=${token}`],
           Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'gateway', [LABEL.configHash]: hash },
-          ExposedPorts: { '9090/tcp': {} },
+          ExposedPorts: { [`${GATEWAY_ADMIN_PORT}/tcp`]: {} },
           HostConfig: {
             NetworkMode: EGRESS_NETWORK,
-            PortBindings: { '9090/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
+            PortBindings: { [`${GATEWAY_ADMIN_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
             Binds: binds,
             CapDrop: ['ALL'],
             SecurityOpt: ['no-new-privileges'],
@@ -305,7 +305,7 @@ export class DockerRuntime implements SandboxRuntime {
       }
     }
     const info = await existing.inspect();
-    const port = info.NetworkSettings.Ports['9090/tcp']?.[0]?.HostPort;
+    const port = info.NetworkSettings.Ports[`${GATEWAY_ADMIN_PORT}/tcp`]?.[0]?.HostPort;
     if (!port) throw new RuntimeError('gateway admin port is not published');
     // Rejoin every session network (after a re-creation the gateway is on none of them).
     const joined = new Set(Object.keys(info.NetworkSettings.Networks));
