@@ -58,8 +58,9 @@ program
     } catch {
       throw new ConfigError('AIRLOCK_GATEWAY_CONFIG is not valid JSON', 'AIRLOCK_GATEWAY_CONFIG');
     }
-    const gw = await startGatewayService(parsed as Parameters<typeof startGatewayService>[0], token);
-    process.stderr.write(`gateway: proxy on :${gw.proxyPort}, admin on :${gw.adminPort}\n`);
+    const logger = createLogger({ component: 'gateway' });
+    const gw = await startGatewayService(parsed as Parameters<typeof startGatewayService>[0], token, logger);
+    logger.info({ proxyPort: gw.proxyPort, adminPort: gw.adminPort }, 'gateway listening');
     const stop = (): void => {
       void gw.close().then(() => process.exit(0));
     };

@@ -5,6 +5,7 @@ import client from 'prom-client';
 import { FanoutSink, FileAuditSink } from '../audit/file-sink.js';
 import type { AuditEvent, AuditSink } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
 import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire/config.js';
 import { PolicyStore } from '../policy/store.js';
 import { DestinationPolicy } from './address.js';
@@ -15,6 +16,7 @@ import { createSessionSource, type SessionSource } from './session-sources/index
 import type { SessionTable } from './sessions.js';
 import { checkCaFiles, loadCa, type CaMaterial } from '../pki/ca.js';
 import { LeafCache } from './tls/leaf-cache.js';
+import { dottedPath, firstIssue } from '../validation.js';
 
 export interface RunningGateway {
   gateway: EgressGateway;
@@ -30,7 +32,7 @@ export interface RunningGateway {
  * The CA in `dir`, waiting up to `waitMs` for its files to appear.
  * @throws Error naming the missing file once the wait is over.
  */
-async function waitForCa(dir: string, waitMs: number): Promise<CaMaterial> {
+async function waitForCa(dir: string, waitMs: number, logger: Logger): Promise<CaMaterial> {
   const deadline = Date.now() + waitMs;
   let told = false;
   for (;;) {
@@ -38,7 +40,7 @@ async function waitForCa(dir: string, waitMs: number): Promise<CaMaterial> {
       return loadCa(dir);
     } catch (err) {
       if (Date.now() >= deadline) throw err;
-      if (!told) process.stderr.write(`gateway: waiting for the installation CA in ${dir}\n`);
+      if (!told) logger.info({ caDir: dir }, 'waiting for the installation CA');
       told = true;
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -57,18 +59,20 @@ class MetricsSink implements AuditSink {
  * Starts a complete gateway: policy store (watching `policyDir`), session source and its table
  * (./session-sources), audit file, forward proxy and admin API. `input` is the JSON of
  * `AIRLOCK_GATEWAY_CONFIG` (schema: src/gateway-wire/config.ts).
+ * @param logger where the gateway's own lines go (JSON on stderr by default, src/log.ts).
  * @throws ConfigError for invalid settings; the session source's error when it cannot start (e.g. the
  * Pod list fails).
  */
 export async function startGatewayService(
   input: GatewayServiceConfig,
   adminToken: string,
+  logger: Logger = createLogger({ component: 'gateway' }),
 ): Promise<RunningGateway> {
   const parsed = gatewayServiceSchema.safeParse(input);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const at = issue?.path.map(String).join('.') ?? '(root)';
-    throw new ConfigError(`gateway config ${at}: ${issue?.message ?? 'invalid'}`, at);
+    const f = firstIssue(parsed.error);
+    const at = f ? dottedPath(f.issue.path) : '(root)';
+    throw new ConfigError(`gateway config ${at}: ${f?.message ?? 'invalid'}`, at);
   }
   const cfg = parsed.data;
   if (adminToken.length < 16)
@@ -108,7 +112,7 @@ export async function startGatewayService(
     if (cfg.upstreamCaFile) upstreamCaPem += readFileSync(cfg.upstreamCaFile, 'utf8');
     if (cfg.caDir) {
       const caDir = cfg.caDir;
-      let ca = await waitForCa(caDir, cfg.caWaitSeconds * 1000);
+      let ca = await waitForCa(caDir, cfg.caWaitSeconds * 1000, logger);
       leaves = new LeafCache(ca, cfg.leafCacheSize);
       if (cfg.caReloadSeconds > 0) {
         const cache = leaves;
@@ -124,10 +128,9 @@ export async function startGatewayService(
           cache.useCa(next).then(
             () => {
               ca = next;
-              process.stderr.write(`gateway: switched to the rotated CA in ${caDir}\n`);
+              logger.info({ caDir }, 'switched to the rotated CA');
             },
-            (err: unknown) =>
-              process.stderr.write(`gateway: cannot use the CA in ${caDir}: ${(err as Error).message}\n`),
+            (err: unknown) => logger.error({ caDir, error: (err as Error).message }, 'cannot use the CA'),
           );
         }, cfg.caReloadSeconds * 1000);
         caReload.unref();
