@@ -17,7 +17,7 @@
  * Small buckets are scanned linearly (faster below the threshold, and allocation-free).
  */
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
-import { isNormalizedPath } from '../request/normalize.js';
+import { foldPathCase, hasUpperCase, isNormalizedPath } from '../request/normalize.js';
 import { matchMethodPattern, matchPathPattern, wildcardKeyOf, matchHostPattern } from './matchers.js';
 import type { ParsedPolicy, PolicyRule, RoleLink } from './csv.js';
 import type { PathPattern } from './matchers.js';
@@ -301,8 +301,28 @@ export class CompiledPolicy implements PolicySnapshot {
   readonly #ancestors: Map<string, readonly string[]>;
   /** Method name → id for the rule signatures (`*` is 0). */
   readonly #methodIds: Map<string, number>;
+  /**
+   * The deny rules with case-folded path patterns, as allow rules of an index of their own (null when
+   * the policy has no deny rule): a deny also matches every case variant of its path (docs/policy.md
+   * "Path case"). A match there answers the original rule's deny decision ({@link #denyByText}).
+   */
+  readonly #foldedDenies: CompiledPolicy | null;
+  readonly #denyByText: ReadonlyMap<string, PolicyDecision>;
+  /** Whether some deny pattern has an uppercase letter (then even a lowercase path is checked folded). */
+  readonly #upperDenyPattern: boolean;
 
-  constructor(parsed: ParsedPolicy, version: string, source: SnapshotSource, loadedAt = new Date()) {
+  /**
+   * @param parsed the rules and role links of policy.csv.
+   * @param version content hash or commit SHA.
+   * @param foldDenies build the case-folded deny index (false only for that index itself).
+   */
+  constructor(
+    parsed: ParsedPolicy,
+    version: string,
+    source: SnapshotSource,
+    loadedAt = new Date(),
+    foldDenies = true,
+  ) {
     this.version = version;
     this.loadedAt = loadedAt;
     this.source = source;
@@ -324,6 +344,46 @@ export class CompiledPolicy implements PolicySnapshot {
     this.#buckets = built.buckets;
     this.#wildKeys = built.wildKeys;
     this.#entries = built.entries;
+
+    const denies = foldDenies ? parsed.rules.filter((r) => r.effect === 'deny') : [];
+    this.#upperDenyPattern = denies.some((r) => hasUpperCase(r.path));
+    this.#denyByText = new Map(
+      denies.map((r) => [
+        r.text,
+        Object.freeze({ allowed: false, reason: 'rule_deny', rule: r.text } as const),
+      ]),
+    );
+    this.#foldedDenies =
+      denies.length === 0
+        ? null
+        : new CompiledPolicy(
+            {
+              rules: denies.map((r) => ({
+                ...r,
+                effect: 'allow' as const,
+                pathPattern: {
+                  segments: r.pathPattern.segments.map((seg) => (seg === null ? null : foldPathCase(seg))),
+                  tail: r.pathPattern.tail,
+                },
+              })),
+              links: parsed.links,
+            },
+            version,
+            source,
+            loadedAt,
+            false,
+          );
+  }
+
+  /**
+   * The deny rule that matches a case variant of the request's path when the exact decision
+   * allowed it, else null (naming one matching deny rule: the last in file order).
+   */
+  #foldedDeny(req: PolicyRequest, path: string): PolicyDecision | null {
+    const folded = this.#foldedDenies;
+    if (folded === null || (!this.#upperDenyPattern && !hasUpperCase(path))) return null;
+    const d = folded.decide({ role: req.role, host: req.host, path: foldPathCase(path), method: req.method });
+    return d.allowed && d.rule !== null ? (this.#denyByText.get(d.rule) ?? null) : null;
   }
 
   /**
@@ -345,6 +405,12 @@ export class CompiledPolicy implements PolicySnapshot {
    *
    * `rule` names, as Casbin's `enforceEx` does: for a deny the first matching deny rule in file order,
    * for an allow the last matching allow rule in file order.
+   *
+   * Beyond Casbin: a deny rule also matches every ASCII case variant of its path (a deny carve-out
+   * holds on upstreams that route case-insensitively), while allow rules match exactly. Defined as
+   * `casbin(policy)(req) && !casbin(foldedDenies)(fold(req))`, where `foldedDenies` is the deny rules
+   * with lowercased paths turned into allow rules; test/unit/policy/differential.test.ts checks
+   * exactly that against two casbin enforcers.
    */
   decide(req: PolicyRequest): PolicyDecision {
     const path = req.path;
@@ -373,7 +439,8 @@ export class CompiledPolicy implements PolicySnapshot {
     best.deny = null;
     best.allow = null;
     if (deny !== null) return deny.decision;
-    return allow !== null ? allow.decision : NO_MATCH;
+    if (allow === null) return NO_MATCH;
+    return this.#foldedDeny(req, path) ?? allow.decision;
   }
 
   /**
@@ -392,7 +459,8 @@ export class CompiledPolicy implements PolicySnapshot {
         roleSet.has(r.role) &&
         matchHostPattern(r.hostPattern, host) &&
         matchMethodPattern(r.method, method) &&
-        matchPathPattern(r.pathPattern, req.path),
+        (matchPathPattern(r.pathPattern, req.path) ||
+          (r.effect === 'deny' && matchFolded(r.pathPattern, req.path))),
     );
     return { decision, roles, matched };
   }
@@ -401,6 +469,15 @@ export class CompiledPolicy implements PolicySnapshot {
   inheritedRoles(role: string): readonly string[] {
     return (this.#ancestors.get(role) ?? []).slice(1);
   }
+}
+
+/** Whether a case variant of `path` matches the pattern (deny rules; see CompiledPolicy.decide). */
+function matchFolded(p: PathPattern, path: string): boolean {
+  const folded: PathPattern = {
+    segments: p.segments.map((seg) => (seg === null ? null : foldPathCase(seg))),
+    tail: p.tail,
+  };
+  return matchPathPattern(folded, foldPathCase(path));
 }
 
 /** role → [role, parents..., grandparents...] (breadth-first, each once). */

@@ -429,3 +429,37 @@ export function requestFromUrl(url: string, method: string): NormalizedRequest {
   const path = normalizePath(pathRaw === '' ? '/' : pathRaw);
   return { scheme, host, port, path, query, policyHost: policyHost(host, port, scheme), method: m };
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Case folding (deny carve-outs that hold on case-insensitive upstreams; docs/policy.md "Path case")
+
+/**
+ * Whether a normalised path has an ASCII uppercase letter outside its percent-escapes (whose hex
+ * digits are uppercase by normalisation and are not letters of the path).
+ */
+export function hasUpperCase(path: string): boolean {
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c === 0x25 /* % */) i += 2;
+    else if (c >= 0x41 && c <= 0x5a) return true;
+  }
+  return false;
+}
+
+/**
+ * Lowercases the ASCII letters of a normalised path or path-pattern segment, leaving percent-escapes
+ * as they are (`/Admin/%3A` → `/admin/%3A`), so the result is still in normal form. Non-ASCII never
+ * occurs in a normalised path.
+ */
+export function foldPathCase(path: string): string {
+  if (!hasUpperCase(path)) return path;
+  let out = '';
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c === 0x25) {
+      out += path.slice(i, i + 3);
+      i += 2;
+    } else out += c >= 0x41 && c <= 0x5a ? String.fromCharCode(c + 0x20) : path[i];
+  }
+  return out;
+}

@@ -10,6 +10,7 @@ import { newCasbinEnforcer } from '../../../src/policy/casbin.js';
 import { compilePolicy } from '../../../src/policy/load.js';
 import { CANONICAL_MODEL } from '../../../src/policy/model.js';
 import type { PolicyRequest } from '../../../src/policy/types.js';
+import { foldPathCase } from '../../../src/request/normalize.js';
 
 const ROLES = ['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7'];
 const HOST_PATTERNS = [
@@ -198,5 +199,94 @@ describe('compiled index vs casbin.Enforcer', () => {
       }
     }
     await compare(text, reqs);
+  });
+});
+
+/**
+ * Deny rules match every case variant of their path (docs/policy.md "Path case"); casbin has no such
+ * notion, so equivalence is defined with two enforcers: Airlock allows exactly when casbin on the
+ * policy allows AND casbin on the folded deny rules (paths lowercased, turned into allow rules, same
+ * role links) does not allow the request with its path lowercased.
+ */
+describe('deny rules and case variants vs two casbin enforcers', () => {
+  const MIXED = ['api', 'Api', 'API', 'v1', 'items', 'Items', 'x'];
+  const mixedPattern = fc
+    .tuple(fc.array(fc.oneof(fc.constantFrom(...MIXED), fc.constant(':id')), { maxLength: 3 }), fc.boolean())
+    .map(([segs, tail]) => {
+      const base = `/${segs.join('/')}`;
+      return tail ? (base === '/' ? '/*' : `${base}/*`) : base;
+    });
+  const mixedRule = fc
+    .tuple(
+      fc.constantFrom(...ROLES.slice(0, 4)),
+      fc.constantFrom('a.test', '*.a.test'),
+      mixedPattern,
+      fc.constantFrom('GET', 'POST', '*'),
+      fc.constantFrom('allow', 'allow', 'deny'),
+    )
+    .map((f) => `p, ${f.join(', ')}`);
+  const mixedPolicy = fc
+    .array(fc.oneof({ weight: 8, arbitrary: mixedRule }, { weight: 2, arbitrary: gRule }), {
+      minLength: 1,
+      maxLength: 40,
+    })
+    .map(policyText);
+  const mixedRequest: fc.Arbitrary<PolicyRequest> = fc.record({
+    role: fc.constantFrom(...ROLES.slice(0, 4)),
+    host: fc.constantFrom('a.test', 'x.a.test'),
+    path: fc
+      .array(fc.constantFrom(...MIXED, 'ITEMS', 'iTeMs', '1'), { minLength: 0, maxLength: 4 })
+      .map((segs) => `/${segs.join('/')}`),
+    method: fc.constantFrom('GET', 'POST'),
+  });
+
+  function foldedDenies(text: string): string {
+    const lines = new Set<string>();
+    for (const line of text.split('\n')) {
+      const f = line.split(',').map((x) => x.trim());
+      if (f[0] === 'g') lines.add(line);
+      if (f[0] === 'p' && f[5] === 'deny')
+        lines.add(`p, ${f[1]}, ${f[2]}, ${foldPathCase(f[3]!)}, ${f[4]}, allow`);
+    }
+    return [...lines].join('\n') + '\n';
+  }
+
+  it('agrees on generated policies with mixed-case paths', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        mixedPolicy,
+        fc.array(mixedRequest, { minLength: 50, maxLength: 50 }),
+        async (text, reqs) => {
+          const compiled = compilePolicy(CANONICAL_MODEL, text);
+          const exact = await newCasbinEnforcer(CANONICAL_MODEL, text);
+          const folded = await newCasbinEnforcer(CANONICAL_MODEL, foldedDenies(text));
+          for (const r of reqs) {
+            const expected =
+              exact.enforceSync(r.role, r.host, r.path, r.method) &&
+              !folded.enforceSync(r.role, r.host, foldPathCase(r.path), r.method);
+            const ours = compiled.decide(r);
+            expect(ours.allowed, `${JSON.stringify(r)}\n${text}`).toBe(expected);
+            if (!ours.allowed && ours.rule !== null) expect(ours.reason).toBe('rule_deny');
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  }, 120_000);
+
+  it('a deny carve-out holds for case variants; allows stay exact', () => {
+    const p = compilePolicy(
+      CANONICAL_MODEL,
+      ['p, narrow, json.test, /*, GET, allow', 'p, narrow, json.test, /comments/*, GET, deny', ''].join('\n'),
+    );
+    const d = (path: string) => p.decide({ role: 'narrow', host: 'json.test', path, method: 'GET' });
+    expect(d('/comments/1')).toMatchObject({ allowed: false, reason: 'rule_deny' });
+    expect(d('/COMMENTS/1')).toMatchObject({ allowed: false, reason: 'rule_deny' });
+    expect(d('/Comments/1').rule).toContain('/comments/*');
+    expect(d('/posts/1').allowed).toBe(true);
+    const exactAllow = compilePolicy(CANONICAL_MODEL, 'p, r, json.test, /posts/*, GET, allow\n');
+    expect(exactAllow.decide({ role: 'r', host: 'json.test', path: '/POSTS/1', method: 'GET' }).allowed).toBe(
+      false,
+    );
   });
 });
