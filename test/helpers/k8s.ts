@@ -13,7 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { startGatewayService, type RunningGateway } from '../../src/gateway/service.js';
 
 const run = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -431,4 +434,234 @@ export async function kubectl(
     if (typeof e.code !== 'number') throw err; // not started at all (ENOENT, ...)
     return { exitCode: e.code, stdout: String(e.stdout ?? ''), stderr: String(e.stderr ?? '') };
   }
+}
+
+// --- Airlock's chart on the test cluster (shared by k8s-cluster.test.ts and k8s-tls.test.ts) ---
+
+/** Helm release name and release namespace the chart is installed as. */
+export const RELEASE = 'airlock';
+export const RELEASE_NS = 'airlock';
+/** Namespace the chart creates for sandbox Pods. */
+export const SANDBOX_NS = 'airlock-sandboxes';
+/** The chart's ServiceAccounts (in {@link RELEASE_NS}). */
+export const CONTROLLER_SA = 'airlock-controller';
+export const GATEWAY_SA = 'airlock-gateway';
+/** The gateway admin token the tests' control planes and gateways share (>= 16 characters). */
+export const GATEWAY_ADMIN_TOKEN = 'gateway-admin-token-0123456789';
+/** Labels of the chart's gateway Pods (`runtime.kubernetes.gatewayPodLabels`). */
+export const GATEWAY_POD_LABELS = {
+  'app.kubernetes.io/name': 'airlock',
+  'app.kubernetes.io/instance': RELEASE,
+  'app.kubernetes.io/component': 'gateway',
+};
+/** Request option for JSON merge patches (`patchNamespacedPodStatus(..., mergePatch)`). */
+export const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** The chart's identities as the kubelet would mount them: TokenRequest tokens in kubeconfigs. */
+export interface ChartIdentities {
+  /** The controller ServiceAccount's client. */
+  controllerKc: KubeConfig;
+  /** A kubeconfig file for the controller ServiceAccount. */
+  controllerKubeconfigFile: string;
+  /** A kubeconfig file for the gateway ServiceAccount. */
+  gatewayKubeconfigFile: string;
+}
+
+/**
+ * `helm install` of charts/airlock as {@link RELEASE} in {@link RELEASE_NS} with
+ * `ci/local-images-values.yaml`, then kubeconfigs for the controller and gateway ServiceAccounts.
+ * @throws Error from helm or the API server.
+ */
+export async function installAirlockChart(cluster: TestCluster): Promise<ChartIdentities> {
+  await cluster.helm([
+    'install',
+    RELEASE,
+    path.join(repoRoot, 'charts/airlock'),
+    '--namespace',
+    RELEASE_NS,
+    '--create-namespace',
+    '-f',
+    path.join(repoRoot, 'charts/airlock/ci/local-images-values.yaml'),
+  ]);
+  const ctl = cluster.kubeConfigForToken(
+    await cluster.serviceAccountToken(RELEASE_NS, CONTROLLER_SA),
+    'controller',
+  );
+  const gatewayKubeconfigFile = cluster.kubeConfigForToken(
+    await cluster.serviceAccountToken(RELEASE_NS, GATEWAY_SA),
+    'gateway',
+  ).file;
+  return { controllerKc: ctl.kc, controllerKubeconfigFile: ctl.file, gatewayKubeconfigFile };
+}
+
+/**
+ * Plays the kubelet for a sandbox Pod: phase Running, `podIP` `ip` (and, with `ready`, the Ready
+ * condition), through the status subresource.
+ */
+export function runningStatus(
+  core: CoreV1Api,
+  name: string,
+  ip: string,
+  opts: { namespace?: string; ready?: boolean } = {},
+): Promise<V1Pod> {
+  const status = {
+    phase: 'Running',
+    podIP: ip,
+    podIPs: [{ ip }],
+    ...(opts.ready
+      ? { conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: new Date() }] }
+      : {}),
+  };
+  return core.patchNamespacedPodStatus(
+    { name, namespace: opts.namespace ?? SANDBOX_NS, body: { status } },
+    mergePatch,
+  );
+}
+
+/**
+ * Plays the kubelet (the test cluster has no nodes): every 100 ms, every ungated, not-deleting Pod of
+ * the namespace without an IP gets {@link runningStatus} with the next `127.0.0.<firstHost + n>`.
+ */
+export class FakeKubelet {
+  private timer: NodeJS.Timeout | null = null;
+  private next: number;
+  /** Pod name → the loopback address it was given. */
+  readonly assigned = new Map<string, string>();
+
+  /**
+   * @param opts.firstHost last octet of the first address given. @default 10
+   * @param opts.ready also set the Ready condition. @default false
+   * @param opts.namespace @default SANDBOX_NS
+   */
+  constructor(
+    private readonly core: CoreV1Api,
+    private readonly opts: { firstHost?: number; ready?: boolean; namespace?: string } = {},
+  ) {
+    this.next = opts.firstHost ?? 10;
+  }
+
+  start(): void {
+    const namespace = this.opts.namespace ?? SANDBOX_NS;
+    const tick = async (): Promise<void> => {
+      const pods = await this.core.listNamespacedPod({ namespace }).catch(() => null);
+      for (const p of pods?.items ?? []) {
+        const name = p.metadata?.name ?? '';
+        if ((p.spec?.schedulingGates ?? []).length > 0 || p.status?.podIP || p.metadata?.deletionTimestamp)
+          continue;
+        const ip = this.assigned.get(name) ?? `127.0.0.${this.next++}`;
+        this.assigned.set(name, ip);
+        await runningStatus(this.core, name, ip, {
+          namespace,
+          ...(this.opts.ready ? { ready: true } : {}),
+        }).catch(() => undefined);
+      }
+      this.timer = setTimeout(() => void tick(), 100);
+    };
+    void tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+/**
+ * Polls `fn` every `intervalMs` until it returns true.
+ * @throws Error `timed out after MS ms waiting for WHAT`.
+ */
+export async function waitUntil(
+  what: string,
+  ms: number,
+  fn: () => boolean | Promise<boolean>,
+  intervalMs = 100,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** Options of {@link kubernetesControlPlaneConfig}. */
+export interface ControlPlaneConfigOptions {
+  /** Base directory: config paths resolve against it; state in `<work>/state`, admin token file `<work>/admin-token`. */
+  work: string;
+  /** `policy.dir`. */
+  policyDir: string;
+  /** The control plane's kubeconfig (usually the controller ServiceAccount's). */
+  kubeconfig: string;
+  /** The `gateway` config section (`{port}`, `tls`). */
+  gateway: Record<string, unknown>;
+  /** `runtime.kubernetes.gatewayAdmin.urls`. */
+  adminUrls: string[];
+  /** Further `runtime.kubernetes` keys (`ca`, `runtimeClassName`, ...), applied last. */
+  kubernetes?: Record<string, unknown>;
+}
+
+/**
+ * An `airlock serve` config for the Kubernetes runtime against the chart installed by
+ * {@link installAirlockChart}: sandboxes in {@link SANDBOX_NS} as `airlock-sandbox`, gateways found
+ * by {@link GATEWAY_POD_LABELS} and reached on 127.0.0.1, 20 s start timeout.
+ * @throws ConfigError when the options make an invalid config.
+ */
+export function kubernetesControlPlaneConfig(o: ControlPlaneConfigOptions): Config {
+  return parseConfig(
+    {
+      gateway: o.gateway,
+      policy: { dir: o.policyDir },
+      stateDir: path.join(o.work, 'state'),
+      runtime: {
+        kind: 'kubernetes',
+        sandboxImage: 'airlock-sandbox:dev',
+        resources: { cpus: 0.5, memoryMiB: 256 },
+        kubernetes: {
+          kubeconfig: o.kubeconfig,
+          sandboxNamespace: SANDBOX_NS,
+          gatewayNamespace: RELEASE_NS,
+          instance: RELEASE,
+          gatewayPodLabels: GATEWAY_POD_LABELS,
+          gatewayService: '127.0.0.1',
+          gatewayAdmin: { urls: o.adminUrls, tokenFile: path.join(o.work, 'admin-token') },
+          serviceAccountName: 'airlock-sandbox',
+          startTimeoutSeconds: 20,
+          ...o.kubernetes,
+        },
+      },
+    },
+    o.work,
+  );
+}
+
+/** The gateway service's settings (what `startGatewayService` takes). */
+type GatewaySettings = Parameters<typeof startGatewayService>[0];
+
+/**
+ * Starts a gateway on 127.0.0.1 (proxy and admin on port 0, audit to a file only) that learns
+ * sessions from the Pod watch of {@link SANDBOX_NS} under `kubeconfig`, with
+ * {@link GATEWAY_ADMIN_TOKEN}.
+ * @param extra further settings (`hostAliases`, `caDir`, ...), applied last.
+ */
+export function startPodWatchGateway(
+  o: { policyDir: string; auditFile: string; kubeconfig: string },
+  extra: Partial<GatewaySettings> = {},
+): Promise<RunningGateway> {
+  return startGatewayService(
+    {
+      port: 0,
+      adminPort: 0,
+      listenHost: '127.0.0.1',
+      policyDir: o.policyDir,
+      auditFile: o.auditFile,
+      auditStdout: false,
+      ...extra,
+      sessionSource: {
+        kind: 'kubernetes',
+        namespace: SANDBOX_NS,
+        instance: RELEASE,
+        kubeconfig: o.kubeconfig,
+      },
+    },
+    GATEWAY_ADMIN_TOKEN,
+  );
 }

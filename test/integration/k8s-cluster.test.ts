@@ -20,9 +20,7 @@ import {
   type KubeConfig,
   NetworkingV1Api,
   NodeV1Api,
-  PatchStrategy,
   RbacAuthorizationV1Api,
-  setHeaderOptions,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -31,28 +29,32 @@ import YAML from 'yaml';
 import { createApiApp } from '../../src/api/index.js';
 import { AuditIndex } from '../../src/audit/index-reader.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
-import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { RuntimeError, SandboxRejectedError } from '../../src/errors.js';
 import { startGatewayService, type RunningGateway } from '../../src/gateway/service.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import { KubernetesRuntime } from '../../src/runtime/kubernetes/runtime.js';
 import { SessionManager } from '../../src/sessions/manager.js';
-import { startTestCluster, repoRoot, type TestCluster } from '../helpers/k8s.js';
+import {
+  CONTROLLER_SA,
+  FakeKubelet,
+  GATEWAY_ADMIN_TOKEN as ADMIN_TOKEN,
+  GATEWAY_POD_LABELS as GATEWAY_LABELS,
+  GATEWAY_SA,
+  installAirlockChart,
+  kubernetesControlPlaneConfig,
+  mergePatch,
+  RELEASE,
+  RELEASE_NS as NS,
+  repoRoot,
+  SANDBOX_NS,
+  startPodWatchGateway,
+  startTestCluster,
+  waitUntil as waitUntilK8s,
+  type TestCluster,
+} from '../helpers/k8s.js';
 import { proxyRequest } from '../helpers/proxy-client.js';
 
-const RELEASE = 'airlock';
-const NS = 'airlock';
-const SANDBOX_NS = 'airlock-sandboxes';
-const CONTROLLER_SA = 'airlock-controller';
-const GATEWAY_SA = 'airlock-gateway';
-const ADMIN_TOKEN = 'gateway-admin-token-0123456789';
-const GATEWAY_LABELS = {
-  'app.kubernetes.io/name': 'airlock',
-  'app.kubernetes.io/instance': RELEASE,
-  'app.kubernetes.io/component': 'gateway',
-};
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const DENIED_URL = 'http://forum.test:3000/posts';
 
 let cluster: TestCluster;
@@ -65,89 +67,23 @@ let gatewayKubeconfigFile: string;
 const gateways: RunningGateway[] = [];
 let work: string;
 
-/** Plays the kubelet: every ungated Pod without an IP gets phase Running and the next 127.0.0.x. */
-class FakeKubelet {
-  private timer: NodeJS.Timeout | null = null;
-  private next = 10;
-  readonly assigned = new Map<string, string>();
-  constructor(private readonly c: CoreV1Api) {}
-  start(): void {
-    const tick = async (): Promise<void> => {
-      const pods = await this.c.listNamespacedPod({ namespace: SANDBOX_NS }).catch(() => null);
-      for (const p of pods?.items ?? []) {
-        const name = p.metadata?.name ?? '';
-        if ((p.spec?.schedulingGates ?? []).length > 0 || p.status?.podIP || p.metadata?.deletionTimestamp)
-          continue;
-        const ip = this.assigned.get(name) ?? `127.0.0.${this.next++}`;
-        this.assigned.set(name, ip);
-        await runningStatus(this.c, name, ip).catch(() => undefined);
-      }
-      this.timer = setTimeout(() => void tick(), 100);
-    };
-    void tick();
-  }
-  stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-  }
-}
-
-async function runningStatus(c: CoreV1Api, name: string, ip: string): Promise<V1Pod> {
-  return c.patchNamespacedPodStatus(
-    {
-      name,
-      namespace: SANDBOX_NS,
-      body: {
-        status: {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: new Date() }],
-        },
-      },
-    },
-    mergePatch,
-  );
-}
+/** Plays the kubelet: Running, Ready and the next 127.0.0.x from .10 (test/helpers/k8s.ts). */
+const fakeKubelet = (c: CoreV1Api): FakeKubelet => new FakeKubelet(c, { firstHost: 10, ready: true });
 
 function controlPlaneConfig(extra: Record<string, unknown> = {}): Config {
-  return parseConfig(
-    {
-      gateway: { port: gateways[0]!.proxyPort },
-      policy: { dir: path.join(repoRoot, 'policies') },
-      stateDir: path.join(work, 'state'),
-      runtime: {
-        kind: 'kubernetes',
-        sandboxImage: 'airlock-sandbox:dev',
-        resources: { cpus: 0.5, memoryMiB: 256 },
-        kubernetes: {
-          kubeconfig: controllerKubeconfigFile,
-          sandboxNamespace: SANDBOX_NS,
-          gatewayNamespace: NS,
-          instance: RELEASE,
-          gatewayPodLabels: GATEWAY_LABELS,
-          gatewayService: '127.0.0.1',
-          gatewayAdmin: {
-            urls: gateways.map((g) => `http://127.0.0.1:${g.adminPort}`),
-            tokenFile: path.join(work, 'admin-token'),
-          },
-          serviceAccountName: 'airlock-sandbox',
-          startTimeoutSeconds: 20,
-          ...extra,
-        },
-      },
-    },
+  return kubernetesControlPlaneConfig({
     work,
-  );
+    policyDir: path.join(repoRoot, 'policies'),
+    kubeconfig: controllerKubeconfigFile,
+    gateway: { port: gateways[0]!.proxyPort },
+    adminUrls: gateways.map((g) => `http://127.0.0.1:${g.adminPort}`),
+    kubernetes: extra,
+  });
 }
 
-async function waitUntil(what: string, ms: number, fn: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
+/** Polls every 50 ms (test/helpers/k8s.ts). */
+const waitUntil = (what: string, ms: number, fn: () => boolean | Promise<boolean>): Promise<void> =>
+  waitUntilK8s(what, ms, fn, 50);
 
 async function exists(read: () => Promise<unknown>): Promise<boolean> {
   try {
@@ -176,27 +112,8 @@ beforeAll(async () => {
     net = admin.makeApiClient(NetworkingV1Api);
     work = mkdtempSync(path.join(os.tmpdir(), 'airlock-k8s-work-'));
     writeFileSync(path.join(work, 'admin-token'), ADMIN_TOKEN + '\n');
-    await cluster.helm([
-      'install',
-      RELEASE,
-      path.join(repoRoot, 'charts/airlock'),
-      '--namespace',
-      NS,
-      '--create-namespace',
-      '-f',
-      path.join(repoRoot, 'charts/airlock/ci/local-images-values.yaml'),
-    ]);
     // The chart's identities, as the kubelet would mount them: TokenRequest tokens.
-    const ctl = cluster.kubeConfigForToken(
-      await cluster.serviceAccountToken(NS, CONTROLLER_SA),
-      'controller',
-    );
-    controllerKc = ctl.kc;
-    controllerKubeconfigFile = ctl.file;
-    gatewayKubeconfigFile = cluster.kubeConfigForToken(
-      await cluster.serviceAccountToken(NS, GATEWAY_SA),
-      'gateway',
-    ).file;
+    ({ controllerKc, controllerKubeconfigFile, gatewayKubeconfigFile } = await installAirlockChart(cluster));
     for (let i = 0; i < 2; i++) gateways.push(await startGateway(path.join(work, `audit-${i}.jsonl`)));
   } catch (err) {
     setupError = err; // reported by every test below (never a silent skip)
@@ -213,23 +130,11 @@ afterAll(async () => {
 });
 
 function startGateway(auditFile: string): Promise<RunningGateway> {
-  return startGatewayService(
-    {
-      port: 0,
-      adminPort: 0,
-      listenHost: '127.0.0.1',
-      policyDir: path.join(repoRoot, 'policies'),
-      auditFile,
-      auditStdout: false,
-      sessionSource: {
-        kind: 'kubernetes',
-        namespace: SANDBOX_NS,
-        instance: RELEASE,
-        kubeconfig: gatewayKubeconfigFile,
-      },
-    },
-    ADMIN_TOKEN,
-  );
+  return startPodWatchGateway({
+    policyDir: path.join(repoRoot, 'policies'),
+    auditFile,
+    kubeconfig: gatewayKubeconfigFile,
+  });
 }
 
 describe('helm install on a real kube-apiserver', () => {
@@ -420,7 +325,7 @@ describe('sessions on Kubernetes, control plane as the chart ServiceAccount', ()
 
   beforeAll(async () => {
     if (setupError) return;
-    kubelet = new FakeKubelet(core);
+    kubelet = fakeKubelet(core);
     kubelet.start();
     cfg = controlPlaneConfig();
     policy = await PolicyStore.open(cfg.policy.dir);

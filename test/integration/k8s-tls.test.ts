@@ -24,14 +24,11 @@ import {
   AuthorizationV1Api,
   CoreV1Api,
   type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
   type V1Pod,
   type V1Secret,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditIndex } from '../../src/audit/index-reader.js';
-import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { ConfigError, RuntimeError } from '../../src/errors.js';
 import { startGatewayService, type RunningGateway } from '../../src/gateway/service.js';
@@ -40,21 +37,24 @@ import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import { KubernetesRuntime } from '../../src/runtime/kubernetes/runtime.js';
 import { SessionManager } from '../../src/sessions/manager.js';
-import { repoRoot, startTestCluster, type TestCluster } from '../helpers/k8s.js';
+import {
+  FakeKubelet,
+  GATEWAY_ADMIN_TOKEN as ADMIN_TOKEN,
+  installAirlockChart,
+  kubernetesControlPlaneConfig,
+  RELEASE,
+  RELEASE_NS as NS,
+  repoRoot,
+  SANDBOX_NS,
+  startPodWatchGateway,
+  startTestCluster,
+  waitUntil,
+  type TestCluster,
+} from '../helpers/k8s.js';
 import { makeTestPki } from '../helpers/tls-upstream.js';
 
-const RELEASE = 'airlock';
-const NS = 'airlock';
-const SANDBOX_NS = 'airlock-sandboxes';
 const CA_SECRET = 'airlock-ca';
 const BUNDLE = 'airlock-ca-bundle';
-const ADMIN_TOKEN = 'gateway-admin-token-0123456789';
-const GATEWAY_LABELS = {
-  'app.kubernetes.io/name': 'airlock',
-  'app.kubernetes.io/instance': RELEASE,
-  'app.kubernetes.io/component': 'gateway',
-};
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 let cluster: TestCluster;
 let admin: KubeConfig;
@@ -77,34 +77,14 @@ const fingerprint = (pem: string): string => sha256Hex(new X509Certificate(pem).
 function config(
   extra: { kubeconfig?: string; intercept?: boolean; ca?: Record<string, unknown> } = {},
 ): Config {
-  return parseConfig(
-    {
-      gateway: { port: gateway?.proxyPort ?? 3128, tls: { intercept: extra.intercept ?? true } },
-      policy: { dir: path.join(work, 'policies') },
-      stateDir: path.join(work, 'state'),
-      runtime: {
-        kind: 'kubernetes',
-        sandboxImage: 'airlock-sandbox:dev',
-        resources: { cpus: 0.5, memoryMiB: 256 },
-        kubernetes: {
-          kubeconfig: extra.kubeconfig ?? controllerKubeconfigFile,
-          sandboxNamespace: SANDBOX_NS,
-          gatewayNamespace: NS,
-          instance: RELEASE,
-          gatewayPodLabels: GATEWAY_LABELS,
-          gatewayService: '127.0.0.1',
-          gatewayAdmin: {
-            urls: gateway ? [`http://127.0.0.1:${gateway.adminPort}`] : ['http://127.0.0.1:9'],
-            tokenFile: path.join(work, 'admin-token'),
-          },
-          serviceAccountName: 'airlock-sandbox',
-          startTimeoutSeconds: 20,
-          ca: { secretName: CA_SECRET, bundleConfigMap: BUNDLE, ...extra.ca },
-        },
-      },
-    },
+  return kubernetesControlPlaneConfig({
     work,
-  );
+    policyDir: path.join(work, 'policies'),
+    kubeconfig: extra.kubeconfig ?? controllerKubeconfigFile,
+    gateway: { port: gateway?.proxyPort ?? 3128, tls: { intercept: extra.intercept ?? true } },
+    adminUrls: gateway ? [`http://127.0.0.1:${gateway.adminPort}`] : ['http://127.0.0.1:9'],
+    kubernetes: { ca: { secretName: CA_SECRET, bundleConfigMap: BUNDLE, ...extra.ca } },
+  });
 }
 
 /** A control-plane runtime (closed after the tests). */
@@ -131,39 +111,8 @@ async function projectCaSecret(): Promise<void> {
   }
 }
 
-/** Plays the kubelet for sandbox Pods: every ungated Pod without an IP runs at the next 127.0.0.x. */
-class FakeKubelet {
-  private timer: NodeJS.Timeout | null = null;
-  private next = 40;
-  readonly assigned = new Map<string, string>();
-  start(): void {
-    const tick = async (): Promise<void> => {
-      const pods = await core.listNamespacedPod({ namespace: SANDBOX_NS }).catch(() => null);
-      for (const p of pods?.items ?? []) {
-        const name = p.metadata?.name ?? '';
-        if ((p.spec?.schedulingGates ?? []).length > 0 || p.status?.podIP || p.metadata?.deletionTimestamp)
-          continue;
-        const ip = this.assigned.get(name) ?? `127.0.0.${this.next++}`;
-        this.assigned.set(name, ip);
-        await core
-          .patchNamespacedPodStatus(
-            {
-              name,
-              namespace: SANDBOX_NS,
-              body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } },
-            },
-            mergePatch,
-          )
-          .catch(() => undefined);
-      }
-      this.timer = setTimeout(() => void tick(), 100);
-    };
-    void tick();
-  }
-  stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-  }
-}
+/** Plays the kubelet for sandbox Pods: Running and the next 127.0.0.x from .40 (test/helpers/k8s.ts). */
+const fakeKubelet = (): FakeKubelet => new FakeKubelet(core, { firstHost: 40 });
 
 /**
  * A sandbox's HTTPS request through the gateway: CONNECT from `localAddress` with the session's proxy
@@ -226,38 +175,21 @@ async function httpsViaGateway(
   });
 }
 
-async function waitUntil(what: string, ms: number, fn: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
-
 function startGateway(): Promise<RunningGateway> {
-  return startGatewayService(
+  return startPodWatchGateway(
     {
-      port: 0,
-      adminPort: 0,
-      listenHost: '127.0.0.1',
       policyDir: path.join(work, 'policies'),
       auditFile: path.join(work, 'audit-gw.jsonl'),
-      auditStdout: false,
+      kubeconfig: gatewayKubeconfigFile,
+    },
+    {
       hostAliases: { 'secure.test': '127.0.0.1' },
       allowPrivateCidrs: ['127.0.0.0/8'],
       caDir,
       caWaitSeconds: 10,
       caReloadSeconds: 1,
       upstreamCaFile,
-      sessionSource: {
-        kind: 'kubernetes',
-        namespace: SANDBOX_NS,
-        instance: RELEASE,
-        kubeconfig: gatewayKubeconfigFile,
-      },
     },
-    ADMIN_TOKEN,
   );
 }
 
@@ -288,26 +220,7 @@ beforeAll(async () => {
     cluster = await startTestCluster();
     admin = cluster.admin();
     core = admin.makeApiClient(CoreV1Api);
-    await cluster.helm([
-      'install',
-      RELEASE,
-      path.join(repoRoot, 'charts/airlock'),
-      '--namespace',
-      NS,
-      '--create-namespace',
-      '-f',
-      path.join(repoRoot, 'charts/airlock/ci/local-images-values.yaml'),
-    ]);
-    const ctl = cluster.kubeConfigForToken(
-      await cluster.serviceAccountToken(NS, 'airlock-controller'),
-      'controller',
-    );
-    controllerKc = ctl.kc;
-    controllerKubeconfigFile = ctl.file;
-    gatewayKubeconfigFile = cluster.kubeConfigForToken(
-      await cluster.serviceAccountToken(NS, 'airlock-gateway'),
-      'gateway',
-    ).file;
+    ({ controllerKc, controllerKubeconfigFile, gatewayKubeconfigFile } = await installAirlockChart(cluster));
   } catch (err) {
     setupError = err;
   }
@@ -526,7 +439,7 @@ describe('sandboxes: the trust bundle, and HTTPS through the intercepting gatewa
     ca = (await newRuntime().ensureTrust())!;
     await projectCaSecret();
     gateway = await startGateway();
-    kubelet = new FakeKubelet();
+    kubelet = fakeKubelet();
     kubelet.start();
     const cfg = config();
     policy = await PolicyStore.open(cfg.policy.dir);
