@@ -27,8 +27,6 @@ const ALL_PARTS = [
 /** @type {Record<string, string[]>} */
 const FORBIDDEN_IMPORTS = {
   policy: ['gateway', 'api', 'runtime', 'sessions', 'cli', 'audit', 'images'],
-  // sessions/types.js stays reachable for the GatewaySession re-export until proxy.ts imports it
-  // from gateway-wire (see `exceptions`).
   gateway: ['runtime', 'api', 'cli', 'sessions', 'images'],
   runtime: ['api', 'gateway', 'cli', 'sessions'],
   audit: ['gateway', 'api', 'cli', 'sessions', 'runtime', 'policy'],
@@ -42,7 +40,7 @@ const FORBIDDEN_IMPORTS = {
  * Files a forbidden part may still be imported from: part -> target -> file names under it.
  * @type {Record<string, Record<string, string[]>>}
  */
-const exceptions = { gateway: { sessions: ['types.js'] } };
+const exceptions = {};
 
 /**
  * ESLint config blocks enforcing FORBIDDEN_IMPORTS. Import specifiers are relative, so one block per

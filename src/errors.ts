@@ -77,6 +77,18 @@ export class RequestValidationError extends AirlockError {
   }
 }
 
+/**
+ * A request the gateway cannot classify unambiguously: upstreams are known to read it differently
+ * from the policy (path parameters, double encoding, trailing dots, method-override or URL-rewrite
+ * headers, a GET with a body). Refused with 400 `ambiguous_request` (docs/security.md, bypass classes).
+ */
+export class AmbiguousRequestError extends RequestValidationError {
+  constructor(message: string, field: string) {
+    super(message, field);
+    this.name = 'AmbiguousRequestError';
+  }
+}
+
 export class UnauthorizedError extends AirlockError {
   constructor(message = 'missing or invalid bearer token') {
     super(ErrorCodes.UNAUTHORIZED, message);
@@ -172,6 +184,7 @@ export const GatewayAnswers = {
   identity_refused: { status: 407, decision: 'deny' },
   bad_request: { status: 400, decision: 'deny' },
   not_supported: { status: 400, decision: 'deny' },
+  ambiguous_request: { status: 400, decision: 'deny' },
   upstream_unreachable: { status: 502, decision: 'upstream-error' },
   upstream_tls_error: { status: 502, decision: 'upstream-error' },
   upstream_error: { status: 502, decision: 'upstream-error' },

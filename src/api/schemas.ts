@@ -207,6 +207,12 @@ export const auditEventSchema = z
     bytesOut: z.number().int().describe('Request body bytes sent upstream.'),
     bytesIn: z.number().int().describe('Response body bytes returned to the sandbox.'),
     policyVersion: z.string().nullable(),
+    methodOverride: z
+      .string()
+      .optional()
+      .describe(
+        'Method the upstream executes when a method override differs from `method`; both were decided.',
+      ),
   })
   .describe('One gateway decision.');
 

@@ -13,7 +13,10 @@ export type DecisionOutcome = 'allow' | 'deny';
  * - `unknown_session` / `bad_credential` / `address_mismatch` / `session_expired`: identity failures.
  * - `destination_refused`: the resolved upstream address is loopback/private/link-local/... , or the
  *   host is `airlock.api` (the pseudo-host of management rules, never dialled).
- * - `bad_request`: malformed or ambiguous request (framing, host disagreement, encoded separators).
+ * - `bad_request`: malformed request (framing, host disagreement, encoded separators).
+ * - `ambiguous_request`: a request upstreams may read differently from the policy (`;` path
+ *   parameters, double encoding, trailing dots, URL-rewrite headers, disagreeing method overrides, a
+ *   GET with a body); refused with 400.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -28,6 +31,7 @@ export const DecisionReasons = [
   'session_expired',
   'destination_refused',
   'bad_request',
+  'ambiguous_request',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
@@ -59,6 +63,11 @@ export interface AuditEvent {
   bytesIn: number;
   /** Version of the policy that decided (content hash or git SHA); null when none was loaded. */
   policyVersion: string | null;
+  /**
+   * The method the upstream will execute when the request carries a method override that differs
+   * from `method` (`X-HTTP-Method-Override`, `_method`, …); both were decided. Absent otherwise.
+   */
+  methodOverride?: string;
 }
 
 /** Where audit events go. Implementations must not throw from `emit`. */

@@ -14,6 +14,7 @@
  *    method) when the creator has egress rules (policy/delegation.ts); a CONNECT is decided with
  *    path `/` → refuse `egress_denied` (`rule_deny` / `no_match`, the creator's hint when the creator
  *    denied);
+ *    — and the overriding method as well when the request carries a method override (ambiguity.ts);
  * 5. the host is resolved once and every address checked (resolve.ts, DESIGN.md property 6) →
  *    refuse `destination_refused`, or `upstream_unreachable` when it does not resolve (a failure of
  *    an allowed call, audited as allow with reason `upstream_error`);
@@ -21,7 +22,7 @@
  */
 import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
 import type { PolicySource } from '../policy/types.js';
-import type { GatewaySession } from '../sessions/types.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
 import type { Exchange, Refusal } from './exchange.js';
 import type { UpstreamResolver } from './resolve.js';
 import { creatorDenyHint, denyHint, NO_POLICY_HINT, RESERVED_HOST_DETAIL } from './responses.js';
@@ -119,6 +120,22 @@ export async function decide(
         ? creatorDenyHint(session.role, session.creator ?? '', x.method, x.url)
         : denyHint(session.role, x.method, x.url);
     return egressDenied(x, session, decision.reason, decision.rule, policy.version, hint);
+  }
+  if (x.methodOverride !== null) {
+    // The upstream will execute the overriding method (ambiguity.ts): it must be allowed too.
+    const over = decideEgress(
+      policy,
+      { role: session.role, host: x.policyHost, path: x.path, method: x.methodOverride },
+      session.creator,
+    );
+    if (!over.decision.allowed) {
+      const method = `${x.methodOverride} (a method override on ${x.method})`;
+      const hint =
+        over.by === 'creator'
+          ? creatorDenyHint(session.role, session.creator ?? '', method, x.url)
+          : denyHint(session.role, method, x.url);
+      return egressDenied(x, session, over.decision.reason, over.decision.rule, policy.version, hint);
+    }
   }
 
   const resolution = await ctx.resolver.resolve(x.host);

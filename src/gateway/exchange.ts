@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import type { AuditEvent, AuditSink, DecisionOutcome, DecisionReason } from '../audit/event.js';
 import { GatewayAnswers } from '../errors.js';
-import type { GatewaySession } from '../sessions/types.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
 import type { GatewayBody } from './responses.js';
 
 /** A refusal or failure the gateway answers itself (see decide.ts). */
@@ -46,6 +46,8 @@ export class Exchange {
   path = '';
   policyHost = '';
   url = '';
+  /** The overriding method the upstream will execute (ambiguity.ts), decided as well as `method`. */
+  methodOverride: string | null = null;
   decision: DecisionOutcome = 'deny';
   reason: DecisionReason = 'bad_request';
   rule: string | null = null;
@@ -131,6 +133,7 @@ export class Exchange {
       bytesIn: this.bytesIn,
       policyVersion: this.policyVersion,
     };
+    if (this.methodOverride !== null) event.methodOverride = this.methodOverride;
     this.sink.emit(event);
   }
 }

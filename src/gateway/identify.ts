@@ -5,7 +5,7 @@
  * still be live. A caller that is not identified gets a {@link Refusal}.
  */
 import type { Socket } from 'node:net';
-import type { GatewaySession } from '../sessions/types.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
 import type { Refusal } from './exchange.js';
 import type { Identity, SessionTable } from './sessions.js';
 

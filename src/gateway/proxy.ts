@@ -5,7 +5,8 @@
  * method CONNECT to a passthrough host, relays unopened). This file is the wiring; each step of a
  * request's path lives in the file named for it, read top to bottom:
  *
- * 1. parse — target.ts (framing, absolute/origin/CONNECT target, Host agreement; 400 otherwise);
+ * 1. parse — target.ts (framing, absolute/origin/CONNECT target, Host agreement; 400 otherwise),
+ *    ambiguity.ts (method overrides, URL-rewrite headers, GET bodies: what the upstream executes);
  * 2. identify — identify.ts (source address + Proxy-Authorization; inside a tunnel, the tunnel's
  *    session, which must still be live; 407 / 403 otherwise);
  * 3. and 4. decide — decide.ts (reserved host, policy with deny-override and delegation, DNS once
@@ -19,7 +20,9 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { GatewaySession } from '../sessions/types.js';
+import { AmbiguousRequestError } from '../errors.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
+import { methodOverrideOf } from './ambiguity.js';
 import { decide, type DecideContext } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { forward } from './forward.js';
@@ -43,12 +46,13 @@ export { withGatewayDefaults } from './options.js';
 
 /** A refusal for a request that could not be parsed (step 1). */
 function badRequest(err: unknown, session: GatewaySession | null, policyVersion: string | null): Refusal {
+  const kind = err instanceof AmbiguousRequestError ? 'ambiguous_request' : 'bad_request';
   return {
     kind: 'refuse',
-    reason: 'bad_request',
+    reason: kind,
     rule: null,
     policyVersion,
-    body: { error: 'bad_request', detail: (err as Error).message, sessionId: session?.id ?? null },
+    body: { error: kind, detail: (err as Error).message, sessionId: session?.id ?? null },
   };
 }
 
@@ -135,7 +139,9 @@ export class EgressGateway {
   private refuse(req: IncomingMessage, res: ServerResponse, x: Exchange, r: Refusal): void {
     req.resume();
     // A malformed request or an ended session: do not keep the connection for another request.
-    if (r.body.error === 'bad_request' || r.body.error === 'session_expired') res.shouldKeepAlive = false;
+    const e = r.body.error;
+    if (e === 'bad_request' || e === 'ambiguous_request' || e === 'session_expired')
+      res.shouldKeepAlive = false;
     x.refuse(r);
     sendJson(res, r.body, r.headers);
     x.finish();
@@ -155,6 +161,7 @@ export class EgressGateway {
     let target: Target;
     try {
       target = parsePlainRequest(req.url ?? '', req.headers.host, req.rawHeaders);
+      x.methodOverride = methodOverrideOf(req, target.query);
     } catch (err) {
       x.session = this.opts.sessions.atAddress(address);
       return this.refuse(req, res, x, badRequest(err, x.session, x.policyVersion));
@@ -186,6 +193,7 @@ export class EgressGateway {
         tunnel.host,
         tunnel.port,
       );
+      x.methodOverride = methodOverrideOf(req, target.query);
     } catch (err) {
       return this.refuse(req, res, x, badRequest(err, tunnel.session, x.policyVersion));
     }

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { RequestValidationError } from '../errors.js';
-import { normalizeHost, normalizePath, policyHost } from '../request/normalize.js';
+import { checkUnambiguousPath, normalizeHost, normalizePath, policyHost } from '../request/normalize.js';
 import { framingProblem } from './headers.js';
 
 /** A proxy request target after normalisation: what the policy sees and what goes upstream. */
@@ -71,7 +71,9 @@ function splitPathQuery(pathAndQuery: string): { path: string; query: string } {
     throw new RequestValidationError('fragments are not allowed', 'request-target');
   const q = pathAndQuery.indexOf('?');
   const rawPath = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
-  return { path: normalizePath(rawPath === '' ? '/' : rawPath), query: q < 0 ? '' : pathAndQuery.slice(q) };
+  const path = normalizePath(rawPath === '' ? '/' : rawPath);
+  checkUnambiguousPath(path);
+  return { path, query: q < 0 ? '' : pathAndQuery.slice(q) };
 }
 
 /**

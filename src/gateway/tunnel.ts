@@ -9,7 +9,7 @@ import type http from 'node:http';
 import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 import { normalizeHost } from '../request/normalize.js';
-import type { GatewaySession } from '../sessions/types.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
 import type { Exchange } from './exchange.js';
 import { sendRawJson } from './responses.js';
 import type { SessionTable } from './sessions.js';

@@ -7,7 +7,7 @@
  */
 import { isIPv6 } from 'node:net';
 import { domainToASCII } from 'node:url';
-import { RequestValidationError } from '../errors.js';
+import { AmbiguousRequestError, RequestValidationError } from '../errors.js';
 
 /** Longest host name accepted (RFC 1035 253 characters in text form, without the trailing dot). */
 const MAX_HOST_LENGTH = 253;
@@ -321,6 +321,45 @@ export function normalizePath(raw: string): string {
   return trailing && out.length > 0 ? `${joined}/` : joined;
 }
 
+/**
+ * Refuses a normalised path that common upstreams read differently from the gateway, so a deny rule
+ * could be walked around (docs/security.md "Bypass classes"):
+ * - a `;` (path parameters: Tomcat, Jetty and Spring cut `;…` off a segment, so `/a/..;/b` reaches
+ *   `/b` there while the policy sees a segment `..;`);
+ * - `%25` followed by two hex digits (an upstream that decodes twice turns `%252e%252e` into `..`);
+ * - a segment ending in `.` or in a space `%20` (IIS and Windows file APIs drop them: `/admin.` is
+ *   `/admin` there).
+ * @throws AmbiguousRequestError (field `path`) naming the construct.
+ */
+export function checkUnambiguousPath(path: string): void {
+  if (path.includes(';')) {
+    throw new AmbiguousRequestError(
+      'path contains ";" (path parameters), which some upstreams strip before routing; encode it as %3B if it is data',
+      'path',
+    );
+  }
+  for (let i = path.indexOf('%25'); i !== -1; i = path.indexOf('%25', i + 3)) {
+    if (hexValue(path.charCodeAt(i + 3)) >= 0 && hexValue(path.charCodeAt(i + 4)) >= 0) {
+      throw new AmbiguousRequestError(
+        `path contains a double percent-encoding ("${path.slice(i, i + 5)}"), which an upstream that decodes twice reads as another path`,
+        'path',
+      );
+    }
+  }
+  let start = 1;
+  for (let i = 1; i <= path.length; i++) {
+    if (i < path.length && path.charCodeAt(i) !== 0x2f) continue;
+    const seg = path.slice(start, i);
+    if (seg.length > 0 && (seg.endsWith('.') || seg.endsWith('%20'))) {
+      throw new AmbiguousRequestError(
+        `path segment "${seg}" ends in a dot or a space, which some upstreams drop (/admin. is /admin there)`,
+        'path',
+      );
+    }
+    start = i + 1;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Absolute URLs
 
@@ -427,6 +466,7 @@ export function requestFromUrl(url: string, method: string): NormalizedRequest {
     throw new RequestValidationError('query contains a non-ASCII character; percent-encode it', 'url');
   }
   const path = normalizePath(pathRaw === '' ? '/' : pathRaw);
+  checkUnambiguousPath(path);
   return { scheme, host, port, path, query, policyHost: policyHost(host, port, scheme), method: m };
 }
 

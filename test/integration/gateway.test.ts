@@ -1,6 +1,6 @@
 /**
  * The gateway in-process on loopback against real upstreams (json-server, etcd). Two "sandboxes" are
- * simulated by source addresses 127.0.0.1 and 127.0.0.2. Docker-level isolation is covered in e2e.
+ * simulated by source addresses (127.0.0.1, .2, .9, …). Docker-level isolation is covered in e2e.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
@@ -43,6 +43,9 @@ const A = { id: 's-analyst', cred: 'cred-analyst-0123456789', address: '127.0.0.
 const B = { id: 's-responder', cred: 'cred-responder-0123456789', address: '127.0.0.2' };
 const authA = `${A.id}:${A.cred}`;
 const authB = `${B.id}:${B.cred}`;
+/** A role with a deny carved out of a broad allow, and POST allowed only on single posts. */
+const C = { id: 's-narrow', cred: 'cred-narrow-0123456789', address: '127.0.0.9' };
+const authC = `${C.id}:${C.cred}`;
 
 function writePolicy(dir: string, forumPort: number, etcdPort: number, deadPort: number): void {
   mkdirSync(dir, { recursive: true });
@@ -62,6 +65,9 @@ function writePolicy(dir: string, forumPort: number, etcdPort: number, deadPort:
       `p, responder, forum.test:${forumPort}, /comments, POST, allow`,
       `p, analyst, metadata.test, /*, GET, allow`,
       `p, analyst, dead.test:${deadPort}, /*, GET, allow`,
+      `p, narrow, forum.test:${forumPort}, /*, GET, allow`,
+      `p, narrow, forum.test:${forumPort}, /comments/*, GET, deny`,
+      `p, narrow, forum.test:${forumPort}, /posts/*, POST, allow`,
       '',
     ].join('\n'),
   );
@@ -87,6 +93,13 @@ beforeAll(async () => {
     role: 'responder',
     address: B.address,
     credentialSha256: sha(B.cred),
+    expiresAtMs: Date.now() + 3_600_000,
+  });
+  sessions.upsert({
+    id: C.id,
+    role: 'narrow',
+    address: C.address,
+    credentialSha256: sha(C.cred),
     expiresAtMs: Date.now() + 3_600_000,
   });
   audit = new MemoryAuditSink();
@@ -266,6 +279,92 @@ describe('gateway answers: status and x-airlock-decision from the catalogue (src
       [407, 'deny', 'proxy_auth_required'],
       [403, 'deny', 'destination_refused'],
     ]);
+  });
+});
+
+describe('bypass classes on a real upstream (json-server: case-insensitive routing, method override)', () => {
+  const asC = { auth: authC, localAddress: C.address };
+
+  it('a deny carved out of a broad allow holds for case variants of its path', async () => {
+    // Control: json-server routes case-insensitively, so the variant reaches the denied comment when asked directly.
+    const direct = await fetch(`${forum.url}/COMMENTS/1`);
+    expect(direct.status).toBe(200);
+    for (const path of ['/comments/1', '/COMMENTS/1', '/Comments/1']) {
+      const res = await proxyRequest(proxy, forumUrl(path), asC);
+      expect(res.status, path).toBe(403);
+      expect(res.json()).toMatchObject({ error: 'egress_denied' });
+      expect(lastEvent()).toMatchObject({ decision: 'deny', reason: 'rule_deny', path });
+      expect(lastEvent().rule).toContain('/comments/*');
+    }
+    expect((await proxyRequest(proxy, forumUrl('/posts/1'), asC)).status).toBe(200);
+  });
+
+  it('a method override is decided too: an allowed POST that would be a DELETE upstream is denied', async () => {
+    const before = forum.db();
+    const variants: Array<{ url: string; headers: Record<string, string> }> = [
+      { url: forumUrl('/posts/1'), headers: { 'x-http-method-override': 'DELETE' } },
+      { url: forumUrl('/posts/1'), headers: { 'X-HTTP-Method': 'delete' } },
+      { url: forumUrl('/posts/1?_method=DELETE'), headers: {} },
+    ];
+    for (const opts of variants) {
+      const res = await proxyRequest(proxy, opts.url, {
+        ...asC,
+        method: 'POST',
+        headers: opts.headers,
+        body: '{}',
+      });
+      expect(res.status, JSON.stringify(opts)).toBe(403);
+      expect(res.json().hint).toContain('method override');
+      expect(lastEvent()).toMatchObject({ decision: 'deny', method: 'POST', methodOverride: 'DELETE' });
+    }
+    expect(forum.db()).toEqual(before);
+    // Control (not through the gateway): json-server does execute the override, so the test is not vacuous.
+    const created = await fetch(`${forum.url}/posts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'temporary' }),
+    });
+    const { id } = (await created.json()) as { id: number };
+    const overridden = await fetch(`${forum.url}/posts/${id}`, {
+      method: 'POST',
+      headers: { 'x-http-method-override': 'DELETE', 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(overridden.status).toBe(200);
+    expect((await fetch(`${forum.url}/posts/${id}`)).status).toBe(404);
+  });
+
+  it('refuses what upstreams read differently with 400 ambiguous_request, before any policy or upstream', async () => {
+    const before = forum.db();
+    const cases: Array<{ path: string; method?: string; headers?: Record<string, string>; body?: string }> = [
+      { path: '/posts/1;jsessionid=x' },
+      { path: '/comments/..;/posts/1' },
+      { path: '/posts/%252e%252e/comments/1' },
+      { path: '/comments.' },
+      { path: '/comments%20' },
+      { path: '/posts/1', headers: { 'x-original-url': '/comments/1' } },
+      { path: '/posts/1', headers: { 'x-rewrite-url': '/comments/1' } },
+      { path: '/posts', body: '{"q":1}' },
+      {
+        path: '/posts/1',
+        method: 'POST',
+        headers: { 'x-http-method-override': 'PUT', 'x-method-override': 'DELETE' },
+        body: '{}',
+      },
+    ];
+    for (const c of cases) {
+      const res = await proxyRequest(proxy, forumUrl(c.path), {
+        ...asC,
+        ...(c.method ? { method: c.method } : {}),
+        ...(c.headers ? { headers: c.headers } : {}),
+        ...(c.body !== undefined ? { body: c.body } : {}),
+      });
+      expect(res.status, JSON.stringify(c)).toBe(400);
+      expect(res.headers['x-airlock-decision']).toBe('deny');
+      expect(res.json()).toMatchObject({ error: 'ambiguous_request', sessionId: C.id });
+      expect(lastEvent()).toMatchObject({ decision: 'deny', reason: 'ambiguous_request' });
+    }
+    expect(forum.db()).toEqual(before);
   });
 });
 
