@@ -38,20 +38,30 @@ const RANGES: ReadonlyArray<[AddressClass, string, number, 'ipv4' | 'ipv6']> = [
   ['ipv4-embedded', '64:ff9b:1::', 48, 'ipv6'], // local-use NAT64
   ['ipv4-embedded', '2002::', 16, 'ipv6'], // 6to4
   ['ipv4-embedded', '2001::', 32, 'ipv6'], // Teredo
+  // IPv4-mapped (::ffff:a.b.c.d) and IPv4-translated (RFC 2765): a mapped private/loopback address is
+  // classified by its IPv4 range first (ORDER), everything else mapped is refused as embedded.
+  ['ipv4-embedded', '::ffff:0:0', 96, 'ipv6'],
+  ['ipv4-embedded', '::ffff:0:0:0', 96, 'ipv6'],
+  ['reserved', '2001:2::', 48, 'ipv6'], // benchmarking (RFC 5180)
+  ['reserved', '2001:10::', 28, 'ipv6'], // ORCHID (RFC 4843)
+  ['reserved', '2001:20::', 28, 'ipv6'], // ORCHIDv2 (RFC 7343)
+  ['reserved', '5f00::', 16, 'ipv6'], // SRv6 SIDs (RFC 9602)
   ['reserved', '100::', 64, 'ipv6'], // discard-only
   ['reserved', '2001:db8::', 32, 'ipv6'], // documentation
   ['private', 'fc00::', 7, 'ipv6'], // unique local
   ['link-local', 'fe80::', 10, 'ipv6'],
+  ['private', 'fec0::', 10, 'ipv6'], // site-local (deprecated by RFC 3879, still routed inside some sites)
   ['multicast', 'ff00::', 8, 'ipv6'],
 ];
 
-const lists = new Map<AddressClass, BlockList>();
+/** One BlockList per class and family: an IPv4 address is never checked against IPv6 ranges. */
+const lists = { ipv4: new Map<AddressClass, BlockList>(), ipv6: new Map<AddressClass, BlockList>() };
 for (const [cls, net, prefix, family] of RANGES) {
-  let list = lists.get(cls);
-  if (!list) lists.set(cls, (list = new BlockList()));
+  let list = lists[family].get(cls);
+  if (!list) lists[family].set(cls, (list = new BlockList()));
   list.addSubnet(net, prefix, family);
 }
-// IPv4-mapped IPv6 (::ffff:a.b.c.d) is checked by BlockList against the IPv4 ranges above, so
+// IPv4-mapped IPv6 (::ffff:a.b.c.d) is also checked by BlockList against the IPv4 ranges, so
 // `::ffff:127.0.0.1` classifies as loopback; classification order puts specific classes first.
 const ORDER: AddressClass[] = [
   'loopback',
@@ -70,7 +80,8 @@ export function classifyAddress(address: string): AddressClass {
   if (family === 0) throw new TypeError(`not an IP address: ${address}`);
   const type = family === 4 ? 'ipv4' : 'ipv6';
   for (const cls of ORDER) {
-    if (lists.get(cls)?.check(address, type)) return cls;
+    if (lists.ipv4.get(cls)?.check(address, type)) return cls;
+    if (type === 'ipv6' && lists.ipv6.get(cls)?.check(address, type)) return cls;
   }
   return 'public';
 }

@@ -60,7 +60,11 @@ export function upstreamHeaders(req: IncomingMessage, authority: string): string
   return out;
 }
 
-/** Response headers relayed to the sandbox: the upstream's, minus hop-by-hop ones. */
+/**
+ * Response headers relayed to the sandbox: the upstream's, minus hop-by-hop ones and minus every
+ * `x-airlock-*` header — only the gateway says what it decided (an upstream could otherwise send
+ * `x-airlock-decision: deny` to make an agent believe a call it made was refused).
+ */
 export function downstreamHeaders(
   headers: Record<string, string | string[] | undefined>,
 ): http.OutgoingHttpHeaders {
@@ -72,7 +76,7 @@ export function downstreamHeaders(
       )
     : null;
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || tokens?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || tokens?.has(name) || name.startsWith('x-airlock-')) continue;
     const v = headers[name];
     if (v !== undefined) out[name] = v;
   }

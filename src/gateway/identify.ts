@@ -58,7 +58,7 @@ export class Identifier {
       return { ok: true, session: memo.session, credentials: true };
     }
     const creds = parseProxyAuthorization(authHeader);
-    const id = this.sessions.identify(address, creds?.user ?? null, creds?.password ?? null);
+    const id = this.sessions.identify(address, creds?.user ?? null, creds?.password ?? null, socket);
     if (id.ok && authHeader !== undefined)
       this.verified.set(socket, { header: authHeader, session: id.session });
     return { ...id, credentials: creds !== null };

@@ -29,9 +29,16 @@ export function normalizeRemoteAddress(address: string | undefined): string {
  * the control plane says so and its TTL has not run out; `revoke` also destroys every client socket
  * the session has open, so a keep-alive connection cannot carry one more request.
  */
+/** Ended sessions remembered per address, so a late call is told `session_expired` (bounded). */
+const ENDED_LIMIT = 4_096;
+/** How long an ended session is remembered, ms. */
+const ENDED_TTL_MS = 10 * 60_000;
+
 export class SessionTable {
   private readonly byAddress = new Map<string, Entry>();
   private readonly byId = new Map<string, Entry>();
+  /** Sessions that ended (TTL, kill switch), by address, with the time they ended (insertion order). */
+  private readonly ended = new Map<string, { session: GatewaySession; atMs: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -41,6 +48,7 @@ export class SessionTable {
     if (old && old.session.address !== session.address) this.revoke(session.id);
     const other = this.byAddress.get(session.address);
     if (other && other.session.id !== session.id) this.revoke(other.session.id);
+    this.ended.delete(session.address);
     const entry: Entry = {
       session,
       digest: Buffer.from(session.credentialSha256, 'hex'),
@@ -58,18 +66,37 @@ export class SessionTable {
   }
 
   /**
-   * Kill switch: forget the session and destroy its open sockets. Returns the number of sockets
-   * closed; revoking an unknown id is a no-op.
+   * Kill switch: forget the session and destroy its open sockets (all but `spare`: the socket of a
+   * request being answered `session_expired`, which closes after that answer). The session is
+   * remembered by address for 10 minutes so later calls from there are told `session_expired`.
+   * Returns the number of sockets closed; revoking an unknown id is a no-op.
    */
-  revoke(id: string): number {
+  revoke(id: string, spare?: Socket): number {
     const entry = this.byId.get(id);
     if (!entry) return 0;
     this.byId.delete(id);
-    if (this.byAddress.get(entry.session.address) === entry) this.byAddress.delete(entry.session.address);
-    const n = entry.sockets.size;
-    for (const socket of entry.sockets) socket.destroy();
+    if (this.byAddress.get(entry.session.address) === entry) {
+      this.byAddress.delete(entry.session.address);
+      this.remember(entry.session);
+    }
+    let n = 0;
+    for (const socket of entry.sockets) {
+      if (socket === spare) continue;
+      socket.destroy();
+      n++;
+    }
     entry.sockets.clear();
     return n;
+  }
+
+  private remember(session: GatewaySession): void {
+    const now = this.now();
+    this.ended.delete(session.address);
+    this.ended.set(session.address, { session, atMs: now });
+    for (const [address, e] of this.ended) {
+      if (this.ended.size <= ENDED_LIMIT && now - e.atMs < ENDED_TTL_MS) break;
+      this.ended.delete(address);
+    }
   }
 
   get size(): number {
@@ -97,10 +124,17 @@ export class SessionTable {
   /**
    * Identifies a request: the credential (`user` = session id, `password` = secret) must belong to
    * the session registered at the request's source address, and the session must not be expired.
+   * A call from the address of a session that ended (TTL, kill switch) in the last 10 minutes is
+   * `session_expired`. @param socket the request's socket, kept open for the answer on expiry.
    */
-  identify(address: string, user: string | null, password: string | null): Identity {
+  identify(address: string, user: string | null, password: string | null, socket?: Socket): Identity {
     const entry = this.byAddress.get(address);
-    if (!entry) return { ok: false, reason: 'unknown_session', session: null };
+    if (!entry) {
+      const ended = this.ended.get(address);
+      if (ended && this.now() - ended.atMs < ENDED_TTL_MS)
+        return { ok: false, reason: 'session_expired', session: ended.session };
+      return { ok: false, reason: 'unknown_session', session: null };
+    }
     const session = entry.session;
     if (user === null || password === null) return { ok: false, reason: 'bad_credential', session };
     if (user !== session.id) return { ok: false, reason: 'address_mismatch', session };
@@ -109,7 +143,8 @@ export class SessionTable {
       return { ok: false, reason: 'bad_credential', session };
     }
     if (this.now() >= session.expiresAtMs) {
-      this.revoke(session.id);
+      // The socket of this very request stays open long enough to carry the 403 `session_expired`.
+      this.revoke(session.id, socket);
       return { ok: false, reason: 'session_expired', session };
     }
     return { ok: true, session };

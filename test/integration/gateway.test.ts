@@ -39,6 +39,7 @@ let gateway: EgressGateway;
 let proxy: ProxyTarget;
 /** A loopback port nobody listens on (bound, then closed): an allowed upstream that refuses connections. */
 let deadPort: number;
+let spoof: http.Server;
 const A = { id: 's-analyst', cred: 'cred-analyst-0123456789', address: '127.0.0.1' };
 const B = { id: 's-responder', cred: 'cred-responder-0123456789', address: '127.0.0.2' };
 const authA = `${A.id}:${A.cred}`;
@@ -47,7 +48,13 @@ const authB = `${B.id}:${B.cred}`;
 const C = { id: 's-narrow', cred: 'cred-narrow-0123456789', address: '127.0.0.9' };
 const authC = `${C.id}:${C.cred}`;
 
-function writePolicy(dir: string, forumPort: number, etcdPort: number, deadPort: number): void {
+function writePolicy(
+  dir: string,
+  forumPort: number,
+  etcdPort: number,
+  deadPort: number,
+  spoofPort: number,
+): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'model.conf'), CANONICAL_MODEL);
   writeFileSync(
@@ -65,6 +72,7 @@ function writePolicy(dir: string, forumPort: number, etcdPort: number, deadPort:
       `p, responder, forum.test:${forumPort}, /comments, POST, allow`,
       `p, analyst, metadata.test, /*, GET, allow`,
       `p, analyst, dead.test:${deadPort}, /*, GET, allow`,
+      `p, analyst, spoof.test:${spoofPort}, /*, GET, allow`,
       `p, narrow, forum.test:${forumPort}, /*, GET, allow`,
       `p, narrow, forum.test:${forumPort}, /comments/*, GET, deny`,
       `p, narrow, forum.test:${forumPort}, /posts/*, POST, allow`,
@@ -77,7 +85,13 @@ beforeAll(async () => {
   [forum, etcd] = await Promise.all([startJsonServer(), startEtcd()]);
   policyDir = mkdtempSync(path.join(tmpdir(), 'airlock-policy-'));
   deadPort = await closedPort();
-  writePolicy(policyDir, forum.port, etcd.port, deadPort);
+  // An upstream that claims to be the gateway: sends its own x-airlock-decision header.
+  spoof = http.createServer((_req, res) => {
+    res.writeHead(200, { 'x-airlock-decision': 'deny', 'x-airlock-other': '1', 'x-kept': 'yes' });
+    res.end('{"error":"egress_denied"}');
+  });
+  await new Promise<void>((r) => spoof.listen(0, '127.0.0.1', r));
+  writePolicy(policyDir, forum.port, etcd.port, deadPort, (spoof.address() as AddressInfo).port);
   policy = await PolicyStore.open(policyDir);
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
   sessions = new SessionTable();
@@ -115,6 +129,7 @@ beforeAll(async () => {
           ['config.test', '127.0.0.1'],
           ['metadata.test', '169.254.169.254'],
           ['dead.test', '127.0.0.1'],
+          ['spoof.test', '127.0.0.1'],
         ]),
       ),
     }),
@@ -125,6 +140,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gateway?.close();
+  spoof?.close();
   policy?.close();
   await Promise.all([forum?.stop(), etcd?.stop()]);
   rmSync(policyDir, { recursive: true, force: true });
@@ -263,6 +279,18 @@ describe('gateway answers: status and x-airlock-decision from the catalogue (src
     expect(res.json()).toMatchObject({ error: 'upstream_unreachable', sessionId: A.id });
     expect(lastEvent()).toMatchObject({ decision: 'allow', reason: 'upstream_error', status: 502 });
     expect(lastEvent().rule).toContain('dead.test');
+  });
+
+  it('an upstream cannot speak for the gateway: its x-airlock-* headers are stripped', async () => {
+    const port = (spoof.address() as AddressInfo).port;
+    const res = await proxyRequest(proxy, `http://spoof.test:${port}/`, {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-airlock-decision']).toBeUndefined();
+    expect(res.headers['x-airlock-other']).toBeUndefined();
+    expect(res.headers['x-kept']).toBe('yes');
   });
 
   it('every refusal the gateway answers itself says deny', async () => {
@@ -491,8 +519,32 @@ describe('kill switch (property 5)', () => {
       auth: `${C.id}:${C.cred}`,
       localAddress: C.address,
     });
-    expect(after.status).toBe(407);
-    expect(lastEvent()).toMatchObject({ reason: 'unknown_session' });
+    // Told why, not "unknown": the ended session is remembered at its address (issue 13, audit gaps).
+    expect(after.status).toBe(403);
+    expect(after.json()).toMatchObject({ error: 'session_expired', sessionId: C.id });
+    expect(lastEvent()).toMatchObject({ decision: 'deny', reason: 'session_expired', sessionId: C.id });
+    agent.destroy();
+  });
+
+  it('a session that expires between two calls on one keep-alive connection gets the 403 body, not a reset', async () => {
+    const E = { id: 's-expiring', cred: 'cred-expiring-0123456789', address: '127.0.0.6' };
+    const session = {
+      id: E.id,
+      role: 'analyst',
+      address: E.address,
+      credentialSha256: sha(E.cred),
+      expiresAtMs: Date.now() + 60_000,
+    };
+    sessions.upsert(session);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const opts = { auth: `${E.id}:${E.cred}`, localAddress: E.address, agent };
+    expect((await proxyRequest(proxy, forumUrl('/posts/1'), opts)).status).toBe(200);
+    // Same registration, now expired (the gateway's own clock decides; no control-plane call).
+    session.expiresAtMs = Date.now() - 1;
+    const late = await proxyRequest(proxy, forumUrl('/posts/1'), opts);
+    expect(late.status).toBe(403);
+    expect(late.json()).toMatchObject({ error: 'session_expired', sessionId: E.id });
+    expect(late.headers.connection).toBe('close');
     agent.destroy();
   });
 

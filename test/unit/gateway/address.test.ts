@@ -25,6 +25,13 @@ describe('classifyAddress (property 6)', () => {
     ['64:ff9b::7f00:1', 'ipv4-embedded'],
     ['2002:7f00:1::', 'ipv4-embedded'],
     ['::7f00:1', 'ipv4-embedded'],
+    // issue 13: IPv4-mapped / -translated addresses of any IPv4 range, site-local, newer reserved blocks
+    ['::ffff:8.8.8.8', 'ipv4-embedded'],
+    ['::ffff:0:8.8.8.8', 'ipv4-embedded'],
+    ['::ffff:169.254.169.254', 'link-local'],
+    ['fec0::1', 'private'],
+    ['2001:2::1', 'reserved'],
+    ['5f00::1', 'reserved'],
     ['8.8.8.8', 'public'],
     ['172.32.0.1', 'public'],
     ['100.128.0.1', 'public'],
