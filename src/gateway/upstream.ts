@@ -1,3 +1,4 @@
+import net from 'node:net';
 import tls from 'node:tls';
 import { Agent, Pool, type Dispatcher } from 'undici';
 
@@ -112,6 +113,20 @@ export class UpstreamDispatchers {
       }
     }
     return { dispatcher: pool, origin: `https://${host}:${port}` };
+  }
+
+  /**
+   * TLS options for a connection the gateway dials itself (a WebSocket to a `wss` upstream,
+   * websocket.ts): the same trust store and checks as the HTTPS pools — certificate verified for
+   * `servername` against the system roots plus the configured extra CAs, HTTP/1.1 only.
+   */
+  tlsOptions(servername: string): tls.ConnectionOptions {
+    return {
+      ...(net.isIP(servername) === 0 ? { servername } : {}),
+      secureContext: this.secureContext,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['http/1.1'],
+    };
   }
 
   async close(): Promise<void> {
