@@ -5,7 +5,10 @@
 #   2. npm run build          dist/ (the images copy it)
 #   3. offline image build    airlock-base:local -> airlock-gateway:dev, airlock-sandbox:dev
 #   3b. scripts/k8s-tools.sh  kube-apiserver, etcd, helm, kubectl (cached outside the repo)
-#   4. npm test               typecheck, lint, build, every vitest tier (unit, integration, e2e)
+#   3c. scripts/k8s-node-tools.sh  kubelet, controller-manager, scheduler, kube-proxy, coredns,
+#                             kube-router (cached outside the repo), the node's Debian packages
+#   4. npm test               typecheck, lint, build, the unit, integration and e2e tiers
+#   5. scripts/k8s-node.sh up, the cluster tier (test/e2e/k8s-node*.test.ts), then down (always)
 set -euo pipefail
 export PATH="/usr/local/bin:/usr/local/sbin:${PATH}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,20 +27,47 @@ bash scripts/build-images.sh --offline </dev/null
 step "kubernetes tools"
 bash scripts/k8s-tools.sh --with-kubectl </dev/null # kube-apiserver, etcd, helm for the k8s-* tests, kubectl for e2e/k8s-kubectl: built once from the Go module proxy (~10 min cold), cached in ~/.cache/airlock-tools
 
+step "kubernetes node tools"
+bash scripts/k8s-node-tools.sh </dev/null # the one-node cluster's binaries (~15 min cold), cached like the above
+
 step "test"
 mkdir -p .airlock
 report=.airlock/vitest-report.json
-rm -f "${report}"
+cluster_report=.airlock/vitest-cluster-report.json
+rm -f "${report}" "${cluster_report}"
 rc=0
 # Arguments after -- reach the last command of the test script (vitest run).
-npm test -- --reporter=default --reporter=json --outputFile.json="${report}" </dev/null || rc=$?
+npm test -- --project unit --project integration --project e2e \
+  --reporter=default --reporter=json --outputFile.json="${report}" </dev/null || rc=$?
 
-# One plain closing line with the counts (vitest's own summary is not a recognised format).
+# The cluster tier: a one-node Kubernetes cluster (scripts/k8s-node.sh) only for its duration; `down`
+# runs whatever happens (it restores the host: iptables, sysctls, mounts, cgroups). `up` itself
+# retries a failed start once; test assertions are never retried.
+step "cluster tier"
+trap 'bash scripts/k8s-node.sh down </dev/null || true' EXIT
+if bash scripts/k8s-node.sh up </dev/null; then
+  npx vitest run --project cluster --reporter=default --reporter=json \
+    --outputFile.json="${cluster_report}" </dev/null || rc=1
+else
+  echo "cluster tier: the one-node cluster did not come up (logs: /tmp/airlock-logs/k8s-node-attempt-*)"
+  rc=1
+fi
+bash scripts/k8s-node.sh down </dev/null || rc=1
+trap - EXIT
+
+# One plain closing line with the counts of both runs (vitest's own summary is not a recognised format).
 if [[ -s "${report}" ]]; then
+  # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions
   node -e '
-    const r = require(require("node:path").resolve(process.argv[1]));
-    const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-    console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);' "${report}"
+    const fs = require("node:fs"), path = require("node:path");
+    let passed = 0, failed = 0, skipped = 0;
+    for (const f of process.argv.slice(1)) {
+      if (!fs.existsSync(f) || fs.statSync(f).size === 0) continue;
+      const r = require(path.resolve(f));
+      passed += r.numPassedTests; failed += r.numFailedTests;
+      skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    }
+    console.log(`vitest: ${passed} passed, ${failed} failed, ${skipped} skipped`);' "${report}" "${cluster_report}"
 else
   echo "vitest: no report (the test script failed before vitest ran)"
 fi
