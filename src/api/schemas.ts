@@ -213,6 +213,11 @@ export const auditEventSchema = z
       .describe(
         'Method the upstream executes when a method override differs from `method`; both were decided.',
       ),
+    requests: z
+      .number()
+      .int()
+      .optional()
+      .describe('Intercepted CONNECT only: requests decided inside the tunnel (audited when it closes).'),
   })
   .describe('One gateway decision.');
 

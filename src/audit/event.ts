@@ -17,6 +17,8 @@ export type DecisionOutcome = 'allow' | 'deny';
  * - `ambiguous_request`: a request upstreams may read differently from the policy (`;` path
  *   parameters, double encoding, trailing dots, URL-rewrite headers, disagreeing method overrides, a
  *   GET with a body); refused with 400.
+ * - `tls_handshake_failed`: an intercepted CONNECT whose TLS handshake with the sandbox failed (a
+ *   client offering only h2, a client that does not trust the installation CA); nothing was forwarded.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -32,6 +34,7 @@ export const DecisionReasons = [
   'destination_refused',
   'bad_request',
   'ambiguous_request',
+  'tls_handshake_failed',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
@@ -68,6 +71,11 @@ export interface AuditEvent {
    * from `method` (`X-HTTP-Method-Override`, `_method`, …); both were decided. Absent otherwise.
    */
   methodOverride?: string;
+  /**
+   * Intercepted CONNECT only (audited when the tunnel closes): the number of requests decided inside
+   * it; `bytesOut`/`bytesIn` are then the encrypted bytes that crossed the tunnel.
+   */
+  requests?: number;
 }
 
 /** Where audit events go. Implementations must not throw from `emit`. */

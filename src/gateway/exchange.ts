@@ -58,6 +58,8 @@ export class Exchange {
   bytesOut = 0;
   /** Response body bytes returned to the sandbox. */
   bytesIn = 0;
+  /** Requests decided inside an intercepted tunnel (CONNECT exchanges only; null otherwise). */
+  requests: number | null = null;
   private finished = false;
 
   constructor(
@@ -101,16 +103,6 @@ export class Exchange {
     this.status = answer.status;
   }
 
-  /**
-   * A new exchange for the same caller and target, starting now (an event that follows the first,
-   * such as a TLS handshake refused inside a tunnel whose CONNECT was already answered).
-   */
-  next(): Exchange {
-    const x = new Exchange(this.sink, this.method, this.scheme, this.session, this.policyVersion);
-    x.setTarget(this);
-    return x;
-  }
-
   /** Writes the audit event; later calls do nothing (an exchange is audited exactly once). */
   finish(): void {
     if (this.finished) return;
@@ -134,6 +126,7 @@ export class Exchange {
       policyVersion: this.policyVersion,
     };
     if (this.methodOverride !== null) event.methodOverride = this.methodOverride;
+    if (this.requests !== null) event.requests = this.requests;
     this.sink.emit(event);
   }
 }

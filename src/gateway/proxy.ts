@@ -103,6 +103,7 @@ export class EgressGateway {
       s.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseUpgrade(req, socket));
       s.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     }
+    this.inner.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseNestedConnect(req, socket));
   }
 
   /** Starts listening. @returns the bound address (use port 0 for an ephemeral port). */
@@ -182,6 +183,7 @@ export class EgressGateway {
       return;
     }
     const x = this.exchange(req.method ?? 'UNKNOWN', 'https', tunnel.session);
+    tunnel.connect.requests = (tunnel.connect.requests ?? 0) + 1;
     x.host = tunnel.host;
     x.port = tunnel.port;
     let target: Target;
@@ -248,7 +250,9 @@ export class EgressGateway {
     const outcome = await decide(x, id.session, mode, this.ctx);
     if (outcome.kind === 'refuse') return this.refuseRaw(socket, x, outcome);
     if (outcome.kind === 'intercept') {
-      // Not audited itself: every request inside the tunnel is decided and audited on its own.
+      // Every request inside is decided and audited on its own; the CONNECT when the tunnel closes.
+      x.allow(null, outcome.policyVersion);
+      x.requests = 0;
       return this.tunnels.intercept(socket, head, x, id.session, leaves!);
     }
     x.allow(outcome.rule, outcome.policyVersion);
@@ -264,6 +268,35 @@ export class EgressGateway {
       rule: null,
       policyVersion: x.policyVersion,
       body: { error: 'not_supported', detail: 'protocol upgrades are not supported' },
+    });
+  }
+
+  /** A CONNECT inside an intercepted tunnel: refused (400 `not_supported`) and audited with the session. */
+  private refuseNestedConnect(req: IncomingMessage, socket: Socket): void {
+    const tunnel = this.tunnels.of(socket);
+    const x = this.exchange('CONNECT', 'https', tunnel?.session ?? null);
+    try {
+      const t = parseConnectTarget(req.url ?? '');
+      x.setTarget({
+        host: t.host,
+        port: t.port,
+        path: '',
+        policyHost: t.policyHost,
+        url: connectUrl(t.host, t.port),
+      });
+    } catch {
+      // audited without a target
+    }
+    this.refuseRaw(socket, x, {
+      kind: 'refuse',
+      reason: 'bad_request',
+      rule: null,
+      policyVersion: x.policyVersion,
+      body: {
+        error: 'not_supported',
+        detail: 'CONNECT inside a tunnel is not supported',
+        sessionId: tunnel?.session.id ?? null,
+      },
     });
   }
 

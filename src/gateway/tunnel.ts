@@ -20,6 +20,8 @@ export interface Tunnel {
   session: GatewaySession;
   host: string;
   port: number;
+  /** The CONNECT's exchange, finished when the tunnel closes; counts the requests decided inside. */
+  connect: Exchange;
 }
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
@@ -47,9 +49,13 @@ export class Tunnels {
   }
 
   /**
-   * Answers 200 to the CONNECT, terminates the sandbox's TLS with a leaf for the CONNECT host (the
-   * SNI must name that host; a mismatch is audited as `bad_request`) and hands the decrypted
-   * connection to the inner HTTP server. @param x the CONNECT's exchange, target and session set.
+   * Answers 200 to the CONNECT, terminates the sandbox's TLS with a leaf for the CONNECT host and
+   * hands the decrypted connection to the inner HTTP server. The CONNECT itself is audited once, when
+   * the tunnel closes: `x` records the allow of the host pre-check (decide.ts, rule null), the bytes
+   * that crossed the raw socket, the tunnel's lifetime and the number of requests decided inside; a
+   * failed handshake is audited as a deny — `bad_request` when the SNI names another host than the
+   * CONNECT, `tls_handshake_failed` otherwise (e.g. a client offering only h2).
+   * @param x the CONNECT's exchange, target and session set, allow recorded.
    */
   async intercept(
     socket: Socket,
@@ -61,10 +67,15 @@ export class Tunnels {
     this.sessions.attachSocket(session.id, socket);
     const host = x.host;
     const context = await leaves.get(host);
-    if (socket.destroyed) return;
+    if (socket.destroyed) {
+      x.finish();
+      return;
+    }
     socket.write(ESTABLISHED);
+    x.status = 200;
     if (head.length > 0) socket.unshift(head);
-    let sniMismatch: string | null = null;
+    let sniMismatch = false;
+    let secured = false;
     const tlsSocket = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: context,
@@ -77,29 +88,24 @@ export class Tunnels {
           name = servername;
         }
         if (name === host) return cb(null, context);
-        sniMismatch = servername;
+        sniMismatch = true;
         cb(new Error(`SNI ${servername} does not match CONNECT ${host}`));
       },
     });
     this.open.add(socket);
-    this.byTlsSocket.set(tlsSocket as unknown as Socket, { session, host, port: x.port });
+    this.byTlsSocket.set(tlsSocket as unknown as Socket, { session, host, port: x.port, connect: x });
+    tlsSocket.once('secure', () => (secured = true));
     tlsSocket.once('close', () => {
       this.open.delete(socket);
       socket.destroy();
+      x.bytesOut = socket.bytesRead;
+      x.bytesIn = socket.bytesWritten;
+      x.finish();
     });
     tlsSocket.on('error', () => {
-      if (sniMismatch !== null) {
-        const refused = x.next();
-        refused.refuse({
-          kind: 'refuse',
-          reason: 'bad_request',
-          rule: null,
-          policyVersion: refused.policyVersion,
-          body: { error: 'bad_request', detail: `SNI ${sniMismatch} does not match CONNECT ${host}` },
-        });
-        refused.status = 0; // the handshake failed: no HTTP answer reached the sandbox
-        refused.finish();
-        sniMismatch = null;
+      if (!secured && x.decision === 'allow') {
+        x.decision = 'deny';
+        x.reason = sniMismatch ? 'bad_request' : 'tls_handshake_failed';
       }
       tlsSocket.destroy();
     });

@@ -104,7 +104,8 @@ afterAll(async () => {
 });
 
 const secureUrl = (p: string): string => `https://secure.test:${up.ports.secure}${p}`;
-const last = () => audit.events.at(-1)!;
+/** The last request's event (the CONNECT of its tunnel is audited when the tunnel closes, after it). */
+const last = () => audit.events.filter((e) => e.method !== 'CONNECT').at(-1)!;
 
 async function curl(args: string[], who = A): Promise<{ code: number; status: number; body: string }> {
   try {
@@ -172,7 +173,7 @@ describe('curl over HTTPS through the intercepting gateway', () => {
   it('CONNECT to a port no rule names is refused', async () => {
     const r = await curl(['--cacert', caFile, 'https://secure.test:9443/posts/1']);
     expect(r.code).not.toBe(0);
-    expect(last()).toMatchObject({ method: 'CONNECT', decision: 'deny', port: 9443 });
+    expect(audit.events.at(-1)).toMatchObject({ method: 'CONNECT', decision: 'deny', port: 9443 });
   });
 
   it('upstream certificate failures are a 502 naming the reason, and audited', async () => {
@@ -292,6 +293,83 @@ describe('one request line, one host (property 7) inside tunnels', () => {
   });
 });
 
+describe('the intercepted CONNECT is audited itself (issue 13, audit gaps)', () => {
+  const authority = () => `secure.test:${up.ports.secure}`;
+  // A session of its own: no other test's tunnel can close into these assertions.
+  const T = { id: 's-tunnels', cred: 'cred-tunnels-0123456789', address: '127.0.0.7' };
+  beforeAll(() => {
+    sessions.upsert({
+      id: T.id,
+      role: 'reader',
+      address: T.address,
+      credentialSha256: sha(T.cred),
+      expiresAtMs: Date.now() + 3_600_000,
+    });
+  });
+  const connectEvents = () => audit.events.filter((e) => e.method === 'CONNECT' && e.sessionId === T.id);
+  const closedAndAudited = async (n: number): Promise<void> => {
+    for (let i = 0; i < 200 && connectEvents().length < n; i++) await new Promise((r) => setTimeout(r, 10));
+  };
+
+  it('a tunnel that carries no request leaves an event with its bytes and zero requests', async () => {
+    const before = connectEvents().length;
+    const t = await openTunnel(T, authority(), 'secure.test');
+    t.destroy();
+    await closedAndAudited(before + 1);
+    expect(connectEvents().at(-1)).toMatchObject({
+      decision: 'allow',
+      reason: 'rule_allow',
+      status: 200,
+      requests: 0,
+      host: 'secure.test',
+      port: up.ports.secure,
+    });
+    expect(connectEvents().at(-1)!.bytesOut).toBeGreaterThan(0); // the ClientHello
+  });
+
+  it('a failed handshake (the client offers only h2) is audited as tls_handshake_failed', async () => {
+    const before = connectEvents().length;
+    await expect(
+      new Promise<void>((resolve, reject) => {
+        const raw = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: T.address });
+        raw.once('error', reject);
+        raw.write(
+          `CONNECT ${authority()} HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${Buffer.from(`${T.id}:${T.cred}`).toString('base64')}\r\n\r\n`,
+        );
+        raw.once('data', () => {
+          const t = tls.connect({
+            socket: raw,
+            servername: 'secure.test',
+            ca: ca.trustPem,
+            ALPNProtocols: ['h2'],
+          });
+          t.once('secureConnect', () => resolve());
+          t.once('error', reject);
+        });
+      }),
+    ).rejects.toThrow();
+    await closedAndAudited(before + 1);
+    expect(connectEvents().at(-1)).toMatchObject({
+      decision: 'deny',
+      reason: 'tls_handshake_failed',
+      requests: 0,
+    });
+  });
+
+  it('a CONNECT inside a tunnel is refused and audited with the session', async () => {
+    const t = await openTunnel(T, authority(), 'secure.test');
+    const answer = await httpOver(t, `CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    expect(answer).toContain('not_supported');
+    expect(audit.events.find((e) => e.host === 'evil.test' && e.sessionId === T.id)).toMatchObject({
+      method: 'CONNECT',
+      decision: 'deny',
+      port: 443,
+    });
+    t.destroy();
+  });
+});
+
 describe('kill switch inside tunnels (property 5)', () => {
   it('revoking the session closes an open keep-alive tunnel: the next request on it fails', async () => {
     const K = { id: 's-kill-tls', cred: 'cred-kill-tls-0123456789', address: '127.0.0.3' };
@@ -310,8 +388,10 @@ describe('kill switch inside tunnels (property 5)', () => {
     await closed;
     expect(t.destroyed).toBe(true);
     expect(() => t.write(`GET /posts/1 HTTP/1.1\r\nHost: secure.test\r\n\r\n`)).not.toThrow();
-    const allowedAfter = audit.events.filter((e) => e.sessionId === K.id && e.decision === 'allow');
-    expect(allowedAfter).toHaveLength(1);
+    const allowed = audit.events.filter((e) => e.sessionId === K.id && e.decision === 'allow');
+    // The one request, and the CONNECT itself, audited when the tunnel closed, with one request inside.
+    expect(allowed.map((e) => e.method)).toEqual(['GET', 'CONNECT']);
+    expect(allowed[1]).toMatchObject({ reason: 'rule_allow', status: 200, requests: 1 });
   });
 });
 
