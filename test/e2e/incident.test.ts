@@ -302,19 +302,25 @@ describe('the incident, replayed', () => {
   });
 
   it('recovers running sessions after a control-plane restart; nothing is lost', async () => {
-    const before = await api.audit(responder);
-    await server.close();
-    server = await start(cfg);
-    const listed = (await (await api.raw('GET', '/v1/sessions')).json()) as {
-      sessions: Array<{ id: string }>;
-    };
-    expect(listed.sessions.map((s) => s.id)).toContain(responder);
-    const get = await curl(responder, `${FORUM}/posts/1`);
-    expect(get.status).toBe(200);
-    const after = await api.audit(responder);
-    expect(after.length).toBeGreaterThan(before.length);
-    expect(after.slice(0, before.length)).toEqual(before);
-    await api.remove(responder);
+    try {
+      const before = await api.audit(responder);
+      await server.close();
+      server = await start(cfg);
+      const listed = (await (await api.raw('GET', '/v1/sessions')).json()) as {
+        sessions: Array<{ id: string }>;
+      };
+      expect(listed.sessions.map((s) => s.id)).toContain(responder);
+      const get = await curl(responder, `${FORUM}/posts/1`);
+      expect(get.status).toBe(200);
+      // The restarted control plane tails the audit file: wait until the new event has been read.
+      await expect
+        .poll(async () => (await api.audit(responder)).length, { timeout: 10_000 })
+        .toBeGreaterThan(before.length);
+      const after = await api.audit(responder);
+      expect(after.slice(0, before.length)).toEqual(before);
+    } finally {
+      await api.remove(responder);
+    }
   });
 });
 
