@@ -18,7 +18,13 @@
  */
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 import { foldPathCase, hasUpperCase, isNormalizedPath } from '../request/normalize.js';
-import { matchMethodPattern, matchPathPattern, wildcardKeyOf, matchHostPattern } from './matchers.js';
+import {
+  matchMethodPattern,
+  matchPathPattern,
+  wildcardKeyOf,
+  matchHostPattern,
+  NAMED_ONLY_METHODS,
+} from './matchers.js';
 import type { ParsedPolicy, PolicyRule, RoleLink } from './csv.js';
 import type { PathPattern } from './matchers.js';
 
@@ -425,7 +431,7 @@ export class CompiledPolicy implements PolicySnapshot {
     }
     if (exact === undefined && wild === undefined) return NO_MATCH;
 
-    const star = method !== 'CONNECT';
+    const star = !NAMED_ONLY_METHODS.has(method);
     const mid = this.#methodIds.get(method) ?? -1;
     const segs = segmentCount(path);
     const h1 = firstSegmentHash(path);

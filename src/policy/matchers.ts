@@ -234,11 +234,19 @@ export function parseMethodPattern(text: string): string {
 }
 
 /**
- * `*` matches every method except `CONNECT` (a tunnel bypasses path rules, so it must be granted by
- * name); otherwise methods compare exactly. `method` is the request's uppercased method.
+ * Methods that `*` never matches, in allow and deny rules alike: each opens a channel whose traffic
+ * the path rules cannot see, so only a rule naming it grants (or denies) it — `CONNECT` (a tunnel)
+ * and `WEBSOCKET` (a WebSocket handshake, decided as this method by the gateway; docs/policy.md).
+ */
+export const NAMED_ONLY_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'WEBSOCKET']);
+
+/**
+ * `*` matches every method except the {@link NAMED_ONLY_METHODS} (`CONNECT`, `WEBSOCKET`: a channel
+ * bypasses path rules, so it must be granted by name); otherwise methods compare exactly. `method`
+ * is the request's uppercased method.
  */
 export function matchMethodPattern(pattern: string, method: string): boolean {
-  return pattern === '*' ? method !== 'CONNECT' : pattern === method;
+  return pattern === '*' ? !NAMED_ONLY_METHODS.has(method) : pattern === method;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import {
   matchHostPattern,
   matchMethodPattern,
   matchPathPattern,
+  NAMED_ONLY_METHODS,
   wildcardKeyOf,
   type HostPattern,
   type PathPattern,
@@ -20,7 +21,7 @@ import {
 export interface Region {
   readonly host: HostPattern;
   readonly path: PathPattern;
-  /** A method pattern: an uppercase method or `*` (every method except CONNECT). */
+  /** A method pattern: an uppercase method or `*` (every method except CONNECT and WEBSOCKET). */
   readonly method: string;
 }
 
@@ -36,8 +37,8 @@ export function hostsOverlap(a: HostPattern, b: HostPattern): boolean {
 /** Whether two method patterns match at least one common method. */
 export function methodsOverlap(a: string, b: string): boolean {
   if (a === '*' && b === '*') return true;
-  if (a === '*') return b !== 'CONNECT';
-  if (b === '*') return a !== 'CONNECT';
+  if (a === '*') return !NAMED_ONLY_METHODS.has(b);
+  if (b === '*') return !NAMED_ONLY_METHODS.has(a);
   return a === b;
 }
 
@@ -126,7 +127,7 @@ function hostProbes(p: HostPattern, covers: readonly Region[]): string[] {
 function methodProbes(m: string, covers: readonly Region[]): string[] {
   if (m !== '*') return [m];
   const named = new Set<string>();
-  for (const c of covers) if (c.method !== '*' && c.method !== 'CONNECT') named.add(c.method);
+  for (const c of covers) if (c.method !== '*' && !NAMED_ONLY_METHODS.has(c.method)) named.add(c.method);
   return [...named, freshMethod(named)];
 }
 

@@ -44,8 +44,8 @@ const REQUEST_HOSTS = [
   'xa.test',
 ];
 const SEGMENTS = ['api', 'v1', 'items', 'x'];
-const METHOD_PATTERNS = ['GET', 'POST', 'DELETE', 'CONNECT', '*'];
-const REQUEST_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'CONNECT', 'get'];
+const METHOD_PATTERNS = ['GET', 'POST', 'DELETE', 'CONNECT', 'WEBSOCKET', '*'];
+const REQUEST_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'CONNECT', 'WEBSOCKET', 'websocket', 'get'];
 
 const pathPattern = fc
   .tuple(fc.array(fc.oneof(fc.constantFrom(...SEGMENTS), fc.constant(':id')), { maxLength: 3 }), fc.boolean())

@@ -221,6 +221,7 @@ describe('methods', () => {
     'p, r, a.test, /get-only, GET, allow',
     'p, r, a.test, /any, *, allow',
     'p, r, a.test:8443, /, CONNECT, allow',
+    'p, r, a.test, /ws, WEBSOCKET, allow',
   );
 
   verdicts(p, 'a method matches exactly; the request method is compared uppercased', [
@@ -237,6 +238,14 @@ describe('methods', () => {
     expect(verdict(p, 'r', 'CONNECT', 'https://a.test/any')).toBe('deny');
     expect(methodMatch('connect', '*')).toBe(false);
     expect(p.decide({ role: 'r', host: 'a.test:8443', path: '/', method: 'CONNECT' }).allowed).toBe(true);
+  });
+
+  it('"*" does not match WEBSOCKET either: a WebSocket is granted by name, on its path', () => {
+    expect(verdict(p, 'r', 'WEBSOCKET', 'https://a.test/any')).toBe('deny');
+    expect(methodMatch('websocket', '*')).toBe(false);
+    expect(verdict(p, 'r', 'WEBSOCKET', 'https://a.test/ws')).toBe('allow');
+    expect(verdict(p, 'r', 'GET', 'https://a.test/ws')).toBe('deny');
+    expect(verdict(p, 'r', 'WEBSOCKET', 'https://a.test/ws/x')).toBe('deny');
   });
 
   it.each([
