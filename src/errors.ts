@@ -19,6 +19,7 @@ export const ErrorCodes = {
   GATEWAY_UNAVAILABLE: 'AIRLOCK_GATEWAY_UNAVAILABLE',
   EXEC_TIMEOUT: 'AIRLOCK_EXEC_TIMEOUT',
   SANDBOX_REJECTED: 'AIRLOCK_SANDBOX_REJECTED',
+  ISOLATION_FAILED: 'AIRLOCK_ISOLATION_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -162,6 +163,25 @@ export class SandboxRejectedError extends AirlockError {
   ) {
     super(ErrorCodes.SANDBOX_REJECTED, `the platform rejected the sandbox: ${reason}`, options);
     this.name = 'SandboxRejectedError';
+  }
+}
+
+/**
+ * The isolation self-test at session start (src/sessions/self-test.ts) found the sandbox could reach
+ * something other than its gateway, or could not show that it cannot. The session was not started
+ * and everything created for it was removed. `findings` are the self-test's sentences.
+ */
+export class IsolationFailedError extends AirlockError {
+  constructor(
+    readonly sessionId: string,
+    readonly findings: readonly string[],
+  ) {
+    super(
+      ErrorCodes.ISOLATION_FAILED,
+      `isolation self-test failed for session ${sessionId}, which was not started and is removed: ` +
+        findings.join('; '),
+    );
+    this.name = 'IsolationFailedError';
   }
 }
 

@@ -53,6 +53,7 @@ const byCode: Partial<Record<ApiErrorCode, Mapping>> = {
   [ErrorCodes.SANDBOX_REJECTED]: { status: 422, title: 'Sandbox rejected by the platform' },
   [ErrorCodes.RUNTIME_FAILED]: { status: 502, title: 'Container runtime failed' },
   [ErrorCodes.GATEWAY_UNAVAILABLE]: { status: 503, title: 'Egress gateway unavailable' },
+  [ErrorCodes.ISOLATION_FAILED]: { status: 503, title: 'Sandbox isolation self-test failed' },
   [ErrorCodes.EXEC_TIMEOUT]: { status: 504, title: 'Command timed out' },
   [ApiErrorCodes.ROUTE_NOT_FOUND]: { status: 404, title: 'Not found' },
   [ApiErrorCodes.INTERNAL]: { status: 500, title: 'Internal error' },

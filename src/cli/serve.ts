@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import { createApiApp } from '../api/index.js';
+import { ApiMetrics, createApiApp } from '../api/index.js';
 import { AuditIndex } from '../audit/index-reader.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
@@ -99,9 +99,13 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
   const auditIndex = new AuditIndex(cfg.audit.file);
   await auditIndex.start();
   const runtime = await createRuntime(cfg, logger);
-  const manager = new SessionManager(cfg, runtime, policy, auditIndex, logger);
+  // One registry for /metrics: the API's own metrics and the sessions' isolation self-test metrics.
+  const metrics = new ApiMetrics();
+  const manager = new SessionManager(cfg, runtime, policy, auditIndex, logger, {
+    registry: metrics.registry,
+  });
   await manager.start();
-  const app = createApiApp({ sessions: manager, policy, tokens, logger });
+  const app = createApiApp({ sessions: manager, policy, tokens, logger, metrics });
   const [host = '127.0.0.1', port = '8080'] = cfg.api.listen.split(/:(?=\d+$)/);
   const server = await new Promise<http.Server>((resolve, reject) => {
     const s = app.listen(Number(port), host.replace(/^\[|\]$/g, ''), (err?: Error) =>

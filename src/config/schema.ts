@@ -230,6 +230,12 @@ export const configSchema = z
         kind: z.enum(['docker', 'kubernetes']).default('docker'),
         /** Image each session's sandbox runs. @default "airlock-sandbox:dev" */
         sandboxImage: z.string().min(1).default('airlock-sandbox:dev'),
+        /**
+         * Isolation self-test before a session is reported running: a probe from inside the sandbox
+         * must reach only the gateway (docs/security.md). A failure refuses the session (503
+         * AIRLOCK_ISOLATION_FAILED). @default true
+         */
+        selfTest: z.boolean().default(true),
         resources: z
           .object({
             /** CPU limit per sandbox, in cores. @default 1 */

@@ -43,6 +43,19 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** Where the isolation self-test (src/sessions/self-test.ts) probes from inside one sandbox. */
+export interface IsolationTargets {
+  /** The gateway's proxy as the sandbox reaches it (the proxy URL's IP and port): must connect. */
+  gateway: { host: string; port: number };
+  /** The gateway's admin API wherever a sandbox could try it: must not connect, or answer 403. */
+  admin: Array<{ host: string; port: number }>;
+  /**
+   * A listening address on each other of the project's own networks (e.g. the gateway's address on
+   * the egress network): must not connect. `name` says which network, for the report.
+   */
+  otherNetworks: Array<{ name: string; host: string; port: number }>;
+}
+
 export interface SandboxRuntime {
   /**
    * Starts (or adopts) the gateway and returns how to drive it: Docker the HTTP client of its gateway
@@ -67,6 +80,12 @@ export interface SandboxRuntime {
     timeoutMs: number,
     onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
   ): Promise<ExecResult>;
+  /**
+   * What the isolation self-test probes for a started sandbox (all IP literals). Optional: a runtime
+   * without it cannot be self-tested (the SessionManager logs that and skips the test).
+   * @throws RuntimeError
+   */
+  isolationTargets?(sessionId: string): Promise<IsolationTargets>;
   /** Removes the sandbox and its isolation; removing what is already gone is not an error. */
   remove(sessionId: string): Promise<void>;
   /** Every sandbox this installation owns, from platform labels (recovery after restart). */

@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import type { AuditEvent } from '../audit/event.js';
 import type { AuditIndex } from '../audit/index-reader.js';
 import type { Config } from '../config/schema.js';
 import {
   GatewayUnavailableError,
+  IsolationFailedError,
   RequestValidationError,
   SessionConflictError,
   SessionNotFoundError,
@@ -13,6 +15,7 @@ import {
 import { type GatewayControl, waitForGateway } from '../gateway-wire/control.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SandboxInfo, SandboxRuntime } from '../runtime/types.js';
+import { runIsolationSelfTest, SelfTestMetrics } from './self-test.js';
 import type {
   CreateSessionRequest,
   ExecOutput,
@@ -25,6 +28,15 @@ interface Record_ {
   info: SandboxInfo;
   status: SessionView['status'];
   timer: NodeJS.Timeout | null;
+}
+
+/** Options of {@link SessionManager} beyond its collaborators. */
+export interface SessionManagerOptions {
+  /**
+   * Registry for the isolation self-test's metrics; pass the API's (`ApiMetrics.registry`) so
+   * `/metrics` serves them. @default a private Registry
+   */
+  registry?: Registry;
 }
 
 /** Largest delay setTimeout accepts (~24.8 days); longer TTLs re-arm. */
@@ -51,7 +63,8 @@ function toGatewaySession(info: SandboxInfo): GatewaySession {
 /**
  * Sessions: create / list / get / exec / audit / delete (kill switch) / TTL expiry, on any
  * SandboxRuntime. Order of operations is what makes the guarantees:
- * - create: sandbox prepared (not started) -> gateway registration -> start; any failure undoes all;
+ * - create: sandbox prepared (not started) -> gateway registration -> start -> isolation self-test
+ *   (`runtime.selfTest`, src/sessions/self-test.ts); any failure undoes all;
  * - delete and expiry: gateway revocation (answers after the session's sockets are closed) -> sandbox
  *   removal, so no call of the session is allowed once `remove` resolves;
  * - restart: sessions are rebuilt from the runtime's labels and re-registered with the gateway.
@@ -63,6 +76,8 @@ export class SessionManager implements SessionService {
   private gatewayInstance: string | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private gatewayError: string | null = 'gateway not started';
+  private readonly selfTestMetrics: SelfTestMetrics;
+  private selfTestUnsupportedLogged = false;
 
   constructor(
     private readonly cfg: Config,
@@ -70,7 +85,10 @@ export class SessionManager implements SessionService {
     private readonly policy: PolicySource,
     private readonly auditIndex: AuditIndex,
     private readonly logger?: Logger,
-  ) {}
+    opts: SessionManagerOptions = {},
+  ) {
+    this.selfTestMetrics = new SelfTestMetrics(opts.registry ?? new Registry());
+  }
 
   /**
    * Starts the gateway, recovers sessions from the runtime, removes expired ones.
@@ -188,6 +206,7 @@ export class SessionManager implements SessionService {
     try {
       await gateway.register(toGatewaySession(info));
       await this.runtime.start(id);
+      if (this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);
     } catch (err) {
       await gateway.revoke(id).catch(() => undefined);
       await this.runtime.remove(id).catch(() => undefined);
@@ -198,6 +217,43 @@ export class SessionManager implements SessionService {
     this.arm(id);
     this.logger?.info({ sessionId: id, role: req.role, caller }, 'session created');
     return this.view(record);
+  }
+
+  /**
+   * Runs the isolation self-test on a started sandbox; logs one `isolation self-test` line (error
+   * level unless it passed) and records the metrics. @throws IsolationFailedError unless it passed
+   */
+  private async selfTest(id: string, role: string, caller: string): Promise<void> {
+    const runtime = this.runtime;
+    if (!runtime.isolationTargets) {
+      if (!this.selfTestUnsupportedLogged)
+        this.logger?.warn(
+          'runtime.selfTest is on but this runtime cannot self-test; sessions start untested',
+        );
+      this.selfTestUnsupportedLogged = true;
+      return;
+    }
+    const report = await runIsolationSelfTest({
+      exec: (command, timeoutMs) => runtime.exec(id, command, timeoutMs),
+      targets: () => runtime.isolationTargets!(id),
+    });
+    this.selfTestMetrics.observe(report);
+    const line = {
+      event: 'isolation_selftest',
+      sessionId: id,
+      role,
+      caller,
+      result: report.result,
+      durationMs: report.durationMs,
+      probes: report.probes,
+      findings: report.findings,
+    };
+    if (report.result === 'pass') {
+      this.logger?.info(line, 'isolation self-test passed');
+      return;
+    }
+    this.logger?.error(line, 'isolation self-test failed: session refused');
+    throw new IsolationFailedError(id, report.findings);
   }
 
   list(): SessionView[] {

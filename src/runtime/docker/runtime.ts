@@ -14,7 +14,7 @@ import { ExecTimeoutError, RuntimeError } from '../../errors.js';
 import { GatewayAdminClient } from '../../gateway-wire/admin-client.js';
 import type { GatewayServiceConfig } from '../../gateway-wire/config.js';
 import type { GatewayControl } from '../../gateway-wire/control.js';
-import type { ExecResult, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import type { ExecResult, IsolationTargets, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
 import {
   EGRESS_NETWORK,
   GATEWAY_CONTAINER,
@@ -463,6 +463,36 @@ export class DockerRuntime implements SandboxRuntime {
     } catch (err) {
       throw wrap(`start sandbox ${sessionId}`, err);
     }
+  }
+
+  /**
+   * The isolation self-test's targets, from one inspect of the gateway container: its address on the
+   * session's network (proxy must connect; admin API must refuse the sandbox), its address on
+   * `airlock-egress`, and on one other session network if there is one (must not connect).
+   * @throws RuntimeError when the gateway is not on the session's network
+   */
+  async isolationTargets(sessionId: string): Promise<IsolationTargets> {
+    let nets: Record<string, { IPAddress?: string }>;
+    try {
+      nets = (await this.docker.getContainer(GATEWAY_CONTAINER).inspect()).NetworkSettings.Networks;
+    } catch (err) {
+      throw wrap('inspect gateway container', err);
+    }
+    const own = nets[sessionNetworkName(sessionId)]?.IPAddress;
+    if (!own) throw new RuntimeError(`the gateway is not on the network of session ${sessionId}`);
+    const port = this.cfg.gateway.port;
+    const otherNetworks: IsolationTargets['otherNetworks'] = [];
+    const egress = nets[EGRESS_NETWORK]?.IPAddress;
+    if (egress) otherNetworks.push({ name: `gateway on ${EGRESS_NETWORK}`, host: egress, port });
+    const other = Object.entries(nets).find(
+      ([name, n]) => name !== EGRESS_NETWORK && name !== sessionNetworkName(sessionId) && n.IPAddress,
+    );
+    if (other) otherNetworks.push({ name: `gateway on ${other[0]}`, host: other[1].IPAddress!, port });
+    return {
+      gateway: { host: own, port },
+      admin: [{ host: own, port: GATEWAY_ADMIN_PORT }],
+      otherNetworks,
+    };
   }
 
   async exec(

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import { RuntimeError, SessionConflictError } from '../../errors.js';
 import type { GatewayControl } from '../../gateway-wire/control.js';
-import type { ExecResult, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import type { ExecResult, IsolationTargets, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
 import { type CaMaterial, sandboxTrustBundle } from '../../pki/ca.js';
 import { caSha256, KubernetesCaStore, syncTrustBundle } from './ca-store.js';
 import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from '../../kube/client.js';
@@ -363,6 +363,26 @@ export class KubernetesRuntime implements SandboxRuntime {
       timeoutMs,
       onOutput,
     );
+  }
+
+  /**
+   * The isolation self-test's targets: the gateway Service address sandboxes use (proxy port must
+   * connect) and every gateway replica's admin API (must not connect: the sandbox NetworkPolicy
+   * allows only the proxy port). No other network of the project is known here; the control plane's
+   * own addresses are probed by the self-test itself. @throws RuntimeError, GatewayUnavailableError
+   */
+  async isolationTargets(_sessionId: string): Promise<IsolationTargets> {
+    const admin: IsolationTargets['admin'] = [];
+    for (const url of (await this.replicas?.endpoints()) ?? []) {
+      const u = new URL(url);
+      const host = u.hostname.replace(/^\[|\]$/g, '');
+      if (isIP(host)) admin.push({ host, port: Number(u.port || 80) });
+    }
+    return {
+      gateway: { host: await this.gatewayHost(), port: this.cfg.gateway.port },
+      admin,
+      otherNetworks: [],
+    };
   }
 
   /** Labels the Pod revoked: every gateway replica's watch refuses the session from then on. */
