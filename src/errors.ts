@@ -202,6 +202,7 @@ export const GatewayAnswers = {
   session_expired: { status: 403, decision: 'deny' },
   proxy_auth_required: { status: 407, decision: 'deny' },
   identity_refused: { status: 407, decision: 'deny' },
+  too_many_auth_failures: { status: 429, decision: 'deny' },
   bad_request: { status: 400, decision: 'deny' },
   not_supported: { status: 400, decision: 'deny' },
   ambiguous_request: { status: 400, decision: 'deny' },

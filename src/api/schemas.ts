@@ -218,6 +218,15 @@ export const auditEventSchema = z
       .int()
       .optional()
       .describe('Intercepted CONNECT only: requests decided inside the tunnel (audited when it closes).'),
+    suppressed: z
+      .number()
+      .int()
+      .optional()
+      .describe('Authentication backoff summary: refusals not audited one by one (reason auth_backoff).'),
+    clientAddress: z
+      .string()
+      .optional()
+      .describe("Authentication backoff summary: the caller's source address."),
   })
   .describe('One gateway decision.');
 

@@ -17,6 +17,9 @@ export type DecisionOutcome = 'allow' | 'deny';
  * - `ambiguous_request`: a request upstreams may read differently from the policy (`;` path
  *   parameters, double encoding, trailing dots, URL-rewrite headers, disagreeing method overrides, a
  *   GET with a body); refused with 400.
+ * - `auth_backoff`: the source address failed authentication too often (20 in 10 s) and is refused
+ *   429 for 10 s without its credential being checked; the refusals after the first are summarised
+ *   in one event with `suppressed`.
  * - `tls_handshake_failed`: an intercepted CONNECT whose TLS handshake with the sandbox failed (a
  *   client offering only h2, a client that does not trust the installation CA); nothing was forwarded.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
@@ -35,6 +38,7 @@ export const DecisionReasons = [
   'bad_request',
   'ambiguous_request',
   'tls_handshake_failed',
+  'auth_backoff',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
@@ -76,6 +80,10 @@ export interface AuditEvent {
    * it; `bytesOut`/`bytesIn` are then the encrypted bytes that crossed the tunnel.
    */
   requests?: number;
+  /** An authentication backoff's summary: the refusals not audited one by one (reason `auth_backoff`). */
+  suppressed?: number;
+  /** The caller's source address, on an authentication backoff's summary (the caller may have no session). */
+  clientAddress?: string;
 }
 
 /** Where audit events go. Implementations must not throw from `emit`. */

@@ -19,8 +19,13 @@ export interface Refusal {
   rule: string | null;
   policyVersion: string | null;
   body: GatewayBody;
-  /** Extra response headers (`proxy-authenticate` on 407). */
+  /** Extra response headers (`proxy-authenticate` on 407, `retry-after` on 429). */
   headers?: Record<string, string>;
+  /**
+   * false: not audited by itself because a summarising event covers it (refusals inside an
+   * authentication backoff, identify.ts). @default true
+   */
+  audit?: boolean;
 }
 
 /** Where the request is going, as parsed and normalised (target.ts). */
@@ -60,6 +65,12 @@ export class Exchange {
   bytesIn = 0;
   /** Requests decided inside an intercepted tunnel (CONNECT exchanges only; null otherwise). */
   requests: number | null = null;
+  /** Refusals inside an authentication backoff (Refusal.audit false) are not audited one by one. */
+  private silent = false;
+  /** Refusals folded into this event (an authentication backoff's summary); null otherwise. */
+  suppressed: number | null = null;
+  /** The caller's source address, recorded on a backoff summary (the caller may have no session). */
+  clientAddress: string | null = null;
   private finished = false;
 
   constructor(
@@ -101,12 +112,14 @@ export class Exchange {
     this.rule = r.rule;
     this.policyVersion = r.policyVersion;
     this.status = answer.status;
+    this.silent = r.audit === false;
   }
 
   /** Writes the audit event; later calls do nothing (an exchange is audited exactly once). */
   finish(): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.silent) return;
     const event: AuditEvent = {
       time: new Date(this.at).toISOString(),
       sessionId: this.session?.id ?? null,
@@ -127,6 +140,8 @@ export class Exchange {
     };
     if (this.methodOverride !== null) event.methodOverride = this.methodOverride;
     if (this.requests !== null) event.requests = this.requests;
+    if (this.suppressed !== null) event.suppressed = this.suppressed;
+    if (this.clientAddress !== null) event.clientAddress = this.clientAddress;
     this.sink.emit(event);
   }
 }

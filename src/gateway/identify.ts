@@ -9,8 +9,90 @@ import type { GatewaySession } from '../gateway-wire/session.js';
 import type { Refusal } from './exchange.js';
 import type { Identity, SessionTable } from './sessions.js';
 
-/** Identity plus whether Proxy-Authorization carried credentials at all (407 vs 403 wording). */
-export type CallerIdentity = Identity & { credentials: boolean };
+/**
+ * Identity plus whether Proxy-Authorization carried credentials at all (407 vs 403 wording).
+ * `auth_backoff`: the source address failed authentication too often and is refused for a while
+ * without its credential being checked ({@link AuthBackoff}).
+ */
+export type CallerIdentity = (
+  | Identity
+  | {
+      ok: false;
+      reason: 'auth_backoff';
+      session: GatewaySession | null;
+      /** Whether this refusal starts the backoff (audited by itself) or falls inside it (summarised). */
+      first: boolean;
+    }
+) & { credentials: boolean };
+
+/** Failed identifications per source address that start a backoff, within {@link AUTH_WINDOW_MS}. */
+export const AUTH_FAILURES_ALLOWED = 20;
+/** Window in which failures are counted, ms. */
+export const AUTH_WINDOW_MS = 10_000;
+/** How long a source address is refused once it exceeded the failures allowed, ms. */
+export const AUTH_BACKOFF_MS = 10_000;
+
+interface FailureWindow {
+  startMs: number;
+  failures: number;
+  /** While backing off: until when, and how many refusals were not audited one by one. */
+  blockedUntilMs: number;
+  suppressed: number;
+  session: GatewaySession | null;
+}
+
+/**
+ * Rate-limits failed authentication per source address (a sandbox guessing credentials, or a
+ * process that is not a session): after {@link AUTH_FAILURES_ALLOWED} failures in
+ * {@link AUTH_WINDOW_MS}, the address is answered 429 `too_many_auth_failures` for
+ * {@link AUTH_BACKOFF_MS} without its credential being checked. The first refusal of a burst is
+ * audited; the rest are counted and audited as one summarising event (`suppressed: N`) when the
+ * backoff ends, so a burst of 300 attempts is 2 events, not 300. Bounded: at most 10,000 addresses
+ * are tracked (the oldest windows are dropped first).
+ */
+export class AuthBackoff {
+  private readonly windows = new Map<string, FailureWindow>();
+
+  constructor(
+    private readonly summarize: (address: string, session: GatewaySession | null, suppressed: number) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Whether `address` is backing off now; counts the refusal as suppressed when it is. */
+  blocked(address: string): boolean {
+    const w = this.windows.get(address);
+    if (w === undefined || this.now() >= w.blockedUntilMs) return false;
+    w.suppressed++;
+    return true;
+  }
+
+  /** Records a failed identification. @returns true when this failure starts a backoff. */
+  failed(address: string, session: GatewaySession | null): boolean {
+    const now = this.now();
+    let w = this.windows.get(address);
+    if (w === undefined || now - w.startMs >= AUTH_WINDOW_MS) {
+      if (w === undefined && this.windows.size >= 10_000) {
+        const oldest = this.windows.keys().next().value;
+        if (oldest !== undefined) this.windows.delete(oldest);
+      }
+      w = { startMs: now, failures: 0, blockedUntilMs: 0, suppressed: 0, session };
+      this.windows.delete(address);
+      this.windows.set(address, w);
+    }
+    w.failures++;
+    w.session = session ?? w.session;
+    if (w.failures <= AUTH_FAILURES_ALLOWED) return false;
+    w.blockedUntilMs = now + AUTH_BACKOFF_MS;
+    const timer = setTimeout(() => this.end(address, w), AUTH_BACKOFF_MS);
+    timer.unref();
+    return true;
+  }
+
+  private end(address: string, w: FailureWindow): void {
+    if (this.windows.get(address) === w) this.windows.delete(address);
+    if (w.suppressed > 0) this.summarize(address, w.session, w.suppressed);
+  }
+}
 
 const PROXY_AUTHENTICATE = { 'proxy-authenticate': 'Basic realm="airlock"' };
 
@@ -44,7 +126,18 @@ export class Identifier {
   /** Proxy-Authorization header verified on a client connection, and for which registration. */
   private readonly verified = new WeakMap<Socket, { header: string; session: GatewaySession }>();
 
-  constructor(private readonly sessions: SessionTable) {}
+  private readonly backoff: AuthBackoff;
+
+  /**
+   * @param summarize called when a backoff ends with the refusals that were not audited one by one
+   *   (see {@link AuthBackoff}); the gateway audits them as one event.
+   */
+  constructor(
+    private readonly sessions: SessionTable,
+    summarize: (address: string, session: GatewaySession | null, suppressed: number) => void = () => {},
+  ) {
+    this.backoff = new AuthBackoff(summarize);
+  }
 
   /**
    * Identifies the caller of a request on `socket` from `address` (already normalised). A keep-alive
@@ -58,9 +151,28 @@ export class Identifier {
       return { ok: true, session: memo.session, credentials: true };
     }
     const creds = parseProxyAuthorization(authHeader);
+    if (this.backoff.blocked(address)) {
+      const session = this.sessions.atAddress(address);
+      return { ok: false, reason: 'auth_backoff', session, first: false, credentials: creds !== null };
+    }
     const id = this.sessions.identify(address, creds?.user ?? null, creds?.password ?? null, socket);
-    if (id.ok && authHeader !== undefined)
-      this.verified.set(socket, { header: authHeader, session: id.session });
+    if (id.ok) {
+      if (authHeader !== undefined) this.verified.set(socket, { header: authHeader, session: id.session });
+      return { ...id, credentials: true };
+    }
+    // A request without credentials is the normal first step of many clients (407, then retry with
+    // them); an ended session is told so. Wrong or foreign credentials and unknown addresses count.
+    if ((creds !== null || id.reason === 'unknown_session') && id.reason !== 'session_expired') {
+      if (this.backoff.failed(address, id.session)) {
+        return {
+          ok: false,
+          reason: 'auth_backoff',
+          session: id.session,
+          first: true,
+          credentials: creds !== null,
+        };
+      }
+    }
     return { ...id, credentials: creds !== null };
   }
 
@@ -88,6 +200,22 @@ export function identityRefusal(
 ): Refusal {
   const sessionId = id.session?.id ?? null;
   if (id.reason === 'session_expired') return sessionExpired(sessionId, policyVersion);
+  if (id.reason === 'auth_backoff') {
+    return {
+      kind: 'refuse',
+      reason: 'auth_backoff',
+      rule: null,
+      policyVersion,
+      body: {
+        error: 'too_many_auth_failures',
+        detail: `too many failed authentications from this address; retry in ${AUTH_BACKOFF_MS / 1000} s`,
+        sessionId,
+      },
+      headers: { 'retry-after': String(AUTH_BACKOFF_MS / 1000) },
+      // Only the refusal that starts a burst is audited by itself; the rest as one summary.
+      audit: id.first,
+    };
+  }
   if (!id.credentials) {
     return {
       kind: 'refuse',

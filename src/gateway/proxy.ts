@@ -70,7 +70,15 @@ export class EgressGateway {
   constructor(private readonly opts: GatewayOptions) {
     this.passthrough = new Set(opts.intercept?.passthrough ?? []);
     this.ctx = { policy: opts.policy, resolver: opts.resolver };
-    this.identifier = new Identifier(opts.sessions);
+    this.identifier = new Identifier(opts.sessions, (address, session, suppressed) => {
+      // One event for the refusals of an authentication backoff that were not audited one by one.
+      const x = this.exchange('UNKNOWN', 'http', session);
+      x.clientAddress = address;
+      x.reason = 'auth_backoff';
+      x.status = 429;
+      x.suppressed = suppressed;
+      x.finish();
+    });
     this.upstream = new UpstreamDispatchers({
       connectTimeoutMs: opts.connectTimeoutMs,
       headersTimeoutMs: opts.headersTimeoutMs,
