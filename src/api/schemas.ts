@@ -218,6 +218,8 @@ export const auditEventSchema = z
       .int()
       .optional()
       .describe('Intercepted CONNECT only: requests decided inside the tunnel (audited when it closes).'),
+    queryBytes: z.number().int().optional().describe('Bytes of the query string (never recorded itself).'),
+    querySha256: z.string().optional().describe('First 16 hex digits of the SHA-256 of the query string.'),
     suppressed: z
       .number()
       .int()

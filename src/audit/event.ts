@@ -80,6 +80,16 @@ export interface AuditEvent {
    * it; `bytesOut`/`bytesIn` are then the encrypted bytes that crossed the tunnel.
    */
   requests?: number;
+  /**
+   * Length in bytes of the request's query string (without `?`), when it had one: data can leave in a
+   * query as well as in a body. The query itself is never recorded.
+   */
+  queryBytes?: number;
+  /**
+   * First 16 hex digits of the SHA-256 of the query string (without `?`): lets the same query be
+   * recognised across events; not a secret (a short query can be guessed from it).
+   */
+  querySha256?: string;
   /** An authentication backoff's summary: the refusals not audited one by one (reason `auth_backoff`). */
   suppressed?: number;
   /** The caller's source address, on an authentication backoff's summary (the caller may have no session). */

@@ -5,6 +5,7 @@
  * {@link Exchange.finish} once when the exchange is over; `finish` writes the one audit event of
  * the decision (DESIGN.md "Audit event").
  */
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { AuditEvent, AuditSink, DecisionOutcome, DecisionReason } from '../audit/event.js';
 import { GatewayAnswers } from '../errors.js';
@@ -38,6 +39,8 @@ export interface ExchangeTarget {
   policyHost: string;
   /** `scheme://authority/path` without query: the `url` of a deny body. */
   url: string;
+  /** `?query` as received, or `''`; audited only as its length and digest (see AuditEvent). */
+  query?: string;
 }
 
 export class Exchange {
@@ -51,6 +54,8 @@ export class Exchange {
   path = '';
   policyHost = '';
   url = '';
+  /** `?query` as received (never emitted: the audit has its length and digest). */
+  private query = '';
   /** The overriding method the upstream will execute (ambiguity.ts), decided as well as `method`. */
   methodOverride: string | null = null;
   decision: DecisionOutcome = 'deny';
@@ -91,6 +96,7 @@ export class Exchange {
     this.path = t.path;
     this.policyHost = t.policyHost;
     this.url = t.url;
+    this.query = t.query ?? '';
   }
 
   /** Records that the policy allowed the call (before anything is dialled). */
@@ -139,6 +145,11 @@ export class Exchange {
       policyVersion: this.policyVersion,
     };
     if (this.methodOverride !== null) event.methodOverride = this.methodOverride;
+    if (this.query.length > 1) {
+      // Data can leave in a query string as well as in a body: its size and a digest are on record.
+      event.queryBytes = Buffer.byteLength(this.query) - 1;
+      event.querySha256 = createHash('sha256').update(this.query.slice(1)).digest('hex').slice(0, 16);
+    }
     if (this.requests !== null) event.requests = this.requests;
     if (this.suppressed !== null) event.suppressed = this.suppressed;
     if (this.clientAddress !== null) event.clientAddress = this.clientAddress;

@@ -174,6 +174,23 @@ describe('decisions on real upstreams', () => {
     expect(e.bytesIn).toBe(Buffer.byteLength(res.body));
   });
 
+  it('records a query string only as its length and digest (data can leave in a query too)', async () => {
+    const res = await proxyRequest(proxy, forumUrl('/posts?title_like=s3cr3t-t0ken'), {
+      auth: authA,
+      localAddress: A.address,
+    });
+    expect(res.status).toBe(200);
+    const e = lastEvent();
+    expect(e).toMatchObject({
+      path: '/posts',
+      queryBytes: 'title_like=s3cr3t-t0ken'.length,
+      querySha256: createHash('sha256').update('title_like=s3cr3t-t0ken').digest('hex').slice(0, 16),
+    });
+    expect(JSON.stringify(e)).not.toContain('s3cr3t');
+    await proxyRequest(proxy, forumUrl('/posts/1'), { auth: authA, localAddress: A.address });
+    expect(lastEvent().queryBytes).toBeUndefined();
+  });
+
   it('answers a denied POST itself with the contract body; the forum is unchanged', async () => {
     const before = forum.db();
     const res = await proxyRequest(proxy, forumUrl('/comments'), {
