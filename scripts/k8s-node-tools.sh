@@ -29,8 +29,9 @@
 # loopback, portmap, firewall), iptables, ipset (kube-router), conntrack, socat (kubectl
 # port-forward), ethtool.
 #
-# Cold build on this 2-core machine: about 8 minutes for the four Kubernetes binaries when
-# kube-apiserver was built before (shared Go build cache), ~70 s kube-router, ~60 s coredns.
+# Cold build on this 2-core machine (measured, with other work running): about 11.5 minutes in all
+# when scripts/k8s-tools.sh has built kube-apiserver before: the four Kubernetes binaries 3 min
+# (shared Go build cache), kube-router 3 min, coredns 5 min. Cached: well under a second.
 # A build waits for another `go build` of k8s.io/kubernetes in progress (e.g. scripts/k8s-tools.sh
 # in a concurrent CI run) instead of competing for the two cores, and holds a lock on the cache.
 #
@@ -79,7 +80,7 @@ for arg in "$@"; do
   case "${arg}" in
     --paths) paths_only=true ;;
     -h | --help)
-      sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument ${arg} (see --help)" ;;

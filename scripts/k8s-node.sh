@@ -22,6 +22,7 @@
 #           the CNI bridge and network namespaces, the state directory. Safe to run any time.
 #   status  exit 0 when the node is Ready, 3 when nothing runs, 1 when partly up
 #   env     print KUBECONFIG=, NODE_IP=, POD_CIDR=, SERVICE_CIDR=, CLUSTER_DNS=, API_CLUSTER_IP=
+#   kubelet-restart  tests only: stop and start the kubelet (running Pods keep running)
 #   enforcer-stop|enforcer-start   tests only: switch NetworkPolicy enforcement off (kube-router
 #           stopped and its iptables chains and ipsets removed) and on again
 #
@@ -503,6 +504,11 @@ cmd_env() {
     "${API_CLUSTER_IP}" "${CLUSTER_DOMAIN}" "${BRIDGE}" "${RUN}/kube-router.pid"
 }
 
+start_kubelet() { # start_kubelet NODE_IP
+  start kubelet "${TOOL_KUBELET}" --config "${STATE}/kubelet.yaml" --kubeconfig "${STATE}/kubelet.conf" \
+    --hostname-override "${NODE_NAME}" --node-ip "$1" --root-dir "${KUBELET_ROOT}" --v 1
+}
+
 # kube-router in firewall-only mode: NetworkPolicy through iptables + ipset, nothing else.
 start_kube_router() {
   start kube-router env NODE_NAME="${NODE_NAME}" "${TOOL_KUBE_ROUTER}" --kubeconfig "${STATE}/kube-router.conf" \
@@ -559,8 +565,7 @@ up_once() {
   start kube-scheduler "${TOOL_KUBE_SCHEDULER}" --kubeconfig "${STATE}/scheduler.conf" \
     --authentication-kubeconfig "${STATE}/scheduler.conf" --authorization-kubeconfig "${STATE}/scheduler.conf" \
     --bind-address 127.0.0.1 --leader-elect=false
-  start kubelet "${TOOL_KUBELET}" --config "${STATE}/kubelet.yaml" --kubeconfig "${STATE}/kubelet.conf" \
-    --hostname-override "${NODE_NAME}" --node-ip "${ip}" --root-dir "${KUBELET_ROOT}" --v 1
+  start_kubelet "${ip}"
   start kube-proxy "${TOOL_KUBE_PROXY}" --config "${STATE}/kube-proxy.yaml"
   cluster_manifests >"${STATE}/cluster.yaml"
   wait_for "kube-system manifests applied" 30 kube-apiserver kc apply -f "${STATE}/cluster.yaml"
@@ -726,13 +731,24 @@ cmd_enforcer_start() {
   say "NetworkPolicy enforcement ON"
 }
 
+# For fault tests: the kubelet restarted as a node reboot would (running Pods keep running).
+cmd_kubelet_restart() {
+  tools
+  stop_component kubelet 10
+  start_kubelet "$(node_ip)"
+  wait_for "kubelet healthz" 60 kubelet curl -fsS http://127.0.0.1:10248/healthz
+  wait_for "node Ready" 60 kubelet node_ready
+  say "kubelet restarted"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
+  kubelet-restart) cmd_kubelet_restart ;;
   enforcer-stop) cmd_enforcer_stop ;;
   enforcer-start) cmd_enforcer_start ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  -h | --help | help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
   *) die "usage: scripts/k8s-node.sh up|down|status|env" ;;
 esac
