@@ -40,6 +40,7 @@ import {
 } from './target.js';
 import { Tunnels } from './tunnel.js';
 import { UpstreamDispatchers } from './upstream.js';
+import { isWebSocketUpgrade, upgradeRefusal, WEBSOCKET_METHOD, WebSockets } from './websocket.js';
 
 export type { GatewayOptions, GatewayOptionsInput, InterceptOptions } from './options.js';
 export { withGatewayDefaults } from './options.js';
@@ -63,6 +64,7 @@ export class EgressGateway {
   private readonly upstream: UpstreamDispatchers;
   private readonly identifier: Identifier;
   private readonly tunnels: Tunnels;
+  private readonly websockets: WebSockets;
   private readonly ctx: DecideContext;
   private readonly passthrough: ReadonlySet<string>;
 
@@ -95,6 +97,10 @@ export class EgressGateway {
     this.server = http.createServer(serverOptions);
     this.inner = http.createServer(serverOptions);
     this.tunnels = new Tunnels(opts.sessions, this.inner, opts.connectTimeoutMs);
+    this.websockets = new WebSockets(opts.sessions, this.upstream, {
+      connectTimeoutMs: opts.connectTimeoutMs,
+      headersTimeoutMs: opts.headersTimeoutMs,
+    });
     const lastResort = (res: ServerResponse) => (): void => {
       // The handlers answer every expected failure themselves; this is a last line of defence, and
       // an internal error's text never reaches the sandbox.
@@ -108,7 +114,9 @@ export class EgressGateway {
       this.handleConnect(req, socket, head).catch(() => socket.destroy());
     });
     for (const s of [this.server, this.inner]) {
-      s.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseUpgrade(req, socket));
+      s.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        this.handleUpgrade(req, socket, head, s === this.inner).catch(() => socket.destroy());
+      });
       s.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     }
     this.inner.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseNestedConnect(req, socket));
@@ -128,6 +136,7 @@ export class EgressGateway {
   /** Stops accepting, closes client connections and tunnels, and the upstream pools. */
   async close(): Promise<void> {
     this.tunnels.destroyAll();
+    this.websockets.destroyAll();
     this.inner.closeAllConnections();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -267,16 +276,69 @@ export class EgressGateway {
     this.tunnels.passthrough(socket, head, outcome.address, x, id.session);
   }
 
-  /** Protocol upgrades (WebSocket, h2c) are refused: the gateway could not decide what flows after. */
-  private refuseUpgrade(req: IncomingMessage, socket: Socket): void {
-    const x = this.exchange(req.method ?? 'UNKNOWN', 'http', null);
-    this.refuseRaw(socket, x, {
-      kind: 'refuse',
-      reason: 'bad_request',
-      rule: null,
-      policyVersion: x.policyVersion,
-      body: { error: 'not_supported', detail: 'protocol upgrades are not supported' },
-    });
+  /**
+   * Protocol upgrades, plain or inside an intercepted tunnel (websocket.ts): parsed and identified
+   * like any request; a WebSocket handshake is then decided as method `WEBSOCKET` on its path and,
+   * allowed, relayed; any other upgrade (h2c, …) is refused 400 `not_supported`. Every outcome is
+   * audited with the session and target.
+   */
+  private async handleUpgrade(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    tunnelled: boolean,
+  ): Promise<void> {
+    // The http server hands the socket over without an error listener: a reset must not crash us.
+    socket.on('error', () => socket.destroy());
+    const tunnel = tunnelled ? this.tunnels.of(socket) : undefined;
+    if (tunnelled && !tunnel) {
+      socket.destroy();
+      return;
+    }
+    const method = isWebSocketUpgrade(req) ? WEBSOCKET_METHOD : (req.method ?? 'UNKNOWN');
+    const x = this.exchange(method, tunnel ? 'https' : 'http', tunnel?.session ?? null);
+    if (tunnel) tunnel.connect.requests = (tunnel.connect.requests ?? 0) + 1;
+    const address = normalizeRemoteAddress(socket.remoteAddress);
+    let target: Target;
+    try {
+      target = tunnel
+        ? parseTunnelledRequest(req.url ?? '', req.headers.host, req.rawHeaders, tunnel.host, tunnel.port)
+        : parsePlainRequest(req.url ?? '', req.headers.host, req.rawHeaders);
+      x.methodOverride = methodOverrideOf(req, target.query);
+    } catch (err) {
+      if (tunnel) {
+        x.host = tunnel.host;
+        x.port = tunnel.port;
+      } else x.session = this.opts.sessions.atAddress(address);
+      return this.refuseRaw(socket, x, badRequest(err, x.session, x.policyVersion));
+    }
+    x.setTarget({ ...target, url: targetUrl(target) });
+    let session: GatewaySession;
+    if (tunnel) {
+      const ended = this.identifier.stillLive(tunnel.session, x.policyVersion);
+      if (ended) return this.refuseRaw(socket, x, ended);
+      session = tunnel.session;
+    } else {
+      const id = this.identifier.identify(address, req.headers['proxy-authorization'], socket);
+      x.session = id.session;
+      if (!id.ok) return this.refuseRaw(socket, x, identityRefusal(id, x.policyVersion));
+      session = id.session;
+    }
+    const unsupported = upgradeRefusal(req);
+    if (unsupported) {
+      return this.refuseRaw(socket, x, {
+        kind: 'refuse',
+        reason: 'bad_request',
+        rule: null,
+        policyVersion: x.policyVersion,
+        body: { ...unsupported, sessionId: session.id },
+      });
+    }
+    const outcome = await decide(x, session, 'forward', this.ctx);
+    if (outcome.kind === 'refuse') return this.refuseRaw(socket, x, outcome);
+    if (outcome.kind === 'intercept') throw new Error('intercept outcome for an upgrade'); // unreachable
+    x.allow(outcome.rule, outcome.policyVersion);
+    this.websockets.relay(req, socket, head, target, outcome.address, x, session);
   }
 
   /** A CONNECT inside an intercepted tunnel: refused (400 `not_supported`) and audited with the session. */
