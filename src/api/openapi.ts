@@ -83,7 +83,8 @@ const errorResponses: Record<string, ErrorResponse> = {
   GatewayUnavailable: {
     status: 503,
     description:
-      'The egress gateway could not be reached or updated, or no valid policy is loaded (nothing can be authorized).',
+      'The egress gateway could not be reached or updated, or no valid policy is loaded (nothing can be authorized); ' +
+      'on session create also AIRLOCK_ISOLATION_FAILED: the isolation self-test refused the new sandbox.',
   },
   ExecTimeout: { status: 504, description: 'The command did not finish within timeoutSeconds.' },
 };

@@ -602,7 +602,7 @@ export interface ControlPlaneConfigOptions {
 /**
  * An `airlock serve` config for the Kubernetes runtime against the chart installed by
  * {@link installAirlockChart}: sandboxes in {@link SANDBOX_NS} as `airlock-sandbox`, gateways found
- * by {@link GATEWAY_POD_LABELS} and reached on 127.0.0.1, 20 s start timeout.
+ * by {@link GATEWAY_POD_LABELS} and reached on 127.0.0.1, 20 s start timeout, isolation self-test off.
  * @throws ConfigError when the options make an invalid config.
  */
 export function kubernetesControlPlaneConfig(o: ControlPlaneConfigOptions): Config {
@@ -615,6 +615,9 @@ export function kubernetesControlPlaneConfig(o: ControlPlaneConfigOptions): Conf
         kind: 'kubernetes',
         sandboxImage: 'airlock-sandbox:dev',
         resources: { cpus: 0.5, memoryMiB: 256 },
+        // No kubelet runs containers here (FakeKubelet only patches Pod status), so nothing can be
+        // exec'd into a sandbox: the isolation self-test is for real nodes (k8s-node tier).
+        selfTest: false,
         kubernetes: {
           kubeconfig: o.kubeconfig,
           sandboxNamespace: SANDBOX_NS,
