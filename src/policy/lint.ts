@@ -9,17 +9,25 @@
  * | `dangerous-allow` | error | an allow of a state-changing method (POST, PUT, PATCH, DELETE, CONNECT, WEBSOCKET or `*`) on a wildcard host, or a `*` path granting a state-changing method other than CONNECT over an admin-looking API ({@link ADMIN_PATHS}) that the role's deny rules do not cover |
  * | `shadowed-allow` | warning | an allow every request of which is denied by deny rules the role inherits (deny overrides allow) |
  * | `unreachable-rule` | warning | an allow covered entirely by its own role's deny rules, or a CONNECT rule whose path can never match (CONNECT is decided with path `/`) |
+ * | `deny-carve-out` | warning | a deny carved out of a broader allow on the same host: it holds only as far as the upstream names the resource the way the rule does ({@link CARVE_OUT_ADVICE}) |
  *
  * A finding is suppressed by a comment line directly above the rule (other comment lines may sit in
  * between): `# airlock-lint-ignore: dangerous-allow, shadowed-allow -- why`.
  */
 import type { CompiledPolicy } from './compile.js';
 import { POLICY_FILE, type PolicyRule } from './csv.js';
+import { API_HOST } from './delegation.js';
 import { matchPathPattern, parsePathPattern, type PathPattern } from './matchers.js';
 import { coverage, intersectPaths, pathText, type Region } from './regions.js';
 
 /** Lint identifiers (stable; used in suppression comments and `--json` output). */
-export const LINT_IDS = ['unknown-parent', 'dangerous-allow', 'shadowed-allow', 'unreachable-rule'] as const;
+export const LINT_IDS = [
+  'unknown-parent',
+  'dangerous-allow',
+  'shadowed-allow',
+  'unreachable-rule',
+  'deny-carve-out',
+] as const;
 export type LintId = (typeof LINT_IDS)[number];
 
 export type LintSeverity = 'error' | 'warning';
@@ -88,6 +96,17 @@ const ADMIN_PATTERNS: readonly { text: string; pattern: PathPattern }[] = ADMIN_
   text,
   pattern: parsePathPattern(text),
 }));
+
+/**
+ * What a `deny-carve-out` finding tells the author: which upstream behaviours Airlock closes for
+ * every deny rule, and which it cannot see (docs/security.md "Bypass classes").
+ */
+export const CARVE_OUT_ADVICE =
+  'Airlock already closes case variants (deny rules match any case), ";" path parameters, double ' +
+  'percent-encoding, trailing dots and spaces, X-Original-URL/X-Rewrite-URL and method overrides; it ' +
+  'cannot see other names the upstream has for the same resource (another path, API version or alias), ' +
+  'query parameters that select it (?id=...) or bodies that name it (GraphQL, batch APIs). Prefer ' +
+  'allowing the paths the agent needs over denying the ones it must not reach';
 
 const IGNORE = /^#\s*airlock-lint-ignore:\s*([a-z-]+(?:\s*,\s*[a-z-]+)*)/;
 
@@ -233,6 +252,30 @@ export function lintPolicy(policy: CompiledPolicy): LintFinding[] {
           `APIs (${list}) that no deny rule of "${r.role}" covers; grant admin paths one by one, or deny them`,
       );
     }
+  }
+
+  // deny-carve-out: a deny inside a broader allow that applies to the same requests (same host,
+  // overlapping methods, the allow's paths reaching beyond the deny's).
+  for (const d of policy.policyRules) {
+    // The management pseudo-host is Airlock's own API, not an upstream that could read paths loosely.
+    if (d.effect !== 'deny' || d.host === API_HOST) continue;
+    const carvedFrom = policy.policyRules.filter(
+      (a) =>
+        a.effect === 'allow' &&
+        a.host === d.host &&
+        (a.method === d.method || a.method === '*' || d.method === '*') &&
+        (a.role === d.role || policy.inheritedRoles(a.role).includes(d.role)) &&
+        intersectPaths(a.pathPattern, d.pathPattern) !== null &&
+        coverage(region(a), [region(d)]).covered !== true,
+    );
+    if (carvedFrom.length === 0) continue;
+    add(
+      'deny-carve-out',
+      'warning',
+      d.line,
+      `deny carved out of the broader allow ${refs(carvedFrom)}: it holds only as far as the upstream ` +
+        `names the resource as "${d.path}" does. ${CARVE_OUT_ADVICE}`,
+    );
   }
 
   const ignored = suppressions(policy.source.policyText);

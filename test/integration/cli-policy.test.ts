@@ -101,6 +101,8 @@ describe('airlock policy check', { timeout: 180_000 }, () => {
     const lines = r.stdout.trimEnd().split('\n');
     const p = 'test/fixtures/policies/lint-findings/policy.csv';
     expect(lines.slice(0, -1).map((l) => l.replace(/: (error|warning): .*\[(.*)\]$/, ' $1 $2'))).toEqual([
+      `${p}:2 warning deny-carve-out`,
+      `${p}:3 warning deny-carve-out`,
       `${p}:7 error unknown-parent`,
       `${p}:10 warning shadowed-allow`,
       `${p}:13 warning unreachable-rule`,
@@ -108,10 +110,13 @@ describe('airlock policy check', { timeout: 180_000 }, () => {
       `${p}:17 error dangerous-allow`,
       `${p}:19 error dangerous-allow`,
     ]);
-    expect(lines[1]).toContain(
+    expect(lines[3]).toContain(
       'shadowed by broader deny rule policy.csv:2 (base: config.test:2379 /v3/auth/* *)',
     );
-    expect(lines.at(-1)).toMatch(/^FAIL: test\/fixtures\/policies\/lint-findings: 3 errors, 3 warnings/);
+    expect(lines[0]).toContain(
+      'deny carved out of the broader allow policy.csv:21 (analyst: config.test:2379 /v3/* GET)',
+    );
+    expect(lines.at(-1)).toMatch(/^FAIL: test\/fixtures\/policies\/lint-findings: 3 errors, 5 warnings/);
   });
 
   it('--json gives the same findings as data', async () => {
@@ -123,8 +128,10 @@ describe('airlock policy check', { timeout: 180_000 }, () => {
       warnings: number;
       findings: { line: number; id: string }[];
     };
-    expect(j).toMatchObject({ ok: false, errors: 3, warnings: 3 });
+    expect(j).toMatchObject({ ok: false, errors: 3, warnings: 5 });
     expect(j.findings.map((f) => `${f.line}:${f.id}`)).toEqual([
+      '2:deny-carve-out',
+      '3:deny-carve-out',
       '7:unknown-parent',
       '10:shadowed-allow',
       '13:unreachable-rule',
