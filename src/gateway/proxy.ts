@@ -337,6 +337,9 @@ export class EgressGateway {
     const outcome = await decide(x, session, 'forward', this.ctx);
     if (outcome.kind === 'refuse') return this.refuseRaw(socket, x, outcome);
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an upgrade'); // unreachable
+    // A channel outlives its handshake: a kill switch during the decision (DNS) must not open one.
+    const ended = this.identifier.stillLive(session, outcome.policyVersion);
+    if (ended) return this.refuseRaw(socket, x, ended);
     x.allow(outcome.rule, outcome.policyVersion);
     this.websockets.relay(req, socket, head, target, outcome.address, x, session);
   }

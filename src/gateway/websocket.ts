@@ -141,6 +141,11 @@ export class WebSockets {
     x: Exchange,
     session: GatewaySession,
   ): void {
+    if (socket.destroyed) {
+      // The sandbox went away (or was killed) while the handshake was being decided.
+      x.finish();
+      return;
+    }
     this.sessions.attachSocket(session.id, socket);
     this.open.add(socket);
     let up: Socket | null = null;

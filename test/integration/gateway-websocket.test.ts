@@ -48,6 +48,8 @@ const S: Sandbox = {
 const G: Sandbox = { id: 's-getter', cred: 'cred-getter-0123456789', address: '127.0.0.2', role: 'getter' };
 /** Role streamer, revoked by the kill switch in its test. */
 const K: Sandbox = { id: 's-killed', cred: 'cred-killed-0123456789', address: '127.0.0.3', role: 'streamer' };
+/** Role streamer, revoked while its handshake is being decided. */
+const R: Sandbox = { id: 's-racing', cred: 'cred-racing-0123456789', address: '127.0.0.5', role: 'streamer' };
 /** Role streamer, expired (TTL) in its test. */
 const T: Sandbox = {
   id: 's-expiring',
@@ -116,6 +118,21 @@ let sessions: SessionTable;
 let audit: MemoryAuditSink;
 let gateway: EgressGateway;
 let proxyPort: number;
+/** Name resolution the race test holds until the session is revoked. */
+let gate: GatedResolver;
+
+/** The gateway's resolver, except that names resolve only once `open()` was called. */
+class GatedResolver extends UpstreamResolver {
+  calls = 0;
+  open!: () => void;
+  private readonly opened = new Promise<void>((r) => (this.open = r));
+
+  override async resolve(host: string): ReturnType<UpstreamResolver['resolve']> {
+    this.calls++;
+    await this.opened;
+    return super.resolve(host);
+  }
+}
 
 const basic = (s: Sandbox): string => 'Basic ' + Buffer.from(`${s.id}:${s.cred}`).toString('base64');
 const plainUrl = (p: string): string => `http://stream.test:${plain.port}${p}`;
@@ -160,7 +177,7 @@ beforeAll(async () => {
   policy = await PolicyStore.open(policyDir, { watch: false });
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
   sessions = new SessionTable();
-  for (const x of [S, G, K, T]) register(x);
+  for (const x of [S, G, K, T, R]) register(x);
   audit = new MemoryAuditSink();
   gateway = new EgressGateway(
     withGatewayDefaults({
@@ -180,10 +197,12 @@ beforeAll(async () => {
     }),
   );
   proxyPort = (await gateway.listen(0, '127.0.0.1')).port;
+  gate = new GatedResolver(new DestinationPolicy(['127.0.0.0/8']), new Map([['stream.test', '127.0.0.1']]));
 });
 
 afterAll(async () => {
   await gateway?.close();
+  gate?.open();
   policy?.close();
   await plain?.close();
   await secure?.close();
@@ -465,6 +484,41 @@ describe('WebSocket over plain HTTP', () => {
     // And the session can open no new channel.
     const again = await refused(wsPlain(K, plainUrl('/ws')));
     expect([403, 407]).toContain(again.status);
+  });
+
+  it('a kill switch while the handshake is being decided opens no channel (403 session_expired)', async () => {
+    const racing = new EgressGateway(withGatewayDefaults({ policy, sessions, audit, resolver: gate }));
+    const port = (await racing.listen(0, '127.0.0.1')).port;
+    try {
+      const from = audit.events.length;
+      const before = plain.connections;
+      const ws = new WebSocket(plainUrl('/ws'), {
+        createConnection: () => net.connect({ host: '127.0.0.1', port, localAddress: R.address }) as never,
+        finishRequest: (req) => {
+          req.path = plainUrl('/ws');
+          req.setHeader('proxy-authorization', basic(R));
+          req.end();
+        },
+      });
+      const answer = refused(ws);
+      await until(() => gate.calls > 0, 'the decision to reach name resolution');
+      sessions.revoke(R.id);
+      gate.open();
+      const r = await answer;
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.body)).toMatchObject({ error: 'session_expired', sessionId: R.id });
+      expect(plain.connections).toBe(before);
+      expect(audit.events.slice(from)).toEqual([
+        expect.objectContaining({
+          sessionId: R.id,
+          method: 'WEBSOCKET',
+          reason: 'session_expired',
+          status: 403,
+        }),
+      ]);
+    } finally {
+      await racing.close();
+    }
   });
 
   it('TTL expiry closes an open channel (the gateway sweep revokes expired sessions)', async () => {
