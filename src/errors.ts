@@ -190,8 +190,9 @@ export class IsolationFailedError extends AirlockError {
  * body's `error` string, its HTTP status, and the `x-airlock-decision` header sent with it. These
  * are not API errors (no problem+json); docs/errors.md "Gateway answers" lists them and
  * `test/unit/errors.test.ts` keeps that table and this one in sync.
- * - `deny`: the gateway refused the call (policy, identity, request, destination): nothing reached
- *   the upstream; the audit event says `decision: "deny"`.
+ * - `deny`: the gateway refused the call (policy, identity, request, destination, a per-session
+ *   limit or a policy budget): nothing reached the upstream — except for `request_timeout` of a body
+ *   too slow or too long, whose upstream request was cut off; the audit event says `decision: "deny"`.
  * - `upstream-error`: the policy allowed the call but it failed on the way (the upstream could not be
  *   resolved or reached, timed out, or its certificate was refused); audited as `decision: "allow"`
  *   with reason `upstream_error` / `upstream_tls_error`.
@@ -206,6 +207,9 @@ export const GatewayAnswers = {
   bad_request: { status: 400, decision: 'deny' },
   not_supported: { status: 400, decision: 'deny' },
   ambiguous_request: { status: 400, decision: 'deny' },
+  request_timeout: { status: 408, decision: 'deny' },
+  limit_exceeded: { status: 429, decision: 'deny' },
+  budget_exceeded: { status: 429, decision: 'deny' },
   upstream_unreachable: { status: 502, decision: 'upstream-error' },
   upstream_tls_error: { status: 502, decision: 'upstream-error' },
   upstream_error: { status: 502, decision: 'upstream-error' },

@@ -22,6 +22,12 @@ export type DecisionOutcome = 'allow' | 'deny';
  *   in one event with `suppressed`.
  * - `tls_handshake_failed`: an intercepted CONNECT whose TLS handshake with the sandbox failed (a
  *   client offering only h2, a client that does not trust the installation CA); nothing was forwarded.
+ * - `limit_exceeded`: a per-session limit of the gateway (`gateway.limits.*`: concurrent requests,
+ *   connections, tunnels) was reached; answered 429 with `Retry-After`.
+ * - `budget_exceeded`: a budget of the policy (budgets.yaml: requests per minute, bytes out per hour)
+ *   is used up; answered 429 with `Retry-After`.
+ * - `client_timeout`: the client was too slow: request headers or the whole request not received in
+ *   time, or a request body below the minimum rate or over the maximum time; answered 408.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -37,6 +43,9 @@ export const DecisionReasons = [
   'destination_refused',
   'bad_request',
   'ambiguous_request',
+  'limit_exceeded',
+  'budget_exceeded',
+  'client_timeout',
   'tls_handshake_failed',
   'auth_backoff',
   'upstream_error',

@@ -30,6 +30,53 @@ export const upstreamTimeoutsSchema = z.object({
 /** Upstream timeouts with defaults applied. */
 export type UpstreamTimeouts = z.output<typeof upstreamTimeoutsSchema>;
 
+/**
+ * Per-session limits of the gateway (`gateway.limits.*`; docs/security.md "Fairness and limits"):
+ * one definition with its defaults, shared by the config file, the gateway process's settings
+ * (src/gateway-wire/config.ts) and `EgressGateway`'s options (src/gateway/options.ts). Counts are
+ * per session and per gateway replica; durations in ms; 0 turns a body check off.
+ */
+export const gatewayLimitsSchema = z
+  .object({
+    /** HTTP requests of one session being handled at once (plain and inside tunnels). @default 64 */
+    concurrentRequests: z.number().int().min(1).max(100_000).default(64),
+    /** Client connections one session may hold open to the gateway (tunnels included). @default 128 */
+    connections: z.number().int().min(1).max(100_000).default(128),
+    /** CONNECT tunnels one session may hold open (intercepted and passthrough). @default 64 */
+    tunnels: z.number().int().min(1).max(100_000).default(64),
+    /**
+     * Upstream connections one session may hold per upstream origin: each session has its own
+     * keep-alive pool per origin, so one session's slow requests never queue another's. @default 32
+     */
+    upstreamConnectionsPerOrigin: z.number().int().min(1).max(10_000).default(32),
+    /**
+     * Slowest request body the gateway waits for, in bytes/s averaged over `bodyRateWindowMs`
+     * (slow-upload / slowloris defence; time the upstream is not reading does not count). 0: off.
+     * @default 1024
+     */
+    bodyMinBytesPerSecond: z.number().int().min(0).default(1_024),
+    /** Window over which `bodyMinBytesPerSecond` is measured, in ms. @default 10000 */
+    bodyRateWindowMs: z.number().int().min(100).default(10_000),
+    /** Longest time a request body may take to arrive, in ms. 0: off. @default 600000 */
+    bodyMaxMs: z.number().int().min(0).default(600_000),
+    /** Time a client has to send a request's headers, in ms. @default 30000 */
+    clientHeadersTimeoutMs: z.number().int().min(100).default(30_000),
+    /**
+     * Time a client has to send a whole request (headers and body), in ms: Node's `requestTimeout`,
+     * a backstop behind `bodyMaxMs`. Must not be below `clientHeadersTimeoutMs`. @default 660000
+     */
+    clientRequestTimeoutMs: z.number().int().min(100).default(660_000),
+  })
+  .strict()
+  .refine((l) => l.clientRequestTimeoutMs >= l.clientHeadersTimeoutMs, {
+    message: 'clientRequestTimeoutMs must not be below clientHeadersTimeoutMs',
+    path: ['clientRequestTimeoutMs'],
+  });
+/** Per-session limits with defaults applied. */
+export type GatewayLimits = z.output<typeof gatewayLimitsSchema>;
+/** Per-session limits as written (every key optional). */
+export type GatewayLimitsInput = z.input<typeof gatewayLimitsSchema>;
+
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080');
@@ -195,6 +242,8 @@ export const configSchema = z
         allowPrivateCidrs: z.array(cidr).default([]),
         /** Upstream connect, response-headers and body-idle timeouts in ms (defaults above). */
         ...upstreamTimeoutsSchema.shape,
+        /** Per-session limits: concurrency, connections, tunnels, request bodies, client timeouts. */
+        limits: gatewayLimitsSchema.prefault({}),
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */

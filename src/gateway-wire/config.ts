@@ -7,6 +7,7 @@ import { z } from 'zod';
 import {
   GATEWAY_ADMIN_PORT,
   GATEWAY_PORT,
+  gatewayLimitsSchema,
   LEAF_CACHE_SIZE,
   upstreamTimeoutsSchema,
 } from '../config/schema.js';
@@ -28,6 +29,8 @@ export const gatewayServiceSchema = z.strictObject({
   allowPrivateCidrs: z.array(z.string()).default([]),
   /** Upstream timeouts in ms, defined with their defaults once in the config schema. */
   ...upstreamTimeoutsSchema.shape,
+  /** Per-session limits (`gateway.limits.*`), defined with their defaults once in the config schema. */
+  limits: gatewayLimitsSchema.prefault({}),
   /** HTTPS interception: the installation CA's directory (read-only; see src/pki/ca.ts). Unset: no interception. */
   caDir: z.string().min(1).optional(),
   /**

@@ -15,22 +15,38 @@
  *    path `/` → refuse `egress_denied` (`rule_deny` / `no_match`, the creator's hint when the creator
  *    denied);
  *    — and the overriding method as well when the request carries a method override (ambiguity.ts);
- * 5. the host is resolved once and every address checked (resolve.ts, DESIGN.md property 6) →
+ * 5. the policy's budgets (budgets.yaml; counters in budgets.ts): a call over a budget of its role
+ *    and host → refuse `budget_exceeded` (429, `Retry-After`, reason `budget_exceeded`); otherwise
+ *    the call is counted (requests now, body bytes as they flow: the outcome's `meter`);
+ * 6. the host is resolved once and every address checked (resolve.ts, DESIGN.md property 6) →
  *    refuse `destination_refused`, or `upstream_unreachable` when it does not resolve (a failure of
  *    an allowed call, audited as allow with reason `upstream_error`);
- * 6. outcome `allow` with the checked address to dial.
+ * 7. outcome `allow` with the checked address to dial.
+ *
+ * Per-session limits (limits.ts: requests in flight, connections, tunnels) are checked by the caller
+ * before step 1, right after identification.
  */
 import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
+import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
 import type { Exchange, Refusal } from './exchange.js';
 import type { UpstreamResolver } from './resolve.js';
 import { creatorDenyHint, denyHint, NO_POLICY_HINT, RESERVED_HOST_DETAIL } from './responses.js';
 
 /** What the gateway does with an identified call. */
 export type Outcome =
-  /** Forward to (or tunnel to) `address`, the resolved and checked upstream address. */
-  | { kind: 'allow'; rule: string | null; policyVersion: string; address: string }
+  /**
+   * Forward to (or tunnel to) `address`, the resolved and checked upstream address; `meter` counts
+   * the call's body bytes against its budgets (null: no bytes budget applies).
+   */
+  | {
+      kind: 'allow';
+      rule: string | null;
+      policyVersion: string;
+      address: string;
+      meter: BudgetMeter | null;
+    }
   /** Open the CONNECT tunnel and decide every request inside on its own. */
   | { kind: 'intercept'; policyVersion: string }
   | Refusal;
@@ -42,6 +58,8 @@ export type DecideMode = 'forward' | 'intercept';
 export interface DecideContext {
   policy: PolicySource;
   resolver: UpstreamResolver;
+  /** The budget counters (step 5); absent: budgets are not enforced (unit tests). */
+  budgets?: BudgetCounters;
 }
 
 function egressDenied(
@@ -69,10 +87,47 @@ function egressDenied(
   };
 }
 
+/** The 429 of a call over a budget (step 5): the deny body's fields plus the budget. */
+function budgetExceeded(
+  x: Exchange,
+  session: GatewaySession,
+  over: BudgetExceeded,
+  rule: string | null,
+  policyVersion: string,
+): Refusal {
+  const b = over.budget;
+  const figure =
+    over.what === 'requestsPerMinute'
+      ? `${b.requestsPerMinute} requests per minute`
+      : `${b.bytesOutPerHour} request-body bytes per hour`;
+  return {
+    kind: 'refuse',
+    reason: 'budget_exceeded',
+    rule,
+    policyVersion,
+    body: {
+      error: 'budget_exceeded',
+      sessionId: session.id,
+      role: session.role,
+      method: x.method,
+      url: x.url,
+      policyVersion,
+      budget: b.name,
+      retryAfterSeconds: over.retryAfterSeconds,
+      hint:
+        `Airlock egress policy allows this call, but budget "${b.name}" (${figure} for role ` +
+        `"${b.role}" on ${b.host === '*' ? 'every host' : b.host}, per ${b.per}) is used up. Retry ` +
+        `after ${over.retryAfterSeconds} s; a larger budget is a change to budgets.yaml in the policy repository.`,
+    },
+    headers: { 'retry-after': String(over.retryAfterSeconds) },
+  };
+}
+
 /**
  * Decides an identified call (see the module comment for the order of steps).
  * @param x the exchange, with its target set and `session` the identified session.
  * @param mode `intercept` only for a CONNECT the gateway will terminate itself.
+ * @param contentLength the request's declared body size (null: none declared), for bytes budgets.
  * @returns the outcome; never throws for a policy or DNS answer.
  */
 export async function decide(
@@ -80,6 +135,7 @@ export async function decide(
   session: GatewaySession,
   mode: DecideMode,
   ctx: DecideContext,
+  contentLength: number | null = null,
 ): Promise<Outcome> {
   const policy = ctx.policy.current();
   const version = policy?.version ?? null;
@@ -138,6 +194,14 @@ export async function decide(
     }
   }
 
+  let meter: BudgetMeter | null = null;
+  if (ctx.budgets && policy.budgets && policy.budgets.size > 0) {
+    const method = x.methodOverride ?? x.method;
+    const b = ctx.budgets.admit(policy.budgets, session, x.policyHost, method, contentLength);
+    if (!b.ok) return budgetExceeded(x, session, b, decision.rule, policy.version);
+    meter = b.meter;
+  }
+
   const resolution = await ctx.resolver.resolve(x.host);
   if (!resolution.ok) {
     if (resolution.reason === 'refused') {
@@ -165,5 +229,11 @@ export async function decide(
       },
     };
   }
-  return { kind: 'allow', rule: decision.rule, policyVersion: policy.version, address: resolution.address };
+  return {
+    kind: 'allow',
+    rule: decision.rule,
+    policyVersion: policy.version,
+    address: resolution.address,
+    meter,
+  };
 }

@@ -3,23 +3,104 @@
  * request streams to the checked upstream address through a keep-alive pool (TLS verified for
  * HTTPS) and the response streams back. Step 6: the exchange is finished (audited) when the
  * sandbox's response closes, with the bytes that flowed each way.
+ *
+ * The request body is watched (`gateway.limits.bodyMinBytesPerSecond`, `bodyMaxMs`): a body that
+ * trickles in, or takes too long in all, is cut off — the upstream call is aborted, the sandbox gets
+ * 408 `request_timeout` (when no response has started) and the connection is closed; audited with
+ * reason `client_timeout`. Each session dials through its own pool (upstream.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
+import type { GatewayLimits } from '../config/schema.js';
+import type { BudgetMeter } from './budgets.js';
 import type { Exchange } from './exchange.js';
 import { downstreamHeaders, upstreamHeaders } from './headers.js';
 import { sendJson, statusOf, type GatewayErrorBody } from './responses.js';
 import type { Target } from './target.js';
 import { errorCode, isTlsError, type UpstreamDispatchers } from './upstream.js';
 
+/** What {@link forward} needs besides the request: the pools and the body limits. */
+export interface ForwardContext {
+  upstream: UpstreamDispatchers;
+  limits: Pick<GatewayLimits, 'bodyMinBytesPerSecond' | 'bodyRateWindowMs' | 'bodyMaxMs'>;
+}
+
+/**
+ * Watches one request body: total time (`bodyMaxMs`) and the rate over each window
+ * (`bodyMinBytesPerSecond` over `bodyRateWindowMs`), counting only the time the gateway was waiting
+ * for the client (while the upstream is not reading, the client is not to blame).
+ */
+class BodyWatch {
+  /** The gateway is waiting for the client's next chunk (from the first pull of the upstream call). */
+  private pulling = false;
+  private pullSince = 0;
+  private pullMs = 0;
+  private windowBytes = 0;
+  private readonly rateTimer: NodeJS.Timeout | null;
+  private readonly maxTimer: NodeJS.Timeout | null;
+
+  constructor(
+    private readonly limits: ForwardContext['limits'],
+    private readonly cut: (detail: string) => void,
+  ) {
+    const { bodyMinBytesPerSecond: min, bodyRateWindowMs: windowMs, bodyMaxMs: maxMs } = limits;
+    this.rateTimer = min > 0 ? setInterval(() => this.check(), windowMs) : null;
+    this.maxTimer =
+      maxMs > 0
+        ? setTimeout(() => this.cut(`the request body did not arrive within ${maxMs} ms`), maxMs)
+        : null;
+    this.rateTimer?.unref();
+    this.maxTimer?.unref();
+  }
+
+  /** A chunk arrived; the gateway hands it on (and waits for the upstream to take it). */
+  received(bytes: number): void {
+    this.windowBytes += bytes;
+    const now = performance.now();
+    this.pullMs += now - this.pullSince;
+    this.pulling = false;
+  }
+
+  /** The upstream took the chunk: the gateway waits for the client again. */
+  waiting(): void {
+    this.pulling = true;
+    this.pullSince = performance.now();
+  }
+
+  private check(): void {
+    const now = performance.now();
+    const pulled = this.pullMs + (this.pulling ? now - this.pullSince : 0);
+    const bytes = this.windowBytes;
+    this.pullMs = 0;
+    this.windowBytes = 0;
+    if (this.pulling) this.pullSince = now;
+    // Judge only a window spent mostly waiting for the client.
+    if (pulled < this.limits.bodyRateWindowMs / 2) return;
+    const min = this.limits.bodyMinBytesPerSecond;
+    if (bytes < (min * pulled) / 1000) {
+      this.cut(
+        `the request body arrived at ${Math.round((bytes * 1000) / pulled)} bytes/s, below the ` +
+          `gateway's minimum of ${min} bytes/s (gateway.limits.bodyMinBytesPerSecond)`,
+      );
+    }
+  }
+
+  stop(): void {
+    if (this.rateTimer) clearInterval(this.rateTimer);
+    if (this.maxTimer) clearTimeout(this.maxTimer);
+  }
+}
+
 /**
  * Streams the call upstream with undici's dispatch() handler API: response head and chunks go
  * straight into `res` (no intermediate Readable, promise or AbortController per request; measured
  * in bench/README.md). Failures before the response starts are answered with the catalogue's
  * `upstream_*` bodies (502/504, `x-airlock-decision: upstream-error`); after it started, the
- * response is destroyed. `x` must already record the allow (Exchange.allow).
+ * response is destroyed. `x` must already record the allow (Exchange.allow) and its session.
  * @param address the resolved and checked upstream address (decide.ts); the name is not resolved again.
+ * @param meter the budgets the call counts against (bytes out), or null.
  */
 export function forward(
   req: IncomingMessage,
@@ -27,11 +108,16 @@ export function forward(
   target: Target,
   address: string,
   x: Exchange,
-  upstream: UpstreamDispatchers,
+  ctx: ForwardContext,
+  meter: BudgetMeter | null = null,
 ): void {
   let controller: Dispatcher.DispatchController | null = null;
   let gone = false;
+  /** The body was cut off (too slow or too long): the answer is the gateway's 408. */
+  let cutOff = false;
+  let watch: BodyWatch | null = null;
   res.once('close', () => {
+    watch?.stop();
     if (!res.writableFinished) {
       gone = true; // the sandbox went away (or was killed)
       controller?.abort(new Error('client closed'));
@@ -39,20 +125,57 @@ export function forward(
     x.finish();
   });
 
+  const cut = (detail: string): void => {
+    if (cutOff || gone || res.writableFinished) return;
+    cutOff = true;
+    watch?.stop();
+    x.refuse({
+      kind: 'refuse',
+      reason: 'client_timeout',
+      rule: x.rule,
+      policyVersion: x.policyVersion,
+      body: { error: 'request_timeout', detail, sessionId: x.session?.id ?? null },
+    });
+    controller?.abort(new Error('request body cut off'));
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.shouldKeepAlive = false; // the rest of the body is not read: close after the answer
+    sendJson(res, { error: 'request_timeout', detail, sessionId: x.session?.id ?? null });
+  };
+
   const cl = req.headers['content-length'];
   const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
-  const body = hasBody
-    ? (async function* () {
+  let body: AsyncGenerator<Buffer> | null = null;
+  if (hasBody) {
+    const w = (watch = new BodyWatch(ctx.limits, cut));
+    body = (async function* () {
+      w.waiting();
+      try {
         for await (const chunk of req) {
-          x.bytesOut += (chunk as Buffer).length;
+          const n = (chunk as Buffer).length;
+          w.received(n);
+          x.bytesOut += n;
+          meter?.addBytesOut(n);
           yield chunk as Buffer;
+          w.waiting();
         }
-      })()
-    : null;
-  if (!hasBody) req.resume();
+      } finally {
+        w.stop();
+      }
+    })();
+  } else req.resume();
 
-  const { dispatcher, origin } = upstream.forTarget(target.scheme, address, target.port, target.host);
+  const { dispatcher, origin } = ctx.upstream.forTarget(
+    target.scheme,
+    address,
+    target.port,
+    target.host,
+    x.session?.id ?? '',
+  );
   const fail = (err: Error): void => {
+    if (cutOff) return;
     const tlsFailure = isTlsError(err);
     x.reason = tlsFailure ? 'upstream_tls_error' : 'upstream_error';
     if (gone) return;
@@ -90,10 +213,10 @@ export function forward(
       {
         onRequestStart(c) {
           controller = c;
-          if (gone) c.abort(new Error('client closed'));
+          if (gone || cutOff) c.abort(new Error('client closed'));
         },
         onResponseStart(_c, statusCode, headers) {
-          if (statusCode < 200) return; // 1xx: not relayed
+          if (statusCode < 200 || cutOff) return; // 1xx: not relayed
           x.status = statusCode;
           res.writeHead(
             statusCode,

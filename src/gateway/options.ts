@@ -5,7 +5,13 @@
  * src/config/schema.ts); the gateway itself never defaults anything.
  */
 import type { AuditSink } from '../audit/event.js';
-import { upstreamTimeoutsSchema, type UpstreamTimeouts } from '../config/schema.js';
+import {
+  gatewayLimitsSchema,
+  upstreamTimeoutsSchema,
+  type GatewayLimits,
+  type GatewayLimitsInput,
+  type UpstreamTimeouts,
+} from '../config/schema.js';
 import type { PolicySource } from '../policy/types.js';
 import type { UpstreamResolver } from './resolve.js';
 import type { SessionTable } from './sessions.js';
@@ -21,8 +27,6 @@ export interface InterceptOptions {
 
 /** Idle keep-alive time of sandbox connections, ms (Node's default of 5 s makes clients reconnect). */
 export const CLIENT_KEEP_ALIVE_MS = 60_000;
-/** Time a sandbox has to send a request's headers, ms. */
-export const CLIENT_HEADERS_TIMEOUT_MS = 30_000;
 
 /** Options as a caller gives them. Durations in ms. */
 export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
@@ -36,14 +40,23 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
   upstreamCaPem?: string;
   /** HTTPS interception. Without it, CONNECT is only ever a passthrough tunnel granted by a rule. */
   intercept?: InterceptOptions;
+  /**
+   * Per-session limits and client timeouts (`gateway.limits.*`, docs/config.md); each key optional,
+   * defaults from the config schema's `gatewayLimitsSchema`.
+   */
+  limits?: GatewayLimitsInput;
 }
 
 /** Options with every default applied: what `EgressGateway` takes. */
-export type GatewayOptions = Omit<GatewayOptionsInput, keyof UpstreamTimeouts | 'clientKeepAliveMs'> &
-  UpstreamTimeouts & { clientKeepAliveMs: number };
+export type GatewayOptions = Omit<
+  GatewayOptionsInput,
+  keyof UpstreamTimeouts | 'clientKeepAliveMs' | 'limits'
+> &
+  UpstreamTimeouts & { clientKeepAliveMs: number; limits: GatewayLimits };
 
 /**
- * Applies the defaults. @throws ZodError when a duration is not a positive integer (ms).
+ * Applies the defaults. @throws ZodError when a duration is not a positive integer (ms) or a limit
+ * is out of range (its path names the key inside `limits`, e.g. `clientRequestTimeoutMs`).
  */
 export function withGatewayDefaults(input: GatewayOptionsInput): GatewayOptions {
   const timeouts = upstreamTimeoutsSchema.parse({
@@ -51,5 +64,10 @@ export function withGatewayDefaults(input: GatewayOptionsInput): GatewayOptions 
     headersTimeoutMs: input.headersTimeoutMs,
     bodyTimeoutMs: input.bodyTimeoutMs,
   });
-  return { ...input, ...timeouts, clientKeepAliveMs: input.clientKeepAliveMs ?? CLIENT_KEEP_ALIVE_MS };
+  return {
+    ...input,
+    ...timeouts,
+    clientKeepAliveMs: input.clientKeepAliveMs ?? CLIENT_KEEP_ALIVE_MS,
+    limits: gatewayLimitsSchema.parse(input.limits ?? {}),
+  };
 }

@@ -25,9 +25,11 @@ import type { GatewaySession } from '../gateway-wire/session.js';
 import { methodOverrideOf } from './ambiguity.js';
 import { decide, type DecideContext } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
-import { forward } from './forward.js';
+import { BudgetCounters } from './budgets.js';
+import { forward, type ForwardContext } from './forward.js';
 import { identityRefusal, Identifier } from './identify.js';
-import { CLIENT_HEADERS_TIMEOUT_MS, type GatewayOptions } from './options.js';
+import { SessionLimits } from './limits.js';
+import type { GatewayOptions } from './options.js';
 import { sendJson, sendRawJson } from './responses.js';
 import { normalizeRemoteAddress } from './sessions.js';
 import {
@@ -67,11 +69,15 @@ export class EgressGateway {
   private readonly websockets: WebSockets;
   private readonly ctx: DecideContext;
   private readonly passthrough: ReadonlySet<string>;
+  /** Per-session limits (limits.ts): requests in flight, connections, tunnels. */
+  private readonly limits: SessionLimits;
+  private readonly fwd: ForwardContext;
 
   /** @param opts options with defaults applied ({@link withGatewayDefaults}). */
   constructor(private readonly opts: GatewayOptions) {
     this.passthrough = new Set(opts.intercept?.passthrough ?? []);
-    this.ctx = { policy: opts.policy, resolver: opts.resolver };
+    this.ctx = { policy: opts.policy, resolver: opts.resolver, budgets: new BudgetCounters() };
+    this.limits = new SessionLimits(opts.limits);
     this.identifier = new Identifier(opts.sessions, (address, session, suppressed) => {
       // One event for the refusals of an authentication backoff that were not audited one by one.
       const x = this.exchange('UNKNOWN', 'http', session);
@@ -86,15 +92,30 @@ export class EgressGateway {
       headersTimeoutMs: opts.headersTimeoutMs,
       bodyTimeoutMs: opts.bodyTimeoutMs,
       ...(opts.upstreamCaPem ? { extraCaPem: opts.upstreamCaPem } : {}),
+      connectionsPerSessionOrigin: opts.limits.upstreamConnectionsPerOrigin,
+      isLive: (id) => opts.sessions.isLive(id),
     });
+    this.fwd = { upstream: this.upstream, limits: opts.limits };
     const serverOptions: http.ServerOptions = {
       keepAliveTimeout: opts.clientKeepAliveMs,
-      requestTimeout: 0,
-      headersTimeout: CLIENT_HEADERS_TIMEOUT_MS,
+      // Client timeouts (gateway.limits): Node answers through 'clientError' (408 request_timeout).
+      requestTimeout: opts.limits.clientRequestTimeoutMs,
+      headersTimeout: opts.limits.clientHeadersTimeoutMs,
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(1_000, Math.floor(opts.limits.clientHeadersTimeoutMs / 4)),
+      ),
       requireHostHeader: true,
       joinDuplicateHeaders: false,
     };
     this.server = http.createServer(serverOptions);
+    // Connections count against the session registered at their source address (limits.ts).
+    this.server.on('connection', (socket: Socket) =>
+      this.limits.connectionOpened(
+        socket,
+        this.opts.sessions.atAddress(normalizeRemoteAddress(socket.remoteAddress)),
+      ),
+    );
     this.inner = http.createServer(serverOptions);
     this.tunnels = new Tunnels(opts.sessions, this.inner, opts.connectTimeoutMs);
     this.websockets = new WebSockets(opts.sessions, this.upstream, {
@@ -159,6 +180,11 @@ export class EgressGateway {
     // A malformed request or an ended session: do not keep the connection for another request.
     const e = r.body.error;
     if (e === 'bad_request' || e === 'ambiguous_request' || e === 'session_expired')
+      res.shouldKeepAlive = false;
+    // A body still arriving (a denied 1 GB upload) is not waited for: the connection closes as soon
+    // as the answer is written, whatever the client is still sending (issue 13). So does a
+    // connection accepted over its session's connection limit.
+    if (!req.complete || (e === 'limit_exceeded' && r.body.limit === 'connections'))
       res.shouldKeepAlive = false;
     x.refuse(r);
     sendJson(res, r.body, r.headers);
@@ -231,11 +257,15 @@ export class EgressGateway {
     x: Exchange,
     session: GatewaySession,
   ): Promise<void> {
-    const outcome = await decide(x, session, 'forward', this.ctx);
+    const over = this.limits.admitRequest(session, req.socket, x.policyVersion);
+    if (over) return this.refuse(req, res, x, over);
+    res.once('close', () => this.limits.releaseRequest(session.id));
+    const cl = req.headers['content-length'];
+    const outcome = await decide(x, session, 'forward', this.ctx, cl === undefined ? null : Number(cl));
     if (outcome.kind === 'refuse') return this.refuse(req, res, x, outcome);
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an HTTP request'); // unreachable
     x.allow(outcome.rule, outcome.policyVersion);
-    forward(req, res, target, outcome.address, x, this.upstream);
+    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter);
   }
 
   /** CONNECT: identified like plain HTTP, then intercepted or (granted passthrough) relayed. */
@@ -261,6 +291,8 @@ export class EgressGateway {
     const id = this.identifier.identify(address, req.headers['proxy-authorization'], socket);
     x.session = id.session;
     if (!id.ok) return this.refuseRaw(socket, x, identityRefusal(id, x.policyVersion));
+    const overLimit = this.limits.admitTunnel(id.session, socket, x.policyVersion);
+    if (overLimit) return this.refuseRaw(socket, x, overLimit);
 
     const leaves = this.opts.intercept?.leaves;
     const mode = leaves && !this.passthrough.has(t.policyHost) ? 'intercept' : 'forward';
@@ -373,12 +405,38 @@ export class EgressGateway {
     });
   }
 
+  /**
+   * A client too slow with its request headers (`gateway.limits.clientHeadersTimeoutMs`) or whole
+   * request (`clientRequestTimeoutMs`): 408 `request_timeout`, audited with reason `client_timeout`,
+   * and the connection closed.
+   */
+  private clientTimeout(socket: Socket): void {
+    const session = this.opts.sessions.atAddress(normalizeRemoteAddress(socket.remoteAddress));
+    const x = this.exchange('UNKNOWN', 'http', session);
+    this.refuseRaw(socket, x, {
+      kind: 'refuse',
+      reason: 'client_timeout',
+      rule: null,
+      policyVersion: x.policyVersion,
+      body: {
+        error: 'request_timeout',
+        detail:
+          'the request was not received in time (gateway.limits.clientHeadersTimeoutMs / clientRequestTimeoutMs)',
+        sessionId: session?.id ?? null,
+      },
+    });
+  }
+
   /** A request Node's parser refused (bad framing, oversized headers): 400 and an audit event. */
   private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // A response in progress (a request being forwarded): its exchange audits itself; never write
+    // a second answer into it.
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight) {
       socket.destroy();
       return;
     }
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return this.clientTimeout(socket);
     const tunnel = this.tunnels.of(socket);
     const session =
       tunnel?.session ?? this.opts.sessions.atAddress(normalizeRemoteAddress(socket.remoteAddress));

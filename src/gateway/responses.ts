@@ -23,13 +23,33 @@ export interface DenyBody {
 
 /** Every other answer of the gateway: a stable `error` string and a sentence for people. */
 export interface GatewayErrorBody {
-  error: Exclude<GatewayAnswer, 'egress_denied'>;
+  error: Exclude<GatewayAnswer, 'egress_denied' | 'budget_exceeded'>;
   detail: string;
   sessionId?: string | null;
+  /** `limit_exceeded` only: which per-session limit (`concurrentRequests`, `connections`, `tunnels`). */
+  limit?: string;
+}
+
+/**
+ * A budget of the policy is used up (budgets.yaml; 429 with `Retry-After`): the deny body's fields,
+ * plus the budget's name and when it renews.
+ */
+export interface BudgetBody {
+  error: 'budget_exceeded';
+  sessionId: string;
+  role: string;
+  method: string;
+  url: string;
+  policyVersion: string | null;
+  /** The budget's `name` in budgets.yaml. */
+  budget: string;
+  /** Seconds until the budget's window renews (also the `Retry-After` header). */
+  retryAfterSeconds: number;
+  hint: string;
 }
 
 /** What the gateway may send as a body of its own. */
-export type GatewayBody = DenyBody | GatewayErrorBody;
+export type GatewayBody = DenyBody | GatewayErrorBody | BudgetBody;
 
 /**
  * The deny body as sent: the contract's fields plus those of a Kubernetes `Status` object
@@ -117,6 +137,8 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   407: 'Proxy Authentication Required',
+  408: 'Request Timeout',
+  429: 'Too Many Requests',
   502: 'Bad Gateway',
   504: 'Gateway Timeout',
 };

@@ -154,6 +154,7 @@ export async function startGatewayService(
       connectTimeoutMs: cfg.connectTimeoutMs,
       headersTimeoutMs: cfg.headersTimeoutMs,
       bodyTimeoutMs: cfg.bodyTimeoutMs,
+      limits: cfg.limits,
       ...(upstreamCaPem ? { upstreamCaPem } : {}),
       ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
     }),

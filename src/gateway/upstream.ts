@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { Agent, Pool, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 
 /** Upstream timeouts and pool sizes. Durations in ms. */
 export interface UpstreamOptions {
@@ -9,10 +9,17 @@ export interface UpstreamOptions {
   bodyTimeoutMs: number;
   /** Extra CA certificates (PEM) trusted for upstream TLS besides the system roots. */
   extraCaPem?: string;
-  /** Connections per upstream origin. @default 128 */
-  connectionsPerOrigin?: number;
-  /** HTTPS pools kept (one per address+port+server name); least recently used are closed. @default 256 */
-  maxTlsPools?: number;
+  /**
+   * Connections one session may hold to one upstream origin (`gateway.limits.upstreamConnectionsPerOrigin`):
+   * the size of each session's own pool. @default 32
+   */
+  connectionsPerSessionOrigin?: number;
+  /** Pools kept at most (one per session and origin); the least recently used idle ones are closed. @default 4096 */
+  maxPools?: number;
+  /** A pool unused this long (and with nothing in flight) is closed, ms. @default 30000 */
+  poolIdleMs?: number;
+  /** Whether a session is still live; pools of ended sessions are destroyed by the sweep. */
+  isLive?: (sessionId: string) => boolean;
 }
 
 /** TLS verification failures (OpenSSL / Node codes) that mean "the upstream certificate is not acceptable". */
@@ -50,69 +57,137 @@ export function errorCode(err: unknown): string {
   return code;
 }
 
+interface PoolEntry {
+  pool: Pool;
+  sessionId: string;
+  /** Date.now() of the last call handed to the pool. */
+  lastUsed: number;
+}
+
 /**
  * Dispatchers for upstream calls, always to an already-checked IP address (DESIGN.md property 6):
- * plain HTTP through one keep-alive Agent keyed by `http://ip:port`; HTTPS through one Pool per
- * (address, port, server name), verifying the certificate against the system roots plus the
- * configured extra CAs for the *name* (SNI and hostname check), while dialling the address.
+ * one keep-alive undici `Pool` per (session, scheme, address, port, server name), with at most
+ * `connectionsPerSessionOrigin` connections. A session's requests queue only behind its own: one
+ * session holding every connection of its pool (slow uploads, slow responses) cannot delay another
+ * session's calls to the same upstream (issue 13, "One session can starve every other session").
+ * HTTPS pools verify the certificate against the system roots plus the configured extra CAs for the
+ * *name* (SNI and hostname check), while dialling the address.
+ *
+ * Memory follows activity: a sweep closes pools idle for `poolIdleMs` and destroys those of ended
+ * sessions; beyond `maxPools` the least recently used pool is closed (gracefully: its calls in
+ * flight finish).
  */
 export class UpstreamDispatchers {
-  private readonly http: Agent;
-  private readonly tlsPools = new Map<string, Pool>();
+  private readonly pools = new Map<string, PoolEntry>();
   private readonly ca: string[];
   private readonly secureContext: tls.SecureContext;
+  private readonly perSession: number;
+  private readonly maxPools: number;
+  private readonly idleMs: number;
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: UpstreamOptions) {
-    this.http = new Agent({
-      connectTimeout: opts.connectTimeoutMs,
-      headersTimeout: opts.headersTimeoutMs,
-      bodyTimeout: opts.bodyTimeoutMs,
-      keepAliveTimeout: 4_000,
-      connections: opts.connectionsPerOrigin ?? 128,
-    });
+    this.perSession = opts.connectionsPerSessionOrigin ?? 32;
+    this.maxPools = opts.maxPools ?? 4_096;
+    this.idleMs = opts.poolIdleMs ?? 30_000;
     this.ca = [...tls.getCACertificates('default'), ...(opts.extraCaPem ? [opts.extraCaPem] : [])];
     // One trust store for every upstream connection: passing `ca` per connection makes Node rebuild
     // the store (265 roots) each time, 16-27 ms of CPU on the only thread (bench/README.md).
     this.secureContext = tls.createSecureContext({ ca: this.ca });
+    this.sweeper = setInterval(() => this.sweep(), Math.max(1_000, Math.min(this.idleMs, 10_000)));
+    this.sweeper.unref();
   }
 
-  /** The dispatcher and origin for a call to `address:port` (IPv6 unbracketed). */
+  /**
+   * The dispatcher and origin for a call of `sessionId` to `address:port` (IPv6 unbracketed).
+   * @param servername the upstream's name: SNI and certificate check for HTTPS.
+   */
   forTarget(
     scheme: 'http' | 'https',
     address: string,
     port: number,
     servername: string,
+    sessionId: string,
   ): { dispatcher: Dispatcher; origin: string } {
     const host = address.includes(':') ? `[${address}]` : address;
-    if (scheme === 'http') return { dispatcher: this.http, origin: `http://${host}:${port}` };
-    const key = `${address}|${port}|${servername}`;
-    let pool = this.tlsPools.get(key);
-    if (pool) {
-      this.tlsPools.delete(key);
-      this.tlsPools.set(key, pool);
-    } else {
-      pool = new Pool(`https://${host}:${port}`, {
-        connect: {
-          servername,
-          secureContext: this.secureContext,
-          rejectUnauthorized: true,
-          timeout: this.opts.connectTimeoutMs,
-          ALPNProtocols: ['http/1.1'],
-        },
-        headersTimeout: this.opts.headersTimeoutMs,
-        bodyTimeout: this.opts.bodyTimeoutMs,
-        keepAliveTimeout: 4_000,
-        connections: this.opts.connectionsPerOrigin ?? 128,
-      });
-      this.tlsPools.set(key, pool);
-      const max = this.opts.maxTlsPools ?? 256;
-      while (this.tlsPools.size > max) {
-        const [oldKey, oldPool] = this.tlsPools.entries().next().value as [string, Pool];
-        this.tlsPools.delete(oldKey);
-        void oldPool.close();
+    const origin = `${scheme}://${host}:${port}`;
+    const key = scheme === 'http' ? `${sessionId}|${origin}` : `${sessionId}|${origin}|${servername}`;
+    const now = Date.now();
+    let entry = this.pools.get(key);
+    if (entry === undefined) {
+      entry = { pool: this.newPool(scheme, origin, servername), sessionId, lastUsed: now };
+      this.pools.set(key, entry);
+      if (this.pools.size > this.maxPools) this.evictLeastRecentlyUsed();
+    } else entry.lastUsed = now;
+    return { dispatcher: entry.pool, origin };
+  }
+
+  private newPool(scheme: 'http' | 'https', origin: string, servername: string): Pool {
+    return new Pool(origin, {
+      connect:
+        scheme === 'https'
+          ? {
+              servername,
+              secureContext: this.secureContext,
+              rejectUnauthorized: true,
+              timeout: this.opts.connectTimeoutMs,
+              ALPNProtocols: ['http/1.1'],
+            }
+          : { timeout: this.opts.connectTimeoutMs },
+      headersTimeout: this.opts.headersTimeoutMs,
+      bodyTimeout: this.opts.bodyTimeoutMs,
+      keepAliveTimeout: 4_000,
+      connections: this.perSession,
+    });
+  }
+
+  private evictLeastRecentlyUsed(): void {
+    let oldestKey: string | null = null;
+    let oldest = Infinity;
+    for (const [k, e] of this.pools) {
+      if (e.lastUsed < oldest) {
+        oldest = e.lastUsed;
+        oldestKey = k;
       }
     }
-    return { dispatcher: pool, origin: `https://${host}:${port}` };
+    if (oldestKey === null) return;
+    const e = this.pools.get(oldestKey)!;
+    this.pools.delete(oldestKey);
+    void e.pool.close(); // calls in flight finish; new ones get a new pool
+  }
+
+  /** Closes idle pools and destroys the pools of sessions that ended. @returns pools removed. */
+  sweep(now = Date.now()): number {
+    let n = 0;
+    for (const [k, e] of this.pools) {
+      if (this.opts.isLive && !this.opts.isLive(e.sessionId)) {
+        this.pools.delete(k);
+        void e.pool.destroy().catch(() => undefined);
+        n++;
+      } else if (now - e.lastUsed >= this.idleMs) {
+        const { running, pending } = e.pool.stats;
+        if (running === 0 && pending === 0) {
+          this.pools.delete(k);
+          void e.pool.close().catch(() => undefined);
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Destroys every pool of `sessionId` (kill switch): its upstream calls in flight are aborted. */
+  closeSession(sessionId: string): void {
+    for (const [k, e] of this.pools) {
+      if (e.sessionId !== sessionId) continue;
+      this.pools.delete(k);
+      void e.pool.destroy().catch(() => undefined);
+    }
+  }
+
+  /** Pools open now (tests, metrics). */
+  get size(): number {
+    return this.pools.size;
   }
 
   /**
@@ -130,7 +205,9 @@ export class UpstreamDispatchers {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.http.close(), ...[...this.tlsPools.values()].map((p) => p.close())]);
-    this.tlsPools.clear();
+    clearInterval(this.sweeper);
+    const pools = [...this.pools.values()].map((e) => e.pool.close());
+    this.pools.clear();
+    await Promise.all(pools);
   }
 }

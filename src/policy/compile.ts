@@ -16,6 +16,7 @@
  * same rule Casbin's deny-overrides effect names, in O(path depth) instead of O(rules on the host).
  * Small buckets are scanned linearly (faster below the threshold, and allocation-free).
  */
+import { NO_BUDGETS, parseBudgets, type BudgetSet } from './budgets.js';
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 import { foldPathCase, hasUpperCase, isNormalizedPath } from '../request/normalize.js';
 import {
@@ -121,6 +122,8 @@ export interface SnapshotSource {
   readonly dir: string | null;
   readonly modelText: string;
   readonly policyText: string;
+  /** budgets.yaml's text, or null/absent when the policy has none (src/policy/budgets.ts). */
+  readonly budgetsText?: string | null;
 }
 
 /**
@@ -296,6 +299,8 @@ export class CompiledPolicy implements PolicySnapshot {
   /** The `g` lines, in file order. */
   readonly roleLinks: readonly RoleLink[];
   readonly source: SnapshotSource;
+  /** The budgets of budgets.yaml (empty without one), validated against this policy's roles. */
+  readonly budgets: BudgetSet;
   /**
    * Every (role, host key) bucket in one map ({@link exactKey}, {@link wildKey}): one hash lookup per
    * host kind instead of role → host maps (fewer cache misses on large policies).
@@ -342,6 +347,10 @@ export class CompiledPolicy implements PolicySnapshot {
       roles.add(l.parent);
     }
     this.roles = roles;
+    this.budgets =
+      foldDenies && source.budgetsText !== undefined && source.budgetsText !== null
+        ? parseBudgets(source.budgetsText, roles)
+        : NO_BUDGETS;
     this.#ancestors = ancestorsOf(roles, parsed.links);
     this.#methodIds = new Map([['*', STAR_ID]]);
     for (const r of parsed.rules)

@@ -15,6 +15,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PolicyError } from '../errors.js';
 import type { CompiledPolicy } from './compile.js';
+import { BUDGETS_FILE } from './budgets.js';
 import { POLICY_FILE } from './csv.js';
 import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
 import { MODEL_FILE } from './model.js';
@@ -225,9 +226,9 @@ export class GitPolicySource implements PolicySource {
     this.#lastTried = sha;
     const context = { url: this.url, ref: this.ref, commit: sha };
     try {
-      const { modelText, policyText, tests } = await this.#readCommit(sha);
+      const { modelText, policyText, budgetsText, tests } = await this.#readCommit(sha);
       const changed = this.#held.accept(
-        { modelText, policyText, tests, version: sha.slice(0, 12) },
+        { modelText, policyText, budgetsText, tests, version: sha.slice(0, 12) },
         context,
         () => {
           this.#commit = sha;
@@ -266,10 +267,16 @@ export class GitPolicySource implements PolicySource {
     await this.#run(['init', '--bare', '--quiet', this.cacheDir], path.dirname(this.cacheDir));
   }
 
-  /** Reads model.conf, policy.csv and tests/*.y(a)ml of `subdir` at `sha` from git objects. */
-  async #readCommit(
-    sha: string,
-  ): Promise<{ modelText: string; policyText: string; tests: PolicyTestFile[] }> {
+  /**
+   * Reads model.conf, policy.csv, budgets.yaml (optional) and tests/*.y(a)ml of `subdir` at `sha`
+   * from git objects.
+   */
+  async #readCommit(sha: string): Promise<{
+    modelText: string;
+    policyText: string;
+    budgetsText: string | null;
+    tests: PolicyTestFile[];
+  }> {
     const tree = this.subdir === '.' ? `${sha}^{tree}` : `${sha}:${this.subdir}`;
     let listing: Buffer;
     try {
@@ -303,14 +310,16 @@ export class GitPolicySource implements PolicySource {
         return !base.includes('/') && !base.startsWith('.') && /\.ya?ml$/.test(base);
       })
       .sort();
-    const [modelText, policyText, ...texts] = await Promise.all([
+    const [modelText, policyText, budgetsText, ...texts] = await Promise.all([
       blob(MODEL_FILE),
       blob(POLICY_FILE),
+      entries.has(BUDGETS_FILE) ? blob(BUDGETS_FILE) : null,
       ...testNames.map((n) => blob(n)),
     ]);
     return {
-      modelText,
-      policyText,
+      modelText: modelText as string,
+      policyText: policyText as string,
+      budgetsText,
       tests: testNames.map((file, i) => ({ file, text: texts[i] as string })),
     };
   }

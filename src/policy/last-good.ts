@@ -3,7 +3,8 @@
  * source (a watched directory, {@link PolicyStore}; a followed Git ref, {@link GitPolicySource}).
  *
  * A source reads candidate files its own way (filesystem, git objects) and offers them here. A
- * candidate becomes the policy in force only when model.conf and policy.csv validate and compile and
+ * candidate becomes the policy in force only when model.conf, policy.csv (and budgets.yaml, when
+ * present) validate and compile and
  * every `tests/*.yaml` case passes; the swap is one reference assignment, so a concurrent decision
  * uses whichever whole snapshot it fetched. Any failure keeps the previous snapshot and is recorded
  * as `lastError()`. Attempts run one at a time ({@link LastKnownGood.serialize}).
@@ -45,6 +46,8 @@ export interface PolicyCandidate {
   modelText: string;
   /** policy.csv's text. */
   policyText: string;
+  /** budgets.yaml's text, or null/absent when the policy has none. */
+  budgetsText?: string | null;
   /** tests/*.yaml (names relative to the policy directory), run against the compiled candidate. */
   tests: readonly PolicyTestFile[];
   /** Recorded as the snapshot's source directory. */
@@ -120,6 +123,7 @@ export class LastKnownGood {
     const snapshot = compilePolicy(candidate.modelText, candidate.policyText, {
       ...(candidate.dir !== undefined ? { dir: candidate.dir } : {}),
       ...(candidate.version !== undefined ? { version: candidate.version } : {}),
+      budgetsText: candidate.budgetsText ?? null,
     });
     const report = runPolicyTestFiles(snapshot, candidate.tests);
     assertPolicyTestsPass(report);

@@ -5,35 +5,42 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PolicyError } from '../errors.js';
+import { BUDGETS_FILE } from './budgets.js';
 import { CompiledPolicy } from './compile.js';
 import { POLICY_FILE, parsePolicyCsv } from './csv.js';
 import { MODEL_FILE, validateModel } from './model.js';
 
 /**
  * Content version: the first 12 hex digits of SHA-256 over model.conf's bytes followed by
- * policy.csv's bytes.
+ * policy.csv's bytes, and, when the policy has one, a separator and budgets.yaml's bytes (a policy
+ * without budgets keeps the version it had before budgets existed).
  */
-export function policyVersion(modelText: string, policyText: string): string {
-  return createHash('sha256').update(modelText).update(policyText).digest('hex').slice(0, 12);
+export function policyVersion(modelText: string, policyText: string, budgetsText?: string | null): string {
+  const h = createHash('sha256').update(modelText).update(policyText);
+  if (budgetsText !== undefined && budgetsText !== null) h.update(`\0${BUDGETS_FILE}\0`).update(budgetsText);
+  return h.digest('hex').slice(0, 12);
 }
 
 /**
  * Validates and compiles policy text (no filesystem access).
  * @param opts.dir recorded as the snapshot's source directory.
  * @param opts.version overrides the content hash (e.g. a git commit SHA).
- * @throws PolicyError located at `model.conf:LINE` or `policy.csv:LINE`.
+ * @param opts.budgetsText budgets.yaml's text (src/policy/budgets.ts); absent/null: no budgets.
+ * @throws PolicyError located at `model.conf:LINE`, `policy.csv:LINE` or `budgets.yaml:LINE`.
  */
 export function compilePolicy(
   modelText: string,
   policyText: string,
-  opts: { dir?: string; version?: string } = {},
+  opts: { dir?: string; version?: string; budgetsText?: string | null } = {},
 ): CompiledPolicy {
   validateModel(modelText);
   const parsed = parsePolicyCsv(policyText);
-  return new CompiledPolicy(parsed, opts.version ?? policyVersion(modelText, policyText), {
+  const budgetsText = opts.budgetsText ?? null;
+  return new CompiledPolicy(parsed, opts.version ?? policyVersion(modelText, policyText, budgetsText), {
     dir: opts.dir ?? null,
     modelText,
     policyText,
+    budgetsText,
   });
 }
 
@@ -47,26 +54,44 @@ async function readPolicyFile(dir: string, name: string): Promise<string> {
   }
 }
 
-/** Reads model.conf and policy.csv from `dir` (following symlinks, e.g. a ConfigMap's `..data`). */
-export async function readPolicyDir(dir: string): Promise<{ modelText: string; policyText: string }> {
-  // Both reads run at once; the error reported is always model.conf's first (deterministic).
-  const [model, policy] = await Promise.allSettled([
-    readPolicyFile(dir, MODEL_FILE),
-    readPolicyFile(dir, POLICY_FILE),
-  ]);
-  if (model.status === 'rejected') throw model.reason;
-  if (policy.status === 'rejected') throw policy.reason;
-  return { modelText: model.value, policyText: policy.value };
+/** budgets.yaml's text, or null when the directory has none (the file is optional). */
+async function readBudgetsFile(dir: string): Promise<string | null> {
+  try {
+    return await readFile(path.join(dir, BUDGETS_FILE), 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') return null;
+    throw new PolicyError(`cannot read: ${e.message}`, BUDGETS_FILE);
+  }
 }
 
 /**
- * Loads `dir/model.conf` and `dir/policy.csv` into a snapshot. Does not run `dir/tests` (see
- * `runPolicyTests`; `PolicyStore` does both).
+ * Reads model.conf, policy.csv and the optional budgets.yaml from `dir` (following symlinks, e.g. a
+ * ConfigMap's `..data`). `budgetsText` is null when there is no budgets.yaml.
+ */
+export async function readPolicyDir(
+  dir: string,
+): Promise<{ modelText: string; policyText: string; budgetsText: string | null }> {
+  // The reads run at once; the error reported is always model.conf's first (deterministic).
+  const [model, policy, budgets] = await Promise.allSettled([
+    readPolicyFile(dir, MODEL_FILE),
+    readPolicyFile(dir, POLICY_FILE),
+    readBudgetsFile(dir),
+  ]);
+  if (model.status === 'rejected') throw model.reason;
+  if (policy.status === 'rejected') throw policy.reason;
+  if (budgets.status === 'rejected') throw budgets.reason;
+  return { modelText: model.value, policyText: policy.value, budgetsText: budgets.value };
+}
+
+/**
+ * Loads `dir/model.conf`, `dir/policy.csv` and, when present, `dir/budgets.yaml` into a snapshot.
+ * Does not run `dir/tests` (see `runPolicyTests`; `PolicyStore` does both).
  * @returns a {@link CompiledPolicy} (a `PolicySnapshot` with `explain()` and the parsed rules).
  * @throws PolicyError: `model.conf`/`policy.csv` when a file is missing or unreadable, otherwise
  *   `FILE:LINE` naming the first offending line.
  */
 export async function loadPolicyDir(dir: string): Promise<CompiledPolicy> {
-  const { modelText, policyText } = await readPolicyDir(dir);
-  return compilePolicy(modelText, policyText, { dir });
+  const { modelText, policyText, budgetsText } = await readPolicyDir(dir);
+  return compilePolicy(modelText, policyText, { dir, budgetsText });
 }

@@ -1,7 +1,7 @@
 /**
  * The policy in force, reloaded when its directory changes (docs/policy.md "Reloading").
  *
- * A reload reads model.conf, policy.csv and tests/*.yaml and offers them to the source's
+ * A reload reads model.conf, policy.csv, budgets.yaml (optional) and tests/*.yaml and offers them to the source's
  * {@link LastKnownGood} (src/policy/last-good.ts, shared with the Git source), which validates and
  * compiles them into a new immutable snapshot, runs the tests against it, and only then replaces the
  * single reference that `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
@@ -137,7 +137,7 @@ export class PolicyStore implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let fingerprint: string | null = null;
     try {
-      const [{ modelText, policyText }, testFiles, pinned] = await Promise.all([
+      const [{ modelText, policyText, budgetsText }, testFiles, pinned] = await Promise.all([
         readPolicyDir(this.dir),
         readPolicyTestFiles(this.dir),
         readPinnedVersion(this.dir),
@@ -147,13 +147,22 @@ export class PolicyStore implements PolicySource {
         .update('\0')
         .update(policyText)
         .update('\0')
-        .update(pinned ?? '');
+        .update(pinned ?? '')
+        .update('\0')
+        .update(budgetsText === null ? '-' : `+${budgetsText}`);
       for (const t of testFiles) h.update('\0').update(t.file).update('\0').update(t.text);
       fingerprint = h.digest('hex');
       if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
       this.#lastFingerprint = fingerprint;
       const changed = this.#held.accept(
-        { modelText, policyText, tests: testFiles, dir: this.dir, ...(pinned ? { version: pinned } : {}) },
+        {
+          modelText,
+          policyText,
+          budgetsText,
+          tests: testFiles,
+          dir: this.dir,
+          ...(pinned ? { version: pinned } : {}),
+        },
         { dir: this.dir },
       );
       return this.#held.report(this.#result(changed));

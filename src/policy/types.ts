@@ -1,3 +1,5 @@
+import type { BudgetSet } from './budgets.js';
+
 /**
  * What the gateway asks the policy and what it gets back. The request tuple is the model's
  * `r = sub, host, path, method`; every field is already normalised (see src/request/normalize.ts).
@@ -38,6 +40,8 @@ export interface PolicySnapshot {
   decide(req: PolicyRequest): PolicyDecision;
   /** Whether any allow rule of the role names the policy host (any path, any method). */
   mayReachHost(role: string, host: string): boolean;
+  /** The policy's budgets (budgets.yaml); absent or empty: none. */
+  readonly budgets?: BudgetSet;
 }
 
 /** Read side of the policy store, as the gateway and API see it. */

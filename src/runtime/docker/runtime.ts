@@ -205,6 +205,7 @@ export class DockerRuntime implements SandboxRuntime {
       connectTimeoutMs: g.connectTimeoutMs,
       headersTimeoutMs: g.headersTimeoutMs,
       bodyTimeoutMs: g.bodyTimeoutMs,
+      limits: g.limits,
       ...(g.tls.intercept ? { caDir: '/var/lib/airlock/ca' } : {}),
       ...(g.tls.upstreamCaFile ? { upstreamCaPem: readFileSync(g.tls.upstreamCaFile, 'utf8') } : {}),
       passthrough: g.tls.passthrough,
