@@ -550,7 +550,9 @@ describe('sessions on Kubernetes, control plane as the chart ServiceAccount', ()
         auth,
         localAddress: ip,
       });
-      expect(res.status).toBe(407);
+      // Refused as ended (the replica remembers the session at its address), never served.
+      expect(res.status).toBe(403);
+      expect(res.json()).toMatchObject({ error: 'session_expired', sessionId: view.id });
     }
     expect(await exists(() => core.readNamespacedPod({ name, namespace: SANDBOX_NS }))).toBe(false);
     expect(await exists(() => core.readNamespacedSecret({ name, namespace: SANDBOX_NS }))).toBe(false);
@@ -729,7 +731,8 @@ describe('sessions on Kubernetes, control plane as the chart ServiceAccount', ()
         auth,
         localAddress: ip,
       });
-      expect(after.status).toBe(407);
+      expect(after.status).toBe(403);
+      expect(after.json()).toMatchObject({ error: 'session_expired', sessionId: view.id });
     } finally {
       await served?.close();
     }
