@@ -124,8 +124,8 @@ const out = {
     results: [...new Set(selfTestLines.map((l) => l.result))],
   },
   ratios: {
-    p50OnOverOff: r1((on.p50 / off.p50) * 100) / 100,
-    meanOnOverOff: r1((on.mean / off.mean) * 100) / 100,
+    p50OnOverOff: Math.round((on.p50 / off.p50) * 100) / 100,
+    meanOnOverOff: Math.round((on.mean / off.mean) * 100) / 100,
   },
   addedMs: { p50: r1(on.p50 - off.p50), mean: r1(on.mean - off.mean) },
   backgroundCores: result.backgroundCores,
