@@ -25,6 +25,8 @@ import { errorCode, isTlsError, type UpstreamDispatchers } from './upstream.js';
 export interface ForwardContext {
   upstream: UpstreamDispatchers;
   limits: Pick<GatewayLimits, 'bodyMinBytesPerSecond' | 'bodyRateWindowMs' | 'bodyMaxMs'>;
+  /** Called once with the session's id when the call's response has closed (limits.ts release). */
+  done?: (sessionId: string) => void;
 }
 
 /**
@@ -116,39 +118,41 @@ export function forward(
   /** The body was cut off (too slow or too long): the answer is the gateway's 408. */
   let cutOff = false;
   let watch: BodyWatch | null = null;
+  const sessionId = x.session?.id ?? '';
   res.once('close', () => {
     watch?.stop();
     if (!res.writableFinished) {
       gone = true; // the sandbox went away (or was killed)
       controller?.abort(new Error('client closed'));
     }
+    ctx.done?.(sessionId);
     x.finish();
   });
-
-  const cut = (detail: string): void => {
-    if (cutOff || gone || res.writableFinished) return;
-    cutOff = true;
-    watch?.stop();
-    x.refuse({
-      kind: 'refuse',
-      reason: 'client_timeout',
-      rule: x.rule,
-      policyVersion: x.policyVersion,
-      body: { error: 'request_timeout', detail, sessionId: x.session?.id ?? null },
-    });
-    controller?.abort(new Error('request body cut off'));
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.shouldKeepAlive = false; // the rest of the body is not read: close after the answer
-    sendJson(res, { error: 'request_timeout', detail, sessionId: x.session?.id ?? null });
-  };
 
   const cl = req.headers['content-length'];
   const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
   let body: AsyncGenerator<Buffer> | null = null;
   if (hasBody) {
+    // Allocated only for calls with a body (most calls have none: the hot path stays lean).
+    const cut = (detail: string): void => {
+      if (cutOff || gone || res.writableFinished) return;
+      cutOff = true;
+      watch?.stop();
+      x.refuse({
+        kind: 'refuse',
+        reason: 'client_timeout',
+        rule: x.rule,
+        policyVersion: x.policyVersion,
+        body: { error: 'request_timeout', detail, sessionId: x.session?.id ?? null },
+      });
+      controller?.abort(new Error('request body cut off'));
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      res.shouldKeepAlive = false; // the rest of the body is not read: close after the answer
+      sendJson(res, { error: 'request_timeout', detail, sessionId: x.session?.id ?? null });
+    };
     const w = (watch = new BodyWatch(ctx.limits, cut));
     body = (async function* () {
       w.waiting();
@@ -172,7 +176,7 @@ export function forward(
     address,
     target.port,
     target.host,
-    x.session?.id ?? '',
+    sessionId,
   );
   const fail = (err: Error): void => {
     if (cutOff) return;

@@ -95,7 +95,11 @@ export class EgressGateway {
       connectionsPerSessionOrigin: opts.limits.upstreamConnectionsPerOrigin,
       isLive: (id) => opts.sessions.isLive(id),
     });
-    this.fwd = { upstream: this.upstream, limits: opts.limits };
+    this.fwd = {
+      upstream: this.upstream,
+      limits: opts.limits,
+      done: (sessionId) => this.limits.releaseRequest(sessionId),
+    };
     const serverOptions: http.ServerOptions = {
       keepAliveTimeout: opts.clientKeepAliveMs,
       // Client timeouts (gateway.limits): Node answers through 'clientError' (408 request_timeout).
@@ -259,10 +263,13 @@ export class EgressGateway {
   ): Promise<void> {
     const over = this.limits.admitRequest(session, req.socket, x.policyVersion);
     if (over) return this.refuse(req, res, x, over);
-    res.once('close', () => this.limits.releaseRequest(session.id));
+    // Counted until answered: released here when refused, by forward() when the response closes.
     const cl = req.headers['content-length'];
     const outcome = await decide(x, session, 'forward', this.ctx, cl === undefined ? null : Number(cl));
-    if (outcome.kind === 'refuse') return this.refuse(req, res, x, outcome);
+    if (outcome.kind === 'refuse') {
+      this.limits.releaseRequest(session.id);
+      return this.refuse(req, res, x, outcome);
+    }
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an HTTP request'); // unreachable
     x.allow(outcome.rule, outcome.policyVersion);
     forward(req, res, target, outcome.address, x, this.fwd, outcome.meter);
