@@ -628,6 +628,27 @@ stop_component() {
   rm -f "${RUN}/$1.pid"
 }
 
+# stop_components SECONDS NAME...: TERM to all at once, KILL what is left after SECONDS (the API
+# server alone may take 35-60 s to exit after SIGTERM; its state is discarded anyway).
+stop_components() {
+  local secs="$1" c pid pids=() i
+  shift
+  for c in "$@"; do
+    if pid="$(pid_of "${c}")"; then
+      pids+=("${pid}")
+      kill -TERM "${pid}" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < secs * 10; i++)); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "${pid}" 2>/dev/null && alive=1; done
+    [[ "${alive}" -eq 1 ]] || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do stop_pid "${pid}" 0; done
+  for c in "$@"; do rm -f "${RUN}/${c}.pid"; done
+}
+
 # Removes every rule jumping to a KUBE-*/CNI-* chain and every rule kube-router or the CNI plugins put
 # into other chains, then flushes and deletes those chains (kube-router's --cleanup-config panics here).
 clean_iptables() { # clean_iptables [CHAIN_RE] [SET_RE] (default: every KUBE-*/CNI-* chain, KUBE-* set)
@@ -663,7 +684,7 @@ cmd_down() {
   local t0 c
   t0=$(date +%s)
   # Node side first (kube-router, kube-proxy, kubelet), then the Pods' containers, then containerd.
-  for c in kube-router kube-proxy kubelet; do stop_component "${c}" 10; done
+  stop_components 10 kube-router kube-proxy kubelet
   if pid_of containerd >/dev/null && [[ -S "${CONTAINERD_SOCK}" ]]; then
     local task
     while read -r task _; do
@@ -681,7 +702,8 @@ cmd_down() {
     [[ -d "${cg}" ]] || continue
     while read -r pid; do kill -KILL "${pid}" 2>/dev/null || true; done < <(find "${cg}" -name cgroup.procs -exec cat {} + 2>/dev/null)
   done
-  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_component "${c}" 10; done
+  stop_components 5 kube-scheduler kube-controller-manager kube-apiserver
+  stop_component etcd 10
 
   # Mounts under the kubelet root, the containerd state and the Pods' network namespaces.
   local m

@@ -16,7 +16,7 @@
  * this test creates; nothing leaves the machine.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,6 +24,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TestApi, curlResult } from '../helpers/api-client.js';
 import { repoRoot } from '../helpers/k8s.js';
 import {
+  cmd,
   helm,
   kubectl,
   linkLocalListener,
@@ -34,6 +35,7 @@ import {
   waitUntil,
   type NodeEnv,
 } from '../helpers/k8s-node.js';
+import { startTlsUpstreams, type TlsUpstreams } from '../helpers/tls-upstream.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
 
 const RELEASE = 'airlock';
@@ -42,9 +44,14 @@ const SANDBOX_NS = 'airlock-sandboxes';
 const PROBE_NS = 'airlock-e2e-probe';
 const TOKEN = 'ci-api-token-0123456789abcdef'; // ci/local-images-values.yaml
 const chart = path.join(repoRoot, 'charts/airlock');
+/** nginx's TLS ports on the node (fixed: the policy names them; not the Docker e2e's 9443-9445). */
+const HTTPS_PORTS = { secure: 19443, expired: 19444, wrongName: 19445 };
 
 let n: NodeEnv;
 let forum: JsonServer;
+let tlsUp: TlsUpstreams | undefined;
+/** policies/policy.csv plus the HTTPS upstream's rules, installed with --set-file policies.files. */
+let policyFile = '';
 let metadata: Awaited<ReturnType<typeof linkLocalListener>> | undefined;
 let api: TestApi;
 let stopForward: (() => Promise<void>) | undefined;
@@ -59,6 +66,20 @@ beforeAll(async () => {
     // json-server on the node's own address, port 3000 as policies/policy.csv names forum.test:3000.
     forum = await startJsonServer(n.nodeIp, 3000);
     metadata = await linkLocalListener();
+    // nginx with a test CA's certificate in front of json-server, and git over HTTPS.
+    tlsUp = await startTlsUpstreams(n.nodeIp, forum.url, HTTPS_PORTS);
+    const dir = mkdtempSync(path.join(tmpdir(), 'airlock-k8s-node-'));
+    policyFile = path.join(dir, 'policy.csv');
+    writeFileSync(
+      policyFile,
+      readFileSync(path.join(repoRoot, 'policies/policy.csv'), 'utf8') +
+        [
+          `p, analyst, secure.test:${HTTPS_PORTS.secure}, /posts/*, GET, allow`,
+          `p, analyst, secure.test:${HTTPS_PORTS.secure}, /git/repo.git/info/refs, GET, allow`,
+          `p, analyst, secure.test:${HTTPS_PORTS.secure}, /git/repo.git/git-upload-pack, POST, allow`,
+        ].join('\n') +
+        '\n',
+    );
     await cleanup(); // leftovers of an aborted run
   } catch (err) {
     setupError = err;
@@ -73,6 +94,7 @@ afterAll(async () => {
   for (const [k, v] of Object.entries(timings)) console.log(`[k8s-node e2e] ${k}: ${v}`);
   await stopForward?.();
   if (n) await cleanup().catch((e: unknown) => console.error('cleanup:', e));
+  await tlsUp?.stop();
   await forum?.stop();
   await metadata?.stop();
 }, 300_000);
@@ -146,6 +168,17 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
   });
 
   it('helm install with documented values only: every Pod Ready, helm test --logs passes', async () => {
+    // The HTTPS upstream's CA, for the gateways only (tls.upstreamCaSecret).
+    await kubectl(n, ['create', 'namespace', NS]);
+    await kubectl(n, [
+      '-n',
+      NS,
+      'create',
+      'secret',
+      'generic',
+      'upstream-ca',
+      `--from-file=ca.crt=${tlsUp!.caFile}`,
+    ]);
     const t0 = Date.now();
     const install = await helm(n, [
       'install',
@@ -167,6 +200,12 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       'sandbox.resources.cpus=0.25',
       '--set',
       'sandbox.resources.memoryMiB=256',
+      '--set',
+      `gateway.hostAliases.secure\\.test=${n.nodeIp}`,
+      '--set',
+      'tls.upstreamCaSecret.name=upstream-ca',
+      '--set-file',
+      `policies.files.policy\\.csv=${policyFile}`,
       '--wait',
       '--timeout',
       '4m',
@@ -228,6 +267,40 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       method: 'POST',
     });
     expect(forum.db()).toEqual(before); // checked directly on the upstream
+  });
+
+  it('HTTPS with interception inside the Pod: curl, node, python and git trust the bundle; a POST is denied', async () => {
+    const url = `https://secure.test:${HTTPS_PORTS.secure}`;
+    const curl = await api.sh(session, `curl -s -m 10 -w '\\n%{http_code}' ${url}/posts/1`);
+    expect(curlResult(curl.stdout).status, curl.stderr).toBe(200);
+    const node = await api.sh(
+      session,
+      `node -e "fetch('${url}/posts/1').then(async (r) => console.log(r.status, (await r.json()).id))"`,
+    );
+    expect(node.stdout.trim(), node.stderr).toBe('200 1');
+    const py = await api.sh(
+      session,
+      `python3 -c "import requests; r = requests.get('${url}/posts/1', timeout=10); print(r.status_code)"`,
+    );
+    expect(py.stdout.trim(), py.stderr).toBe('200');
+    const git = await api.sh(session, `git ls-remote ${url}/git/repo.git`);
+    expect(git.stdout, git.stderr).toContain(await tlsUp!.head());
+    const post = await api.sh(
+      session,
+      `curl -s -m 10 -w '\\n%{http_code}' -X POST -H 'content-type: application/json' -d '{}' ${url}/posts`,
+    );
+    expect(curlResult(post.stdout).status).toBe(403);
+    expect(JSON.parse(curlResult(post.stdout).body)).toMatchObject({
+      error: 'egress_denied',
+      method: 'POST',
+    });
+    // The bundle is what made it work: trusting only the image's system roots, curl refuses the
+    // gateway's certificate.
+    const bare = await api.sh(
+      session,
+      `CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt curl -s -m 10 ${url}/posts/1`,
+    );
+    expect(bare.exitCode).not.toBe(0);
   });
 
   describe('every other way out of the sandbox Pod fails', () => {
@@ -412,6 +485,155 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
     );
   });
 
+  describe('faults', () => {
+    let f = '';
+    let fPod = '';
+    const reconnect = async (): Promise<void> => {
+      await stopForward?.();
+      const fwd = await portForward(n, NS, `svc/${RELEASE}-controller`, 8080);
+      stopForward = fwd.stop;
+      api = new TestApi(`http://127.0.0.1:${fwd.port}`, TOKEN);
+    };
+    const curlStatus = async (id: string): Promise<string> =>
+      (await api.sh(id, "curl -s -m 10 -o /dev/null -w '%{http_code}' http://forum.test:3000/posts/1"))
+        .stdout;
+
+    it('a gateway Pod deleted mid-session: calls go on through the other replica', async () => {
+      f = (await api.create({ role: 'analyst', ttlSeconds: 900 })).id;
+      fPod = `airlock-${f}`;
+      const lines = loopInPod(
+        fPod,
+        `while :; do c=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://forum.test:3000/posts/1); echo "$(date +%s%3N) 0 $c"; done`,
+      );
+      try {
+        await waitUntil(
+          async () => lines.all.filter((l) => l.code === '200').length >= 5,
+          'calls allowed',
+          30_000,
+        );
+        const victim = (
+          await kubectl(n, [
+            '-n',
+            NS,
+            'get',
+            'pods',
+            '-l',
+            'app.kubernetes.io/component=gateway',
+            '-o',
+            'jsonpath={.items[0].metadata.name}',
+          ])
+        ).trim();
+        const t0 = Date.now();
+        await kubectl(n, ['-n', NS, 'delete', 'pod', victim, '--wait=false']);
+        await kubectl(
+          n,
+          ['-n', NS, 'rollout', 'status', `deploy/${RELEASE}-gateway`, '--timeout=180s'],
+          200_000,
+        );
+        const ready = Date.now();
+        await waitUntil(
+          async () => lines.all.filter((l) => l.t > ready && l.code === '200').length >= 10,
+          '10 calls allowed after the replacement replica is ready',
+          60_000,
+        );
+        const during = lines.all.filter((l) => l.t > t0);
+        const failed = during.filter((l) => l.code !== '200');
+        timings['gateway Pod deleted: failed calls during the switch'] =
+          `${failed.length} of ${during.length} (${[...new Set(failed.map((l) => l.code))].join(',') || 'none'}); replacement ready after ${ready - t0} ms`;
+        // After the replacement is ready every call is allowed again, whichever replica serves it.
+        expect(lines.all.filter((l) => l.t > ready + 2_000).every((l) => l.code === '200')).toBe(true);
+      } finally {
+        lines.stop();
+      }
+    });
+
+    it('the controller restarted: sessions recovered, TTL still enforced', async () => {
+      const short = await api.create({ role: 'analyst', ttlSeconds: 45 });
+      await kubectl(n, [
+        '-n',
+        NS,
+        'delete',
+        'pod',
+        '-l',
+        'app.kubernetes.io/component=controller',
+        '--wait=false',
+      ]);
+      await kubectl(
+        n,
+        ['-n', NS, 'rollout', 'status', `deploy/${RELEASE}-controller`, '--timeout=180s'],
+        200_000,
+      );
+      await waitUntil(
+        async () => {
+          await reconnect();
+          return (await api.raw('GET', '/readyz')).ok;
+        },
+        'a new controller ready',
+        120_000,
+      );
+      const got = await api.raw('GET', `/v1/sessions/${f}`);
+      expect(got.status).toBe(200);
+      expect(await curlStatus(f)).toBe('200');
+      // The short session expires on the new controller's timer: its Pod goes, its calls end.
+      const expiresAt = Date.parse(
+        ((await (await api.raw('GET', `/v1/sessions/${short.id}`)).json()) as { expiresAt: string })
+          .expiresAt,
+      );
+      await waitUntil(
+        async () => (await api.raw('GET', `/v1/sessions/${short.id}`)).status === 404,
+        'short session removed at its TTL',
+        Math.max(0, expiresAt - Date.now()) + 30_000,
+      );
+      timings['TTL expiry -> session gone (after a controller restart)'] = `${Date.now() - expiresAt} ms`;
+      await waitUntil(
+        async () => (await listNames(SANDBOX_NS, 'pods', `airlock.io/session=${short.id}`)).length === 0,
+        'its Pod removed',
+        30_000,
+      );
+    });
+
+    it('the kubelet restarted: running sessions keep their Pod and identity binding', async () => {
+      const ipBefore = await kubectl(n, [
+        '-n',
+        SANDBOX_NS,
+        'get',
+        'pod',
+        fPod,
+        '-o',
+        'jsonpath={.status.podIP}',
+      ]);
+      const r = await cmd(
+        'bash',
+        [path.join(repoRoot, 'scripts/k8s-node.sh'), 'kubelet-restart'],
+        {},
+        180_000,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      // kubectl port-forward streams through the kubelet: the restart ended it.
+      await waitUntil(
+        async () => {
+          await reconnect();
+          return (await api.raw('GET', '/readyz')).ok;
+        },
+        'the API reachable again after the kubelet restart',
+        60_000,
+      );
+      const after = JSON.parse(await kubectl(n, ['-n', SANDBOX_NS, 'get', 'pod', fPod, '-o', 'json'])) as {
+        status: { podIP: string; phase: string; containerStatuses: Array<{ restartCount: number }> };
+      };
+      expect(after.status.podIP).toBe(ipBefore);
+      expect(after.status.phase).toBe('Running');
+      expect(after.status.containerStatuses[0]?.restartCount).toBe(0);
+      expect(await curlStatus(f)).toBe('200');
+      const post = await api.sh(
+        f,
+        `curl -s -m 10 -X POST -H 'content-type: application/json' -d '{}' http://forum.test:3000/posts`,
+      );
+      expect(JSON.parse(post.stdout)).toMatchObject({ error: 'egress_denied', sessionId: f });
+      await api.remove(f);
+    });
+  });
+
   it('helm upgrade to a changed value, then uninstall: nothing left behind', async () => {
     const s = await api.create({ role: 'analyst', ttlSeconds: 900 });
     const up = await helm(n, [
@@ -462,6 +684,34 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
     );
   });
 });
+
+/**
+ * Runs `script` (which prints "<epoch ms> <tag> <status>" lines) in a Pod through kubectl exec and
+ * collects the lines as they arrive.
+ */
+function loopInPod(
+  pod: string,
+  script: string,
+): { all: Array<{ t: number; replica: string; code: string }>; exited: Promise<void>; stop(): void } {
+  const proc = spawn(
+    n.kubectl,
+    ['--kubeconfig', n.kubeconfig, '-n', SANDBOX_NS, 'exec', pod, '--', 'bash', '-c', script],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const all: Array<{ t: number; replica: string; code: string }> = [];
+  let buf = '';
+  proc.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const [t, replica, code] = buf.slice(0, i).trim().split(' ');
+      buf = buf.slice(i + 1);
+      if (t && replica && code) all.push({ t: Number(t), replica, code });
+    }
+  });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return { all, exited, stop: () => proc.kill('SIGKILL') };
+}
 
 async function kubectlApply(objs: unknown[]): Promise<void> {
   const f = path.join(mkdtempSync(path.join(tmpdir(), 'airlock-k8s-')), 'objs.json');
