@@ -14,6 +14,7 @@ import { PolicyError, RequestValidationError } from '../errors.js';
 import { requestFromUrl } from '../request/normalize.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { explainRequest, type ExplainReport } from '../policy/explain.js';
+import { lintCredentials, type CredentialFinding } from '../policy/credentials-lint.js';
 import { lintDelegation, type DelegationFinding } from '../policy/delegation.js';
 import { lintPolicy, type LintFinding } from '../policy/lint.js';
 import { loadPolicyDir } from '../policy/load.js';
@@ -144,8 +145,11 @@ export async function policyCheck(dir: string, opts: CheckOptions = {}, io: Outp
     if (!(err instanceof PolicyError)) throw err;
     found.push(fromPolicyError(err));
   }
-  const lints: Array<LintFinding | DelegationFinding> = policy
-    ? [...lintPolicy(policy), ...lintDelegation(policy)].sort((a, b) => a.line - b.line)
+  const lints: Array<LintFinding | DelegationFinding | CredentialFinding> = policy
+    ? [
+        ...[...lintPolicy(policy), ...lintDelegation(policy)].sort((a, b) => a.line - b.line),
+        ...lintCredentials(policy),
+      ]
     : [];
   for (const l of lints) {
     found.push({ location: `${l.file}:${l.line}`, severity: l.severity, message: l.message, id: l.id });

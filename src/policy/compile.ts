@@ -17,6 +17,7 @@
  * Small buckets are scanned linearly (faster below the threshold, and allocation-free).
  */
 import { NO_BUDGETS, parseBudgets, type BudgetSet } from './budgets.js';
+import { NO_CREDENTIALS, parseCredentials, type CredentialSet } from './credentials.js';
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 import { foldPathCase, hasUpperCase, isNormalizedPath } from '../request/normalize.js';
 import {
@@ -124,6 +125,8 @@ export interface SnapshotSource {
   readonly policyText: string;
   /** budgets.yaml's text, or null/absent when the policy has none (src/policy/budgets.ts). */
   readonly budgetsText?: string | null;
+  /** credentials.yaml's text, or null/absent when the policy has none (src/policy/credentials.ts). */
+  readonly credentialsText?: string | null;
 }
 
 /**
@@ -301,6 +304,8 @@ export class CompiledPolicy implements PolicySnapshot {
   readonly source: SnapshotSource;
   /** The budgets of budgets.yaml (empty without one), validated against this policy's roles. */
   readonly budgets: BudgetSet;
+  /** The credential definitions of credentials.yaml (empty without one), roles checked against this policy. */
+  readonly credentials: CredentialSet;
   /**
    * Every (role, host key) bucket in one map ({@link exactKey}, {@link wildKey}): one hash lookup per
    * host kind instead of role → host maps (fewer cache misses on large policies).
@@ -351,6 +356,10 @@ export class CompiledPolicy implements PolicySnapshot {
       foldDenies && source.budgetsText !== undefined && source.budgetsText !== null
         ? parseBudgets(source.budgetsText, roles)
         : NO_BUDGETS;
+    this.credentials =
+      foldDenies && source.credentialsText !== undefined && source.credentialsText !== null
+        ? parseCredentials(source.credentialsText, roles)
+        : NO_CREDENTIALS;
     this.#ancestors = ancestorsOf(roles, parsed.links);
     this.#methodIds = new Map([['*', STAR_ID]]);
     for (const r of parsed.rules)

@@ -3,8 +3,8 @@
  * source (a watched directory, {@link PolicyStore}; a followed Git ref, {@link GitPolicySource}).
  *
  * A source reads candidate files its own way (filesystem, git objects) and offers them here. A
- * candidate becomes the policy in force only when model.conf, policy.csv (and budgets.yaml, when
- * present) validate and compile and
+ * candidate becomes the policy in force only when model.conf, policy.csv (and budgets.yaml and
+ * credentials.yaml, when present) validate and compile and
  * every `tests/*.yaml` case passes; the swap is one reference assignment, so a concurrent decision
  * uses whichever whole snapshot it fetched. Any failure keeps the previous snapshot and is recorded
  * as `lastError()`. Attempts run one at a time ({@link LastKnownGood.serialize}).
@@ -48,6 +48,8 @@ export interface PolicyCandidate {
   policyText: string;
   /** budgets.yaml's text, or null/absent when the policy has none. */
   budgetsText?: string | null;
+  /** credentials.yaml's text, or null/absent when the policy has none. */
+  credentialsText?: string | null;
   /** tests/*.yaml (names relative to the policy directory), run against the compiled candidate. */
   tests: readonly PolicyTestFile[];
   /** Recorded as the snapshot's source directory. */
@@ -124,6 +126,7 @@ export class LastKnownGood {
       ...(candidate.dir !== undefined ? { dir: candidate.dir } : {}),
       ...(candidate.version !== undefined ? { version: candidate.version } : {}),
       budgetsText: candidate.budgetsText ?? null,
+      credentialsText: candidate.credentialsText ?? null,
     });
     const report = runPolicyTestFiles(snapshot, candidate.tests);
     assertPolicyTestsPass(report);

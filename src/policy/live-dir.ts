@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BUDGETS_FILE } from './budgets.js';
+import { CREDENTIALS_FILE } from './credentials.js';
 import { MODEL_FILE } from './model.js';
 import { POLICY_FILE } from './csv.js';
 import type { CompiledPolicy } from './compile.js';
@@ -11,8 +12,8 @@ export const VERSION_FILE = '.airlock-version';
 /**
  * Writes a snapshot (e.g. the commit the Git source enforces) into `dir` the way Kubernetes
  * ConfigMap volumes do it: the files go into a fresh `..<version>` directory, then the `..data`
- * symlink is swapped to it with one rename, and `model.conf`, `policy.csv`, `budgets.yaml` (dangling
- * when the policy has none) and `.airlock-version` are symlinks through `..data`. A PolicyStore watching `dir` (the gateway's) sees one whole policy
+ * symlink is swapped to it with one rename, and `model.conf`, `policy.csv`, `budgets.yaml` and
+ * `credentials.yaml` (dangling when the policy has none) and `.airlock-version` are symlinks through `..data`. A PolicyStore watching `dir` (the gateway's) sees one whole policy
  * or the other, never a mix, and takes the snapshot's version from `.airlock-version`.
  * @throws Error from the filesystem.
  */
@@ -27,11 +28,13 @@ export function materializePolicy(dir: string, snapshot: CompiledPolicy): void {
   // budgets.yaml is optional: without one the link below dangles and readers see no budgets.
   if (snapshot.source.budgetsText !== undefined && snapshot.source.budgetsText !== null)
     writeFileSync(path.join(targetDir, BUDGETS_FILE), snapshot.source.budgetsText);
+  if (snapshot.source.credentialsText !== undefined && snapshot.source.credentialsText !== null)
+    writeFileSync(path.join(targetDir, CREDENTIALS_FILE), snapshot.source.credentialsText);
   const tmpLink = path.join(dir, `..data_tmp`);
   rmSync(tmpLink, { force: true });
   symlinkSync(target, tmpLink);
   renameSync(tmpLink, path.join(dir, '..data'));
-  for (const f of [MODEL_FILE, POLICY_FILE, BUDGETS_FILE, VERSION_FILE]) {
+  for (const f of [MODEL_FILE, POLICY_FILE, BUDGETS_FILE, CREDENTIALS_FILE, VERSION_FILE]) {
     try {
       symlinkSync(path.join('..data', f), path.join(dir, f));
     } catch (err) {

@@ -7,17 +7,26 @@ import path from 'node:path';
 import { PolicyError } from '../errors.js';
 import { BUDGETS_FILE } from './budgets.js';
 import { CompiledPolicy } from './compile.js';
+import { CREDENTIALS_FILE } from './credentials.js';
 import { POLICY_FILE, parsePolicyCsv } from './csv.js';
 import { MODEL_FILE, validateModel } from './model.js';
 
 /**
  * Content version: the first 12 hex digits of SHA-256 over model.conf's bytes followed by
  * policy.csv's bytes, and, when the policy has one, a separator and budgets.yaml's bytes (a policy
- * without budgets keeps the version it had before budgets existed).
+ * without budgets keeps the version it had before budgets existed); then, likewise, credentials.yaml's
+ * (definitions only: the secret values are not in the policy and do not change its version).
  */
-export function policyVersion(modelText: string, policyText: string, budgetsText?: string | null): string {
+export function policyVersion(
+  modelText: string,
+  policyText: string,
+  budgetsText?: string | null,
+  credentialsText?: string | null,
+): string {
   const h = createHash('sha256').update(modelText).update(policyText);
   if (budgetsText !== undefined && budgetsText !== null) h.update(`\0${BUDGETS_FILE}\0`).update(budgetsText);
+  if (credentialsText !== undefined && credentialsText !== null)
+    h.update(`\0${CREDENTIALS_FILE}\0`).update(credentialsText);
   return h.digest('hex').slice(0, 12);
 }
 
@@ -26,22 +35,30 @@ export function policyVersion(modelText: string, policyText: string, budgetsText
  * @param opts.dir recorded as the snapshot's source directory.
  * @param opts.version overrides the content hash (e.g. a git commit SHA).
  * @param opts.budgetsText budgets.yaml's text (src/policy/budgets.ts); absent/null: no budgets.
- * @throws PolicyError located at `model.conf:LINE`, `policy.csv:LINE` or `budgets.yaml:LINE`.
+ * @param opts.credentialsText credentials.yaml's text (src/policy/credentials.ts); absent/null: none.
+ * @throws PolicyError located at `model.conf:LINE`, `policy.csv:LINE`, `budgets.yaml:LINE` or
+ *   `credentials.yaml:LINE`.
  */
 export function compilePolicy(
   modelText: string,
   policyText: string,
-  opts: { dir?: string; version?: string; budgetsText?: string | null } = {},
+  opts: { dir?: string; version?: string; budgetsText?: string | null; credentialsText?: string | null } = {},
 ): CompiledPolicy {
   validateModel(modelText);
   const parsed = parsePolicyCsv(policyText);
   const budgetsText = opts.budgetsText ?? null;
-  return new CompiledPolicy(parsed, opts.version ?? policyVersion(modelText, policyText, budgetsText), {
-    dir: opts.dir ?? null,
-    modelText,
-    policyText,
-    budgetsText,
-  });
+  const credentialsText = opts.credentialsText ?? null;
+  return new CompiledPolicy(
+    parsed,
+    opts.version ?? policyVersion(modelText, policyText, budgetsText, credentialsText),
+    {
+      dir: opts.dir ?? null,
+      modelText,
+      policyText,
+      budgetsText,
+      credentialsText,
+    },
+  );
 }
 
 async function readPolicyFile(dir: string, name: string): Promise<string> {
@@ -54,44 +71,56 @@ async function readPolicyFile(dir: string, name: string): Promise<string> {
   }
 }
 
-/** budgets.yaml's text, or null when the directory has none (the file is optional). */
-async function readBudgetsFile(dir: string): Promise<string | null> {
+/** An optional file's text (budgets.yaml, credentials.yaml), or null when the directory has none. */
+async function readOptionalFile(dir: string, name: string): Promise<string | null> {
   try {
-    return await readFile(path.join(dir, BUDGETS_FILE), 'utf8');
+    return await readFile(path.join(dir, name), 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT') return null;
-    throw new PolicyError(`cannot read: ${e.message}`, BUDGETS_FILE);
+    throw new PolicyError(`cannot read: ${e.message}`, name);
   }
 }
 
 /**
- * Reads model.conf, policy.csv and the optional budgets.yaml from `dir` (following symlinks, e.g. a
- * ConfigMap's `..data`). `budgetsText` is null when there is no budgets.yaml.
+ * Reads model.conf, policy.csv and the optional budgets.yaml and credentials.yaml from `dir`
+ * (following symlinks, e.g. a ConfigMap's `..data`). `budgetsText` / `credentialsText` are null when
+ * the file is absent.
  */
-export async function readPolicyDir(
-  dir: string,
-): Promise<{ modelText: string; policyText: string; budgetsText: string | null }> {
+export async function readPolicyDir(dir: string): Promise<{
+  modelText: string;
+  policyText: string;
+  budgetsText: string | null;
+  credentialsText: string | null;
+}> {
   // The reads run at once; the error reported is always model.conf's first (deterministic).
-  const [model, policy, budgets] = await Promise.allSettled([
+  const [model, policy, budgets, credentials] = await Promise.allSettled([
     readPolicyFile(dir, MODEL_FILE),
     readPolicyFile(dir, POLICY_FILE),
-    readBudgetsFile(dir),
+    readOptionalFile(dir, BUDGETS_FILE),
+    readOptionalFile(dir, CREDENTIALS_FILE),
   ]);
   if (model.status === 'rejected') throw model.reason;
   if (policy.status === 'rejected') throw policy.reason;
   if (budgets.status === 'rejected') throw budgets.reason;
-  return { modelText: model.value, policyText: policy.value, budgetsText: budgets.value };
+  if (credentials.status === 'rejected') throw credentials.reason;
+  return {
+    modelText: model.value,
+    policyText: policy.value,
+    budgetsText: budgets.value,
+    credentialsText: credentials.value,
+  };
 }
 
 /**
- * Loads `dir/model.conf`, `dir/policy.csv` and, when present, `dir/budgets.yaml` into a snapshot.
+ * Loads `dir/model.conf`, `dir/policy.csv` and, when present, `dir/budgets.yaml` and
+ * `dir/credentials.yaml` into a snapshot.
  * Does not run `dir/tests` (see `runPolicyTests`; `PolicyStore` does both).
  * @returns a {@link CompiledPolicy} (a `PolicySnapshot` with `explain()` and the parsed rules).
  * @throws PolicyError: `model.conf`/`policy.csv` when a file is missing or unreadable, otherwise
  *   `FILE:LINE` naming the first offending line.
  */
 export async function loadPolicyDir(dir: string): Promise<CompiledPolicy> {
-  const { modelText, policyText, budgetsText } = await readPolicyDir(dir);
-  return compilePolicy(modelText, policyText, { dir, budgetsText });
+  const { modelText, policyText, budgetsText, credentialsText } = await readPolicyDir(dir);
+  return compilePolicy(modelText, policyText, { dir, budgetsText, credentialsText });
 }

@@ -1,7 +1,7 @@
 /**
  * The policy in force, reloaded when its directory changes (docs/policy.md "Reloading").
  *
- * A reload reads model.conf, policy.csv, budgets.yaml (optional) and tests/*.yaml and offers them to the source's
+ * A reload reads model.conf, policy.csv, budgets.yaml and credentials.yaml (optional) and tests/*.yaml and offers them to the source's
  * {@link LastKnownGood} (src/policy/last-good.ts, shared with the Git source), which validates and
  * compiles them into a new immutable snapshot, runs the tests against it, and only then replaces the
  * single reference that `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
@@ -137,7 +137,7 @@ export class PolicyStore implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let fingerprint: string | null = null;
     try {
-      const [{ modelText, policyText, budgetsText }, testFiles, pinned] = await Promise.all([
+      const [{ modelText, policyText, budgetsText, credentialsText }, testFiles, pinned] = await Promise.all([
         readPolicyDir(this.dir),
         readPolicyTestFiles(this.dir),
         readPinnedVersion(this.dir),
@@ -149,7 +149,9 @@ export class PolicyStore implements PolicySource {
         .update('\0')
         .update(pinned ?? '')
         .update('\0')
-        .update(budgetsText === null ? '-' : `+${budgetsText}`);
+        .update(budgetsText === null ? '-' : `+${budgetsText}`)
+        .update('\0')
+        .update(credentialsText === null ? '-' : `+${credentialsText}`);
       for (const t of testFiles) h.update('\0').update(t.file).update('\0').update(t.text);
       fingerprint = h.digest('hex');
       if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
@@ -159,6 +161,7 @@ export class PolicyStore implements PolicySource {
           modelText,
           policyText,
           budgetsText,
+          credentialsText,
           tests: testFiles,
           dir: this.dir,
           ...(pinned ? { version: pinned } : {}),

@@ -1,4 +1,5 @@
 import type { BudgetSet } from './budgets.js';
+import type { CredentialSet } from './credentials.js';
 
 /**
  * What the gateway asks the policy and what it gets back. The request tuple is the model's
@@ -42,6 +43,8 @@ export interface PolicySnapshot {
   mayReachHost(role: string, host: string): boolean;
   /** The policy's budgets (budgets.yaml); absent or empty: none. */
   readonly budgets?: BudgetSet;
+  /** The policy's credential definitions (credentials.yaml); absent or empty: none. */
+  readonly credentials?: CredentialSet;
 }
 
 /** Read side of the policy store, as the gateway and API see it. */

@@ -1,0 +1,318 @@
+/**
+ * Credential definitions of the policy (docs/credentials.md): an optional `credentials.yaml` beside
+ * policy.csv, reviewed and versioned with it, loaded into the same snapshot (the version hash covers
+ * it) and checked by `airlock policy check`. A definition says which roles' calls the gateway adds a
+ * secret to, where (bindings: host, path and method patterns with the rules' semantics), how (a
+ * header or a query parameter) and where the gateway reads the value (a file or an environment
+ * variable of the gateway process). The file never holds a secret value.
+ *
+ * ```yaml
+ * version: 1
+ * credentials:
+ *   - name: github                       # named in audit events and GET /v1/credentials
+ *     roles: [analyst]                    # the session's own role (inherited roles do not count)
+ *     bindings:                           # first matching binding of the first credential wins
+ *       - host: api.github.com
+ *         path: /repos/*                  # default /*
+ *         methods: [GET, POST]            # default ["*"] (every method but CONNECT and WEBSOCKET)
+ *     apply: { type: bearer }             # bearer | basic | header (name) | query (name)
+ *     source: { file: /run/airlock/credentials/github-token }   # or { env: GITHUB_TOKEN }
+ * ```
+ *
+ * This module only parses, validates and matches; the gateway reads the values, injects them and
+ * stops known values from leaving anywhere else (src/gateway/credentials.ts).
+ */
+import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
+import { z } from 'zod';
+import { PolicyError } from '../errors.js';
+import { dottedPath, firstIssue } from '../validation.js';
+import {
+  matchHostPattern,
+  matchMethodPattern,
+  matchPathPattern,
+  parseHostPattern,
+  parseMethodPattern,
+  parsePathPattern,
+  PatternError,
+  type HostPattern,
+  type PathPattern,
+} from './matchers.js';
+
+/** The optional credentials file of a policy directory. */
+export const CREDENTIALS_FILE = 'credentials.yaml';
+
+/**
+ * Headers a credential may not be applied as: framing, hop-by-hop and proxy headers, which the
+ * gateway strips or owns (src/gateway/headers.ts), and its own `x-airlock-*`.
+ */
+const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'expect',
+  'http2-settings',
+  'cookie',
+]);
+
+const headerName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/, 'expected a header name of letters, digits and "-"')
+  .transform((s) => s.toLowerCase())
+  .refine((s) => !RESERVED_HEADERS.has(s) && !s.startsWith('x-airlock-'), {
+    message: 'this header is owned by the gateway or by HTTP framing; name another header',
+  });
+
+const applySchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('bearer') }),
+  z.strictObject({ type: z.literal('basic') }),
+  z.strictObject({ type: z.literal('header'), name: headerName }),
+  z.strictObject({
+    type: z.literal('query'),
+    name: z.string().regex(/^[A-Za-z0-9_.~-]{1,64}$/, 'expected a parameter name of [A-Za-z0-9_.~-]'),
+  }),
+]);
+
+const sourceSchema = z.union([
+  z.strictObject({
+    file: z
+      .string()
+      .min(2)
+      .refine((s) => s.startsWith('/'), { message: 'expected an absolute path' }),
+  }),
+  z.strictObject({
+    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'expected an environment variable name'),
+  }),
+]);
+
+const bindingSchema = z.strictObject({
+  host: z.string().min(1),
+  path: z.string().min(1).default('/*'),
+  methods: z.array(z.string().min(1)).min(1).default(['*']),
+});
+
+const credentialSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a name of letters, digits, "_", "." or "-"'),
+  roles: z.array(z.string().min(1)).min(1),
+  bindings: z.array(bindingSchema).min(1),
+  apply: applySchema,
+  source: sourceSchema,
+});
+
+const fileSchema = z
+  .strictObject({
+    version: z.literal(1),
+    credentials: z.array(credentialSchema),
+  })
+  .superRefine((f, ctx) => {
+    const seen = new Set<string>();
+    f.credentials.forEach((c, i) => {
+      if (seen.has(c.name))
+        ctx.addIssue({
+          code: 'custom',
+          message: `duplicate credential name "${c.name}"`,
+          path: ['credentials', i, 'name'],
+        });
+      seen.add(c.name);
+    });
+  });
+
+/** How a credential is applied to a request. */
+export type CredentialApply = z.output<typeof applySchema>;
+/** Where the gateway reads a credential's value: a file (watched) or its own environment. */
+export type CredentialSource = z.output<typeof sourceSchema>;
+
+/** One binding, parsed: the region of requests that get the credential. */
+export interface CredentialBinding {
+  /** The binding as written (`host`, `path`, `methods`). */
+  readonly host: string;
+  readonly path: string;
+  readonly methods: readonly string[];
+  readonly hostPattern: HostPattern;
+  readonly pathPattern: PathPattern;
+  /** 1-based line of the binding in credentials.yaml. */
+  readonly line: number;
+}
+
+/** One credential definition, validated (never a value). */
+export interface CredentialDefinition {
+  readonly name: string;
+  readonly roles: readonly string[];
+  readonly bindings: readonly CredentialBinding[];
+  readonly apply: CredentialApply;
+  readonly source: CredentialSource;
+  /** 1-based line of the definition in credentials.yaml. */
+  readonly line: number;
+}
+
+/** A credential that applies to a request: the definition and the binding that matched. */
+export interface CredentialMatch {
+  readonly credential: CredentialDefinition;
+  readonly binding: CredentialBinding;
+}
+
+/** The source's key (`file:/path`, `env:NAME`): definitions with the same key share one value. */
+export function sourceKey(s: CredentialSource): string {
+  return 'file' in s ? `file:${s.file}` : `env:${s.env}`;
+}
+
+/** Where the credential goes: the lowercase header name, or `?NAME` for a query parameter. */
+export function appliedAs(a: CredentialApply): string {
+  switch (a.type) {
+    case 'bearer':
+    case 'basic':
+      return 'authorization';
+    case 'header':
+      return a.name;
+    case 'query':
+      return `?${a.name}`;
+  }
+}
+
+/** The credentials of one policy snapshot, indexed by role for the request path. */
+export class CredentialSet {
+  readonly definitions: readonly CredentialDefinition[];
+  /** role → (credential, binding) in file order. */
+  readonly #byRole: Map<string, CredentialMatch[]>;
+
+  constructor(definitions: readonly CredentialDefinition[]) {
+    this.definitions = Object.freeze([...definitions]);
+    this.#byRole = new Map();
+    for (const credential of definitions) {
+      for (const role of new Set(credential.roles)) {
+        const list = this.#byRole.get(role) ?? [];
+        for (const binding of credential.bindings) list.push({ credential, binding });
+        this.#byRole.set(role, list);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.definitions.length;
+  }
+
+  /**
+   * The credential a call of `role` gets: the first binding, in file order, of a credential listing
+   * the role whose host (policy host), path (normalised) and method patterns match; null otherwise.
+   * Only the call's own role counts (no inheritance). Allocation-free.
+   */
+  match(role: string, host: string, path: string, method: string): CredentialMatch | null {
+    const list = this.#byRole.get(role);
+    if (!list) return null;
+    for (const m of list) {
+      const b = m.binding;
+      if (!matchHostPattern(b.hostPattern, host)) continue;
+      if (!matchPathPattern(b.pathPattern, path)) continue;
+      let methodOk = false;
+      for (const p of b.methods) {
+        if (matchMethodPattern(p, method)) {
+          methodOk = true;
+          break;
+        }
+      }
+      if (methodOk) return m;
+    }
+    return null;
+  }
+}
+
+/** A policy without credentials.yaml. */
+export const NO_CREDENTIALS = new CredentialSet([]);
+
+function lineOf(doc: Document, counter: LineCounter, p: readonly (string | number)[]): number | undefined {
+  for (let len = p.length; len >= 0; len--) {
+    const node = len === 0 ? doc.contents : doc.getIn(p.slice(0, len), true);
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (range) return counter.linePos(range[0]).line;
+  }
+  return undefined;
+}
+
+/**
+ * Parses and validates credentials.yaml.
+ * @param roles the roles the policy defines: a credential naming another role is an error.
+ * @throws PolicyError located at `credentials.yaml:LINE`, naming the field
+ *   (`credentials.0.bindings.1.path: ...`).
+ */
+export function parseCredentials(text: string, roles?: ReadonlySet<string>): CredentialSet {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
+  const at = (p: readonly (string | number)[]): string => {
+    const line = lineOf(doc, counter, p);
+    return line ? `${CREDENTIALS_FILE}:${line}` : CREDENTIALS_FILE;
+  };
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const line = counter.linePos(yamlError.pos[0]).line;
+    throw new PolicyError(
+      `YAML syntax error: ${yamlError.message.split('\n')[0]}`,
+      line ? `${CREDENTIALS_FILE}:${line}` : CREDENTIALS_FILE,
+    );
+  }
+  if (!isMap(doc.contents)) {
+    throw new PolicyError(
+      'expected a mapping: "version: 1" and a "credentials" list',
+      `${CREDENTIALS_FILE}:1`,
+    );
+  }
+  const result = fileSchema.safeParse(doc.toJS());
+  if (!result.success) {
+    const f = firstIssue(result.error);
+    throw new PolicyError(
+      f ? `${f.field || '(file)'}: ${f.message}` : 'invalid credentials file',
+      f ? at(f.at) : CREDENTIALS_FILE,
+    );
+  }
+  const definitions: CredentialDefinition[] = result.data.credentials.map((c, i) => {
+    if (roles) {
+      c.roles.forEach((role, k) => {
+        if (!roles.has(role)) {
+          throw new PolicyError(
+            `${dottedPath(['credentials', i, 'roles', k])}: role "${role}" is not defined by policy.csv`,
+            at(['credentials', i, 'roles', k]),
+          );
+        }
+      });
+    }
+    const bindings = c.bindings.map((b, j): CredentialBinding => {
+      const where = (field: string): readonly (string | number)[] => ['credentials', i, 'bindings', j, field];
+      const parse = <T>(field: string, fn: () => T): T => {
+        try {
+          return fn();
+        } catch (err) {
+          if (!(err instanceof PatternError)) throw err;
+          throw new PolicyError(`${dottedPath(where(field))}: ${err.message}`, at(where(field)));
+        }
+      };
+      const hostPattern = parse('host', () => parseHostPattern(b.host));
+      const pathPattern = parse('path', () => parsePathPattern(b.path));
+      const methods = parse('methods', () => b.methods.map((m) => parseMethodPattern(m)));
+      return {
+        host: b.host,
+        path: b.path,
+        methods,
+        hostPattern,
+        pathPattern,
+        line: lineOf(doc, counter, ['credentials', i, 'bindings', j]) ?? 1,
+      };
+    });
+    return {
+      name: c.name,
+      roles: c.roles,
+      bindings,
+      apply: c.apply,
+      source: c.source,
+      line: lineOf(doc, counter, ['credentials', i]) ?? 1,
+    };
+  });
+  return new CredentialSet(definitions);
+}
