@@ -220,6 +220,16 @@ export const auditEventSchema = z
       .describe('Intercepted CONNECT only: requests decided inside the tunnel (audited when it closes).'),
     queryBytes: z.number().int().optional().describe('Bytes of the query string (never recorded itself).'),
     querySha256: z.string().optional().describe('First 16 hex digits of the SHA-256 of the query string.'),
+    credential: z
+      .object({ name: z.string(), version: z.string().nullable() })
+      .optional()
+      .describe(
+        'The credential (credentials.yaml) injected into the call, found in it (exfiltration_attempt) or missing (credential_unavailable): name and value version (a hash prefix), never the value.',
+      ),
+    secretFoundIn: z
+      .string()
+      .optional()
+      .describe('exfiltration_attempt only: where the value was found (`url` or `header:NAME`).'),
     suppressed: z
       .number()
       .int()
@@ -229,6 +239,11 @@ export const auditEventSchema = z
       .string()
       .optional()
       .describe("Authentication backoff summary: the caller's source address."),
+    worker: z
+      .number()
+      .int()
+      .optional()
+      .describe('The gateway worker (1..N) that decided, when the gateway runs several.'),
   })
   .describe('One gateway decision.');
 

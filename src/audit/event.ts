@@ -28,6 +28,11 @@ export type DecisionOutcome = 'allow' | 'deny';
  *   is used up; answered 429 with `Retry-After`.
  * - `client_timeout`: the client was too slow: request headers or the whole request not received in
  *   time, or a request body below the minimum rate or over the maximum time; answered 408.
+ * - `exfiltration_attempt`: the request carried the value of a credential the gateway holds
+ *   (credentials.yaml) in its URL or a header where no binding of the role puts it; refused 403
+ *   `credential_not_bound`, nothing forwarded, the value never recorded (docs/credentials.md).
+ * - `credential_unavailable`: allowed and bound to a credential whose value the gateway does not
+ *   have (file missing, variable unset); answered 503, nothing forwarded.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -48,6 +53,8 @@ export const DecisionReasons = [
   'client_timeout',
   'tls_handshake_failed',
   'auth_backoff',
+  'exfiltration_attempt',
+  'credential_unavailable',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
@@ -99,10 +106,20 @@ export interface AuditEvent {
    * recognised across events; not a secret (a short query can be guessed from it).
    */
   querySha256?: string;
+  /**
+   * The credential of credentials.yaml the gateway injected into the call (reason `rule_allow`), found
+   * in it (`exfiltration_attempt`) or could not inject (`credential_unavailable`): its name and the
+   * version of its value (a hash prefix, never the value). Absent otherwise.
+   */
+  credential?: { name: string; version: string | null };
+  /** `exfiltration_attempt` only: where the value was found (`url` or `header:NAME`). */
+  secretFoundIn?: string;
   /** An authentication backoff's summary: the refusals not audited one by one (reason `auth_backoff`). */
   suppressed?: number;
   /** The caller's source address, on an authentication backoff's summary (the caller may have no session). */
   clientAddress?: string;
+  /** The gateway worker that decided (1..N), when the gateway runs several (`gateway.workers`). */
+  worker?: number;
 }
 
 /** Where audit events go. Implementations must not throw from `emit`. */

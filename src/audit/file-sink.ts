@@ -61,6 +61,18 @@ export class FanoutSink implements AuditSink {
   }
 }
 
+/** Marks each event with the gateway worker that decided it (`worker`), then passes it on. */
+export class WorkerTagSink implements AuditSink {
+  constructor(
+    private readonly inner: AuditSink,
+    private readonly worker: number,
+  ) {}
+  emit(event: AuditEvent): void {
+    event.worker = this.worker;
+    this.inner.emit(event);
+  }
+}
+
 /** Keeps events in memory (tests, and the in-process gateway). */
 export class MemoryAuditSink implements AuditSink {
   readonly events: AuditEvent[] = [];

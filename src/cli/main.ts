@@ -1,7 +1,9 @@
 #!/usr/bin/env node
+import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { AirlockError, ConfigError } from '../errors.js';
+import { startGatewayCluster } from '../gateway/cluster.js';
 import { startGatewayService } from '../gateway/service.js';
 import { createLogger } from '../log.js';
 import type { AuditEvent } from '../audit/event.js';
@@ -59,8 +61,14 @@ program
       throw new ConfigError('AIRLOCK_GATEWAY_CONFIG is not valid JSON', 'AIRLOCK_GATEWAY_CONFIG');
     }
     const logger = createLogger({ component: 'gateway' });
-    const gw = await startGatewayService(parsed as Parameters<typeof startGatewayService>[0], token, logger);
-    logger.info({ proxyPort: gw.proxyPort, adminPort: gw.adminPort }, 'gateway listening');
+    const input = parsed as Parameters<typeof startGatewayService>[0];
+    // gateway.workers: unset means every core this process may use (docs/config.md).
+    const workers = (input as { workers?: unknown }).workers ?? availableParallelism();
+    const gw =
+      typeof workers === 'number' && workers > 1
+        ? await startGatewayCluster(input, token, { workers, logger })
+        : await startGatewayService(input, token, logger);
+    logger.info({ proxyPort: gw.proxyPort, adminPort: gw.adminPort, workers }, 'gateway listening');
     const stop = (): void => {
       void gw.close().then(() => process.exit(0));
     };

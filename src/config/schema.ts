@@ -9,6 +9,8 @@ import { policyConfigSchema } from '../policy/config.js';
 
 /** The gateway's forward-proxy port. */
 export const GATEWAY_PORT = 3128;
+/** Most gateway worker processes one gateway may run (`gateway.workers`). */
+export const GATEWAY_MAX_WORKERS = 256;
 /** The gateway's admin API port (control plane → gateway). */
 export const GATEWAY_ADMIN_PORT = 9090;
 /** Leaf certificates a gateway keeps (LRU) for HTTPS interception. */
@@ -244,6 +246,12 @@ export const configSchema = z
         ...upstreamTimeoutsSchema.shape,
         /** Per-session limits: concurrency, connections, tunnels, request bodies, client timeouts. */
         limits: gatewayLimitsSchema.prefault({}),
+        /**
+         * Gateway worker processes sharing the proxy port, each on its own core (docs/config.md).
+         * Unset: 1 on the Docker runtime (one gateway container); Kubernetes scales with
+         * `gateway.replicas` and the chart's `gateway.workers`. @default 1 (Docker runtime)
+         */
+        workers: z.number().int().min(1).max(GATEWAY_MAX_WORKERS).optional(),
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */

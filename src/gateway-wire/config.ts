@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import {
   GATEWAY_ADMIN_PORT,
+  GATEWAY_MAX_WORKERS,
   GATEWAY_PORT,
   gatewayLimitsSchema,
   LEAF_CACHE_SIZE,
@@ -51,6 +52,12 @@ export const gatewayServiceSchema = z.strictObject({
   /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
   passthrough: z.array(z.string()).default([]),
   leafCacheSize: z.number().int().positive().default(LEAF_CACHE_SIZE),
+  /**
+   * Gateway worker processes sharing the proxy port (`gateway.workers`; src/gateway/cluster.ts).
+   * 1: one process, as `startGatewayService` runs it. Unset: the cores this process may use
+   * (`os.availableParallelism()`), decided by `airlock gateway`.
+   */
+  workers: z.number().int().min(1).max(GATEWAY_MAX_WORKERS).optional(),
   /**
    * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
    * `kubernetes` (a watch on the sandbox Pods by label: src/gateway/session-sources/kubernetes-pods.ts).

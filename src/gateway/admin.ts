@@ -3,10 +3,24 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gatewaySessionSchema, gatewaySyncSchema } from '../gateway-wire/session.js';
 import type { PolicySource } from '../policy/types.js';
-import { normalizeRemoteAddress, type SessionTable } from './sessions.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
+import { normalizeRemoteAddress } from './sessions.js';
+
+/**
+ * What the admin API reads and changes: a SessionTable, or the primary of a multi-worker gateway
+ * (src/gateway/cluster.ts), whose changes resolve once every worker has applied them.
+ */
+export interface AdminSessions {
+  readonly size: number;
+  atAddress(address: string): GatewaySession | null;
+  upsert(session: GatewaySession): void | Promise<void>;
+  replaceAll(sessions: readonly GatewaySession[]): void | Promise<void>;
+  /** @returns the number of client sockets closed. */
+  revoke(id: string): number | Promise<number>;
+}
 
 export interface AdminOptions {
-  sessions: SessionTable;
+  sessions: AdminSessions;
   policy: PolicySource;
   /** Bearer token the control plane presents. */
   token: string;
@@ -14,6 +28,8 @@ export interface AdminOptions {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Identifies this gateway process, so the control plane notices a restart and resyncs. */
   instanceId: string;
+  /** More fields for `GET /admin/status` (a multi-worker gateway's workers). */
+  status?: () => Record<string, unknown>;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -90,12 +106,13 @@ export function createAdminServer(opts: AdminOptions): http.Server {
           policyVersion: p?.version ?? null,
           policyError: opts.policy.lastError(),
           sessions: opts.sessions.size,
+          ...opts.status?.(),
         });
       }
       if (url === '/admin/sessions' && req.method === 'PUT') {
         const parsed = gatewaySyncSchema.safeParse(await readJson(req));
         if (!parsed.success) return send(res, 400, { error: 'bad_request', detail: parsed.error.message });
-        opts.sessions.replaceAll(parsed.data.sessions);
+        await opts.sessions.replaceAll(parsed.data.sessions);
         return send(res, 204);
       }
       const m = /^\/admin\/sessions\/([A-Za-z0-9_-]{1,64})$/.exec(url);
@@ -106,10 +123,10 @@ export function createAdminServer(opts: AdminOptions): http.Server {
           if (!parsed.success || parsed.data.id !== id) {
             return send(res, 400, { error: 'bad_request', detail: parsed.error?.message ?? 'id mismatch' });
           }
-          opts.sessions.upsert(parsed.data);
+          await opts.sessions.upsert(parsed.data);
           return send(res, 204);
         }
-        if (req.method === 'DELETE') return send(res, 200, { closedSockets: opts.sessions.revoke(id) });
+        if (req.method === 'DELETE') return send(res, 200, { closedSockets: await opts.sessions.revoke(id) });
       }
       send(res, 404, { error: 'not_found' });
     })().catch((err: unknown) => send(res, 400, { error: 'bad_request', detail: String(err) }));

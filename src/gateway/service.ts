@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import client from 'prom-client';
-import { FanoutSink, FileAuditSink } from '../audit/file-sink.js';
+import { FanoutSink, FileAuditSink, WorkerTagSink } from '../audit/file-sink.js';
 import type { AuditEvent, AuditSink } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -20,12 +20,24 @@ import { dottedPath, firstIssue } from '../validation.js';
 
 export interface RunningGateway {
   gateway: EgressGateway;
-  admin: http.Server;
+  /** The admin API; null in a worker of a multi-worker gateway (the primary serves it). */
+  admin: http.Server | null;
   sessions: SessionTable;
   policy: PolicyStore;
   proxyPort: number;
+  /** 0 when this process serves no admin API. */
   adminPort: number;
+  /** This process's metrics (a multi-worker gateway's primary aggregates its workers'). */
+  registry: client.Registry;
   close(): Promise<void>;
+}
+
+/** How src/gateway/cluster.ts runs the service in one worker of a multi-worker gateway. */
+export interface GatewayWorkerOptions {
+  /** Worker number 1..N, written into each audit event (`worker`). */
+  id: number;
+  /** Runs after the session source started and before the proxy port opens (learn the primary's table). */
+  beforeListen(sessions: SessionTable): Promise<void>;
 }
 
 /**
@@ -60,6 +72,8 @@ class MetricsSink implements AuditSink {
  * (./session-sources), audit file, forward proxy and admin API. `input` is the JSON of
  * `AIRLOCK_GATEWAY_CONFIG` (schema: src/gateway-wire/config.ts).
  * @param logger where the gateway's own lines go (JSON on stderr by default, src/log.ts).
+ * @param worker set only in a worker of a multi-worker gateway (src/gateway/cluster-worker.ts): no
+ * admin API (the primary serves it), audit events carry `worker`, the table is learnt before listening.
  * @throws ConfigError for invalid settings; the session source's error when it cannot start (e.g. the
  * Pod list fails).
  */
@@ -67,6 +81,7 @@ export async function startGatewayService(
   input: GatewayServiceConfig,
   adminToken: string,
   logger: Logger = createLogger({ component: 'gateway' }),
+  worker?: GatewayWorkerOptions,
 ): Promise<RunningGateway> {
   const parsed = gatewayServiceSchema.safeParse(input);
   if (!parsed.success) {
@@ -146,7 +161,9 @@ export async function startGatewayService(
     withGatewayDefaults({
       policy,
       sessions,
-      audit: new FanoutSink([fileSink, new MetricsSink(decisions)]),
+      audit: worker
+        ? new WorkerTagSink(new FanoutSink([fileSink, new MetricsSink(decisions)]), worker.id)
+        : new FanoutSink([fileSink, new MetricsSink(decisions)]),
       resolver: new UpstreamResolver(
         new DestinationPolicy(cfg.allowPrivateCidrs),
         new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
@@ -159,15 +176,18 @@ export async function startGatewayService(
       ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
     }),
   );
-  const admin = createAdminServer({
-    sessions,
-    policy,
-    token: adminToken,
-    instanceId: randomUUID(),
-    metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
-  });
+  const admin = worker
+    ? null
+    : createAdminServer({
+        sessions,
+        policy,
+        token: adminToken,
+        instanceId: randomUUID(),
+        metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+      });
+  if (worker) await worker.beforeListen(sessions);
   const proxyAddr = await gateway.listen(cfg.port, cfg.listenHost);
-  const adminAddr = await listen(admin, cfg.adminPort, cfg.listenHost);
+  const adminAddr = admin ? await listen(admin, cfg.adminPort, cfg.listenHost) : null;
   // TTL holds on the gateway's own clock, tunnels included, even without the control plane.
   const sweep = setInterval(() => sessions.sweepExpired(), 500);
   sweep.unref();
@@ -177,14 +197,16 @@ export async function startGatewayService(
     sessions,
     policy,
     proxyPort: proxyAddr.port,
-    adminPort: adminAddr.port,
+    adminPort: adminAddr?.port ?? 0,
+    registry,
     async close() {
       clearInterval(sweep);
       if (caReload) clearInterval(caReload);
-      await new Promise<void>((r) => {
-        admin.close(() => r());
-        admin.closeAllConnections();
-      });
+      if (admin)
+        await new Promise<void>((r) => {
+          admin.close(() => r());
+          admin.closeAllConnections();
+        });
       await gateway.close();
       await source.stop();
       policy.close();

@@ -210,6 +210,8 @@ export class DockerRuntime implements SandboxRuntime {
       ...(g.tls.upstreamCaFile ? { upstreamCaPem: readFileSync(g.tls.upstreamCaFile, 'utf8') } : {}),
       passthrough: g.tls.passthrough,
       leafCacheSize: g.tls.leafCacheSize,
+      // One process unless configured: more workers only where the config says so (docs/config.md).
+      workers: g.workers ?? 1,
     };
   }
 

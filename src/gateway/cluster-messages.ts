@@ -1,0 +1,46 @@
+/**
+ * The IPC messages between the primary of a multi-worker gateway (./cluster.ts) and its workers
+ * (./cluster-worker.ts). Every message carries `t` with the `airlock:` prefix, so other users of the
+ * channel (prom-client's metrics aggregation) are told apart.
+ */
+import type { GatewayServiceConfig } from '../gateway-wire/config.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
+
+/** Primary → worker. Each change carries `seq`; the worker answers `airlock:ack` with it once applied. */
+export type PrimaryMessage =
+  /** The whole table (`null`: keep what the worker's own session source holds, i.e. Kubernetes). */
+  | { t: 'airlock:sync'; seq: number; sessions: GatewaySession[] | null }
+  | { t: 'airlock:upsert'; seq: number; session: GatewaySession }
+  /** Kill switch: acknowledged after the session's sockets in this worker are destroyed. */
+  | { t: 'airlock:revoke'; seq: number; id: string }
+  /** Close the proxy (flushing the audit file) and exit. */
+  | { t: 'airlock:stop' };
+
+/** Worker → primary. */
+export type WorkerMessage =
+  /** The worker's session source runs; it waits for `airlock:sync` before opening the proxy port. */
+  | { t: 'airlock:hello' }
+  | { t: 'airlock:ack'; seq: number; closedSockets: number }
+  | { t: 'airlock:ready'; proxyPort: number; pid: number }
+  /** Startup failed (the worker exits next). */
+  | { t: 'airlock:failed'; message: string };
+
+/** Environment variable carrying a worker's settings (JSON of {@link WorkerSpec}). */
+export const WORKER_ENV = 'AIRLOCK_GATEWAY_WORKER';
+
+/** What the primary hands a worker when it forks it. */
+export interface WorkerSpec {
+  /** 1..N; a restarted worker keeps its number. */
+  id: number;
+  config: GatewayServiceConfig;
+}
+
+/** Whether `m` is one of the messages above (and not another user's). */
+export function isAirlockMessage(m: unknown): m is { t: string } {
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof (m as { t?: unknown }).t === 'string' &&
+    (m as { t: string }).t.startsWith('airlock:')
+  );
+}

@@ -1,0 +1,76 @@
+/**
+ * Entry point of one worker of a multi-worker gateway (forked by ./cluster.ts through `node:cluster`;
+ * never imported). It runs the same gateway as a single process (`startGatewayService`) without the
+ * admin API, learns the session table from the primary before its proxy port opens, then applies
+ * every change the primary sends and acknowledges it (a revocation after the sockets are destroyed).
+ */
+import client from 'prom-client';
+import { createLogger } from '../log.js';
+import {
+  isAirlockMessage,
+  type PrimaryMessage,
+  WORKER_ENV,
+  type WorkerMessage,
+  type WorkerSpec,
+} from './cluster-messages.js';
+import { type RunningGateway, startGatewayService } from './service.js';
+import type { SessionTable } from './sessions.js';
+
+const send = (m: WorkerMessage): void => {
+  process.send?.(m);
+};
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.env[WORKER_ENV] ?? '') as WorkerSpec;
+  const logger = createLogger({ component: 'gateway' }).child({ worker: spec.id });
+  let table: SessionTable | null = null;
+  let gw: RunningGateway | null = null;
+  let synced: (() => void) | null = null;
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    const done = gw ? gw.close() : Promise.resolve();
+    void done.then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+
+  process.on('message', (raw: unknown) => {
+    if (!isAirlockMessage(raw)) return;
+    const m = raw as PrimaryMessage;
+    if (m.t === 'airlock:stop') return stop();
+    if (!table) return; // changes are sent only after hello, when the table exists
+    let closedSockets = 0;
+    if (m.t === 'airlock:sync') {
+      if (m.sessions) table.replaceAll(m.sessions);
+      synced?.();
+      synced = null;
+    } else if (m.t === 'airlock:upsert') table.upsert(m.session);
+    else closedSockets = table.revoke(m.id);
+    send({ t: 'airlock:ack', seq: m.seq, closedSockets });
+  });
+  // The primary's death ends the worker (cluster closes the channel).
+  process.on('disconnect', stop);
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', () => {}); // a terminal's Ctrl-C reaches the primary too; it stops the workers
+
+  gw = await startGatewayService(spec.config, 'worker-has-no-admin-api', logger, {
+    id: spec.id,
+    beforeListen: (sessions) =>
+      new Promise<void>((resolve) => {
+        table = sessions;
+        synced = resolve;
+        send({ t: 'airlock:hello' });
+      }),
+  });
+  client.AggregatorRegistry.setRegistries([gw.registry]);
+  send({ t: 'airlock:ready', proxyPort: gw.proxyPort, pid: process.pid });
+}
+
+main().catch((err: unknown) => {
+  const m: WorkerMessage = { t: 'airlock:failed', message: (err as Error).message ?? String(err) };
+  if (!process.send) process.exit(1);
+  process.send(m, () => process.exit(1));
+});

@@ -1,0 +1,345 @@
+/**
+ * A gateway on several cores (`gateway.workers` > 1): a primary process and N workers forked with
+ * `node:cluster`, all serving the one proxy port (cluster shares the listening socket; see
+ * docs/architecture.md "Gateway workers" for why cluster and not `reusePort`).
+ *
+ * - The primary serves the admin API (one endpoint) and holds the authoritative session table. Every
+ *   register, resync and revocation is applied there first, then sent to every worker over IPC; the
+ *   admin call answers after every worker acknowledged it. A revocation is acknowledged by a worker
+ *   after it destroyed the session's sockets, so the kill switch holds across workers: no allowed call
+ *   after `DELETE` returns.
+ * - Each worker runs `startGatewayService` without an admin API: its own PolicyStore on the same
+ *   directory (reload atomic per worker; each audit event names its `policyVersion` and `worker`), its
+ *   own TTL sweep, its own audit appender on the same file (O_APPEND, one write per batch of whole lines).
+ * - Kubernetes: every worker runs its own Pod watch (as a replica does); the primary runs one too, for
+ *   the admin API's address check and status.
+ * - A worker that dies is forked again (backoff 100 ms doubling to 10 s while it keeps dying within
+ *   10 s of starting); before its proxy port opens it learns the primary's whole table. A worker that
+ *   does not acknowledge a change within `ackTimeoutMs` is killed (its sockets die with it) and
+ *   restarted; the change counts as applied once it has exited.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import client from 'prom-client';
+import { ConfigError } from '../errors.js';
+import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire/config.js';
+import type { GatewaySession } from '../gateway-wire/session.js';
+import { createLogger, type Logger } from '../log.js';
+import { PolicyStore } from '../policy/store.js';
+import { dottedPath, firstIssue } from '../validation.js';
+import { type AdminSessions, createAdminServer, listen } from './admin.js';
+import {
+  isAirlockMessage,
+  type PrimaryMessage,
+  WORKER_ENV,
+  type WorkerMessage,
+  type WorkerSpec,
+} from './cluster-messages.js';
+import { createSessionSource, type SessionSource } from './session-sources/index.js';
+
+/** A running multi-worker gateway (the primary's side). */
+export interface RunningGatewayCluster {
+  proxyPort: number;
+  adminPort: number;
+  /** Worker number → current process id (changes when a worker is restarted). */
+  workerPids(): Map<number, number>;
+  /** Stops the admin API and every worker (each flushes its audit file). */
+  close(): Promise<void>;
+}
+
+export interface GatewayClusterOptions {
+  /** Worker processes. */
+  workers: number;
+  logger?: Logger;
+  /** A worker that has not acknowledged a change after this long is killed, ms. @default 5000 */
+  ackTimeoutMs?: number;
+  /** How long to wait for the workers to start, ms. @default 60000 (the CA wait may add to it) */
+  startTimeoutMs?: number;
+}
+
+interface Slot {
+  id: number;
+  worker: Worker;
+  /** Said hello and was sent the table: receives every change from then on. */
+  synced: boolean;
+  ready: boolean;
+  startedAt: number;
+  restarts: number;
+  pending: Map<number, (closedSockets: number) => void>;
+}
+
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 10_000;
+/** A worker that lived this long before dying is restarted without backoff. */
+const HEALTHY_AFTER_MS = 10_000;
+
+/** The compiled worker entry point next to this file (dist/gateway/cluster-worker.js). */
+function workerEntry(): string {
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), 'cluster-worker.js');
+}
+
+/**
+ * Starts the primary of a multi-worker gateway and its `opts.workers` workers; resolves when every
+ * worker listens on the proxy port and the admin API is up. Must run in a cluster primary (the
+ * `airlock gateway` process). `input`: the JSON of `AIRLOCK_GATEWAY_CONFIG`.
+ * @throws ConfigError for invalid settings; Error with the first worker's message when a worker
+ * cannot start (the others are stopped).
+ */
+export async function startGatewayCluster(
+  input: GatewayServiceConfig,
+  adminToken: string,
+  opts: GatewayClusterOptions,
+): Promise<RunningGatewayCluster> {
+  const parsed = gatewayServiceSchema.safeParse(input);
+  if (!parsed.success) {
+    const f = firstIssue(parsed.error);
+    const at = f ? dottedPath(f.issue.path) : '(root)';
+    throw new ConfigError(`gateway config ${at}: ${f?.message ?? 'invalid'}`, at);
+  }
+  const cfg = parsed.data;
+  if (adminToken.length < 16)
+    throw new ConfigError('AIRLOCK_ADMIN_TOKEN must have >= 16 characters', 'AIRLOCK_ADMIN_TOKEN');
+  if (!cluster.isPrimary) throw new Error('startGatewayCluster must run in the cluster primary');
+  const logger = opts.logger ?? createLogger({ component: 'gateway' });
+  const ackTimeoutMs = opts.ackTimeoutMs ?? 5_000;
+  const ownTable = cfg.sessionSource.kind === 'admin';
+
+  const policy = await PolicyStore.open(cfg.policyDir);
+  let source: SessionSource;
+  try {
+    source = await createSessionSource(cfg.sessionSource);
+    await source.start();
+  } catch (err) {
+    policy.close();
+    throw err;
+  }
+  const table = source.table;
+  const sweep = setInterval(() => table.sweepExpired(), 500);
+  sweep.unref();
+
+  const slots = new Map<number, Slot>();
+  let seq = 0;
+  let closing = false;
+  let proxyPort = -1;
+  const backoff = new Map<number, number>();
+
+  const sendTo = (slot: Slot, m: PrimaryMessage): boolean => {
+    if (!slot.worker.isConnected()) return false;
+    try {
+      slot.worker.send(m);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /** Sends a change to every synced worker; resolves with the sockets they closed once all applied it. */
+  const fanOut = (make: (seq: number) => PrimaryMessage): Promise<number> => {
+    const waits: Promise<number>[] = [];
+    for (const slot of slots.values()) {
+      if (!slot.synced) continue; // it learns the table (already changed) when it says hello
+      const n = ++seq;
+      waits.push(
+        new Promise<number>((resolve) => {
+          const timer = setTimeout(() => {
+            logger.error(
+              { worker: slot.id, pid: slot.worker.process.pid },
+              'worker did not acknowledge; killing it',
+            );
+            slot.worker.process.kill('SIGKILL'); // its sockets die with it; `exit` resolves this wait
+          }, ackTimeoutMs);
+          slot.pending.set(n, (closed) => {
+            clearTimeout(timer);
+            resolve(closed);
+          });
+          if (!sendTo(slot, make(n))) {
+            slot.pending.delete(n);
+            clearTimeout(timer);
+            resolve(0); // gone already: no sockets left, and a new worker starts from the table
+          }
+        }),
+      );
+    }
+    return Promise.all(waits).then((a) => a.reduce((x, y) => x + y, 0));
+  };
+
+  const sessions: AdminSessions = {
+    get size() {
+      return table.size;
+    },
+    atAddress: (address) => table.atAddress(address),
+    async upsert(session: GatewaySession) {
+      table.upsert(session);
+      await fanOut((s) => ({ t: 'airlock:upsert', seq: s, session }));
+    },
+    async replaceAll(list: readonly GatewaySession[]) {
+      table.replaceAll(list);
+      await fanOut((s) => ({ t: 'airlock:sync', seq: s, sessions: [...list] }));
+    },
+    async revoke(id: string) {
+      table.revoke(id);
+      return fanOut((s) => ({ t: 'airlock:revoke', seq: s, id }));
+    },
+  };
+
+  let startupFailure: ((err: Error) => void) | null = null;
+  let allReady: (() => void) | null = null;
+
+  const fork = (id: number, restarts: number): void => {
+    const spec: WorkerSpec = { id, config: input };
+    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(spec), AIRLOCK_ADMIN_TOKEN: '' });
+    const slot: Slot = {
+      id,
+      worker,
+      synced: false,
+      ready: false,
+      startedAt: Date.now(),
+      restarts,
+      pending: new Map(),
+    };
+    slots.set(id, slot);
+    worker.on('message', (raw: unknown) => {
+      if (!isAirlockMessage(raw)) return;
+      const m = raw as WorkerMessage;
+      if (m.t === 'airlock:hello') {
+        // Marked synced in the same turn as the table is sent: every later change reaches it after.
+        slot.synced = true;
+        sendTo(slot, { t: 'airlock:sync', seq: ++seq, sessions: ownTable ? table.list() : null });
+      } else if (m.t === 'airlock:ack') {
+        const done = slot.pending.get(m.seq);
+        slot.pending.delete(m.seq);
+        done?.(m.closedSockets);
+      } else if (m.t === 'airlock:ready') {
+        slot.ready = true;
+        proxyPort = m.proxyPort;
+        if (restarts > 0) logger.info({ worker: id, pid: m.pid }, 'gateway worker restarted');
+        if ([...slots.values()].every((s) => s.ready)) allReady?.();
+      } else if (m.t === 'airlock:failed') {
+        startupFailure?.(new Error(`gateway worker ${id}: ${m.message}`));
+        logger.error({ worker: id, error: m.message }, 'gateway worker failed to start');
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      for (const done of slot.pending.values()) done(0);
+      slot.pending.clear();
+      slot.synced = false;
+      slot.ready = false;
+      if (slots.get(id) !== slot) return;
+      if (closing) return void slots.delete(id);
+      if (startupFailure) {
+        startupFailure(new Error(`gateway worker ${id} exited (${signal ?? code}) while starting`));
+        return;
+      }
+      const lived = Date.now() - slot.startedAt;
+      const delay =
+        lived >= HEALTHY_AFTER_MS
+          ? 0
+          : Math.min(Math.max((backoff.get(id) ?? 0) * 2, RESTART_MIN_MS), RESTART_MAX_MS);
+      backoff.set(id, delay);
+      logger.warn(
+        { worker: id, pid: worker.process.pid, code, signal, restartInMs: delay },
+        'gateway worker exited; restarting',
+      );
+      setTimeout(() => {
+        if (!closing) fork(id, restarts + 1);
+      }, delay).unref();
+    });
+  };
+
+  const stopWorkers = async (): Promise<void> => {
+    closing = true;
+    await Promise.all(
+      [...slots.values()].map(
+        (slot) =>
+          new Promise<void>((resolve) => {
+            if (slot.worker.isDead()) return resolve();
+            const kill = setTimeout(() => slot.worker.process.kill('SIGKILL'), 10_000);
+            slot.worker.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            if (!sendTo(slot, { t: 'airlock:stop' })) slot.worker.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    slots.clear();
+  };
+
+  cluster.setupPrimary({ exec: workerEntry(), args: [] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`gateway workers not ready after ${opts.startTimeoutMs ?? 60_000} ms`)),
+        (opts.startTimeoutMs ?? 60_000) + cfg.caWaitSeconds * 1000,
+      );
+      allReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      startupFailure = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      for (let id = 1; id <= opts.workers; id++) fork(id, 0);
+    });
+  } catch (err) {
+    clearInterval(sweep);
+    await stopWorkers();
+    await source.stop();
+    policy.close();
+    throw err;
+  } finally {
+    startupFailure = null;
+    allReady = null;
+  }
+
+  const metrics = new client.AggregatorRegistry();
+  const admin: http.Server = createAdminServer({
+    sessions,
+    policy,
+    token: adminToken,
+    instanceId: randomUUID(),
+    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.clusterMetrics() }),
+    status: () => ({
+      workers: [...slots.values()].map((s) => ({
+        id: s.id,
+        pid: s.worker.process.pid ?? null,
+        ready: s.ready,
+        restarts: s.restarts,
+      })),
+    }),
+  });
+  let adminPort: number;
+  try {
+    adminPort = (await listen(admin, cfg.adminPort, cfg.listenHost)).port;
+  } catch (err) {
+    clearInterval(sweep);
+    await stopWorkers();
+    await source.stop();
+    policy.close();
+    throw err;
+  }
+  logger.info({ workers: opts.workers, proxyPort, adminPort }, 'gateway workers ready');
+
+  return {
+    proxyPort,
+    adminPort,
+    workerPids: () =>
+      new Map(
+        [...slots.values()].filter((s) => s.worker.process.pid).map((s) => [s.id, s.worker.process.pid!]),
+      ),
+    async close() {
+      clearInterval(sweep);
+      await new Promise<void>((r) => {
+        admin.close(() => r());
+        admin.closeAllConnections();
+      });
+      await stopWorkers();
+      await source.stop();
+      policy.close();
+    },
+  };
+}
