@@ -194,8 +194,9 @@ export class IsolationFailedError extends AirlockError {
  *   limit or a policy budget): nothing reached the upstream — except for `request_timeout` of a body
  *   too slow or too long, whose upstream request was cut off; the audit event says `decision: "deny"`.
  * - `upstream-error`: the policy allowed the call but it failed on the way (the upstream could not be
- *   resolved or reached, timed out, or its certificate was refused); audited as `decision: "allow"`
- *   with reason `upstream_error` / `upstream_tls_error`.
+ *   resolved or reached, timed out, or its certificate was refused, or the credential it is bound to
+ *   has no value); audited as `decision: "allow"` with reason `upstream_error` / `upstream_tls_error`
+ *   / `credential_unavailable`.
  */
 export const GatewayAnswers = {
   egress_denied: { status: 403, decision: 'deny' },
@@ -210,6 +211,8 @@ export const GatewayAnswers = {
   request_timeout: { status: 408, decision: 'deny' },
   limit_exceeded: { status: 429, decision: 'deny' },
   budget_exceeded: { status: 429, decision: 'deny' },
+  credential_not_bound: { status: 403, decision: 'deny' },
+  credential_unavailable: { status: 503, decision: 'upstream-error' },
   upstream_unreachable: { status: 502, decision: 'upstream-error' },
   upstream_tls_error: { status: 502, decision: 'upstream-error' },
   upstream_error: { status: 502, decision: 'upstream-error' },

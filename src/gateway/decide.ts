@@ -7,6 +7,11 @@
  * 1. `airlock.api`, the pseudo-host of management rules, is never a destination, whatever a rule
  *    says → refuse `destination_refused` (reason `destination_refused`);
  * 2. no valid policy is loaded → refuse `egress_denied` (reason `no_policy`; fail closed);
+ *    2b. known secrets (credentials.yaml, credentials.ts; HTTP requests only): the request's URL or a
+ *    header carries the value of a credential the gateway holds, other than in the header (or query
+ *    parameter) the binding of this call would set → refuse `credential_not_bound` (reason
+ *    `exfiltration_attempt`), before any rule is asked, so even a call the rules deny is recorded
+ *    as the attempt it is;
  * 3. `intercept` mode (a CONNECT the gateway will open): the session's role — and its creator, when
  *    the creator has egress rules — must have an allow rule naming this host (and port) → refuse
  *    `egress_denied` (`no_match`) or outcome `intercept` (every request inside is decided on its own);
@@ -21,7 +26,10 @@
  * 6. the host is resolved once and every address checked (resolve.ts, DESIGN.md property 6) →
  *    refuse `destination_refused`, or `upstream_unreachable` when it does not resolve (a failure of
  *    an allowed call, audited as allow with reason `upstream_error`);
- * 7. outcome `allow` with the checked address to dial.
+ * 7. outcome `allow` with the checked address to dial, and the credential to inject: the first
+ *    binding of credentials.yaml for the session's role matching the call (host, path, the method
+ *    the upstream executes) — only ever for an allowed call, so a deny rule still wins — or refuse
+ *    `credential_unavailable` (503) when the bound credential has no value.
  *
  * Per-session limits (limits.ts: requests in flight, connections, tunnels) are checked by the caller
  * before step 1, right after identification.
@@ -29,7 +37,9 @@
 import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
+import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
 import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
+import type { CredentialVault, InjectedCredential, ScannedRequest } from './credentials.js';
 import type { Exchange, Refusal } from './exchange.js';
 import type { UpstreamResolver } from './resolve.js';
 import { creatorDenyHint, denyHint, NO_POLICY_HINT, RESERVED_HOST_DETAIL } from './responses.js';
@@ -46,6 +56,8 @@ export type Outcome =
       policyVersion: string;
       address: string;
       meter: BudgetMeter | null;
+      /** The credential the gateway sets on the forwarded request (credentials.yaml), or null. */
+      credential: InjectedCredential | null;
     }
   /** Open the CONNECT tunnel and decide every request inside on its own. */
   | { kind: 'intercept'; policyVersion: string }
@@ -60,6 +72,10 @@ export interface DecideContext {
   resolver: UpstreamResolver;
   /** The budget counters (step 5); absent: budgets are not enforced (unit tests). */
   budgets?: BudgetCounters;
+  /** Credential values (step 2b and 7); absent: credentials.yaml is ignored. */
+  credentials?: CredentialVault;
+  /** Called with the credential's name on each exfiltration attempt (a metric). */
+  onExfiltration?: (credential: string) => void;
 }
 
 function egressDenied(
@@ -128,6 +144,8 @@ function budgetExceeded(
  * @param x the exchange, with its target set and `session` the identified session.
  * @param mode `intercept` only for a CONNECT the gateway will terminate itself.
  * @param contentLength the request's declared body size (null: none declared), for bytes budgets.
+ * @param request the raw request target and headers of an HTTP request (plain or intercepted), for
+ *   the known-secret scan and credential injection; absent (CONNECT, WebSocket): neither happens.
  * @returns the outcome; never throws for a policy or DNS answer.
  */
 export async function decide(
@@ -136,6 +154,7 @@ export async function decide(
   mode: DecideMode,
   ctx: DecideContext,
   contentLength: number | null = null,
+  request?: ScannedRequest,
 ): Promise<Outcome> {
   const policy = ctx.policy.current();
   const version = policy?.version ?? null;
@@ -149,6 +168,35 @@ export async function decide(
     };
   }
   if (!policy) return egressDenied(x, session, 'no_policy', null, null, NO_POLICY_HINT);
+
+  // Step 2b: known secrets. Only with credentials.yaml (the feature is off without one).
+  const vault = ctx.credentials;
+  const creds = policy.credentials;
+  let binding: CredentialMatch | null = null;
+  if (vault && creds && creds.size > 0 && request && mode === 'forward') {
+    if (!vault.isSynced(creds)) await vault.sync(creds);
+    binding = creds.match(session.role, x.policyHost, x.path, x.methodOverride ?? x.method);
+    const leak = vault.findLeak(request, binding ? appliedAs(binding.credential.apply) : null);
+    if (leak) {
+      ctx.onExfiltration?.(leak.credential);
+      x.secretFoundIn = leak.where;
+      const def = creds.definitions.find((d) => d.name === leak.credential);
+      x.credential = { name: leak.credential, version: def ? vault.versionOf(def) : null };
+      return {
+        kind: 'refuse',
+        reason: 'exfiltration_attempt',
+        rule: null,
+        policyVersion: policy.version,
+        body: {
+          error: 'credential_not_bound',
+          detail:
+            `the request carries the value of credential "${leak.credential}" (${leak.where === 'url' ? 'in its URL' : `in its ${leak.where.slice(7)} header`}), ` +
+            'where no binding of your role puts it. The gateway adds credentials itself where the policy binds them; a request that carries one elsewhere is refused and recorded.',
+          sessionId: session.id,
+        },
+      };
+    }
+  }
 
   if (mode === 'intercept') {
     if (!policy.mayReachHost(session.role, x.policyHost))
@@ -229,11 +277,31 @@ export async function decide(
       },
     };
   }
+  let credential: InjectedCredential | null = null;
+  if (binding && vault) {
+    // Read after DNS: a rotation during the lookup is used at once.
+    credential = vault.inject(binding);
+    if (!credential) {
+      x.credential = { name: binding.credential.name, version: null };
+      return {
+        kind: 'refuse',
+        reason: 'credential_unavailable',
+        rule: decision.rule,
+        policyVersion: policy.version,
+        body: {
+          error: 'credential_unavailable',
+          detail: `credential "${binding.credential.name}" bound to this call has no value at the gateway; nothing was sent`,
+          sessionId: session.id,
+        },
+      };
+    }
+  }
   return {
     kind: 'allow',
     rule: decision.rule,
     policyVersion: policy.version,
     address: resolution.address,
     meter,
+    credential,
   };
 }

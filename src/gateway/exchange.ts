@@ -76,6 +76,10 @@ export class Exchange {
   suppressed: number | null = null;
   /** The caller's source address, recorded on a backoff summary (the caller may have no session). */
   clientAddress: string | null = null;
+  /** The credential injected, found (exfiltration attempt) or missing: name and value version only. */
+  credential: { name: string; version: string | null } | null = null;
+  /** Where a known secret was found (`url`, `header:NAME`), for an exfiltration attempt. */
+  secretFoundIn: string | null = null;
   private finished = false;
 
   constructor(
@@ -145,7 +149,8 @@ export class Exchange {
       policyVersion: this.policyVersion,
     };
     if (this.methodOverride !== null) event.methodOverride = this.methodOverride;
-    if (this.query.length > 1) {
+    // A query carrying a secret is not digested: a digest of a short query confirms a guessed value.
+    if (this.query.length > 1 && this.reason !== 'exfiltration_attempt') {
       // Data can leave in a query string as well as in a body: its size and a digest are on record.
       event.queryBytes = Buffer.byteLength(this.query) - 1;
       event.querySha256 = createHash('sha256').update(this.query.slice(1)).digest('hex').slice(0, 16);
@@ -153,6 +158,8 @@ export class Exchange {
     if (this.requests !== null) event.requests = this.requests;
     if (this.suppressed !== null) event.suppressed = this.suppressed;
     if (this.clientAddress !== null) event.clientAddress = this.clientAddress;
+    if (this.credential !== null) event.credential = this.credential;
+    if (this.secretFoundIn !== null) event.secretFoundIn = this.secretFoundIn;
     this.sink.emit(event);
   }
 }

@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import type { GatewayLimits } from '../config/schema.js';
 import type { BudgetMeter } from './budgets.js';
+import { queryWithCredential, type InjectedCredential } from './credentials.js';
 import type { Exchange } from './exchange.js';
 import { downstreamHeaders, upstreamHeaders } from './headers.js';
 import { sendJson, statusOf, type GatewayErrorBody } from './responses.js';
@@ -103,6 +104,8 @@ class BodyWatch {
  * response is destroyed. `x` must already record the allow (Exchange.allow) and its session.
  * @param address the resolved and checked upstream address (decide.ts); the name is not resolved again.
  * @param meter the budgets the call counts against (bytes out), or null.
+ * @param credential the credential the gateway sets (a header, or a query parameter), replacing
+ *   whatever the sandbox sent under that name; recorded on the exchange by name and version only.
  */
 export function forward(
   req: IncomingMessage,
@@ -112,7 +115,9 @@ export function forward(
   x: Exchange,
   ctx: ForwardContext,
   meter: BudgetMeter | null = null,
+  credential: InjectedCredential | null = null,
 ): void {
+  if (credential) x.credential = { name: credential.name, version: credential.version };
   let controller: Dispatcher.DispatchController | null = null;
   let gone = false;
   /** The body was cut off (too slow or too long): the answer is the gateway's 408. */
@@ -208,9 +213,13 @@ export function forward(
     dispatcher.dispatch(
       {
         origin,
-        path: target.path + target.query,
+        path:
+          target.path +
+          (credential?.query
+            ? queryWithCredential(target.query, credential.query, credential.value)
+            : target.query),
         method: req.method as Dispatcher.HttpMethod,
-        headers: upstreamHeaders(req, target.authority),
+        headers: upstreamHeaders(req, target.authority, credential),
         // undici accepts any AsyncIterable body at runtime (docs/api/Dispatcher.md); its types lag.
         body: body as unknown as Readable | null,
       },

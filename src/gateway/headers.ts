@@ -43,9 +43,14 @@ export function framingProblem(rawHeaders: readonly string[]): string | null {
 /**
  * Headers sent upstream, as a flat `[name, value, …]` list in the sandbox's order: `host` first
  * (the normalised authority the policy decided on), then every header of `req` except hop-by-hop
- * ones and those the `Connection` header names.
+ * ones and those the `Connection` header names. With `credential` (a header the gateway injects,
+ * credentials.ts), every header of that name the sandbox sent is dropped and the gateway's appended.
  */
-export function upstreamHeaders(req: IncomingMessage, authority: string): string[] {
+export function upstreamHeaders(
+  req: IncomingMessage,
+  authority: string,
+  credential?: { readonly header: string | null; readonly value: string } | null,
+): string[] {
   const raw = req.rawHeaders;
   let connectionTokens: Set<string> | null = null;
   const conn = req.headers.connection;
@@ -55,8 +60,10 @@ export function upstreamHeaders(req: IncomingMessage, authority: string): string
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || connectionTokens?.has(lower)) continue;
+    if (credential?.header === lower) continue;
     out.push(name, raw[i + 1]!);
   }
+  if (credential?.header) out.push(credential.header, credential.value);
   return out;
 }
 

@@ -13,6 +13,7 @@ import {
   type UpstreamTimeouts,
 } from '../config/schema.js';
 import type { PolicySource } from '../policy/types.js';
+import type { CredentialVault } from './credentials.js';
 import type { UpstreamResolver } from './resolve.js';
 import type { SessionTable } from './sessions.js';
 import type { LeafCache } from './tls/leaf-cache.js';
@@ -45,6 +46,13 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
    * defaults from the config schema's `gatewayLimitsSchema`.
    */
   limits?: GatewayLimitsInput;
+  /**
+   * Credential values for credentials.yaml (docs/credentials.md): injection into allowed calls and
+   * the known-secret leak stop. Absent: credentials.yaml is ignored. The caller owns it (closes it).
+   */
+  credentials?: CredentialVault;
+  /** Called with the credential's name on every exfiltration attempt refused (a metric). */
+  onExfiltration?: (credential: string) => void;
 }
 
 /** Options with every default applied: what `EgressGateway` takes. */

@@ -76,7 +76,13 @@ export class EgressGateway {
   /** @param opts options with defaults applied ({@link withGatewayDefaults}). */
   constructor(private readonly opts: GatewayOptions) {
     this.passthrough = new Set(opts.intercept?.passthrough ?? []);
-    this.ctx = { policy: opts.policy, resolver: opts.resolver, budgets: new BudgetCounters() };
+    this.ctx = {
+      policy: opts.policy,
+      resolver: opts.resolver,
+      budgets: new BudgetCounters(),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+      ...(opts.onExfiltration ? { onExfiltration: opts.onExfiltration } : {}),
+    };
     this.limits = new SessionLimits(opts.limits);
     this.identifier = new Identifier(opts.sessions, (address, session, suppressed) => {
       // One event for the refusals of an authentication backoff that were not audited one by one.
@@ -265,14 +271,17 @@ export class EgressGateway {
     if (over) return this.refuse(req, res, x, over);
     // Counted until answered: released here when refused, by forward() when the response closes.
     const cl = req.headers['content-length'];
-    const outcome = await decide(x, session, 'forward', this.ctx, cl === undefined ? null : Number(cl));
+    const outcome = await decide(x, session, 'forward', this.ctx, cl === undefined ? null : Number(cl), {
+      url: req.url ?? '',
+      rawHeaders: req.rawHeaders,
+    });
     if (outcome.kind === 'refuse') {
       this.limits.releaseRequest(session.id);
       return this.refuse(req, res, x, outcome);
     }
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an HTTP request'); // unreachable
     x.allow(outcome.rule, outcome.policyVersion);
-    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter);
+    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
   }
 
   /** CONNECT: identified like plain HTTP, then intercepted or (granted passthrough) relayed. */

@@ -10,6 +10,8 @@ import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire
 import { PolicyStore } from '../policy/store.js';
 import { DestinationPolicy } from './address.js';
 import { createAdminServer, listen } from './admin.js';
+import { hostMatch } from '../policy/matchers.js';
+import { CredentialVault } from './credentials.js';
 import { EgressGateway, withGatewayDefaults } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { createSessionSource, type SessionSource } from './session-sources/index.js';
@@ -157,6 +159,15 @@ export async function startGatewayService(
     throw err instanceof ConfigError ? err : new ConfigError((err as Error).message, 'caDir');
   }
   const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
+  // credentials.yaml (docs/credentials.md): values from files (watched) or this process's environment.
+  const credentials = new CredentialVault({ logger });
+  const exfiltration = new client.Counter({
+    name: 'airlock_gateway_exfiltration_attempts_total',
+    help: 'Requests refused because they carried a known credential value where no binding puts it',
+    labelNames: ['credential'] as const,
+    registers: [registry],
+  });
+  warnPassthroughBindings(policy, cfg.passthrough, logger);
   const gateway = new EgressGateway(
     withGatewayDefaults({
       policy,
@@ -172,6 +183,8 @@ export async function startGatewayService(
       headersTimeoutMs: cfg.headersTimeoutMs,
       bodyTimeoutMs: cfg.bodyTimeoutMs,
       limits: cfg.limits,
+      credentials,
+      onExfiltration: (name) => exfiltration.inc({ credential: name }),
       ...(upstreamCaPem ? { upstreamCaPem } : {}),
       ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
     }),
@@ -208,9 +221,35 @@ export async function startGatewayService(
           admin.closeAllConnections();
         });
       await gateway.close();
+      credentials.close();
       await source.stop();
       policy.close();
       await fileSink.close();
     },
   };
+}
+
+/**
+ * Logs a warning for each credential binding naming a `gateway.tls.passthrough` host: the gateway does
+ * not open those tunnels, so it can neither inject there nor see a leak (only the gateway's config
+ * knows the list; `airlock policy check` cannot).
+ */
+function warnPassthroughBindings(
+  policy: PolicyStore,
+  passthrough: readonly string[] | undefined,
+  logger: Logger,
+): void {
+  const hosts = new Set(passthrough ?? []);
+  if (hosts.size === 0) return;
+  for (const c of policy.current()?.credentials?.definitions ?? []) {
+    for (const b of c.bindings) {
+      for (const h of hosts) {
+        if (hostMatch(h, b.host))
+          logger.warn(
+            { credential: c.name, host: h },
+            'credential binding names a passthrough host: the gateway cannot inject it there',
+          );
+      }
+    }
+  }
 }

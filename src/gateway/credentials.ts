@@ -1,0 +1,341 @@
+/**
+ * The gateway's side of credentials (docs/credentials.md): the values of the credentials the policy
+ * defines (credentials.yaml, src/policy/credentials.ts), read from files (watched: a changed file is
+ * used from the next request on) or from the gateway's own environment; what a request gets injected
+ * once the policy allowed it; and the known-secret scanner that refuses requests carrying a value
+ * anywhere else.
+ *
+ * A value never leaves this module except as the header or query parameter of an allowed request
+ * whose binding matched; logs and audit events name the credential and its version (a hash prefix,
+ * {@link valueVersion}) only.
+ */
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  appliedAs,
+  sourceKey,
+  type CredentialDefinition,
+  type CredentialMatch,
+  type CredentialSet,
+  type CredentialSource,
+} from '../policy/credentials.js';
+import { EMPTY_SCANNER, SecretScanner } from './secret-scan.js';
+
+/** The subset of a pino logger the vault uses. */
+interface VaultLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+/**
+ * A credential's version: the first 12 hex digits of SHA-256 over a fixed prefix and the value. It
+ * tells rotations apart in audit events and `GET /v1/credentials`; it is not the value (but, like any
+ * hash, lets a guessed low-entropy value be confirmed: use generated tokens).
+ */
+export function valueVersion(value: string): string {
+  return createHash('sha256').update('airlock-credential\0').update(value).digest('hex').slice(0, 12);
+}
+
+/** What an allowed request gets: the header (or query parameter) the gateway sets. */
+export interface InjectedCredential {
+  readonly name: string;
+  readonly version: string;
+  /** Lowercase header name the gateway sets (replacing the sandbox's), or null for a query parameter. */
+  readonly header: string | null;
+  /** Query parameter name the gateway sets (replacing the sandbox's), or null for a header. */
+  readonly query: string | null;
+  /** The header value (`Bearer …`, `Basic …`, the raw value) or the URL-encoded query value. */
+  readonly value: string;
+}
+
+/** A value as read from its source. */
+interface LoadedValue {
+  readonly value: string;
+  readonly version: string;
+}
+
+/** The refusal data of a request that carries a known value where no binding of its role allows it. */
+export interface LeakFinding {
+  /** The credential whose value was found. */
+  readonly credential: string;
+  /** `url` or `header:NAME` (lowercase). */
+  readonly where: string;
+}
+
+/** A request as the leak scan sees it: the raw request target and the raw header list. */
+export interface ScannedRequest {
+  readonly url: string;
+  readonly rawHeaders: readonly string[];
+}
+
+/** Options of {@link CredentialVault}. */
+export interface CredentialVaultOptions {
+  /** Where `env` sources are read. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  logger?: VaultLogger;
+  /**
+   * Re-reads every file source this often, ms, besides watching their directories (a fallback for
+   * filesystems without change events). 0: never. @default 5000
+   */
+  pollIntervalMs?: number;
+  /** Called after a value changed (rotation), with the credential names using the source. */
+  onRotate?: (names: readonly string[], version: string | null) => void;
+}
+
+function stripNewline(s: string): string {
+  if (s.endsWith('\r\n')) return s.slice(0, -2);
+  if (s.endsWith('\n')) return s.slice(0, -1);
+  return s;
+}
+
+/** The header or query value a definition's `apply` produces from `value`. */
+function appliedValue(def: CredentialDefinition, value: string): string {
+  switch (def.apply.type) {
+    case 'bearer':
+      return `Bearer ${value}`;
+    case 'basic':
+      return `Basic ${Buffer.from(value, 'utf8').toString('base64')}`;
+    case 'header':
+      return value;
+    case 'query':
+      return encodeURIComponent(value);
+  }
+}
+
+/**
+ * Holds the values of the credentials of the policy in force. {@link sync} is called with each new
+ * snapshot's {@link CredentialSet} (decide.ts does it on the first request that sees the snapshot);
+ * the sources it no longer names are dropped, and their watchers closed.
+ */
+export class CredentialVault {
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #logger: VaultLogger | undefined;
+  readonly #onRotate: CredentialVaultOptions['onRotate'];
+  /** source key → value (absent: not readable). */
+  readonly #values = new Map<string, LoadedValue>();
+  /** source key → the definitions of the synced set using it. */
+  #users = new Map<string, CredentialDefinition[]>();
+  #synced: CredentialSet | null = null;
+  #syncing: Promise<void> | null = null;
+  #scanner: SecretScanner = EMPTY_SCANNER;
+  readonly #watchers = new Map<string, FSWatcher>();
+  readonly #poll: NodeJS.Timeout | null;
+  /** Credential name → epoch ms of the last request it was injected into. */
+  readonly lastUsed = new Map<string, number>();
+  #closed = false;
+
+  constructor(opts: CredentialVaultOptions = {}) {
+    this.#env = opts.env ?? process.env;
+    this.#logger = opts.logger;
+    this.#onRotate = opts.onRotate;
+    const every = opts.pollIntervalMs ?? 5_000;
+    this.#poll = every > 0 ? setInterval(() => void this.refresh(), every) : null;
+    this.#poll?.unref();
+  }
+
+  /** Whether `set` is the one the values were last synced to (then {@link sync} has nothing to do). */
+  isSynced(set: CredentialSet): boolean {
+    return this.#synced === set;
+  }
+
+  /**
+   * Makes the vault hold the values `set` needs: reads new sources, watches the directories of file
+   * sources, drops sources no longer named. Concurrent calls for the same set share one read.
+   */
+  sync(set: CredentialSet): Promise<void> {
+    if (this.#synced === set) return Promise.resolve();
+    const run = (this.#syncing ?? Promise.resolve()).then(async () => {
+      if (this.#synced === set || this.#closed) return;
+      const users = new Map<string, CredentialDefinition[]>();
+      for (const def of set.definitions) {
+        const key = sourceKey(def.source);
+        const list = users.get(key) ?? [];
+        list.push(def);
+        users.set(key, list);
+      }
+      for (const key of [...this.#values.keys()]) if (!users.has(key)) this.#values.delete(key);
+      this.#users = users;
+      await Promise.all(
+        [...users.entries()].map(([key, defs]) => this.#read(key, (defs[0] as CredentialDefinition).source)),
+      );
+      this.#watchDirectories();
+      this.#synced = set;
+      this.#rebuildScanner();
+    });
+    this.#syncing = run.finally(() => {
+      if (this.#syncing === run) this.#syncing = null;
+    });
+    return run;
+  }
+
+  /** Re-reads every source now (the watchers and the poll call this). Resolves when done. */
+  async refresh(): Promise<void> {
+    if (this.#closed) return;
+    const changed = await Promise.all(
+      [...this.#users.entries()].map(([key, defs]) =>
+        this.#read(key, (defs[0] as CredentialDefinition).source),
+      ),
+    );
+    if (changed.some(Boolean)) this.#rebuildScanner();
+  }
+
+  /**
+   * The header or query parameter an allowed request gets for `match`, or null when its value is not
+   * available (file missing or unreadable, variable unset). Records the last use.
+   */
+  inject(match: CredentialMatch): InjectedCredential | null {
+    const def = match.credential;
+    const loaded = this.#values.get(sourceKey(def.source));
+    if (!loaded) return null;
+    const as = appliedAs(def.apply);
+    this.lastUsed.set(def.name, Date.now());
+    return {
+      name: def.name,
+      version: loaded.version,
+      header: def.apply.type === 'query' ? null : as,
+      query: def.apply.type === 'query' ? def.apply.name : null,
+      value: appliedValue(def, loaded.value),
+    };
+  }
+
+  /** The version of a definition's value, or null when it is not available. */
+  versionOf(def: CredentialDefinition): string | null {
+    return this.#values.get(sourceKey(def.source))?.version ?? null;
+  }
+
+  /**
+   * Looks for a known value in the request target and headers. `exempt` is the header (lowercase) or
+   * query parameter (`?name`) the gateway will set for this request: what the sandbox sent there is
+   * replaced, never forwarded, so it is not searched. `proxy-authorization` is never forwarded either.
+   */
+  findLeak(req: ScannedRequest, exempt: string | null): LeakFinding | null {
+    const scanner = this.#scanner;
+    if (scanner.empty) return null;
+    const url = exempt !== null && exempt.startsWith('?') ? withoutParam(req.url, exempt.slice(1)) : req.url;
+    let hit = scanner.find(url);
+    if (hit !== null) return { credential: hit, where: 'url' };
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = (raw[i] as string).toLowerCase();
+      if (name === exempt || name === 'proxy-authorization') continue;
+      hit = scanner.find(raw[i + 1] as string);
+      if (hit !== null) return { credential: hit, where: `header:${name}` };
+    }
+    return null;
+  }
+
+  /** Whether any value is held (the leak scan has something to look for). */
+  get scanning(): boolean {
+    return !this.#scanner.empty;
+  }
+
+  /** Stops watching and polling. */
+  close(): void {
+    this.#closed = true;
+    if (this.#poll) clearInterval(this.#poll);
+    for (const w of this.#watchers.values()) w.close();
+    this.#watchers.clear();
+  }
+
+  /** Reads one source; @returns whether its value (or availability) changed. */
+  async #read(key: string, source: CredentialSource): Promise<boolean> {
+    let value: string | null;
+    if ('env' in source) value = this.#env[source.env] ?? null;
+    else value = await readFile(source.file, 'utf8').then(stripNewline, () => null);
+    if (value === '') value = null;
+    const before = this.#values.get(key);
+    if (value === null) {
+      if (!before) return false;
+      this.#values.delete(key);
+      this.#announce(key, null);
+      return true;
+    }
+    if (before?.value === value) return false;
+    const loaded = { value, version: valueVersion(value) };
+    this.#values.set(key, loaded);
+    if (before) this.#announce(key, loaded.version);
+    return true;
+  }
+
+  #announce(key: string, version: string | null): void {
+    const names = (this.#users.get(key) ?? []).map((d) => d.name);
+    this.#logger?.info(
+      { credentials: names, version },
+      version === null ? 'credential value unavailable' : 'credential value rotated',
+    );
+    try {
+      this.#onRotate?.(names, version);
+    } catch {
+      // a listener's failure is not the vault's
+    }
+  }
+
+  #rebuildScanner(): void {
+    const values = new Map<string, string>();
+    for (const [key, defs] of this.#users) {
+      const v = this.#values.get(key);
+      if (v) values.set((defs[0] as CredentialDefinition).name, v.value);
+    }
+    this.#scanner = new SecretScanner(values);
+  }
+
+  /** Watches the directory of every file source (a rename-over or a `..data` swap is seen there). */
+  #watchDirectories(): void {
+    const dirs = new Set<string>();
+    for (const defs of this.#users.values()) {
+      const s = (defs[0] as CredentialDefinition).source;
+      if ('file' in s) dirs.add(path.dirname(s.file));
+    }
+    for (const [dir, w] of this.#watchers) {
+      if (!dirs.has(dir)) {
+        w.close();
+        this.#watchers.delete(dir);
+      }
+    }
+    for (const dir of dirs) {
+      if (this.#watchers.has(dir)) continue;
+      try {
+        const w = watch(dir, { persistent: false }, () => void this.refresh());
+        w.on('error', () => {
+          w.close();
+          this.#watchers.delete(dir);
+        });
+        this.#watchers.set(dir, w);
+      } catch (err) {
+        this.#logger?.warn(
+          { dir, error: (err as Error).message },
+          'cannot watch a credential directory; polling only',
+        );
+      }
+    }
+  }
+}
+
+/** `url` without the query parameters named `name` (the one the gateway sets). */
+function withoutParam(url: string, name: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const kept = url
+    .slice(q + 1)
+    .split('&')
+    .filter((p) => p.split('=', 1)[0] !== name);
+  return url.slice(0, q) + (kept.length > 0 ? `?${kept.join('&')}` : '');
+}
+
+/**
+ * The query string sent upstream with the credential's parameter: the sandbox's parameters of that
+ * name removed, the gateway's appended. @param query `?…` or `''`.
+ */
+export function queryWithCredential(query: string, name: string, encodedValue: string): string {
+  const kept =
+    query === ''
+      ? []
+      : query
+          .slice(1)
+          .split('&')
+          .filter((p) => p !== '' && p.split('=', 1)[0] !== name);
+  kept.push(`${name}=${encodedValue}`);
+  return `?${kept.join('&')}`;
+}
