@@ -4,6 +4,8 @@
  * policy store watching a real policy dir, session table, FileAuditSink + metrics sink, admin API.
  *
  * Input: env BENCH_GATEWAY_CONFIG (GatewayServiceConfig JSON) and BENCH_SESSION (GatewaySession JSON).
+ * With `workers` > 1 in the config it runs the multi-worker gateway (primary + workers, all children of
+ * this process, so the bench's process-tree CPU accounting covers them).
  * Output: one JSON line on stdout when ready: {proxyPort, adminPort, policyVersion}.
  * Stops on SIGTERM/SIGINT (flushes the audit file) or when stdin closes (parent died).
  */
@@ -18,17 +20,43 @@ const { startGatewayService } = await import(pathToFileURL(path.join(dist, 'gate
 
 const cfg = JSON.parse(process.env.BENCH_GATEWAY_CONFIG ?? '');
 const session = JSON.parse(process.env.BENCH_SESSION ?? '');
-const gw = await startGatewayService(cfg, 'bench-admin-token-0123456789abcdef');
-if (!gw.policy.current()) {
-  process.stderr.write(`bench gateway: no valid policy: ${gw.policy.lastError()}\n`);
-  process.exit(2);
+const token = 'bench-admin-token-0123456789abcdef';
+const { fetch } = globalThis;
+let gw;
+let policyVersion;
+if ((cfg.workers ?? 1) > 1) {
+  // gateway.workers > 1: what `airlock gateway` runs (src/gateway/cluster.ts); the session goes in
+  // through the admin API, which fans it out to every worker.
+  const { startGatewayCluster } = await import(pathToFileURL(path.join(dist, 'gateway', 'cluster.js')).href);
+  gw = await startGatewayCluster(cfg, token, { workers: cfg.workers });
+  const admin = `http://127.0.0.1:${gw.adminPort}`;
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  // Status first: once the session (at 127.0.0.1) is registered, the admin API refuses this address.
+  const status = await (await fetch(`${admin}/admin/status`, { headers })).json();
+  const put = await fetch(`${admin}/admin/sessions/${session.id}`, {
+    method: 'PUT',
+    headers,
+    body: JSON.stringify(session),
+  });
+  if (put.status !== 204 || !status.policyVersion) {
+    process.stderr.write(`bench gateway: register ${put.status}, policy ${status.policyError}\n`);
+    process.exit(2);
+  }
+  policyVersion = status.policyVersion;
+} else {
+  gw = await startGatewayService(cfg, token);
+  if (!gw.policy.current()) {
+    process.stderr.write(`bench gateway: no valid policy: ${gw.policy.lastError()}\n`);
+    process.exit(2);
+  }
+  gw.sessions.upsert(session);
+  policyVersion = gw.policy.current().version;
 }
-gw.sessions.upsert(session);
 process.stdout.write(
   JSON.stringify({
     proxyPort: gw.proxyPort,
     adminPort: gw.adminPort,
-    policyVersion: gw.policy.current().version,
+    policyVersion,
     pid: process.pid,
   }) + '\n',
 );

@@ -342,7 +342,7 @@ export async function startGateway(dir, upstreamPort, opts = {}) {
   };
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = startChild(
-    'airlock-gateway',
+    `airlock-gateway${opts.config?.workers > 1 ? `-${opts.config.workers}w` : ''}`,
     process.execPath,
     [...nodeArgs, path.join(BENCH_DIR, 'gateway-child.mjs')],
     {
@@ -350,6 +350,8 @@ export async function startGateway(dir, upstreamPort, opts = {}) {
         ...process.env,
         BENCH_GATEWAY_CONFIG: JSON.stringify(gwCfg),
         BENCH_SESSION: JSON.stringify(session),
+        // Cluster scheduling of a multi-worker gateway: rr (Node's default on Linux) or none.
+        ...(opts.sched ? { NODE_CLUSTER_SCHED_POLICY: opts.sched } : {}),
       },
     },
   );

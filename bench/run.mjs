@@ -17,6 +17,8 @@
  *   BENCH_KEEP (1: keep the temp dir), BENCH_NO_INSTALL (1: never apt-get install)
  *   BENCH_GATEWAY_NODE_ARGS: extra node flags for the gateway process ("--cpu-prof --cpu-prof-dir=/tmp/p")
  *   BENCH_DIST: a compiled tree to run instead of ./dist (e.g. a patched scratch copy)
+ *   BENCH_GATEWAY_WORKERS ("2"): more Airlock paths with a multi-worker gateway (gateway.workers), comma
+ *     separated: "2", "2,4", "2:none" (cluster scheduling none instead of rr); "" for none
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -90,6 +92,18 @@ async function main() {
     const squid = await startSquid(tools.squid, dir, squidPort, nginxPort);
     const gw = await startGateway(dir, nginxPort);
     log(`nginx :${nginxPort}, squid :${squidPort}, airlock :${gw.proxyPort} (policy ${gw.policyVersion})`);
+    // Multi-worker gateways (gateway.workers), each in its own dir with its own audit file.
+    const multi = [];
+    for (const spec of (process.env.BENCH_GATEWAY_WORKERS ?? '2').split(',').filter(Boolean)) {
+      const [n, sched] = spec.split(':');
+      const name = `airlock-${n}w${sched ? `-${sched}` : ''}`;
+      const g = await startGateway(path.join(dir, name), nginxPort, {
+        config: { workers: Number(n) },
+        ...(sched ? { sched } : {}),
+      });
+      log(`${name} :${g.proxyPort} (${n} workers, scheduling ${sched ?? 'rr'})`);
+      multi.push({ name, workers: Number(n), sched: sched ?? 'rr', gw: g });
+    }
 
     const host = `${UPSTREAM_NAME}:${nginxPort}`;
     const absolute = `http://${host}/payload`;
@@ -98,6 +112,14 @@ async function main() {
       { name: 'direct', port: nginxPort, target: '/payload', host, server: nginx.pid },
       { name: 'airlock', port: gw.proxyPort, target: absolute, host, auth, server: gw.child.pid },
       { name: 'squid', port: squidPort, target: absolute, host, server: squid.pid },
+      ...multi.map((m) => ({
+        name: m.name,
+        port: m.gw.proxyPort,
+        target: absolute,
+        host,
+        auth,
+        server: m.gw.child.pid,
+      })),
     ];
 
     // Sanity: every path serves the body; both proxies refuse what their ACL does not allow.
@@ -191,6 +213,25 @@ async function main() {
     const auditLines = existsSync(gw.auditFile)
       ? readFileSync(gw.auditFile, 'utf8').split('\n').filter(Boolean).length
       : 0;
+    // The multi-worker gateways: every line of their shared audit file must parse (whole lines).
+    const multiAudit = {};
+    for (const m of multi) {
+      await stopChild(m.gw.child);
+      const lines = existsSync(m.gw.auditFile)
+        ? readFileSync(m.gw.auditFile, 'utf8').split('\n').filter(Boolean)
+        : [];
+      const byWorker = {};
+      let broken = 0;
+      for (const l of lines) {
+        try {
+          const w = JSON.parse(l).worker;
+          byWorker[w] = (byWorker[w] ?? 0) + 1;
+        } catch {
+          broken++;
+        }
+      }
+      multiAudit[m.name] = { lines: lines.length, broken, byWorker };
+    }
     const airlockMeasured =
       sat.airlock.rounds.reduce((a, r) => a + r.requests, 0) +
       rateRuns.airlock.reduce((a, r) => a + r.sent, 0);
@@ -208,7 +249,15 @@ async function main() {
         airlock: added('airlock', 'correctedLatencyMs'),
         squid: added('squid', 'correctedLatencyMs'),
       },
+      /** Each multi-worker gateway's req/s over the one-worker gateway's, same run. */
+      workersOverOneRps: Object.fromEntries(
+        multi.map((m) => [m.name, r3(sat[m.name].rps / sat.airlock.rps)]),
+      ),
     };
+    for (const m of multi) {
+      ratios.addedLatencyMs[m.name] = added(m.name, 'latencyMs');
+      ratios.addedCorrectedLatencyMs[m.name] = added(m.name, 'correctedLatencyMs');
+    }
     const backgroundMax = Math.max(
       quietAtStart,
       ...paths.flatMap((p) => [sat[p.name].backgroundCoresMax, lat[p.name].backgroundCoresMax]),
@@ -249,7 +298,8 @@ async function main() {
         noisy: backgroundMax > NOISY_CORES,
         note: 'backgroundCores = CPU used by processes this bench did not start, in cores (the machine has 2)',
       },
-      audit: { lines: auditLines, measuredAirlockRequests: airlockMeasured },
+      audit: { lines: auditLines, measuredAirlockRequests: airlockMeasured, workers: multiAudit },
+      workers: multi.map((m) => ({ name: m.name, workers: m.workers, sched: m.sched })),
     };
     const resultsDir = path.join(BENCH_DIR, 'results');
     mkdirSync(resultsDir, { recursive: true });
@@ -305,6 +355,10 @@ function table(paths, sat, lat, ratios, targets, backgroundMax, auditLines, airl
       `latency: ${CFG.rateRounds} x ${CFG.rateSeconds}s open loop at ${CFG.rate}/s, pooled`,
     `airlock/direct ${ratios.airlockOverDirectRps}  squid/direct ${ratios.squidOverDirectRps}  ` +
       `airlock/squid ${ratios.airlockOverSquidRps}`,
+    ...Object.entries(ratios.workersOverOneRps).map(
+      ([name, x]) =>
+        `${name}/airlock (1 worker) req/s ${x}; audit ${JSON.stringify(result.audit.workers[name])}`,
+    ),
     `target airlock req/s >= squid: ${targets.airlockRpsAtLeastSquid ? 'MET' : 'NOT MET'}; ` +
       `added p99 <= 1 ms at ${CFG.rate}/s: ${targets.airlockAddedP99AtMost1ms ? 'MET' : 'NOT MET'} ` +
       `(${ratios.addedLatencyMs.airlock.p99} ms)` +

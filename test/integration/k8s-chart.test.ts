@@ -396,6 +396,17 @@ describe('charts/airlock (helm, no cluster)', () => {
     }
   });
 
+  it('gateway.workers reaches the gateway config (default 1: one process per Pod)', async () => {
+    const workersOf = (objs: K8sObject[]): unknown => {
+      const spec = (one(objs, 'Deployment', 'airlock-gateway').spec as { template: { spec: PodSpec } })
+        .template.spec;
+      const env = spec.containers[0]!.env!.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value!;
+      return (JSON.parse(env) as { workers?: unknown }).workers;
+    };
+    expect(workersOf(await render([]))).toBe(1);
+    expect(workersOf(await render(['--set', 'gateway.workers=4']))).toBe(4);
+  });
+
   describe('bad values fail on the schema, naming the key path', () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['wrong type', ['--set', 'gateway.replicas=two'], /\/gateway\/replicas.*got string, want integer/],
@@ -420,6 +431,7 @@ describe('charts/airlock (helm, no cluster)', () => {
         /\/tls\/upstreamCaSecret\/name/,
       ],
       ['CA reload too often', ['--set', 'tls.caReloadSeconds=1'], /\/tls\/caReloadSeconds/],
+      ['no gateway workers', ['--set', 'gateway.workers=0'], /\/gateway\/workers/],
     ];
     it.each(cases)('%s', async (_name, args, expected) => {
       await expect(render(args)).rejects.toThrow(expected);
