@@ -97,6 +97,11 @@ export interface AuditEvent {
    */
   requests?: number;
   /**
+   * Bytes of the request's head as received (request line and headers): with `bytesOut`, everything
+   * the sandbox sent (data can leave in headers too). Absent on events without a request (summaries).
+   */
+  headerBytes?: number;
+  /**
    * Length in bytes of the request's query string (without `?`), when it had one: data can leave in a
    * query as well as in a body. The query itself is never recorded.
    */

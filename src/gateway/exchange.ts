@@ -68,6 +68,8 @@ export class Exchange {
   bytesOut = 0;
   /** Response body bytes returned to the sandbox. */
   bytesIn = 0;
+  /** Bytes of the request's head (request line and headers) as received; null when not known. */
+  headerBytes: number | null = null;
   /** Requests decided inside an intercepted tunnel (CONNECT exchanges only; null otherwise). */
   requests: number | null = null;
   /** Refusals inside an authentication backoff (Refusal.audit false) are not audited one by one. */
@@ -155,6 +157,7 @@ export class Exchange {
       event.queryBytes = Buffer.byteLength(this.query) - 1;
       event.querySha256 = createHash('sha256').update(this.query.slice(1)).digest('hex').slice(0, 16);
     }
+    if (this.headerBytes !== null) event.headerBytes = this.headerBytes;
     if (this.requests !== null) event.requests = this.requests;
     if (this.suppressed !== null) event.suppressed = this.suppressed;
     if (this.clientAddress !== null) event.clientAddress = this.clientAddress;

@@ -89,3 +89,16 @@ export function downstreamHeaders(
   }
   return out;
 }
+
+/**
+ * Bytes of a request's head as received: request line and header block, CRLFs included (the
+ * request line is rebuilt from method, target and `HTTP/x.y`; header names and values are counted
+ * as sent, one byte per character as Node's parser reads them). The audit's `headerBytes`: data can
+ * leave in headers as well as in a body.
+ */
+export function requestHeaderBytes(req: IncomingMessage): number {
+  const raw = req.rawHeaders;
+  let n = (req.method?.length ?? 0) + 1 + (req.url?.length ?? 0) + 1 + 8 + 2 + 2;
+  for (let i = 0; i < raw.length; i += 2) n += raw[i]!.length + 2 + raw[i + 1]!.length + 2;
+  return n;
+}

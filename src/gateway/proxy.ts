@@ -26,6 +26,7 @@ import { methodOverrideOf } from './ambiguity.js';
 import { decide, type DecideContext } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
+import { requestHeaderBytes } from './headers.js';
 import { forward, type ForwardContext } from './forward.js';
 import { identityRefusal, Identifier } from './identify.js';
 import { SessionLimits } from './limits.js';
@@ -180,8 +181,16 @@ export class EgressGateway {
     return this.opts.policy.current()?.version ?? null;
   }
 
-  private exchange(method: string, scheme: 'http' | 'https', session: GatewaySession | null): Exchange {
-    return new Exchange(this.opts.audit, method, scheme, session, this.version());
+  /** A new exchange; `req` given: its head's size is recorded (`headerBytes`). */
+  private exchange(
+    method: string,
+    scheme: 'http' | 'https',
+    session: GatewaySession | null,
+    req?: IncomingMessage,
+  ): Exchange {
+    const x = new Exchange(this.opts.audit, method, scheme, session, this.version());
+    if (req) x.headerBytes = requestHeaderBytes(req);
+    return x;
   }
 
   /** Answers a refusal on an HTTP response and finishes the exchange. */
@@ -210,7 +219,7 @@ export class EgressGateway {
 
   /** Plain HTTP: absolute-form target, identity from address + Proxy-Authorization. */
   private async handlePlain(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const x = this.exchange(req.method ?? 'UNKNOWN', 'http', null);
+    const x = this.exchange(req.method ?? 'UNKNOWN', 'http', null, req);
     const address = normalizeRemoteAddress(req.socket.remoteAddress);
     let target: Target;
     try {
@@ -235,7 +244,7 @@ export class EgressGateway {
       res.destroy();
       return;
     }
-    const x = this.exchange(req.method ?? 'UNKNOWN', 'https', tunnel.session);
+    const x = this.exchange(req.method ?? 'UNKNOWN', 'https', tunnel.session, req);
     tunnel.connect.requests = (tunnel.connect.requests ?? 0) + 1;
     x.host = tunnel.host;
     x.port = tunnel.port;
@@ -288,7 +297,7 @@ export class EgressGateway {
   private async handleConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     // The http server hands the socket over without an error listener: a reset must not crash us.
     socket.on('error', () => socket.destroy());
-    const x = this.exchange('CONNECT', 'https', null);
+    const x = this.exchange('CONNECT', 'https', null, req);
     const address = normalizeRemoteAddress(socket.remoteAddress);
     let t: ReturnType<typeof parseConnectTarget>;
     try {
@@ -344,7 +353,7 @@ export class EgressGateway {
       return;
     }
     const method = isWebSocketUpgrade(req) ? WEBSOCKET_METHOD : (req.method ?? 'UNKNOWN');
-    const x = this.exchange(method, tunnel ? 'https' : 'http', tunnel?.session ?? null);
+    const x = this.exchange(method, tunnel ? 'https' : 'http', tunnel?.session ?? null, req);
     if (tunnel) tunnel.connect.requests = (tunnel.connect.requests ?? 0) + 1;
     const address = normalizeRemoteAddress(socket.remoteAddress);
     let target: Target;
@@ -395,7 +404,7 @@ export class EgressGateway {
   /** A CONNECT inside an intercepted tunnel: refused (400 `not_supported`) and audited with the session. */
   private refuseNestedConnect(req: IncomingMessage, socket: Socket): void {
     const tunnel = this.tunnels.of(socket);
-    const x = this.exchange('CONNECT', 'https', tunnel?.session ?? null);
+    const x = this.exchange('CONNECT', 'https', tunnel?.session ?? null, req);
     try {
       const t = parseConnectTarget(req.url ?? '');
       x.setTarget({

@@ -172,6 +172,18 @@ describe('decisions on real upstreams', () => {
     });
     expect(e.rule).toContain('/posts/*');
     expect(e.bytesIn).toBe(Buffer.byteLength(res.body));
+    // Request line + headers as sent (the helper sends Host and Proxy-Authorization; Node adds Connection).
+    expect(e.headerBytes).toBeGreaterThan(`GET ${forumUrl('/posts/1')} HTTP/1.1\r\n`.length + 40);
+    expect(e.headerBytes).toBeLessThan(400);
+  });
+
+  it('records the exact size of the request head (headerBytes)', async () => {
+    const head =
+      `GET ${forumUrl('/posts/1')} HTTP/1.1\r\nHost: forum.test:${forum.port}\r\n` +
+      `Proxy-Authorization: Basic ${b64(authA)}\r\nX-Data: ${'z'.repeat(100)}\r\nConnection: close\r\n\r\n`;
+    const answer = await rawExchange(proxy, head, A.address);
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(lastEvent()).toMatchObject({ path: '/posts/1', headerBytes: Buffer.byteLength(head) });
   });
 
   it('records a query string only as its length and digest (data can leave in a query too)', async () => {
