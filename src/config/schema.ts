@@ -7,6 +7,28 @@ import { policyConfigSchema } from '../policy/config.js';
  * is an error naming its path. Defaults live here and only here.
  */
 
+/**
+ * How an upstream reads paths (`gateway.upstreams.<host>`, docs/policy.md "Path case"). `pathCase`:
+ * `exact` (default) compares paths as sent (deny rules still match every case variant);
+ * `insensitive` declares that the upstream routes paths case-insensitively: the gateway lowercases
+ * the path (outside percent-escapes) before the decision and forwards that form, so allow and deny
+ * rules both match every case variant and what is forwarded is what was decided.
+ */
+export const upstreamSemanticsSchema = z
+  .object({
+    /** @default "exact" */
+    pathCase: z.enum(['exact', 'insensitive']).default('exact'),
+  })
+  .strict();
+/** Upstream semantics by policy host (`name` or `name:port`). */
+export const upstreamsSchema = z
+  .record(
+    z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a lowercase policy host: name or name:port'),
+    upstreamSemanticsSchema,
+  )
+  .default({});
+export type UpstreamSemantics = z.output<typeof upstreamSemanticsSchema>;
+
 /** The gateway's forward-proxy port. */
 export const GATEWAY_PORT = 3128;
 /** Most gateway worker processes one gateway may run (`gateway.workers`). */
@@ -252,6 +274,11 @@ export const configSchema = z
          * `gateway.replicas` and the chart's `gateway.workers`. @default 1 (Docker runtime)
          */
         workers: z.number().int().min(1).max(GATEWAY_MAX_WORKERS).optional(),
+        /**
+         * How upstreams read paths, by policy host (`name` or `name:port`):
+         * `{ "json.test": { pathCase: insensitive } }`. Unlisted hosts: `exact`.
+         */
+        upstreams: upstreamsSchema,
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */

@@ -11,6 +11,7 @@ import {
   gatewayLimitsSchema,
   LEAF_CACHE_SIZE,
   upstreamTimeoutsSchema,
+  upstreamsSchema,
 } from '../config/schema.js';
 
 /**
@@ -49,6 +50,8 @@ export const gatewayServiceSchema = z.strictObject({
   upstreamCaPem: z.string().optional(),
   /** Extra CAs (a PEM file, e.g. a mounted Secret), added to `upstreamCaPem`. */
   upstreamCaFile: z.string().min(1).optional(),
+  /** How upstreams read paths, by policy host (`gateway.upstreams`). */
+  upstreams: upstreamsSchema,
   /** Hosts tunnelled unopened where a rule grants CONNECT (policy host form). */
   passthrough: z.array(z.string()).default([]),
   leafCacheSize: z.number().int().positive().default(LEAF_CACHE_SIZE),

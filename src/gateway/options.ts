@@ -11,6 +11,7 @@ import {
   type GatewayLimits,
   type GatewayLimitsInput,
   type UpstreamTimeouts,
+  type UpstreamSemantics,
 } from '../config/schema.js';
 import type { PolicySource } from '../policy/types.js';
 import type { CredentialVault } from './credentials.js';
@@ -41,6 +42,11 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
   upstreamCaPem?: string;
   /** HTTPS interception. Without it, CONNECT is only ever a passthrough tunnel granted by a rule. */
   intercept?: InterceptOptions;
+  /**
+   * How upstreams read paths, by policy host (`gateway.upstreams`): hosts declared
+   * `pathCase: insensitive` have their path lowercased before the decision and forwarded so.
+   */
+  upstreams?: Readonly<Record<string, UpstreamSemantics>>;
   /**
    * Per-session limits and client timeouts (`gateway.limits.*`, docs/config.md); each key optional,
    * defaults from the config schema's `gatewayLimitsSchema`.

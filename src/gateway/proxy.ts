@@ -26,6 +26,7 @@ import { methodOverrideOf } from './ambiguity.js';
 import { decide, type DecideContext } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
+import { foldPathCase } from '../request/normalize.js';
 import { requestHeaderBytes } from './headers.js';
 import { forward, type ForwardContext } from './forward.js';
 import { identityRefusal, Identifier } from './identify.js';
@@ -70,6 +71,8 @@ export class EgressGateway {
   private readonly websockets: WebSockets;
   private readonly ctx: DecideContext;
   private readonly passthrough: ReadonlySet<string>;
+  /** Policy hosts declared `pathCase: insensitive` (`gateway.upstreams`). */
+  private readonly caseInsensitive: ReadonlySet<string>;
   /** Per-session limits (limits.ts): requests in flight, connections, tunnels. */
   private readonly limits: SessionLimits;
   private readonly fwd: ForwardContext;
@@ -77,6 +80,11 @@ export class EgressGateway {
   /** @param opts options with defaults applied ({@link withGatewayDefaults}). */
   constructor(private readonly opts: GatewayOptions) {
     this.passthrough = new Set(opts.intercept?.passthrough ?? []);
+    this.caseInsensitive = new Set(
+      Object.entries(opts.upstreams ?? {})
+        .filter(([, u]) => u.pathCase === 'insensitive')
+        .map(([host]) => host),
+    );
     this.ctx = {
       policy: opts.policy,
       resolver: opts.resolver,
@@ -177,6 +185,16 @@ export class EgressGateway {
     await this.upstream.close();
   }
 
+  /**
+   * The form of a parsed target the decision and the upstream see: for an upstream declared
+   * `pathCase: insensitive`, the path lowercased outside its percent-escapes (docs/policy.md "Path
+   * case"); otherwise the target as parsed.
+   */
+  private upstreamForm(target: Target): Target {
+    if (this.caseInsensitive.size === 0 || !this.caseInsensitive.has(target.policyHost)) return target;
+    return { ...target, path: foldPathCase(target.path) };
+  }
+
   private version(): string | null {
     return this.opts.policy.current()?.version ?? null;
   }
@@ -223,7 +241,7 @@ export class EgressGateway {
     const address = normalizeRemoteAddress(req.socket.remoteAddress);
     let target: Target;
     try {
-      target = parsePlainRequest(req.url ?? '', req.headers.host, req.rawHeaders);
+      target = this.upstreamForm(parsePlainRequest(req.url ?? '', req.headers.host, req.rawHeaders));
       x.methodOverride = methodOverrideOf(req, target.query);
     } catch (err) {
       x.session = this.opts.sessions.atAddress(address);
@@ -250,12 +268,8 @@ export class EgressGateway {
     x.port = tunnel.port;
     let target: Target;
     try {
-      target = parseTunnelledRequest(
-        req.url ?? '',
-        req.headers.host,
-        req.rawHeaders,
-        tunnel.host,
-        tunnel.port,
+      target = this.upstreamForm(
+        parseTunnelledRequest(req.url ?? '', req.headers.host, req.rawHeaders, tunnel.host, tunnel.port),
       );
       x.methodOverride = methodOverrideOf(req, target.query);
     } catch (err) {
@@ -358,9 +372,11 @@ export class EgressGateway {
     const address = normalizeRemoteAddress(socket.remoteAddress);
     let target: Target;
     try {
-      target = tunnel
-        ? parseTunnelledRequest(req.url ?? '', req.headers.host, req.rawHeaders, tunnel.host, tunnel.port)
-        : parsePlainRequest(req.url ?? '', req.headers.host, req.rawHeaders);
+      target = this.upstreamForm(
+        tunnel
+          ? parseTunnelledRequest(req.url ?? '', req.headers.host, req.rawHeaders, tunnel.host, tunnel.port)
+          : parsePlainRequest(req.url ?? '', req.headers.host, req.rawHeaders),
+      );
       x.methodOverride = methodOverrideOf(req, target.query);
     } catch (err) {
       if (tunnel) {

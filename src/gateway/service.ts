@@ -183,6 +183,7 @@ export async function startGatewayService(
       headersTimeoutMs: cfg.headersTimeoutMs,
       bodyTimeoutMs: cfg.bodyTimeoutMs,
       limits: cfg.limits,
+      upstreams: cfg.upstreams,
       credentials,
       onExfiltration: (name) => exfiltration.inc({ credential: name }),
       ...(upstreamCaPem ? { upstreamCaPem } : {}),

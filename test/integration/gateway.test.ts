@@ -76,6 +76,8 @@ function writePolicy(
       `p, narrow, forum.test:${forumPort}, /*, GET, allow`,
       `p, narrow, forum.test:${forumPort}, /comments/*, GET, deny`,
       `p, narrow, forum.test:${forumPort}, /posts/*, POST, allow`,
+      `p, narrow, insensitive.test:${forumPort}, /posts/*, GET, allow`,
+      `p, narrow, insensitive.test:${forumPort}, /comments/*, GET, deny`,
       '',
     ].join('\n'),
   );
@@ -119,6 +121,7 @@ beforeAll(async () => {
   audit = new MemoryAuditSink();
   gateway = new EgressGateway(
     withGatewayDefaults({
+      upstreams: { [`insensitive.test:${forum.port}`]: { pathCase: 'insensitive' } },
       policy,
       sessions,
       audit,
@@ -130,6 +133,7 @@ beforeAll(async () => {
           ['metadata.test', '169.254.169.254'],
           ['dead.test', '127.0.0.1'],
           ['spoof.test', '127.0.0.1'],
+          ['insensitive.test', '127.0.0.1'],
         ]),
       ),
     }),
@@ -354,6 +358,21 @@ describe('bypass classes on a real upstream (json-server: case-insensitive routi
       expect(lastEvent().rule).toContain('/comments/*');
     }
     expect((await proxyRequest(proxy, forumUrl('/posts/1'), asC)).status).toBe(200);
+  });
+
+  it('an upstream declared pathCase: insensitive gets the folded path: allows match case variants too', async () => {
+    const url = (p: string): string => `http://insensitive.test:${forum.port}${p}`;
+    const res = await proxyRequest(proxy, url('/POSTS/1'), asC);
+    expect(res.status).toBe(200);
+    expect(res.json().id).toBe(1);
+    expect(lastEvent()).toMatchObject({ decision: 'allow', path: '/posts/1' });
+    expect((await proxyRequest(proxy, url('/Comments/1'), asC)).status).toBe(403);
+    expect(lastEvent()).toMatchObject({ decision: 'deny', reason: 'rule_deny', path: '/comments/1' });
+    // Not declared: allows stay exact.
+    expect(
+      (await proxyRequest(proxy, forumUrl('/POSTS/1'), { auth: authA, localAddress: A.address })).status,
+    ).toBe(403);
+    expect(lastEvent()).toMatchObject({ reason: 'no_match', path: '/POSTS/1' });
   });
 
   it('a method override is decided too: an allowed POST that would be a DELETE upstream is denied', async () => {

@@ -209,6 +209,7 @@ export class DockerRuntime implements SandboxRuntime {
       ...(g.tls.intercept ? { caDir: '/var/lib/airlock/ca' } : {}),
       ...(g.tls.upstreamCaFile ? { upstreamCaPem: readFileSync(g.tls.upstreamCaFile, 'utf8') } : {}),
       passthrough: g.tls.passthrough,
+      upstreams: g.upstreams,
       leafCacheSize: g.tls.leafCacheSize,
       // One process unless configured: more workers only where the config says so (docs/config.md).
       workers: g.workers ?? 1,

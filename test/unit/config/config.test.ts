@@ -19,6 +19,10 @@ describe('config', () => {
     expect(c.policy.dir).toBe('/base/policies');
     expect(c.audit.file).toBe('/base/.airlock/audit.jsonl');
     expect(c.runtime.resources).toEqual({ cpus: 1, memoryMiB: 512, pids: 256 });
+    expect(c.gateway.upstreams).toEqual({});
+    expect(parseConfig({ gateway: { upstreams: { 'json.test': {} } } }, '/base').gateway.upstreams).toEqual({
+      'json.test': { pathCase: 'exact' },
+    });
   });
   it('names an unknown key by its path', () => {
     expect(configError({ gateway: { prot: 1 } }).path).toBe('gateway.prot');
@@ -34,6 +38,10 @@ describe('config', () => {
       'gateway.hostAliases.forum.test',
     );
     expect(configError({ runtime: { kind: 'podman' } }).path).toBe('runtime.kind');
+    expect(configError({ gateway: { upstreams: { 'json.test': { pathCase: 'loose' } } } }).path).toBe(
+      'gateway.upstreams.json.test.pathCase',
+    );
+    expect(configError({ gateway: { upstreams: { 'JSON.test': {} } } }).path).toMatch(/^gateway\.upstreams/);
     expect(configError({ sessions: { defaultTtlSeconds: 10, maxTtlSeconds: 5 } }).path).toBe(
       'sessions.defaultTtlSeconds',
     );
