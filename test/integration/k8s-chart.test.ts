@@ -407,6 +407,25 @@ describe('charts/airlock (helm, no cluster)', () => {
     expect(workersOf(await render(['--set', 'gateway.workers=4']))).toBe(4);
   });
 
+  it('gateway.upstreams reaches the gateway config (pathCase per policy host)', async () => {
+    const configOf = async (args: string[]): Promise<{ upstreams?: unknown }> => {
+      const objs = await render(args);
+      const spec = (one(objs, 'Deployment', 'airlock-gateway').spec as { template: { spec: PodSpec } })
+        .template.spec;
+      return JSON.parse(
+        spec.containers[0]!.env!.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value!,
+      ) as {
+        upstreams?: unknown;
+      };
+    };
+    expect((await configOf([])).upstreams).toEqual({});
+    const set = ['--set-json', 'gateway.upstreams={"json.test":{"pathCase":"insensitive"}}'];
+    expect((await configOf(set)).upstreams).toEqual({ 'json.test': { pathCase: 'insensitive' } });
+    await expect(
+      render(['--set-json', 'gateway.upstreams={"json.test":{"pathCase":"loose"}}']),
+    ).rejects.toThrow(/upstreams/);
+  });
+
   describe('bad values fail on the schema, naming the key path', () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['wrong type', ['--set', 'gateway.replicas=two'], /\/gateway\/replicas.*got string, want integer/],
