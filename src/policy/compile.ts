@@ -18,6 +18,7 @@
  */
 import { NO_BUDGETS, parseBudgets, type BudgetSet } from './budgets.js';
 import { NO_CREDENTIALS, parseCredentials, type CredentialSet } from './credentials.js';
+import { NO_MCP, parseMcp, type McpEndpointSet } from './mcp.js';
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 import { foldPathCase, hasUpperCase, isNormalizedPath } from '../request/normalize.js';
 import {
@@ -127,6 +128,8 @@ export interface SnapshotSource {
   readonly budgetsText?: string | null;
   /** credentials.yaml's text, or null/absent when the policy has none (src/policy/credentials.ts). */
   readonly credentialsText?: string | null;
+  /** mcp.yaml's text, or null/absent when the policy has none (src/policy/mcp.ts). */
+  readonly mcpText?: string | null;
 }
 
 /**
@@ -306,6 +309,8 @@ export class CompiledPolicy implements PolicySnapshot {
   readonly budgets: BudgetSet;
   /** The credential definitions of credentials.yaml (empty without one), roles checked against this policy. */
   readonly credentials: CredentialSet;
+  /** The MCP endpoints of mcp.yaml (empty without one). */
+  readonly mcp: McpEndpointSet;
   /**
    * Every (role, host key) bucket in one map ({@link exactKey}, {@link wildKey}): one hash lookup per
    * host kind instead of role → host maps (fewer cache misses on large policies).
@@ -360,6 +365,10 @@ export class CompiledPolicy implements PolicySnapshot {
       foldDenies && source.credentialsText !== undefined && source.credentialsText !== null
         ? parseCredentials(source.credentialsText, roles)
         : NO_CREDENTIALS;
+    this.mcp =
+      foldDenies && source.mcpText !== undefined && source.mcpText !== null
+        ? parseMcp(source.mcpText)
+        : NO_MCP;
     this.#ancestors = ancestorsOf(roles, parsed.links);
     this.#methodIds = new Map([['*', STAR_ID]]);
     for (const r of parsed.rules)

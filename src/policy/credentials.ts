@@ -14,7 +14,7 @@
  *     bindings:                           # first matching binding of the first credential wins
  *       - host: api.github.com
  *         path: /repos/*                  # default /*
- *         methods: [GET, POST]            # default ["*"] (every method but CONNECT and WEBSOCKET)
+ *         methods: [GET, POST]            # default ["*"] (every method but CONNECT, WEBSOCKET and MCP)
  *     apply: { type: bearer }             # bearer | basic | header (name) | query (name)
  *     source: { file: /run/airlock/credentials/github-token }   # or { env: GITHUB_TOKEN }
  * ```

@@ -17,6 +17,7 @@ import { PolicyError } from '../errors.js';
 import type { CompiledPolicy } from './compile.js';
 import { BUDGETS_FILE } from './budgets.js';
 import { CREDENTIALS_FILE } from './credentials.js';
+import { MCP_FILE } from './mcp.js';
 import { POLICY_FILE } from './csv.js';
 import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
 import { MODEL_FILE } from './model.js';
@@ -227,9 +228,10 @@ export class GitPolicySource implements PolicySource {
     this.#lastTried = sha;
     const context = { url: this.url, ref: this.ref, commit: sha };
     try {
-      const { modelText, policyText, budgetsText, credentialsText, tests } = await this.#readCommit(sha);
+      const { modelText, policyText, budgetsText, credentialsText, mcpText, tests } =
+        await this.#readCommit(sha);
       const changed = this.#held.accept(
-        { modelText, policyText, budgetsText, credentialsText, tests, version: sha.slice(0, 12) },
+        { modelText, policyText, budgetsText, credentialsText, mcpText, tests, version: sha.slice(0, 12) },
         context,
         () => {
           this.#commit = sha;
@@ -269,7 +271,7 @@ export class GitPolicySource implements PolicySource {
   }
 
   /**
-   * Reads model.conf, policy.csv, budgets.yaml and credentials.yaml (optional) and tests/*.y(a)ml of `subdir` at `sha`
+   * Reads model.conf, policy.csv, budgets.yaml, credentials.yaml and mcp.yaml (optional) and tests/*.y(a)ml of `subdir` at `sha`
    * from git objects.
    */
   async #readCommit(sha: string): Promise<{
@@ -277,6 +279,7 @@ export class GitPolicySource implements PolicySource {
     policyText: string;
     budgetsText: string | null;
     credentialsText: string | null;
+    mcpText: string | null;
     tests: PolicyTestFile[];
   }> {
     const tree = this.subdir === '.' ? `${sha}^{tree}` : `${sha}:${this.subdir}`;
@@ -312,11 +315,12 @@ export class GitPolicySource implements PolicySource {
         return !base.includes('/') && !base.startsWith('.') && /\.ya?ml$/.test(base);
       })
       .sort();
-    const [modelText, policyText, budgetsText, credentialsText, ...texts] = await Promise.all([
+    const [modelText, policyText, budgetsText, credentialsText, mcpText, ...texts] = await Promise.all([
       blob(MODEL_FILE),
       blob(POLICY_FILE),
       entries.has(BUDGETS_FILE) ? blob(BUDGETS_FILE) : null,
       entries.has(CREDENTIALS_FILE) ? blob(CREDENTIALS_FILE) : null,
+      entries.has(MCP_FILE) ? blob(MCP_FILE) : null,
       ...testNames.map((n) => blob(n)),
     ]);
     return {
@@ -324,6 +328,7 @@ export class GitPolicySource implements PolicySource {
       policyText: policyText as string,
       budgetsText,
       credentialsText,
+      mcpText,
       tests: testNames.map((file, i) => ({ file, text: texts[i] as string })),
     };
   }

@@ -50,6 +50,8 @@ export interface PolicyCandidate {
   budgetsText?: string | null;
   /** credentials.yaml's text, or null/absent when the policy has none. */
   credentialsText?: string | null;
+  /** mcp.yaml's text, or null/absent when the policy has none. */
+  mcpText?: string | null;
   /** tests/*.yaml (names relative to the policy directory), run against the compiled candidate. */
   tests: readonly PolicyTestFile[];
   /** Recorded as the snapshot's source directory. */
@@ -127,6 +129,7 @@ export class LastKnownGood {
       ...(candidate.version !== undefined ? { version: candidate.version } : {}),
       budgetsText: candidate.budgetsText ?? null,
       credentialsText: candidate.credentialsText ?? null,
+      mcpText: candidate.mcpText ?? null,
     });
     const report = runPolicyTestFiles(snapshot, candidate.tests);
     assertPolicyTestsPass(report);

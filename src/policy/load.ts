@@ -8,6 +8,7 @@ import { PolicyError } from '../errors.js';
 import { BUDGETS_FILE } from './budgets.js';
 import { CompiledPolicy } from './compile.js';
 import { CREDENTIALS_FILE } from './credentials.js';
+import { MCP_FILE } from './mcp.js';
 import { POLICY_FILE, parsePolicyCsv } from './csv.js';
 import { MODEL_FILE, validateModel } from './model.js';
 
@@ -15,18 +16,21 @@ import { MODEL_FILE, validateModel } from './model.js';
  * Content version: the first 12 hex digits of SHA-256 over model.conf's bytes followed by
  * policy.csv's bytes, and, when the policy has one, a separator and budgets.yaml's bytes (a policy
  * without budgets keeps the version it had before budgets existed); then, likewise, credentials.yaml's
- * (definitions only: the secret values are not in the policy and do not change its version).
+ * (definitions only: the secret values are not in the policy and do not change its version); then
+ * mcp.yaml's.
  */
 export function policyVersion(
   modelText: string,
   policyText: string,
   budgetsText?: string | null,
   credentialsText?: string | null,
+  mcpText?: string | null,
 ): string {
   const h = createHash('sha256').update(modelText).update(policyText);
   if (budgetsText !== undefined && budgetsText !== null) h.update(`\0${BUDGETS_FILE}\0`).update(budgetsText);
   if (credentialsText !== undefined && credentialsText !== null)
     h.update(`\0${CREDENTIALS_FILE}\0`).update(credentialsText);
+  if (mcpText !== undefined && mcpText !== null) h.update(`\0${MCP_FILE}\0`).update(mcpText);
   return h.digest('hex').slice(0, 12);
 }
 
@@ -36,27 +40,36 @@ export function policyVersion(
  * @param opts.version overrides the content hash (e.g. a git commit SHA).
  * @param opts.budgetsText budgets.yaml's text (src/policy/budgets.ts); absent/null: no budgets.
  * @param opts.credentialsText credentials.yaml's text (src/policy/credentials.ts); absent/null: none.
+ * @param opts.mcpText mcp.yaml's text (src/policy/mcp.ts); absent/null: no MCP endpoints.
  * @throws PolicyError located at `model.conf:LINE`, `policy.csv:LINE`, `budgets.yaml:LINE` or
  *   `credentials.yaml:LINE`.
  */
 export function compilePolicy(
   modelText: string,
   policyText: string,
-  opts: { dir?: string; version?: string; budgetsText?: string | null; credentialsText?: string | null } = {},
+  opts: {
+    dir?: string;
+    version?: string;
+    budgetsText?: string | null;
+    credentialsText?: string | null;
+    mcpText?: string | null;
+  } = {},
 ): CompiledPolicy {
   validateModel(modelText);
   const parsed = parsePolicyCsv(policyText);
   const budgetsText = opts.budgetsText ?? null;
   const credentialsText = opts.credentialsText ?? null;
+  const mcpText = opts.mcpText ?? null;
   return new CompiledPolicy(
     parsed,
-    opts.version ?? policyVersion(modelText, policyText, budgetsText, credentialsText),
+    opts.version ?? policyVersion(modelText, policyText, budgetsText, credentialsText, mcpText),
     {
       dir: opts.dir ?? null,
       modelText,
       policyText,
       budgetsText,
       credentialsText,
+      mcpText,
     },
   );
 }
@@ -92,23 +105,27 @@ export async function readPolicyDir(dir: string): Promise<{
   policyText: string;
   budgetsText: string | null;
   credentialsText: string | null;
+  mcpText: string | null;
 }> {
   // The reads run at once; the error reported is always model.conf's first (deterministic).
-  const [model, policy, budgets, credentials] = await Promise.allSettled([
+  const [model, policy, budgets, credentials, mcp] = await Promise.allSettled([
     readPolicyFile(dir, MODEL_FILE),
     readPolicyFile(dir, POLICY_FILE),
     readOptionalFile(dir, BUDGETS_FILE),
     readOptionalFile(dir, CREDENTIALS_FILE),
+    readOptionalFile(dir, MCP_FILE),
   ]);
   if (model.status === 'rejected') throw model.reason;
   if (policy.status === 'rejected') throw policy.reason;
   if (budgets.status === 'rejected') throw budgets.reason;
   if (credentials.status === 'rejected') throw credentials.reason;
+  if (mcp.status === 'rejected') throw mcp.reason;
   return {
     modelText: model.value,
     policyText: policy.value,
     budgetsText: budgets.value,
     credentialsText: credentials.value,
+    mcpText: mcp.value,
   };
 }
 
@@ -121,6 +138,6 @@ export async function readPolicyDir(dir: string): Promise<{
  *   `FILE:LINE` naming the first offending line.
  */
 export async function loadPolicyDir(dir: string): Promise<CompiledPolicy> {
-  const { modelText, policyText, budgetsText, credentialsText } = await readPolicyDir(dir);
-  return compilePolicy(modelText, policyText, { dir, budgetsText, credentialsText });
+  const { modelText, policyText, budgetsText, credentialsText, mcpText } = await readPolicyDir(dir);
+  return compilePolicy(modelText, policyText, { dir, budgetsText, credentialsText, mcpText });
 }

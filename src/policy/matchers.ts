@@ -236,9 +236,11 @@ export function parseMethodPattern(text: string): string {
 /**
  * Methods that `*` never matches, in allow and deny rules alike: each opens a channel whose traffic
  * the path rules cannot see, so only a rule naming it grants (or denies) it — `CONNECT` (a tunnel)
- * and `WEBSOCKET` (a WebSocket handshake, decided as this method by the gateway; docs/policy.md).
+ * and `WEBSOCKET` (a WebSocket handshake, decided as this method by the gateway; docs/policy.md) —
+ * or whose grant must be deliberate: `MCP` (one tool call, resource read or prompt of an MCP endpoint
+ * declared in mcp.yaml, decided on its virtual path; docs/mcp.md).
  */
-export const NAMED_ONLY_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'WEBSOCKET']);
+export const NAMED_ONLY_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'WEBSOCKET', 'MCP']);
 
 /**
  * `*` matches every method except the {@link NAMED_ONLY_METHODS} (`CONNECT`, `WEBSOCKET`: a channel

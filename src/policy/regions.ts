@@ -21,7 +21,7 @@ import {
 export interface Region {
   readonly host: HostPattern;
   readonly path: PathPattern;
-  /** A method pattern: an uppercase method or `*` (every method except CONNECT and WEBSOCKET). */
+  /** A method pattern: an uppercase method or `*` (every method except CONNECT, WEBSOCKET and MCP). */
   readonly method: string;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The policy in force, reloaded when its directory changes (docs/policy.md "Reloading").
  *
- * A reload reads model.conf, policy.csv, budgets.yaml and credentials.yaml (optional) and tests/*.yaml and offers them to the source's
+ * A reload reads model.conf, policy.csv, budgets.yaml, credentials.yaml and mcp.yaml (optional) and tests/*.yaml and offers them to the source's
  * {@link LastKnownGood} (src/policy/last-good.ts, shared with the Git source), which validates and
  * compiles them into a new immutable snapshot, runs the tests against it, and only then replaces the
  * single reference that `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
@@ -137,11 +137,12 @@ export class PolicyStore implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let fingerprint: string | null = null;
     try {
-      const [{ modelText, policyText, budgetsText, credentialsText }, testFiles, pinned] = await Promise.all([
-        readPolicyDir(this.dir),
-        readPolicyTestFiles(this.dir),
-        readPinnedVersion(this.dir),
-      ]);
+      const [{ modelText, policyText, budgetsText, credentialsText, mcpText }, testFiles, pinned] =
+        await Promise.all([
+          readPolicyDir(this.dir),
+          readPolicyTestFiles(this.dir),
+          readPinnedVersion(this.dir),
+        ]);
       const h = createHash('sha256')
         .update(modelText)
         .update('\0')
@@ -151,7 +152,9 @@ export class PolicyStore implements PolicySource {
         .update('\0')
         .update(budgetsText === null ? '-' : `+${budgetsText}`)
         .update('\0')
-        .update(credentialsText === null ? '-' : `+${credentialsText}`);
+        .update(credentialsText === null ? '-' : `+${credentialsText}`)
+        .update('\0')
+        .update(mcpText === null ? '-' : `+${mcpText}`);
       for (const t of testFiles) h.update('\0').update(t.file).update('\0').update(t.text);
       fingerprint = h.digest('hex');
       if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
@@ -162,6 +165,7 @@ export class PolicyStore implements PolicySource {
           policyText,
           budgetsText,
           credentialsText,
+          mcpText,
           tests: testFiles,
           dir: this.dir,
           ...(pinned ? { version: pinned } : {}),

@@ -1,5 +1,6 @@
 import type { BudgetSet } from './budgets.js';
 import type { CredentialSet } from './credentials.js';
+import type { McpEndpointSet } from './mcp.js';
 
 /**
  * What the gateway asks the policy and what it gets back. The request tuple is the model's
@@ -45,6 +46,8 @@ export interface PolicySnapshot {
   readonly budgets?: BudgetSet;
   /** The policy's credential definitions (credentials.yaml); absent or empty: none. */
   readonly credentials?: CredentialSet;
+  /** The policy's MCP endpoints (mcp.yaml, docs/mcp.md); absent or empty: none. */
+  readonly mcp?: McpEndpointSet;
 }
 
 /** Read side of the policy store, as the gateway and API see it. */

@@ -43,9 +43,22 @@ const REQUEST_HOSTS = [
   '[::1]:9000',
   'xa.test',
 ];
-const SEGMENTS = ['api', 'v1', 'items', 'x'];
-const METHOD_PATTERNS = ['GET', 'POST', 'DELETE', 'CONNECT', 'WEBSOCKET', '*'];
-const REQUEST_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'CONNECT', 'WEBSOCKET', 'websocket', 'get'];
+// MCP-shaped segments (issue 10): virtual paths such as /mcp/tools/call/search_issues and encoded
+// resource URIs (src/policy/mcp.ts mcpSegment) decided as the named-only method MCP.
+const SEGMENTS = ['api', 'v1', 'items', 'x', 'mcp', 'tools', 'call', 'search_issues', 'repo%3A!!a!b'];
+const METHOD_PATTERNS = ['GET', 'POST', 'DELETE', 'CONNECT', 'WEBSOCKET', 'MCP', '*'];
+const REQUEST_METHODS = [
+  'GET',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'WEBSOCKET',
+  'websocket',
+  'get',
+  'MCP',
+  'mcp',
+];
 
 const pathPattern = fc
   .tuple(fc.array(fc.oneof(fc.constantFrom(...SEGMENTS), fc.constant(':id')), { maxLength: 3 }), fc.boolean())

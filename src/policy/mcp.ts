@@ -1,0 +1,201 @@
+/**
+ * MCP endpoints of the policy (docs/mcp.md): an optional `mcp.yaml` beside policy.csv, reviewed and
+ * versioned with it, loaded into the same snapshot (the version hash covers it). It names the
+ * endpoints where the gateway reads the JSON-RPC messages of the Model Context Protocol (Streamable
+ * HTTP transport) and decides each call on its own; the rules stay Casbin RBAC on
+ * (role, host, path, method):
+ *
+ * ```yaml
+ * version: 1
+ * endpoints:
+ *   - name: github            # named in denials and audit events
+ *     host: gh.example.com    # a policy host (name, or name:port for a port not the scheme's default)
+ *     path: /mcp              # the endpoint's exact normalised path
+ * ```
+ *
+ * A `tools/call`, `resources/read` or `prompts/get` message to that endpoint is decided as method
+ * {@link MCP_METHOD} on a virtual path under the endpoint ({@link mcpVirtualPath}):
+ *
+ * ```csv
+ * p, analyst, gh.example.com, /mcp, POST, allow                           # the endpoint itself
+ * p, analyst, gh.example.com, /mcp/tools/call/search_issues, MCP, allow
+ * p, analyst, gh.example.com, /mcp/tools/call/create_issue, MCP, deny     # deny wins over any allow
+ * ```
+ *
+ * Every other message (`initialize`, `ping`, `tools/list`, notifications, responses) needs only the
+ * endpoint's own HTTP rule. `MCP` is a named-only method (matchers.ts): `*` never grants it.
+ *
+ * This module only parses and maps; the gateway reads the messages (src/gateway/mcp.ts).
+ */
+import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
+import { z } from 'zod';
+import { PolicyError } from '../errors.js';
+import { isNormalizedPath } from '../request/normalize.js';
+import { firstIssue } from '../validation.js';
+
+/** The optional MCP endpoints file of a policy directory. */
+export const MCP_FILE = 'mcp.yaml';
+
+/** The method an MCP call is decided as (`p, role, host, /mcp/tools/call/NAME, MCP, allow`). */
+export const MCP_METHOD = 'MCP';
+
+/** The JSON-RPC methods decided one by one, and the virtual path segment of each. */
+export const MCP_DECIDED_METHODS = {
+  'tools/call': 'tools/call',
+  'resources/read': 'resources/read',
+  'prompts/get': 'prompts/get',
+} as const satisfies Record<string, string>;
+
+/** A JSON-RPC method decided on its own virtual path ({@link MCP_DECIDED_METHODS}). */
+export type McpDecidedMethod = keyof typeof MCP_DECIDED_METHODS;
+
+const endpointSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a name of letters, digits, "_", "." or "-"'),
+  host: z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a lowercase policy host (name or name:port)'),
+  path: z
+    .string()
+    .refine((p) => isNormalizedPath(p), 'expected a normalised absolute path such as /mcp')
+    .refine((p) => p === '/' || !p.endsWith('/'), 'expected a path without a trailing slash'),
+});
+
+const fileSchema = z
+  .strictObject({
+    version: z.literal(1),
+    endpoints: z.array(endpointSchema),
+  })
+  .superRefine((f, ctx) => {
+    const names = new Set<string>();
+    const places = new Set<string>();
+    f.endpoints.forEach((e, i) => {
+      if (names.has(e.name))
+        ctx.addIssue({
+          code: 'custom',
+          message: `duplicate endpoint name "${e.name}"`,
+          path: ['endpoints', i, 'name'],
+        });
+      const place = `${e.host} ${e.path}`;
+      if (places.has(place))
+        ctx.addIssue({
+          code: 'custom',
+          message: `endpoint ${e.host}${e.path} is declared twice`,
+          path: ['endpoints', i, 'path'],
+        });
+      names.add(e.name);
+      places.add(place);
+    });
+  });
+
+/** One declared MCP endpoint. */
+export type McpEndpoint = Readonly<z.output<typeof endpointSchema>>;
+
+/** The MCP endpoints of one policy snapshot, indexed by policy host and path. */
+export class McpEndpointSet {
+  readonly endpoints: readonly McpEndpoint[];
+  readonly #byPlace: ReadonlyMap<string, McpEndpoint>;
+
+  constructor(endpoints: readonly McpEndpoint[]) {
+    this.endpoints = Object.freeze([...endpoints]);
+    this.#byPlace = new Map(endpoints.map((e) => [`${e.host} ${e.path}`, e]));
+  }
+
+  get size(): number {
+    return this.endpoints.length;
+  }
+
+  /** The endpoint declared at this policy host and exact normalised path, or null. */
+  match(host: string, path: string): McpEndpoint | null {
+    if (this.endpoints.length === 0) return null;
+    return this.#byPlace.get(`${host} ${path}`) ?? null;
+  }
+}
+
+/** A policy without mcp.yaml: no endpoint is read as MCP. */
+export const NO_MCP = new McpEndpointSet([]);
+
+function lineOf(doc: Document, counter: LineCounter, p: readonly (string | number)[]): number | undefined {
+  for (let len = p.length; len >= 0; len--) {
+    const node = len === 0 ? doc.contents : doc.getIn(p.slice(0, len), true);
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (range) return counter.linePos(range[0]).line;
+  }
+  return undefined;
+}
+
+/**
+ * Parses and validates mcp.yaml.
+ * @throws PolicyError located at `mcp.yaml:LINE`, naming the field (`endpoints.0.path`).
+ */
+export function parseMcp(text: string): McpEndpointSet {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const line = counter.linePos(yamlError.pos[0]).line;
+    throw new PolicyError(
+      `YAML syntax error: ${yamlError.message.split('\n')[0]}`,
+      line ? `${MCP_FILE}:${line}` : MCP_FILE,
+    );
+  }
+  if (!isMap(doc.contents)) {
+    throw new PolicyError('expected a mapping: "version: 1" and an "endpoints" list', `${MCP_FILE}:1`);
+  }
+  const result = fileSchema.safeParse(doc.toJS());
+  if (!result.success) {
+    const f = firstIssue(result.error);
+    const line = f ? lineOf(doc, counter, f.at) : undefined;
+    const where = line ? `${MCP_FILE}:${line}` : MCP_FILE;
+    throw new PolicyError(f ? `${f.field || '(file)'}: ${f.message}` : 'invalid mcp file', where);
+  }
+  return new McpEndpointSet(result.data.endpoints);
+}
+
+/** Bytes kept as they are in a segment: ALPHA DIGIT `-` `.` `_` `~` (RFC 3986 unreserved). */
+function isUnreservedByte(b: number): boolean {
+  return (
+    (b >= 0x41 && b <= 0x5a) ||
+    (b >= 0x61 && b <= 0x7a) ||
+    (b >= 0x30 && b <= 0x39) ||
+    b === 0x2d ||
+    b === 0x2e ||
+    b === 0x5f ||
+    b === 0x7e
+  );
+}
+
+const HEX = '0123456789ABCDEF';
+
+/**
+ * Encodes a tool name, prompt name or resource URI as ONE normalised path segment, injectively:
+ * unreserved bytes (`A-Z a-z 0-9 - . _ ~`) stay as they are, `/` becomes `!` (a normalised path may
+ * not carry `%2F`), and every other UTF-8 byte — `!` itself included — is percent-encoded with
+ * uppercase hex. `search_issues` → `search_issues`; `repo://acme/app/README.md` →
+ * `repo%3A!!acme!app!README.md`.
+ * @returns the segment, or null when the name cannot be one: empty, only dots (`.`, `..`), or not
+ *   well-formed Unicode (a lone surrogate would encode like U+FFFD: two names, one segment).
+ */
+export function mcpSegment(name: string): string | null {
+  if (name.length === 0 || /^\.+$/.test(name) || /\p{Surrogate}/u.test(name)) return null;
+  let out = '';
+  for (const b of Buffer.from(name, 'utf8')) {
+    if (isUnreservedByte(b)) out += String.fromCharCode(b);
+    else if (b === 0x2f) out += '!';
+    else out += `%${HEX[b >> 4]}${HEX[b & 15]}`;
+  }
+  return out;
+}
+
+/**
+ * The virtual path an MCP call is decided on: the endpoint's path, the JSON-RPC method's path, and
+ * the tool/prompt name or resource URI as one segment ({@link mcpSegment}):
+ * `mcpVirtualPath('/mcp', 'tools/call', 'create_issue')` → `/mcp/tools/call/create_issue`.
+ * @returns the path, or null when the name cannot be a segment or the path would be too long.
+ */
+export function mcpVirtualPath(endpointPath: string, method: McpDecidedMethod, name: string): string | null {
+  const seg = mcpSegment(name);
+  if (seg === null) return null;
+  const base = endpointPath === '/' ? '' : endpointPath;
+  const p = `${base}/${MCP_DECIDED_METHODS[method]}/${seg}`;
+  return isNormalizedPath(p) ? p : null;
+}
