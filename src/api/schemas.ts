@@ -220,6 +220,7 @@ export const auditEventSchema = z
       .describe('Intercepted CONNECT only: requests decided inside the tunnel (audited when it closes).'),
     headerBytes: z.number().int().optional().describe('Bytes of the request line and headers as received.'),
     queryBytes: z.number().int().optional().describe('Bytes of the query string (never recorded itself).'),
+    query: z.string().optional().describe('The query string itself, only with `audit.query: full`.'),
     querySha256: z.string().optional().describe('First 16 hex digits of the SHA-256 of the query string.'),
     credential: z
       .object({ name: z.string(), version: z.string().nullable() })

@@ -111,6 +111,8 @@ export interface AuditEvent {
    * recognised across events; not a secret (a short query can be guessed from it).
    */
   querySha256?: string;
+  /** The query string itself (without `?`), only with `audit.query: full` (docs/config.md). */
+  query?: string;
   /**
    * The credential of credentials.yaml the gateway injected into the call (reason `rule_allow`), found
    * in it (`exfiltration_attempt`) or could not inject (`credential_unavailable`): its name and the

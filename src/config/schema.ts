@@ -29,6 +29,10 @@ export const upstreamsSchema = z
   .default({});
 export type UpstreamSemantics = z.output<typeof upstreamSemanticsSchema>;
 
+/** How audit events record a request's query string (`audit.query`). */
+export const auditQuerySchema = z.enum(['digest', 'full']).default('digest');
+export type AuditQueryMode = z.output<typeof auditQuerySchema>;
+
 /** The gateway's forward-proxy port. */
 export const GATEWAY_PORT = 3128;
 /** Most gateway worker processes one gateway may run (`gateway.workers`). */
@@ -363,6 +367,12 @@ export const configSchema = z
       .object({
         /** JSON-lines audit file. Relative paths are relative to stateDir. @default "audit.jsonl" */
         file: z.string().min(1).default('audit.jsonl'),
+        /**
+         * How a request's query string is recorded: `digest` (its length and a SHA-256 prefix:
+         * `queryBytes`, `querySha256`) or `full` (also the text itself, `query` — it may carry data
+         * the agent sends out, and secrets). @default "digest"
+         */
+        query: auditQuerySchema,
       })
       .strict()
       .prefault({}),

@@ -12,6 +12,7 @@ import {
   LEAF_CACHE_SIZE,
   upstreamTimeoutsSchema,
   upstreamsSchema,
+  auditQuerySchema,
 } from '../config/schema.js';
 
 /**
@@ -26,6 +27,8 @@ export const gatewayServiceSchema = z.strictObject({
   policyDir: z.string().min(1),
   auditFile: z.string().min(1),
   auditStdout: z.boolean().default(true),
+  /** How the query string is recorded (`audit.query`): digest (default) or full. */
+  auditQuery: auditQuerySchema,
   /** name -> IP, already resolved (no "host-gateway" here). */
   hostAliases: z.record(z.string(), z.string()).default({}),
   allowPrivateCidrs: z.array(z.string()).default([]),

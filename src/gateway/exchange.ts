@@ -56,6 +56,8 @@ export class Exchange {
   url = '';
   /** `?query` as received (never emitted: the audit has its length and digest). */
   private query = '';
+  /** `audit.query: full`: the query text is recorded too (`query`), not only its length and digest. */
+  recordQuery = false;
   /** The overriding method the upstream will execute (ambiguity.ts), decided as well as `method`. */
   methodOverride: string | null = null;
   decision: DecisionOutcome = 'deny';
@@ -156,6 +158,7 @@ export class Exchange {
       // Data can leave in a query string as well as in a body: its size and a digest are on record.
       event.queryBytes = Buffer.byteLength(this.query) - 1;
       event.querySha256 = createHash('sha256').update(this.query.slice(1)).digest('hex').slice(0, 16);
+      if (this.recordQuery) event.query = this.query.slice(1);
     }
     if (this.headerBytes !== null) event.headerBytes = this.headerBytes;
     if (this.requests !== null) event.requests = this.requests;

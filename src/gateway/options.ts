@@ -12,6 +12,7 @@ import {
   type GatewayLimitsInput,
   type UpstreamTimeouts,
   type UpstreamSemantics,
+  type AuditQueryMode,
 } from '../config/schema.js';
 import type { PolicySource } from '../policy/types.js';
 import type { CredentialVault } from './credentials.js';
@@ -47,6 +48,8 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
    * `pathCase: insensitive` have their path lowercased before the decision and forwarded so.
    */
   upstreams?: Readonly<Record<string, UpstreamSemantics>>;
+  /** How audit events record a request's query (`audit.query`). @default "digest" */
+  auditQuery?: AuditQueryMode;
   /**
    * Per-session limits and client timeouts (`gateway.limits.*`, docs/config.md); each key optional,
    * defaults from the config schema's `gatewayLimitsSchema`.

@@ -207,6 +207,7 @@ export class EgressGateway {
     req?: IncomingMessage,
   ): Exchange {
     const x = new Exchange(this.opts.audit, method, scheme, session, this.version());
+    if (this.opts.auditQuery === 'full') x.recordQuery = true;
     if (req) x.headerBytes = requestHeaderBytes(req);
     return x;
   }

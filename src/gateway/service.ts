@@ -184,6 +184,7 @@ export async function startGatewayService(
       bodyTimeoutMs: cfg.bodyTimeoutMs,
       limits: cfg.limits,
       upstreams: cfg.upstreams,
+      auditQuery: cfg.auditQuery,
       credentials,
       onExfiltration: (name) => exfiltration.inc({ credential: name }),
       ...(upstreamCaPem ? { upstreamCaPem } : {}),

@@ -195,6 +195,7 @@ export class DockerRuntime implements SandboxRuntime {
       policyDir: '/etc/airlock/policies',
       auditFile: '/var/lib/airlock/audit/audit.jsonl',
       auditStdout: true,
+      auditQuery: this.cfg.audit.query,
       hostAliases: Object.fromEntries(
         Object.entries(g.hostAliases).map(([k, v]) => [
           k.toLowerCase(),

@@ -20,6 +20,7 @@ describe('config', () => {
     expect(c.audit.file).toBe('/base/.airlock/audit.jsonl');
     expect(c.runtime.resources).toEqual({ cpus: 1, memoryMiB: 512, pids: 256 });
     expect(c.gateway.upstreams).toEqual({});
+    expect(c.audit.query).toBe('digest');
     expect(parseConfig({ gateway: { upstreams: { 'json.test': {} } } }, '/base').gateway.upstreams).toEqual({
       'json.test': { pathCase: 'exact' },
     });
@@ -38,6 +39,7 @@ describe('config', () => {
       'gateway.hostAliases.forum.test',
     );
     expect(configError({ runtime: { kind: 'podman' } }).path).toBe('runtime.kind');
+    expect(configError({ audit: { query: 'raw' } }).path).toBe('audit.query');
     expect(configError({ gateway: { upstreams: { 'json.test': { pathCase: 'loose' } } } }).path).toBe(
       'gateway.upstreams.json.test.pathCase',
     );

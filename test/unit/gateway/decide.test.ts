@@ -161,6 +161,29 @@ describe('Exchange', () => {
     });
   });
 
+  it('records a query as its length and digest; the text only with audit.query: full', () => {
+    const sink = new MemoryAuditSink();
+    for (const full of [false, true]) {
+      const x = new Exchange(sink, 'GET', 'http', session, 'v1');
+      x.recordQuery = full;
+      x.setTarget({
+        host: 'a.test',
+        port: 80,
+        path: '/s',
+        policyHost: 'a.test',
+        url: '',
+        query: '?q=secret',
+      });
+      x.finish();
+    }
+    expect(sink.events[0]).toMatchObject({
+      queryBytes: 8,
+      querySha256: expect.stringMatching(/^[0-9a-f]{16}$/),
+    });
+    expect(sink.events[0]!.query).toBeUndefined();
+    expect(sink.events[1]).toMatchObject({ queryBytes: 8, query: 'q=secret' });
+  });
+
   it('audits an upstream failure of an allowed call as allow, a refusal as deny', () => {
     const sink = new MemoryAuditSink();
     const failed = new Exchange(sink, 'GET', 'http', session, 'v1');
