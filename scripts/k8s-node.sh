@@ -22,6 +22,7 @@
 #           the CNI bridge and network namespaces, the state directory. Safe to run any time.
 #   status  exit 0 when the node is Ready, 3 when nothing runs, 1 when partly up
 #   env     print KUBECONFIG=, NODE_IP=, POD_CIDR=, SERVICE_CIDR=, CLUSTER_DNS=, API_CLUSTER_IP=
+#   load-images  re-import the images (after scripts/build-images.sh) into the running node
 #   kubelet-restart  tests only: stop and start the kubelet (running Pods keep running)
 #   enforcer-stop|enforcer-start   tests only: switch NetworkPolicy enforcement off (kube-router
 #           stopped and its iptables chains and ipsets removed) and on again
@@ -763,8 +764,16 @@ cmd_kubelet_restart() {
   say "kubelet restarted"
 }
 
+# After `scripts/build-images.sh`: the node's copies of the project's images replaced.
+cmd_load_images() {
+  tools
+  pid_of containerd >/dev/null || die "the node is not up"
+  load_images
+}
+
 case "${1:-}" in
   up) cmd_up ;;
+  load-images) cmd_load_images ;;
   kubelet-restart) cmd_kubelet_restart ;;
   enforcer-stop) cmd_enforcer_stop ;;
   enforcer-start) cmd_enforcer_start ;;

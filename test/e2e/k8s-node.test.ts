@@ -36,7 +36,7 @@ import {
   type NodeEnv,
 } from '../helpers/k8s-node.js';
 import { startTlsUpstreams, type TlsUpstreams } from '../helpers/tls-upstream.js';
-import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
+import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
 
 const RELEASE = 'airlock';
 const NS = 'airlock';
@@ -50,6 +50,7 @@ const HTTPS_PORTS = { secure: 19443, expired: 19444, wrongName: 19445 };
 let n: NodeEnv;
 let forum: JsonServer;
 let tlsUp: TlsUpstreams | undefined;
+let etcd: Etcd | undefined;
 /** policies/policy.csv plus the HTTPS upstream's rules, installed with --set-file policies.files. */
 let policyFile = '';
 let metadata: Awaited<ReturnType<typeof linkLocalListener>> | undefined;
@@ -66,6 +67,9 @@ beforeAll(async () => {
     // json-server on the node's own address, port 3000 as policies/policy.csv names forum.test:3000.
     forum = await startJsonServer(n.nodeIp, 3000);
     metadata = await linkLocalListener();
+    // etcd (Debian's) as config.test:2379, the policy's config store, seeded with one key.
+    etcd = await startEtcd(n.nodeIp, 2379);
+    await etcd.etcdctl('put', 'app/feature-flags', '{"beta":false}');
     // nginx with a test CA's certificate in front of json-server, and git over HTTPS.
     tlsUp = await startTlsUpstreams(n.nodeIp, forum.url, HTTPS_PORTS);
     const dir = mkdtempSync(path.join(tmpdir(), 'airlock-k8s-node-'));
@@ -95,6 +99,7 @@ afterAll(async () => {
   await stopForward?.();
   if (n) await cleanup().catch((e: unknown) => console.error('cleanup:', e));
   await tlsUp?.stop();
+  await etcd?.stop();
   await forum?.stop();
   await metadata?.stop();
 }, 300_000);
@@ -203,13 +208,16 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       '--set',
       `gateway.hostAliases.secure\\.test=${n.nodeIp}`,
       '--set',
+      `gateway.hostAliases.config\\.test=${n.nodeIp}`,
+      '--set',
       'tls.upstreamCaSecret.name=upstream-ca',
       '--set-file',
       `policies.files.policy\\.csv=${policyFile}`,
       '--wait',
       '--timeout',
-      '4m',
+      '3m',
     ]);
+    if (install.code !== 0) console.error(`helm install failed:\n${install.stderr}\n${await clusterState()}`);
     expect(install.code, install.stderr).toBe(0);
     timings['helm install --wait'] = ms(t0);
     const pods = JSON.parse(await kubectl(n, ['-n', NS, 'get', 'pods', '-o', 'json'])) as {
@@ -267,6 +275,38 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       method: 'POST',
     });
     expect(forum.db()).toEqual(before); // checked directly on the upstream
+    // etcd: a read is allowed, a write denied, the key unchanged (read with etcdctl, not through Airlock).
+    const b64 = (v: string): string => Buffer.from(v).toString('base64');
+    const range = await api.sh(
+      session,
+      `curl -s -m 10 -w '\\n%{http_code}' -X POST -d '{"key":"${b64('app/feature-flags')}"}' http://config.test:2379/v3/kv/range`,
+    );
+    expect(curlResult(range.stdout).status, range.stderr).toBe(200);
+    expect(curlResult(range.stdout).body).toContain(b64('{"beta":false}'));
+    const put = await api.sh(
+      session,
+      `curl -s -m 10 -w '\\n%{http_code}' -X POST -d '{"key":"${b64('app/feature-flags')}","value":"${b64('{"beta":true}')}"}' http://config.test:2379/v3/kv/put`,
+    );
+    expect(curlResult(put.stdout).status).toBe(403);
+    expect(JSON.parse(curlResult(put.stdout).body)).toMatchObject({
+      error: 'egress_denied',
+      sessionId: session,
+    });
+    expect(await etcd!.etcdctl('get', 'app/feature-flags', '--print-value-only')).toBe('{"beta":false}\n');
+  });
+
+  it("a session the cluster refuses: 422 with the API server's reason, nothing left behind", async () => {
+    const res = await api.raw('POST', '/v1/sessions', {
+      role: 'analyst',
+      labels: { ticket: 'x'.repeat(100) },
+    });
+    expect(res.status).toBe(422);
+    const body = (await res.json()) as { code: string; detail: string };
+    expect(body.code).toBe('AIRLOCK_SANDBOX_REJECTED');
+    expect(body.detail).toMatch(/63/); // the API server's own label-value rule
+    // Only the session created above exists in the sandbox namespace.
+    expect(await listNames(SANDBOX_NS, 'pods')).toEqual([`pod/${sandboxPod}`]);
+    expect(await listNames(SANDBOX_NS, 'secrets')).toEqual([`secret/${sandboxPod}`]);
   });
 
   it('HTTPS with interception inside the Pod: curl, node, python and git trust the bundle; a POST is denied', async () => {
@@ -525,10 +565,29 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
         ).trim();
         const t0 = Date.now();
         await kubectl(n, ['-n', NS, 'delete', 'pod', victim, '--wait=false']);
-        await kubectl(
-          n,
-          ['-n', NS, 'rollout', 'status', `deploy/${RELEASE}-gateway`, '--timeout=180s'],
-          200_000,
+        // Ready again: the victim gone and two other gateway Pods Ready (rollout status alone can
+        // answer before the ReplicaSet noticed the deletion).
+        await waitUntil(
+          async () => {
+            const pods = JSON.parse(
+              await kubectl(n, [
+                '-n',
+                NS,
+                'get',
+                'pods',
+                '-l',
+                'app.kubernetes.io/component=gateway',
+                '-o',
+                'json',
+              ]),
+            ) as { items: PodStatusView[] };
+            return (
+              !pods.items.some((p) => p.metadata.name === victim) &&
+              pods.items.filter((p) => !p.metadata.deletionTimestamp && podReady(p)).length === 2
+            );
+          },
+          'the victim gone and two gateway Pods Ready',
+          180_000,
         );
         const ready = Date.now();
         await waitUntil(
@@ -647,8 +706,9 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       'sandbox.defaultTtlSeconds=1800',
       '--wait',
       '--timeout',
-      '4m',
+      '3m',
     ]);
+    if (up.code !== 0) console.error(`helm upgrade failed:\n${up.stderr}\n${await clusterState()}`);
     expect(up.code, up.stderr).toBe(0);
     // The controller restarted with the new config: the session it recovered still works.
     await stopForward?.();
@@ -682,7 +742,7 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       'release Pods gone',
       120_000,
     );
-  });
+  }, 480_000);
 });
 
 /**
@@ -711,6 +771,22 @@ function loopInPod(
   });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   return { all, exited, stop: () => proc.kill('SIGKILL') };
+}
+
+interface PodStatusView {
+  metadata: { name: string; deletionTimestamp?: string };
+  status: { conditions?: Array<{ type: string; status: string }> };
+}
+const podReady = (p: PodStatusView): boolean =>
+  p.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+
+/** What the cluster looked like, for a failure message. */
+async function clusterState(): Promise<string> {
+  const pods = await kubectl(n, ['get', 'pods', '-A', '-o', 'wide']).catch((e: unknown) => String(e));
+  const events = await kubectl(n, ['get', 'events', '-A', '--sort-by=.lastTimestamp']).catch((e: unknown) =>
+    String(e),
+  );
+  return `${pods}\n${events.split('\n').slice(-25).join('\n')}`;
 }
 
 async function kubectlApply(objs: unknown[]): Promise<void> {
