@@ -191,7 +191,8 @@ export class IsolationFailedError extends AirlockError {
  * are not API errors (no problem+json); docs/errors.md "Gateway answers" lists them and
  * `test/unit/errors.test.ts` keeps that table and this one in sync.
  * - `deny`: the gateway refused the call (policy, identity, request, destination, a per-session
- *   limit or a policy budget): nothing reached the upstream — except for `request_timeout` of a body
+ *   limit or a policy budget; `mcp_denied` is answered with status 200 and a JSON-RPC error body, as
+ *   MCP clients expect — src/gateway/mcp.ts): nothing reached the upstream — except for `request_timeout` of a body
  *   too slow or too long, whose upstream request was cut off; the audit event says `decision: "deny"`.
  * - `upstream-error`: the policy allowed the call but it failed on the way (the upstream could not be
  *   resolved or reached, timed out, or its certificate was refused, or the credential it is bound to
@@ -212,6 +213,8 @@ export const GatewayAnswers = {
   limit_exceeded: { status: 429, decision: 'deny' },
   budget_exceeded: { status: 429, decision: 'deny' },
   credential_not_bound: { status: 403, decision: 'deny' },
+  body_too_large: { status: 413, decision: 'deny' },
+  mcp_denied: { status: 200, decision: 'deny' },
   credential_unavailable: { status: 503, decision: 'upstream-error' },
   upstream_unreachable: { status: 502, decision: 'upstream-error' },
   upstream_tls_error: { status: 502, decision: 'upstream-error' },

@@ -232,6 +232,25 @@ export const auditEventSchema = z
       .string()
       .optional()
       .describe('exfiltration_attempt only: where the value was found (`url` or `header:NAME`).'),
+    mcp: z
+      .object({
+        endpoint: z.string(),
+        batch: z.boolean(),
+        messages: z.array(
+          z.object({
+            method: z.string().optional(),
+            id: z.union([z.string(), z.number()]).optional(),
+            name: z.string().optional(),
+            path: z.string().optional(),
+            decision: z.enum(['allow', 'deny']).optional(),
+            rule: z.string().nullable().optional(),
+          }),
+        ),
+      })
+      .optional()
+      .describe(
+        'A POST to an MCP endpoint (mcp.yaml): the endpoint and each JSON-RPC message (method, id, tool/prompt name or resource URI, virtual path, decision, rule).',
+      ),
     suppressed: z
       .number()
       .int()

@@ -55,10 +55,36 @@ export const DecisionReasons = [
   'auth_backoff',
   'exfiltration_attempt',
   'credential_unavailable',
+  'body_too_large',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
 export type DecisionReason = (typeof DecisionReasons)[number];
+
+/** One JSON-RPC message of an MCP exchange, as audited (AuditEvent `mcp`). */
+export interface McpAuditMessage {
+  /** The JSON-RPC method; absent for a response the client sends to a server request. */
+  method?: string;
+  /** The JSON-RPC id; absent for a notification. */
+  id?: string | number;
+  /** Tool or prompt name, or resource URI (decided messages only). */
+  name?: string;
+  /** The virtual path the message was decided on with method MCP (decided messages only). */
+  path?: string;
+  /** The decision of a decided message. */
+  decision?: 'allow' | 'deny';
+  /** The deciding rule of a decided message, or null (no rule matched). */
+  rule?: string | null;
+}
+
+/** The MCP part of an audit event (AuditEvent `mcp`). */
+export interface McpAudit {
+  /** The endpoint's `name` in mcp.yaml. */
+  endpoint: string;
+  /** True when the body was a JSON-RPC batch (an array). */
+  batch: boolean;
+  messages: McpAuditMessage[];
+}
 
 export interface AuditEvent {
   /** ISO-8601 time the decision was made. */
@@ -121,6 +147,13 @@ export interface AuditEvent {
   credential?: { name: string; version: string | null };
   /** `exfiltration_attempt` only: where the value was found (`url` or `header:NAME`). */
   secretFoundIn?: string;
+  /**
+   * A POST to an MCP endpoint of mcp.yaml (docs/mcp.md): the endpoint's name and each JSON-RPC
+   * message of the body in order — its method, request id, and for `tools/call` / `prompts/get` /
+   * `resources/read` the tool or prompt name or resource URI, the virtual path it was decided on and
+   * the decision (`allow`/`deny`) with the deciding rule. Absent on every other call.
+   */
+  mcp?: McpAudit;
   /** An authentication backoff's summary: the refusals not audited one by one (reason `auth_backoff`). */
   suppressed?: number;
   /** The caller's source address, on an authentication backoff's summary (the caller may have no session). */

@@ -87,6 +87,18 @@ export const gatewayLimitsSchema = z
     bodyRateWindowMs: z.number().int().min(100).default(10_000),
     /** Longest time a request body may take to arrive, in ms. 0: off. @default 600000 */
     bodyMaxMs: z.number().int().min(0).default(600_000),
+    /**
+     * Largest request body the gateway reads whole before it decides, in bytes (src/gateway/body.ts):
+     * today the body of a POST to an MCP endpoint of mcp.yaml, whose JSON-RPC messages are decided one
+     * by one. A larger body is refused 413 `body_too_large` and nothing is forwarded. Bodies the
+     * gateway does not need to read stream through unbounded. @default 1048576
+     */
+    bufferedBodyBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .max(64 * 1024 * 1024)
+      .default(1_048_576),
     /** Time a client has to send a request's headers, in ms. @default 30000 */
     clientHeadersTimeoutMs: z.number().int().min(100).default(30_000),
     /**

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { AuditEvent, AuditSink, DecisionOutcome, DecisionReason } from '../audit/event.js';
+import type { AuditEvent, AuditSink, DecisionOutcome, DecisionReason, McpAudit } from '../audit/event.js';
 import { GatewayAnswers } from '../errors.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import type { GatewayBody } from './responses.js';
@@ -84,6 +84,8 @@ export class Exchange {
   credential: { name: string; version: string | null } | null = null;
   /** Where a known secret was found (`url`, `header:NAME`), for an exfiltration attempt. */
   secretFoundIn: string | null = null;
+  /** The JSON-RPC messages of a POST to an MCP endpoint (src/gateway/mcp.ts); null otherwise. */
+  mcp: McpAudit | null = null;
   private finished = false;
 
   constructor(
@@ -166,6 +168,7 @@ export class Exchange {
     if (this.clientAddress !== null) event.clientAddress = this.clientAddress;
     if (this.credential !== null) event.credential = this.credential;
     if (this.secretFoundIn !== null) event.secretFoundIn = this.secretFoundIn;
+    if (this.mcp !== null) event.mcp = this.mcp;
     this.sink.emit(event);
   }
 }

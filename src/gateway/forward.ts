@@ -33,9 +33,10 @@ export interface ForwardContext {
 /**
  * Watches one request body: total time (`bodyMaxMs`) and the rate over each window
  * (`bodyMinBytesPerSecond` over `bodyRateWindowMs`), counting only the time the gateway was waiting
- * for the client (while the upstream is not reading, the client is not to blame).
+ * for the client (while the upstream is not reading, the client is not to blame). Used while a body
+ * streams upstream (here) and while one is read whole before a decision (body.ts).
  */
-class BodyWatch {
+export class BodyWatch {
   /** The gateway is waiting for the client's next chunk (from the first pull of the upstream call). */
   private pulling = false;
   private pullSince = 0;
@@ -106,6 +107,8 @@ class BodyWatch {
  * @param meter the budgets the call counts against (bytes out), or null.
  * @param credential the credential the gateway sets (a header, or a query parameter), replacing
  *   whatever the sandbox sent under that name; recorded on the exchange by name and version only.
+ * @param buffered the request body already read whole (body.ts, e.g. an MCP call decided on its
+ *   content): exactly these bytes are sent upstream and `req` is not read again; null: `req` streams.
  */
 export function forward(
   req: IncomingMessage,
@@ -116,6 +119,7 @@ export function forward(
   ctx: ForwardContext,
   meter: BudgetMeter | null = null,
   credential: InjectedCredential | null = null,
+  buffered: Buffer | null = null,
 ): void {
   if (credential) x.credential = { name: credential.name, version: credential.version };
   let controller: Dispatcher.DispatchController | null = null;
@@ -136,8 +140,13 @@ export function forward(
 
   const cl = req.headers['content-length'];
   const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
-  let body: AsyncGenerator<Buffer> | null = null;
-  if (hasBody) {
+  let body: AsyncGenerator<Buffer> | Buffer | null = null;
+  if (buffered !== null) {
+    // Read whole and watched already (body.ts); what was decided on is what is sent.
+    body = buffered;
+    x.bytesOut += buffered.length;
+    meter?.addBytesOut(buffered.length);
+  } else if (hasBody) {
     // Allocated only for calls with a body (most calls have none: the hot path stays lean).
     const cut = (detail: string): void => {
       if (cutOff || gone || res.writableFinished) return;

@@ -23,16 +23,19 @@ import type { AddressInfo, Socket } from 'node:net';
 import { AmbiguousRequestError } from '../errors.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { methodOverrideOf } from './ambiguity.js';
-import { decide, type DecideContext } from './decide.js';
+import { decide, type DecideContext, type Outcome } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
+import { readBody } from './body.js';
+import { auditMessages, decideMcpMessages, denialMessage, denialResponse, parseJsonRpc } from './mcp.js';
 import { foldPathCase } from '../request/normalize.js';
 import { requestHeaderBytes } from './headers.js';
 import { forward, type ForwardContext } from './forward.js';
 import { identityRefusal, Identifier } from './identify.js';
 import { SessionLimits } from './limits.js';
 import type { GatewayOptions } from './options.js';
-import { sendJson, sendRawJson } from './responses.js';
+import { NO_POLICY_HINT, sendJson, sendJsonRpc, sendRawJson } from './responses.js';
+import type { McpEndpoint } from '../policy/mcp.js';
 import { normalizeRemoteAddress } from './sessions.js';
 import {
   connectUrl,
@@ -305,7 +308,111 @@ export class EgressGateway {
     }
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an HTTP request'); // unreachable
     x.allow(outcome.rule, outcome.policyVersion);
+    const endpoint =
+      req.method === 'POST' ? this.opts.policy.current()?.mcp?.match(x.policyHost, x.path) : null;
+    if (endpoint) return this.decideMcp(req, res, target, x, session, endpoint, outcome);
     forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
+  }
+
+  /**
+   * A POST to an MCP endpoint of mcp.yaml, allowed by its HTTP rule (mcp.ts): the body is read whole
+   * (body.ts), parsed, every tool call / resource read / prompt decided on its virtual path with
+   * method MCP; one refused → the whole body is answered with JSON-RPC errors (HTTP 200,
+   * `x-airlock-decision: deny`), nothing forwarded; all allowed → the same bytes are forwarded.
+   */
+  private async decideMcp(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: Target,
+    x: Exchange,
+    session: GatewaySession,
+    endpoint: McpEndpoint,
+    outcome: Extract<Outcome, { kind: 'allow' }>,
+  ): Promise<void> {
+    const refuse = (r: Refusal): void => {
+      this.limits.releaseRequest(session.id);
+      this.refuse(req, res, x, r);
+    };
+    const read = await readBody(req, this.opts.limits);
+    if (!read.ok) {
+      if (read.why === 'closed') {
+        this.limits.releaseRequest(session.id);
+        x.reason = 'client_timeout';
+        x.finish();
+        return;
+      }
+      const error = read.why === 'too_large' ? 'body_too_large' : 'request_timeout';
+      res.shouldKeepAlive = false;
+      return refuse({
+        kind: 'refuse',
+        reason: read.why === 'too_large' ? 'body_too_large' : 'client_timeout',
+        rule: x.rule,
+        policyVersion: x.policyVersion,
+        body: { error, detail: read.detail, sessionId: session.id },
+      });
+    }
+    const parsed = parseJsonRpc(read.body);
+    if (!parsed.ok) {
+      x.mcp = { endpoint: endpoint.name, batch: false, messages: [] };
+      return refuse({
+        kind: 'refuse',
+        reason: 'bad_request',
+        rule: x.rule,
+        policyVersion: x.policyVersion,
+        body: { error: 'bad_request', detail: parsed.detail, sessionId: session.id },
+      });
+    }
+    const policy = this.opts.policy.current();
+    if (!policy) {
+      return refuse({
+        kind: 'refuse',
+        reason: 'no_policy',
+        rule: null,
+        policyVersion: null,
+        body: {
+          error: 'egress_denied',
+          sessionId: session.id,
+          role: session.role,
+          method: x.method,
+          url: x.url,
+          policyVersion: null,
+          hint: NO_POLICY_HINT,
+        },
+      });
+    }
+    const { decisions, denied } = decideMcpMessages(
+      policy,
+      session,
+      x.policyHost,
+      endpoint.path,
+      parsed.messages,
+    );
+    x.mcp = {
+      endpoint: endpoint.name,
+      batch: parsed.batch,
+      messages: auditMessages(parsed.messages, decisions),
+    };
+    if (denied) {
+      const message = denialMessage(denied, session, endpoint.name, x.policyHost);
+      const text = denialResponse(parsed, denied, message, {
+        sessionId: session.id,
+        policyVersion: policy.version,
+      });
+      this.limits.releaseRequest(session.id);
+      x.refuse({
+        kind: 'refuse',
+        reason: denied.rule ? 'rule_deny' : 'no_match',
+        rule: denied.rule,
+        policyVersion: policy.version,
+        body: { error: 'mcp_denied', detail: message, sessionId: session.id },
+      });
+      sendJsonRpc(res, text, 'deny');
+      x.finish();
+      return;
+    }
+    // A single decided call is audited with its MCP rule; a batch keeps the endpoint's HTTP rule.
+    if (!parsed.batch && decisions.length === 1) x.rule = decisions[0]!.rule;
+    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential, read.body);
   }
 
   /** CONNECT: identified like plain HTTP, then intercepted or (granted passthrough) relayed. */

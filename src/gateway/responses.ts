@@ -133,11 +133,30 @@ export function sendJson(
   return Buffer.byteLength(text);
 }
 
+/**
+ * Writes a JSON-RPC answer of the gateway itself (an MCP call refused, src/gateway/mcp.ts): HTTP 200,
+ * as MCP clients expect a JSON-RPC error in a successful HTTP response, with `x-airlock-decision`.
+ */
+export function sendJsonRpc(res: ServerResponse, text: string, decision: 'deny'): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(GatewayAnswers.mcp_denied.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-airlock-decision': decision,
+  });
+  res.end(text);
+}
+
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   407: 'Proxy Authentication Required',
   408: 'Request Timeout',
+  413: 'Content Too Large',
   429: 'Too Many Requests',
   502: 'Bad Gateway',
   504: 'Gateway Timeout',

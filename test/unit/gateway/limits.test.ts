@@ -22,6 +22,7 @@ const DEFAULTS = {
   bodyMinBytesPerSecond: 1024,
   bodyRateWindowMs: 10_000,
   bodyMaxMs: 600_000,
+  bufferedBodyBytes: 1_048_576,
   clientHeadersTimeoutMs: 30_000,
   clientRequestTimeoutMs: 660_000,
 };

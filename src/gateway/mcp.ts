@@ -1,0 +1,292 @@
+/**
+ * MCP calls decided one by one (issue 10; docs/mcp.md). A POST to an endpoint declared in the
+ * policy's mcp.yaml (src/policy/mcp.ts) carries JSON-RPC 2.0 messages (Streamable HTTP transport):
+ * after the endpoint's own HTTP rule allowed the POST (decide.ts), the gateway reads the body whole
+ * (body.ts) and, in this order:
+ *
+ * 1. parses it ({@link parseJsonRpc}): UTF-8 JSON, one message object or a non-empty batch array of
+ *    them, each `jsonrpc: "2.0"` with a string `method` (a request or notification) or a `result` /
+ *    `error` (a response to a server request); no object may repeat a key (two parsers could read
+ *    different names); `tools/call` and `prompts/get` need a string `params.name`, `resources/read`
+ *    a string `params.uri` → otherwise 400 `bad_request`, nothing forwarded;
+ * 2. decides every `tools/call`, `resources/read` and `prompts/get` message as method `MCP` on its
+ *    virtual path (`/mcp/tools/call/NAME`, mcpVirtualPath), for the session's role and, when it has
+ *    egress rules, its creator (deny-override, policy/delegation.ts decideEgress). Every other
+ *    message (`initialize`, `ping`, `tools/list`, notifications, responses) needs only the
+ *    endpoint's HTTP rule, which already allowed the POST;
+ * 3. one message denied → the whole body is refused, never a partial forward: HTTP 200 with a
+ *    JSON-RPC error for each request of the body ({@link denialResponse}), `x-airlock-decision: deny`;
+ *    otherwise the same bytes are forwarded.
+ */
+import type { GatewaySession } from '../gateway-wire/session.js';
+import type { McpAuditMessage } from '../audit/event.js';
+import { decideEgress } from '../policy/delegation.js';
+import { MCP_DECIDED_METHODS, MCP_METHOD, mcpVirtualPath, type McpDecidedMethod } from '../policy/mcp.js';
+import type { PolicySnapshot } from '../policy/types.js';
+
+/** The JSON-RPC error code of a call Airlock's policy refused (the implementation-defined server range). */
+export const MCP_DENIED_CODE = -32010;
+
+/** A JSON-RPC id as MCP allows it (a string or a number; never null for a request). */
+export type JsonRpcId = string | number;
+
+/** One parsed message: what the gateway decides on and audits. */
+export interface McpMessage {
+  /** The JSON-RPC method; null for a response the client sends to a server request. */
+  method: string | null;
+  /** The id; null for a notification. */
+  id: JsonRpcId | null;
+  /** `tools/call` / `resources/read` / `prompts/get`: the tool or prompt name, or resource URI. */
+  name: string | null;
+  /** Whether the message is decided on its own virtual path. */
+  decided: boolean;
+}
+
+/** The parsed body of a POST to an MCP endpoint. */
+export type JsonRpcParse =
+  { ok: true; batch: boolean; messages: McpMessage[] } | { ok: false; detail: string };
+
+function fail(detail: string): JsonRpcParse {
+  return { ok: false, detail: `not a valid MCP JSON-RPC body: ${detail}` };
+}
+
+/**
+ * The first key repeated inside one JSON object of `text` (already known to be valid JSON), or null.
+ * Keys are compared decoded (`"n\u0061me"` is `name`).
+ */
+export function duplicateKey(text: string): string | null {
+  // Each open container: a Set of its keys (objects) or null (arrays).
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // a string: find its end, skipping escapes
+      let j = i + 1;
+      while (j < text.length) {
+        const d = text.charCodeAt(j);
+        if (d === 0x5c) j += 2;
+        else if (d === 0x22) break;
+        else j++;
+      }
+      const top = stack[stack.length - 1];
+      if (expectKey && top) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.has(key)) return key;
+        top.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b) {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b) {
+      stack.push(null);
+      expectKey = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      stack.pop();
+      expectKey = false;
+    } else if (c === 0x2c) {
+      expectKey = stack[stack.length - 1] !== null && stack.length > 0;
+    }
+  }
+  return null;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const DECIDED: ReadonlySet<string> = new Set(Object.keys(MCP_DECIDED_METHODS));
+
+function parseMessage(v: unknown, at: string): McpMessage | string {
+  if (!isObject(v)) return `${at} is not a JSON object`;
+  if (v.jsonrpc !== '2.0') return `${at} lacks "jsonrpc": "2.0"`;
+  const id = v.id;
+  if (id !== undefined && typeof id !== 'string' && !(typeof id === 'number' && Number.isFinite(id)))
+    return `${at}: "id" must be a string or a number`;
+  if (v.method === undefined) {
+    // A response to a server request (sampling, elicitation, roots).
+    if (id === undefined || (v.result === undefined) === (v.error === undefined))
+      return `${at} has no "method" and is not a response (an "id" with "result" or "error")`;
+    return { method: null, id, name: null, decided: false };
+  }
+  if (typeof v.method !== 'string' || v.method.length === 0) return `${at}: "method" must be a string`;
+  const method = v.method;
+  if (v.params !== undefined && typeof v.params !== 'object') return `${at}: "params" must be an object`;
+  if (!DECIDED.has(method)) return { method, id: id ?? null, name: null, decided: false };
+  const params = v.params;
+  const field = method === 'resources/read' ? 'uri' : 'name';
+  if (!isObject(params) || typeof params[field] !== 'string')
+    return `${at}: ${method} needs a string "params.${field}"`;
+  return { method, id: id ?? null, name: params[field], decided: true };
+}
+
+/**
+ * Parses the body of a POST to an MCP endpoint (see the module comment, step 1).
+ * @returns the messages in order, or a sentence saying what is wrong (the 400's detail).
+ */
+export function parseJsonRpc(body: Buffer): JsonRpcParse {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    return fail('the body is not UTF-8');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return fail(`the body is not JSON (${(err as Error).message})`);
+  }
+  const dup = duplicateKey(text);
+  if (dup !== null) return fail(`an object repeats the key ${JSON.stringify(dup)}`);
+  const batch = Array.isArray(value);
+  const items = batch ? (value as unknown[]) : [value];
+  if (items.length === 0) return fail('an empty batch');
+  const messages: McpMessage[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const m = parseMessage(items[i], batch ? `message ${i}` : 'the message');
+    if (typeof m === 'string') return fail(m);
+    messages.push(m);
+  }
+  return { ok: true, batch, messages };
+}
+
+/** The decision of one decided message. */
+export interface McpMessageDecision {
+  index: number;
+  message: McpMessage;
+  /** The virtual path (null: the name cannot be one, refused without a rule). */
+  path: string | null;
+  allowed: boolean;
+  rule: string | null;
+  /** Who refused: the role's rules or the creator's (delegation). */
+  by: 'role' | 'creator';
+}
+
+/** The decisions of one body: every decided message, and the first refused one (or null). */
+export interface McpBodyDecision {
+  decisions: McpMessageDecision[];
+  denied: McpMessageDecision | null;
+}
+
+/**
+ * Decides every `tools/call`, `resources/read` and `prompts/get` message of a body (step 2).
+ * @param endpointPath the endpoint's path in mcp.yaml (the virtual paths' prefix).
+ */
+export function decideMcpMessages(
+  policy: PolicySnapshot,
+  session: GatewaySession,
+  host: string,
+  endpointPath: string,
+  messages: readonly McpMessage[],
+): McpBodyDecision {
+  const decisions: McpMessageDecision[] = [];
+  let denied: McpMessageDecision | null = null;
+  messages.forEach((message, index) => {
+    if (!message.decided) return;
+    const path = mcpVirtualPath(endpointPath, message.method as McpDecidedMethod, message.name!);
+    let d: McpMessageDecision;
+    if (path === null) {
+      d = { index, message, path, allowed: false, rule: null, by: 'role' };
+    } else {
+      const { decision, by } = decideEgress(
+        policy,
+        { role: session.role, host, path, method: MCP_METHOD },
+        session.creator,
+      );
+      d = { index, message, path, allowed: decision.allowed, rule: decision.rule, by };
+    }
+    decisions.push(d);
+    if (!d.allowed && denied === null) denied = d;
+  });
+  return { decisions, denied };
+}
+
+/** The audit record of a body's messages (AuditEvent `mcp.messages`). */
+export function auditMessages(
+  messages: readonly McpMessage[],
+  decided: readonly McpMessageDecision[],
+): McpAuditMessage[] {
+  const byIndex = new Map(decided.map((d) => [d.index, d]));
+  return messages.map((m, i) => {
+    const out: McpAuditMessage = {};
+    if (m.method !== null) out.method = m.method;
+    if (m.id !== null) out.id = m.id;
+    if (m.name !== null) out.name = m.name;
+    const d = byIndex.get(i);
+    if (d) {
+      if (d.path !== null) out.path = d.path;
+      out.decision = d.allowed ? 'allow' : 'deny';
+      out.rule = d.rule;
+    }
+    return out;
+  });
+}
+
+/** What the denial sentence says about one refused message. */
+function what(m: McpMessage): string {
+  if (m.method === 'tools/call') return `call tool "${m.name}"`;
+  if (m.method === 'prompts/get') return `get prompt "${m.name}"`;
+  return `read resource "${m.name}"`;
+}
+
+/**
+ * The sentence of a denial: what was refused, by which rule (or none), for whom, and what to do.
+ */
+export function denialMessage(
+  d: McpMessageDecision,
+  session: GatewaySession,
+  endpoint: string,
+  host: string,
+): string {
+  const act = what(d.message);
+  if (d.path === null)
+    return `Airlock refused to ${act} on MCP server "${endpoint}": the name cannot be decided by the policy (empty, only dots or not well-formed Unicode).`;
+  const who =
+    d.by === 'creator'
+      ? `this session's creator "${session.creator ?? ''}" may not (a session never exceeds its creator)`
+      : `role "${session.role}" may not`;
+  const why = d.rule ? `rule ${d.rule} denies it` : `no rule allows it (MCP ${host}${d.path})`;
+  return (
+    `Airlock egress policy: ${who} ${act} on MCP server "${endpoint}" — ${why}. This is a policy ` +
+    `decision, not a fault: retrying will not help. If the call is needed, ask the session's owner ` +
+    `for a rule "p, ${session.role}, ${host}, ${d.path}, MCP, allow" in the policy repository.`
+  );
+}
+
+/**
+ * The HTTP 200 body answering a refused body (step 3): a JSON-RPC error response for each request
+ * (message with an id) — the refused one with {@link denialMessage}, the others saying they were
+ * not sent because of it; an array for a batch. A body without any request (only notifications)
+ * gets one error with id null.
+ * @param data extra fields of the error's `data` (policy version, session id).
+ */
+export function denialResponse(
+  parsed: { batch: boolean; messages: readonly McpMessage[] },
+  denied: McpMessageDecision,
+  message: string,
+  data: Record<string, unknown>,
+): string {
+  const error = (id: JsonRpcId | null, text: string, rule: string | null) => ({
+    jsonrpc: '2.0',
+    id,
+    error: { code: MCP_DENIED_CODE, message: text, data: { error: 'mcp_denied', rule, ...data } },
+  });
+  const out: object[] = [];
+  parsed.messages.forEach((m, i) => {
+    if (m.id === null || m.method === null) return; // notifications and responses get no answer
+    if (i === denied.index) out.push(error(m.id, message, denied.rule));
+    else
+      out.push(
+        error(
+          m.id,
+          `Airlock did not send this message: message ${denied.index} of the same batch was refused (${message})`,
+          null,
+        ),
+      );
+  });
+  if (out.length === 0) out.push(error(null, message, denied.rule));
+  return JSON.stringify(parsed.batch ? out : out[0]);
+}

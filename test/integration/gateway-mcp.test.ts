@@ -1,0 +1,413 @@
+/**
+ * MCP under policy (issue 10), on loopback: a real MCP server built with the official
+ * `@modelcontextprotocol/sdk` (McpServer over the Streamable HTTP transport, plain HTTP and behind
+ * TLS), the official SDK client routed through the in-process gateway (undici ProxyAgent as the
+ * transport's fetch dispatcher), and the endpoint declared in the policy's mcp.yaml. Each tool call
+ * is decided as method MCP on its virtual path: an allowed call works end to end; a denied one gets a
+ * JSON-RPC error naming the rule and never reaches the server (its request log and side effect);
+ * a batch with one denied call changes nothing; malformed bodies are 400 and oversized ones 413.
+ */
+import 'reflect-metadata';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { fetch as undiciFetch, ProxyAgent } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import type { AuditEvent } from '../../src/audit/event.js';
+import { MemoryAuditSink } from '../../src/audit/file-sink.js';
+import { DestinationPolicy } from '../../src/gateway/address.js';
+import { MCP_DENIED_CODE } from '../../src/gateway/mcp.js';
+import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
+import { UpstreamResolver } from '../../src/gateway/resolve.js';
+import { SessionTable } from '../../src/gateway/sessions.js';
+import { LeafCache } from '../../src/gateway/tls/leaf-cache.js';
+import { loadOrCreateCa, type CaMaterial } from '../../src/pki/ca.js';
+import { CANONICAL_MODEL } from '../../src/policy/model.js';
+import { PolicyStore } from '../../src/policy/store.js';
+import { proxyRequest } from '../helpers/proxy-client.js';
+import { makeTestPki } from '../helpers/tls-upstream.js';
+
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** A sandbox of role `analyst` (read tools allowed, write tools denied). */
+const A = { id: 's-analyst', cred: 'cred-analyst-0123456789', address: '127.0.0.1', role: 'analyst' };
+/** A sandbox whose role may POST to the endpoint (`*`) but holds no MCP rule. */
+const W = { id: 's-wide', cred: 'cred-wide-0123456789', address: '127.0.0.2', role: 'wide' };
+
+/** A real MCP server (official SDK, stateless Streamable HTTP) with a log of every message it received. */
+interface McpUpstream {
+  port: number;
+  /** Every JSON-RPC message the server received, in order (method and, for tools/call, the tool). */
+  log: { method: string; tool?: string }[];
+  /** Issues created by the `create_issue` tool: the side effect a denied call must never have. */
+  created: string[];
+  close(): Promise<void>;
+}
+
+function buildServer(created: string[]): McpServer {
+  const server = new McpServer({ name: 'gh-like', version: '1.0.0' });
+  server.registerTool(
+    'search_issues',
+    { description: 'Search issues (read only)', inputSchema: { q: z.string() } },
+    ({ q }) => ({ content: [{ type: 'text', text: `found 1 issue for ${q}` }] }),
+  );
+  server.registerTool(
+    'create_issue',
+    { description: 'Create an issue (writes)', inputSchema: { title: z.string() } },
+    ({ title }) => {
+      created.push(title);
+      return { content: [{ type: 'text', text: `created ${title}` }] };
+    },
+  );
+  return server;
+}
+
+async function startMcpUpstream(tlsMaterial?: { cert: string; key: string }): Promise<McpUpstream> {
+  const log: McpUpstream['log'] = [];
+  const created: string[] = [];
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        let body: unknown = undefined;
+        if (chunks.length > 0) {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          for (const m of (Array.isArray(body) ? body : [body]) as {
+            method?: string;
+            params?: { name?: string };
+          }[])
+            if (m.method)
+              log.push({ method: m.method, ...(m.method === 'tools/call' ? { tool: m.params?.name } : {}) });
+        }
+        // Stateless: a server and transport per request (the SDK's stateless example).
+        const server = buildServer(created);
+        const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+        res.on('close', () => {
+          void transport.close();
+          void server.close();
+        });
+        await server.connect(transport);
+        await transport.handleRequest(req, res, body);
+      })().catch(() => {
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    });
+  };
+  const server = tlsMaterial ? https.createServer(tlsMaterial, handler) : http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    log,
+    created,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+let dir: string;
+let ca: CaMaterial;
+let plain: McpUpstream;
+let secure: McpUpstream;
+let policy: PolicyStore;
+let sessions: SessionTable;
+let audit: MemoryAuditSink;
+let gateway: EgressGateway;
+let proxyPort: number;
+const agents: ProxyAgent[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'airlock-mcp-'));
+  ca = await loadOrCreateCa(path.join(dir, 'ca'));
+  const pki = await makeTestPki();
+  plain = await startMcpUpstream();
+  secure = await startMcpUpstream(await pki.issue('secure-gh.test'));
+  const gh = `gh.test:${plain.port}`;
+  const sgh = `secure-gh.test:${secure.port}`;
+  const policyDir = path.join(dir, 'policy');
+  mkdirSync(policyDir);
+  writeFileSync(path.join(policyDir, 'model.conf'), CANONICAL_MODEL);
+  writeFileSync(
+    path.join(policyDir, 'policy.csv'),
+    [
+      `p, analyst, ${gh}, /mcp, POST, allow`,
+      `p, analyst, ${gh}, /mcp/tools/call/search_issues, MCP, allow`,
+      `p, analyst, ${gh}, /mcp/tools/call/create_issue, MCP, deny`,
+      `p, analyst, ${sgh}, /mcp, POST, allow`,
+      `p, analyst, ${sgh}, /mcp/tools/call/search_issues, MCP, allow`,
+      `p, wide, ${gh}, /*, *, allow`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    path.join(policyDir, 'mcp.yaml'),
+    [
+      'version: 1',
+      'endpoints:',
+      '  - name: github',
+      `    host: ${gh}`,
+      '    path: /mcp',
+      '  - name: secure-github',
+      `    host: ${sgh}`,
+      '    path: /mcp',
+      '',
+    ].join('\n'),
+  );
+  policy = await PolicyStore.open(policyDir, { watch: false });
+  expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
+  sessions = new SessionTable();
+  for (const s of [A, W])
+    sessions.upsert({
+      id: s.id,
+      role: s.role,
+      address: s.address,
+      credentialSha256: sha(s.cred),
+      expiresAtMs: Date.now() + 3_600_000,
+    });
+  audit = new MemoryAuditSink();
+  gateway = new EgressGateway(
+    withGatewayDefaults({
+      policy,
+      sessions,
+      audit,
+      resolver: new UpstreamResolver(
+        new DestinationPolicy(['127.0.0.0/8']),
+        new Map([
+          ['gh.test', '127.0.0.1'],
+          ['secure-gh.test', '127.0.0.1'],
+        ]),
+      ),
+      upstreamCaPem: pki.caPem,
+      intercept: { leaves: new LeafCache(ca), passthrough: [] },
+      limits: { bufferedBodyBytes: 4_096 },
+    }),
+  );
+  proxyPort = (await gateway.listen(0, '127.0.0.1')).port;
+});
+
+afterAll(async () => {
+  for (const a of agents) await a.close();
+  await gateway?.close();
+  policy?.close();
+  await plain?.close();
+  await secure?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The official SDK client of sandbox `who`, its HTTP routed through the gateway. */
+async function sdkClient(who: typeof A, url: string): Promise<Client> {
+  const agent = new ProxyAgent({
+    uri: `http://127.0.0.1:${proxyPort}`,
+    token: 'Basic ' + Buffer.from(`${who.id}:${who.cred}`).toString('base64'),
+    proxyTunnel: false, // plain http: absolute-form requests; https still tunnels (CONNECT)
+    requestTls: { ca: ca.certPem },
+  });
+  agents.push(agent);
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    fetch: ((input: string | URL, init?: RequestInit) =>
+      undiciFetch(input, { ...(init as object), dispatcher: agent })) as never,
+  });
+  const client = new Client({ name: 'airlock-test-agent', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
+const mcpUrl = (u: McpUpstream = plain): string => `http://gh.test:${u.port}/mcp`;
+
+function eventsFrom(from: number, match: (e: AuditEvent) => boolean): AuditEvent[] {
+  return audit.events.slice(from).filter(match);
+}
+
+/** A raw JSON-RPC POST of `body` to the plain endpoint through the gateway, as sandbox `who`. */
+function post(body: string, who = A, headers: Record<string, string> = {}) {
+  return proxyRequest({ host: '127.0.0.1', port: proxyPort }, mcpUrl(), {
+    method: 'POST',
+    body,
+    auth: `${who.id}:${who.cred}`,
+    localAddress: who.address,
+    headers: { accept: 'application/json, text/event-stream', ...headers },
+  });
+}
+
+const call = (id: number | string, name: string, args: Record<string, unknown>) => ({
+  jsonrpc: '2.0',
+  id,
+  method: 'tools/call',
+  params: { name, arguments: args },
+});
+
+describe('MCP tool calls decided one by one (plain HTTP)', () => {
+  it('an allowed tool call works end to end with the official SDK client; tools/list passes', async () => {
+    const from = audit.events.length;
+    const client = await sdkClient(A, mcpUrl());
+    const tools = await client.listTools();
+    expect(tools.tools.map((t) => t.name).sort()).toEqual(['create_issue', 'search_issues']);
+    const result = await client.callTool({ name: 'search_issues', arguments: { q: 'leak' } });
+    expect(result.content).toEqual([{ type: 'text', text: 'found 1 issue for leak' }]);
+    await client.close();
+    expect(plain.log.some((m) => m.tool === 'search_issues')).toBe(true);
+    const ev = eventsFrom(from, (e) => e.mcp?.messages.some((m) => m.name === 'search_issues') ?? false);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]).toMatchObject({ decision: 'allow', reason: 'rule_allow', method: 'POST', status: 200 });
+    expect(ev[0]!.rule).toContain('/mcp/tools/call/search_issues, MCP, allow');
+    expect(ev[0]!.mcp).toMatchObject({
+      endpoint: 'github',
+      batch: false,
+      messages: [
+        {
+          method: 'tools/call',
+          name: 'search_issues',
+          decision: 'allow',
+          path: '/mcp/tools/call/search_issues',
+        },
+      ],
+    });
+    expect(ev[0]!.bytesOut).toBeGreaterThan(0);
+    // initialize and the list were allowed by the endpoint's HTTP rule and audited with their method.
+    expect(eventsFrom(from, (e) => e.mcp?.messages[0]?.method === 'initialize')).toHaveLength(1);
+  });
+
+  it('a denied tool call gets a JSON-RPC error naming the rule; the server never sees it', async () => {
+    const from = audit.events.length;
+    const before = plain.log.length;
+    const client = await sdkClient(A, mcpUrl());
+    const err = await client.callTool({ name: 'create_issue', arguments: { title: 'pwned' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await client.close();
+    expect(err).toBeInstanceOf(McpError);
+    expect((err as McpError).code).toBe(MCP_DENIED_CODE);
+    expect((err as McpError).message).toContain('/mcp/tools/call/create_issue, MCP, deny');
+    expect((err as McpError).message).toContain('role "analyst" may not call tool "create_issue"');
+    expect(plain.created).toEqual([]);
+    expect(plain.log.slice(before).some((m) => m.tool === 'create_issue')).toBe(false);
+    const ev = eventsFrom(from, (e) => e.mcp?.messages.some((m) => m.name === 'create_issue') ?? false);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]).toMatchObject({ decision: 'deny', reason: 'rule_deny', status: 200, bytesOut: 0 });
+    expect(ev[0]!.mcp!.messages[0]).toMatchObject({ method: 'tools/call', decision: 'deny' });
+    expect(typeof ev[0]!.mcp!.messages[0]!.id).toBe('number');
+  });
+
+  it('the deny answer is HTTP 200 JSON-RPC with the request id and x-airlock-decision: deny', async () => {
+    const r = await post(JSON.stringify(call(7, 'create_issue', { title: 'x' })));
+    expect(r.status).toBe(200);
+    expect(r.headers['x-airlock-decision']).toBe('deny');
+    const body = r.json<{ jsonrpc: string; id: number; error: { code: number; message: string } }>();
+    expect(body).toMatchObject({ jsonrpc: '2.0', id: 7, error: { code: MCP_DENIED_CODE } });
+    // A tool no rule names: no_match, and `*` on the endpoint never grants MCP.
+    const w = await post(JSON.stringify(call('a', 'search_issues', { q: 'x' })), W);
+    expect(w.status).toBe(200);
+    expect(w.json()).toMatchObject({ id: 'a', error: { code: MCP_DENIED_CODE } });
+    expect(String((w.json() as { error: { message: string } }).error.message)).toContain('no rule allows it');
+    expect(plain.created).toEqual([]);
+  });
+
+  it('a batch with one denied call changes nothing: every request answered with an error, nothing forwarded', async () => {
+    const before = plain.log.length;
+    const from = audit.events.length;
+    const batch = [call(1, 'search_issues', { q: 'a' }), call(2, 'create_issue', { title: 'b' })];
+    const r = await post(JSON.stringify(batch));
+    expect(r.status).toBe(200);
+    expect(r.headers['x-airlock-decision']).toBe('deny');
+    const answers = r.json<{ id: number; error: { code: number; message: string } }[]>() as unknown as {
+      id: number;
+      error: { code: number; message: string };
+    }[];
+    expect(answers.map((a) => a.id)).toEqual([1, 2]);
+    expect(answers.every((a) => a.error.code === MCP_DENIED_CODE)).toBe(true);
+    expect(answers[0]!.error.message).toContain('message 1 of the same batch was refused');
+    expect(plain.log.length).toBe(before);
+    expect(plain.created).toEqual([]);
+    const ev = eventsFrom(from, (e) => e.mcp?.batch === true);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]!.mcp!.messages.map((m) => m.decision)).toEqual(['allow', 'deny']);
+  });
+
+  it.each([
+    ['not JSON', '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '],
+    ['not JSON-RPC 2.0', '{"id": 1, "method": "tools/call", "params": {"name": "search_issues"}}'],
+    ['a tools/call without a name', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}'],
+    [
+      'a repeated key (two parsers could read two names)',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","name":"create_issue"}}',
+    ],
+    ['an empty batch', '[]'],
+  ])('%s → 400 bad_request, nothing forwarded', async (_what, body) => {
+    const before = plain.log.length;
+    const r = await post(body);
+    expect(r.status).toBe(400);
+    expect(r.json()).toMatchObject({ error: 'bad_request' });
+    expect(plain.log.length).toBe(before);
+  });
+
+  it('a body over gateway.limits.bufferedBodyBytes → 413 body_too_large, nothing forwarded', async () => {
+    const before = plain.log.length;
+    const from = audit.events.length;
+    const r = await post(JSON.stringify(call(3, 'search_issues', { q: 'x'.repeat(5_000) })));
+    expect(r.status).toBe(413);
+    expect(r.headers['x-airlock-decision']).toBe('deny');
+    expect(r.json()).toMatchObject({ error: 'body_too_large' });
+    expect(plain.log.length).toBe(before);
+    expect(eventsFrom(from, (e) => e.reason === 'body_too_large')).toHaveLength(1);
+  });
+
+  it('a chunked body is bounded too, and a chunked allowed call is forwarded whole', async () => {
+    const before = plain.log.length;
+    const big = await new Promise<number>((resolve, reject) => {
+      const req = http.request({
+        host: '127.0.0.1',
+        port: proxyPort,
+        method: 'POST',
+        path: mcpUrl(),
+        headers: {
+          host: `gh.test:${plain.port}`,
+          'proxy-authorization': 'Basic ' + Buffer.from(`${A.id}:${A.cred}`).toString('base64'),
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        agent: false,
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.write('[' + JSON.stringify(call(4, 'search_issues', { q: 'y' })));
+      req.end(',' + JSON.stringify(call(5, 'search_issues', { q: 'z'.repeat(5_000) })) + ']');
+    });
+    expect(big).toBe(413);
+    expect(plain.log.length).toBe(before);
+  });
+});
+
+describe('MCP inside intercepted HTTPS (same pipeline)', () => {
+  it('allows the granted tool and denies another by no_match, through a TLS front', async () => {
+    const client = await sdkClient(A, `https://secure-gh.test:${secure.port}/mcp`);
+    const ok = await client.callTool({ name: 'search_issues', arguments: { q: 'tls' } });
+    expect(ok.content).toEqual([{ type: 'text', text: 'found 1 issue for tls' }]);
+    const err = await client.callTool({ name: 'create_issue', arguments: { title: 'no' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await client.close();
+    expect(err).toBeInstanceOf(McpError);
+    expect((err as McpError).message).toContain('no rule allows it');
+    expect(secure.created).toEqual([]);
+    expect(secure.log.some((m) => m.tool === 'search_issues')).toBe(true);
+    expect(secure.log.some((m) => m.tool === 'create_issue')).toBe(false);
+  });
+});
