@@ -308,8 +308,13 @@ export class EgressGateway {
     }
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an HTTP request'); // unreachable
     x.allow(outcome.rule, outcome.policyVersion);
-    const endpoint =
-      req.method === 'POST' ? this.opts.policy.current()?.mcp?.match(x.policyHost, x.path) : null;
+    // Every POST, and any other request with a body, to an MCP endpoint is read and decided (a
+    // server that would accept JSON-RPC in a PUT gains nothing undecided).
+    const hasBody =
+      req.method === 'POST' ||
+      (req.headers['content-length'] ?? '0') !== '0' ||
+      req.headers['transfer-encoding'] !== undefined;
+    const endpoint = hasBody ? this.opts.policy.current()?.mcp?.match(x.policyHost, x.path) : null;
     if (endpoint) return this.decideMcp(req, res, target, x, session, endpoint, outcome);
     forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
   }

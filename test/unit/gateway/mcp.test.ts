@@ -1,0 +1,288 @@
+/**
+ * The gateway's MCP step (issue 10) without a network: JSON-RPC parsing (what is refused 400 and
+ * why), the repeated-key check, the decision of each message on its virtual path with method MCP
+ * (role and creator, deny-override), the denial bodies (ids, batch, rule named), the audit record,
+ * and the bounded body reader (body.ts) on in-memory streams.
+ */
+import { PassThrough } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { readBody } from '../../../src/gateway/body.js';
+import {
+  auditMessages,
+  decideMcpMessages,
+  denialMessage,
+  denialResponse,
+  duplicateKey,
+  MCP_DENIED_CODE,
+  parseJsonRpc,
+} from '../../../src/gateway/mcp.js';
+import type { GatewaySession } from '../../../src/gateway-wire/session.js';
+import { compilePolicy } from '../../../src/policy/load.js';
+import { CANONICAL_MODEL } from '../../../src/policy/model.js';
+
+const b = (v: unknown): Buffer => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+const call = (id: number | string, name: string) => ({
+  jsonrpc: '2.0',
+  id,
+  method: 'tools/call',
+  params: { name, arguments: {} },
+});
+
+describe('parseJsonRpc', () => {
+  it('reads a single message, a batch, notifications and client responses', () => {
+    const one = parseJsonRpc(b(call(1, 'search_issues')));
+    expect(one).toEqual({
+      ok: true,
+      batch: false,
+      messages: [{ method: 'tools/call', id: 1, name: 'search_issues', decided: true }],
+    });
+    const batch = parseJsonRpc(
+      b([
+        { jsonrpc: '2.0', id: 'i', method: 'initialize', params: {} },
+        { jsonrpc: '2.0', method: 'notifications/initialized' },
+        { jsonrpc: '2.0', id: 9, result: {} },
+        { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'repo://a/b' } },
+        { jsonrpc: '2.0', id: 3, method: 'prompts/get', params: { name: 'summarise' } },
+      ]),
+    );
+    expect(batch.ok && batch.batch).toBe(true);
+    expect(batch.ok && batch.messages).toEqual([
+      { method: 'initialize', id: 'i', name: null, decided: false },
+      { method: 'notifications/initialized', id: null, name: null, decided: false },
+      { method: null, id: 9, name: null, decided: false },
+      { method: 'resources/read', id: 2, name: 'repo://a/b', decided: true },
+      { method: 'prompts/get', id: 3, name: 'summarise', decided: true },
+    ]);
+  });
+
+  it.each([
+    ['not UTF-8', Buffer.from([0x7b, 0xff, 0x7d]), 'not UTF-8'],
+    ['not JSON', b('{"jsonrpc":'), 'not JSON'],
+    ['a scalar', b('42'), 'not a JSON object'],
+    ['an empty batch', b('[]'), 'empty batch'],
+    ['no jsonrpc 2.0', b({ id: 1, method: 'ping' }), '"jsonrpc": "2.0"'],
+    ['a null id', b({ jsonrpc: '2.0', id: null, method: 'ping' }), '"id"'],
+    ['a non-string method', b({ jsonrpc: '2.0', id: 1, method: 5 }), '"method"'],
+    ['neither request nor response', b({ jsonrpc: '2.0', id: 1 }), 'not a response'],
+    [
+      'tools/call without a name',
+      b({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: {} }),
+      'params.name',
+    ],
+    [
+      'resources/read without a uri',
+      b({ jsonrpc: '2.0', id: 1, method: 'resources/read', params: { name: 'x' } }),
+      'params.uri',
+    ],
+    [
+      'a name that is not a string',
+      b({ jsonrpc: '2.0', id: 1, method: 'prompts/get', params: { name: 1 } }),
+      'params.name',
+    ],
+    ['params a string', b({ jsonrpc: '2.0', id: 1, method: 'ping', params: 'x' }), '"params"'],
+    [
+      'a bad message inside a batch',
+      b([call(1, 'a'), { jsonrpc: '1.0', id: 2, method: 'ping' }]),
+      'message 1',
+    ],
+    [
+      'a repeated key',
+      b('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\\u0061me":"b"}}'),
+      'repeats the key "name"',
+    ],
+  ])('refuses %s', (_what, body, words) => {
+    const r = parseJsonRpc(body);
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.detail).toContain(words);
+  });
+});
+
+describe('duplicateKey', () => {
+  it.each([
+    ['{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}', null],
+    ['{"a":"x\\"a","a":1}', 'a'],
+    ['[{"a":1,"b":[1,2,{"c":1,"c":2}]}]', 'c'],
+    ['{"a":{"b":1},"a":2}', 'a'],
+    ['{"s":"{\\"a\\":1,\\"a\\":2}"}', null],
+  ])('%s → %s', (text, key) => {
+    expect(duplicateKey(text)).toBe(key);
+  });
+});
+
+const CSV = [
+  'p, analyst, gh.test, /mcp, POST, allow',
+  'p, analyst, gh.test, /mcp/tools/call/search_issues, MCP, allow',
+  'p, analyst, gh.test, /mcp/tools/call/create_issue, MCP, deny',
+  'p, analyst, gh.test, /mcp/resources/read/repo%3A!!acme, MCP, allow',
+  'p, lead, gh.test, /mcp/tools/call/search_issues, MCP, allow',
+  'p, lead, gh.test, /mcp/tools/call/create_issue, MCP, allow',
+  // The creator "bot" has egress rules of its own (delegation): only search_issues.
+  'p, bot, gh.test, /mcp/tools/call/search_issues, MCP, allow',
+  '',
+].join('\n');
+const policy = compilePolicy(CANONICAL_MODEL, CSV);
+const session = (role: string, creator?: string): GatewaySession => ({
+  id: `s-${role}`,
+  role,
+  address: '10.0.0.1',
+  credentialSha256: '00',
+  expiresAtMs: Number.MAX_SAFE_INTEGER,
+  ...(creator ? { creator } : {}),
+});
+
+function decideBody(role: string, body: unknown, creator?: string) {
+  const parsed = parseJsonRpc(b(body));
+  if (!parsed.ok) throw new Error(parsed.detail);
+  return { parsed, ...decideMcpMessages(policy, session(role, creator), 'gh.test', '/mcp', parsed.messages) };
+}
+
+describe('decideMcpMessages', () => {
+  it('decides each tool call on its virtual path with method MCP; other messages are not decided', () => {
+    const d = decideBody('analyst', [
+      { jsonrpc: '2.0', id: 0, method: 'tools/list' },
+      call(1, 'search_issues'),
+      call(2, 'create_issue'),
+    ]);
+    expect(d.decisions.map((x) => [x.index, x.path, x.allowed])).toEqual([
+      [1, '/mcp/tools/call/search_issues', true],
+      [2, '/mcp/tools/call/create_issue', false],
+    ]);
+    expect(d.denied?.index).toBe(2);
+    expect(d.denied?.rule).toContain('create_issue, MCP, deny');
+  });
+
+  it('reads resources by URI (encoded segment); an unnamed resource is no_match', () => {
+    const ok = decideBody('analyst', {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'resources/read',
+      params: { uri: 'repo://acme' },
+    });
+    expect(ok.denied).toBeNull();
+    const no = decideBody('analyst', {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'resources/read',
+      params: { uri: 'file:///etc/passwd' },
+    });
+    expect(no.denied).toMatchObject({ rule: null, path: '/mcp/resources/read/file%3A!!!etc!passwd' });
+  });
+
+  it('a session never exceeds its creator: lead may create issues, a session of lead created by bot may not', () => {
+    expect(decideBody('lead', call(1, 'create_issue')).denied).toBeNull();
+    const d = decideBody('lead', call(1, 'create_issue'), 'bot');
+    expect(d.denied?.by).toBe('creator');
+    expect(denialMessage(d.denied!, session('lead', 'bot'), 'github', 'gh.test')).toContain('creator "bot"');
+    expect(decideBody('lead', call(1, 'search_issues'), 'bot').denied).toBeNull();
+  });
+
+  it('a name that cannot be a segment is refused without a rule', () => {
+    const d = decideBody('analyst', call(1, '..'));
+    expect(d.denied).toMatchObject({ path: null, rule: null });
+    expect(denialMessage(d.denied!, session('analyst'), 'github', 'gh.test')).toContain('cannot be decided');
+  });
+});
+
+describe('denial bodies and audit', () => {
+  it('answers a single request with its id, the rule and code', () => {
+    const d = decideBody('analyst', call('req-7', 'create_issue'));
+    const msg = denialMessage(d.denied!, session('analyst'), 'github', 'gh.test');
+    expect(msg).toContain('role "analyst" may not call tool "create_issue" on MCP server "github"');
+    expect(msg).toContain('policy.csv:3');
+    const body = JSON.parse(denialResponse(d.parsed, d.denied!, msg, { sessionId: 's' }));
+    expect(body).toEqual({
+      jsonrpc: '2.0',
+      id: 'req-7',
+      error: {
+        code: MCP_DENIED_CODE,
+        message: msg,
+        data: { error: 'mcp_denied', rule: d.denied!.rule, sessionId: 's' },
+      },
+    });
+  });
+
+  it('answers every request of a batch (not notifications), the others saying why they were not sent', () => {
+    const d = decideBody('analyst', [
+      call(1, 'search_issues'),
+      { jsonrpc: '2.0', method: 'notifications/progress' },
+      call(2, 'create_issue'),
+    ]);
+    const body = JSON.parse(denialResponse(d.parsed, d.denied!, 'denied', {})) as {
+      id: number;
+      error: { message: string };
+    }[];
+    expect(body.map((x) => x.id)).toEqual([1, 2]);
+    expect(body[0]!.error.message).toContain('message 2 of the same batch was refused');
+    expect(body[1]!.error.message).toBe('denied');
+  });
+
+  it('a denied notification (no id) is answered with id null', () => {
+    const d = decideBody('analyst', {
+      jsonrpc: '2.0',
+      method: 'tools/call',
+      params: { name: 'create_issue' },
+    });
+    expect(JSON.parse(denialResponse(d.parsed, d.denied!, 'denied', {}))).toMatchObject({ id: null });
+  });
+
+  it('records method, id, name, path, decision and rule of each message', () => {
+    const d = decideBody('analyst', [{ jsonrpc: '2.0', id: 0, method: 'ping' }, call(1, 'search_issues')]);
+    expect(auditMessages(d.parsed.messages, d.decisions)).toEqual([
+      { method: 'ping', id: 0 },
+      {
+        method: 'tools/call',
+        id: 1,
+        name: 'search_issues',
+        path: '/mcp/tools/call/search_issues',
+        decision: 'allow',
+        rule: expect.stringContaining('search_issues, MCP, allow') as unknown as string,
+      },
+    ]);
+  });
+});
+
+/** An IncomingMessage stand-in: a stream with headers. */
+function fakeReq(headers: Record<string, string>): PassThrough & IncomingMessage {
+  const s = new PassThrough() as PassThrough & IncomingMessage;
+  (s as { headers: Record<string, string> }).headers = headers;
+  return s;
+}
+
+const LIMITS = { bufferedBodyBytes: 10, bodyMinBytesPerSecond: 0, bodyRateWindowMs: 10_000, bodyMaxMs: 0 };
+
+describe('readBody (body.ts)', () => {
+  it('reads a body up to the bound, chunked or declared', async () => {
+    const r = fakeReq({ 'transfer-encoding': 'chunked' });
+    const p = readBody(r, LIMITS);
+    r.write('hello');
+    r.end('world');
+    expect(await p).toEqual({ ok: true, body: Buffer.from('helloworld') });
+    expect(await readBody(fakeReq({}), LIMITS)).toEqual({ ok: true, body: Buffer.alloc(0) });
+  });
+
+  it('refuses a declared length over the bound before reading', async () => {
+    const r = await readBody(fakeReq({ 'content-length': '11' }), LIMITS);
+    expect(r).toMatchObject({ ok: false, why: 'too_large' });
+    expect(!r.ok && r.detail).toContain('gateway.limits.bufferedBodyBytes');
+  });
+
+  it('refuses a chunked body as soon as it passes the bound', async () => {
+    const r = fakeReq({ 'transfer-encoding': 'chunked' });
+    const p = readBody(r, LIMITS);
+    r.write('0123456789');
+    r.write('x');
+    expect(await p).toMatchObject({ ok: false, why: 'too_large' });
+  });
+
+  it('cuts off a body that takes longer than bodyMaxMs, and reports a client that goes away', async () => {
+    const slow = fakeReq({ 'content-length': '5' });
+    const p = readBody(slow, { ...LIMITS, bodyMaxMs: 20 });
+    slow.write('ab');
+    expect(await p).toMatchObject({ ok: false, why: 'timeout' });
+    const gone = fakeReq({ 'content-length': '5' });
+    const q = readBody(gone, LIMITS);
+    gone.destroy();
+    expect(await q).toMatchObject({ ok: false, why: 'closed' });
+  });
+});
