@@ -45,6 +45,8 @@ npm test -- --project unit --project integration --project e2e \
 # retries a failed start once; test assertions are never retried.
 step "cluster tier"
 trap 'bash scripts/k8s-node.sh down </dev/null || true' EXIT
+# A fresh node every run: a node left up by an aborted run would keep images older than step 3.
+bash scripts/k8s-node.sh down </dev/null || true
 if bash scripts/k8s-node.sh up </dev/null; then
   npx vitest run --project cluster --reporter=default --reporter=json \
     --outputFile.json="${cluster_report}" </dev/null || rc=1
