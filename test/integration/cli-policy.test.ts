@@ -281,6 +281,65 @@ describe('airlock policy explain', { timeout: 180_000 }, () => {
     expect(r.stdout).toMatch(/^casbin: +allow \(p, analyst, forum\.test:3000, \/\*, GET, allow\) — agrees$/m);
   });
 
+  it('explains and tests MCP tool calls on their virtual paths (issue 10), and checks mcp.yaml', async () => {
+    const dir = await policyDir(
+      'mcp',
+      [
+        'p, analyst, gh.test, /mcp, POST, allow',
+        'p, analyst, gh.test, /mcp/tools/call/search_issues, MCP, allow',
+        'p, analyst, gh.test, /mcp/tools/call/create_issue, MCP, deny',
+        'p, analyst, gh.test, /mcp/tools/call/list_issues, *, allow',
+      ],
+      {
+        'mcp.yaml': [
+          'cases:',
+          '  - {role: analyst, method: MCP, url: "http://gh.test/mcp/tools/call/search_issues", expect: allow}',
+          '  - {role: analyst, method: MCP, url: "http://gh.test/mcp/tools/call/create_issue", expect: deny}',
+          '  - {role: analyst, method: MCP, url: "http://gh.test/mcp/tools/call/list_issues", expect: deny}',
+          '',
+        ].join('\n'),
+      },
+    );
+    await writeFile(
+      path.join(dir, 'mcp.yaml'),
+      'version: 1\nendpoints:\n  - {name: github, host: gh.test, path: /mcp}\n',
+    );
+    const t = await airlock('test', dir);
+    expect(t.code, t.stdout + t.stderr).toBe(0);
+    const e = await airlock(
+      'explain',
+      dir,
+      '--casbin',
+      '--role',
+      'analyst',
+      'MCP',
+      'http://gh.test/mcp/tools/call/create_issue',
+    );
+    expect(e.stdout).toContain('decision: deny (rule_deny)');
+    expect(e.stdout).toMatch(
+      /^casbin: +deny \(p, analyst, gh\.test, \/mcp\/tools\/call\/create_issue, MCP, deny\) — agrees$/m,
+    );
+    // `*` never grants MCP (a named-only method): list_issues is granted for HTTP methods only.
+    const star = await airlock(
+      'explain',
+      dir,
+      '--casbin',
+      '--role',
+      'analyst',
+      'MCP',
+      'http://gh.test/mcp/tools/call/list_issues',
+    );
+    expect(star.stdout).toContain('decision: deny (no_match)');
+    expect(star.stdout).toMatch(/— agrees$/m);
+    await writeFile(
+      path.join(dir, 'mcp.yaml'),
+      'version: 1\nendpoints:\n  - {name: github, host: GH.test, path: /mcp}\n',
+    );
+    const bad = await airlock('check', dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout + bad.stderr).toContain('mcp.yaml:3');
+  });
+
   it('--json, unknown roles, and input errors (exit 2)', async () => {
     const j = JSON.parse(
       (await airlock('explain', 'policies', '--json', '--role', 'ghost', 'GET', 'http://forum.test:3000/'))
