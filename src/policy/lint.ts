@@ -6,7 +6,7 @@
  * | id | severity | finding |
  * | --- | --- | --- |
  * | `unknown-parent` | error | `g, ROLE, PARENT` where PARENT has no rules and no parents: a typo silently drops the inherited rules (guard rails included) |
- * | `dangerous-allow` | error | an allow of a state-changing method (POST, PUT, PATCH, DELETE, CONNECT, WEBSOCKET or `*`) on a wildcard host, or a `*` path granting a state-changing method other than CONNECT over an admin-looking API ({@link ADMIN_PATHS}) that the role's deny rules do not cover |
+ * | `dangerous-allow` | error | an allow of a state-changing method (POST, PUT, PATCH, DELETE, CONNECT, WEBSOCKET, MCP or `*`) on a wildcard host, or a `*` path granting a state-changing method other than CONNECT over an admin-looking API ({@link ADMIN_PATHS}) that the role's deny rules do not cover |
  * | `shadowed-allow` | warning | an allow every request of which is denied by deny rules the role inherits (deny overrides allow) |
  * | `unreachable-rule` | warning | an allow covered entirely by its own role's deny rules, or a CONNECT rule whose path can never match (CONNECT is decided with path `/`) |
  * | `deny-carve-out` | warning | a deny carved out of a broader allow on the same host: it holds only as far as the upstream names the resource the way the rule does ({@link CARVE_OUT_ADVICE}) |
@@ -51,6 +51,8 @@ export const STATE_CHANGING_METHODS: ReadonlySet<string> = new Set([
   'DELETE',
   'CONNECT',
   'WEBSOCKET',
+  // One MCP tool call may write (create_issue, delete_file): a wildcard grant is as broad as POST.
+  'MCP',
   '*',
 ]);
 

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PolicyError } from '../../../src/errors.js';
 import { isNormalizedPath } from '../../../src/request/normalize.js';
+import { lintPolicy } from '../../../src/policy/lint.js';
 import { compilePolicy, loadPolicyDir, policyVersion } from '../../../src/policy/load.js';
 import { mcpSegment, mcpVirtualPath, parseMcp } from '../../../src/policy/mcp.js';
 import { CANONICAL_MODEL } from '../../../src/policy/model.js';
@@ -148,6 +149,15 @@ describe('MCP in the policy', () => {
       policyVersion(CANONICAL_MODEL, CSV),
     );
     expect(() => compilePolicy(CANONICAL_MODEL, CSV, { mcpText: 'version: 3\n' })).toThrow(/mcp\.yaml:1/);
+  });
+});
+
+describe('policy check', () => {
+  it('counts MCP as state-changing: every tool of every endpoint on a wildcard host is a dangerous-allow', () => {
+    const p = compilePolicy(CANONICAL_MODEL, 'p, analyst, *.gh.test, /mcp/tools/call/*, MCP, allow\n');
+    expect(lintPolicy(p).map((f) => f.id)).toContain('dangerous-allow');
+    const named = compilePolicy(CANONICAL_MODEL, CSV);
+    expect(lintPolicy(named).filter((f) => f.severity === 'error' && f.message.includes('MCP'))).toEqual([]);
   });
 });
 
