@@ -528,6 +528,9 @@ up_once() {
   fi
   record_host
   mkdir -p "${STATE}" "${RUN}" "${LOG}"
+  # Bridged Pod-to-Pod traffic must pass iptables (kube-proxy's DNAT, kube-router's filters).
+  [[ -d /proc/sys/net/bridge ]] || modprobe br_netfilter 2>/dev/null || true
+  [[ -d /proc/sys/net/bridge ]] || die "no bridge netfilter (/proc/sys/net/bridge): the kernel needs br_netfilter"
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
   make_pki "${ip}"
   write_configs "${ip}"
