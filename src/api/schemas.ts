@@ -246,10 +246,11 @@ export const auditEventSchema = z
             rule: z.string().nullable().optional(),
           }),
         ),
+        hiddenTools: z.array(z.string()).optional(),
       })
       .optional()
       .describe(
-        'A POST to an MCP endpoint (mcp.yaml): the endpoint and each JSON-RPC message (method, id, tool/prompt name or resource URI, virtual path, decision, rule).',
+        'A POST to an MCP endpoint (mcp.yaml): the endpoint and each JSON-RPC message (method, id, tool/prompt name or resource URI, virtual path, decision, rule); hiddenTools: tools removed from tools/list answers.',
       ),
     suppressed: z
       .number()

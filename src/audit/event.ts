@@ -84,6 +84,8 @@ export interface McpAudit {
   /** True when the body was a JSON-RPC batch (an array). */
   batch: boolean;
   messages: McpAuditMessage[];
+  /** Tools removed from `tools/list` answers (the session may not call them); absent when not filtered. */
+  hiddenTools?: string[];
 }
 
 export interface AuditEvent {

@@ -9,7 +9,7 @@
  * 408 `request_timeout` (when no response has started) and the connection is closed; audited with
  * reason `client_timeout`. Each session dials through its own pool (upstream.ts).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
@@ -17,6 +17,7 @@ import type { GatewayLimits } from '../config/schema.js';
 import type { BudgetMeter } from './budgets.js';
 import { queryWithCredential, type InjectedCredential } from './credentials.js';
 import type { Exchange } from './exchange.js';
+import type { ResponseRewriter } from './mcp-response.js';
 import { downstreamHeaders, upstreamHeaders } from './headers.js';
 import { sendJson, statusOf, type GatewayErrorBody } from './responses.js';
 import type { Target } from './target.js';
@@ -109,6 +110,8 @@ export class BodyWatch {
  *   whatever the sandbox sent under that name; recorded on the exchange by name and version only.
  * @param buffered the request body already read whole (body.ts, e.g. an MCP call decided on its
  *   content): exactly these bytes are sent upstream and `req` is not read again; null: `req` streams.
+ * @param rewrite rewrites the response body on its way back (mcp-response.ts: `tools/list` filtered);
+ *   when it takes the response, `content-length` is dropped and `bytesIn` counts what the sandbox got.
  */
 export function forward(
   req: IncomingMessage,
@@ -120,6 +123,7 @@ export function forward(
   meter: BudgetMeter | null = null,
   credential: InjectedCredential | null = null,
   buffered: Buffer | null = null,
+  rewrite: ResponseRewriter | null = null,
 ): void {
   if (credential) x.credential = { name: credential.name, version: credential.version };
   let controller: Dispatcher.DispatchController | null = null;
@@ -127,6 +131,8 @@ export function forward(
   /** The body was cut off (too slow or too long): the answer is the gateway's 408. */
   let cutOff = false;
   let watch: BodyWatch | null = null;
+  /** The response body goes through `rewrite`. */
+  let rewriting = false;
   const sessionId = x.session?.id ?? '';
   res.once('close', () => {
     watch?.stop();
@@ -240,12 +246,16 @@ export function forward(
         onResponseStart(_c, statusCode, headers) {
           if (statusCode < 200 || cutOff) return; // 1xx: not relayed
           x.status = statusCode;
-          res.writeHead(
-            statusCode,
-            downstreamHeaders(headers as Record<string, string | string[] | undefined>),
-          );
+          const out = downstreamHeaders(headers as Record<string, string | string[] | undefined>);
+          if (rewrite?.start(statusCode, headers as IncomingHttpHeaders)) {
+            rewriting = true;
+            delete out['content-length'];
+          }
+          res.writeHead(statusCode, out);
         },
-        onResponseData(c, chunk) {
+        onResponseData(c, data) {
+          const chunk = rewriting ? rewrite!.chunk(data) : data;
+          if (chunk.length === 0) return;
           x.bytesIn += chunk.length;
           if (!res.write(chunk)) {
             c.pause();
@@ -253,6 +263,12 @@ export function forward(
           }
         },
         onResponseEnd() {
+          if (rewriting) {
+            const rest = rewrite!.end();
+            x.bytesIn += rest.length;
+            res.end(rest);
+            return;
+          }
           res.end();
         },
         onResponseError(_c, err) {

@@ -204,6 +204,23 @@ export function decideMcpMessages(
   return { decisions, denied };
 }
 
+/**
+ * Whether the session may call `tool` on the endpoint (a `tools/call` decided as above): the
+ * predicate of `tools/list` filtering (mcp-response.ts).
+ */
+export function mayCallTool(
+  policy: PolicySnapshot,
+  session: GatewaySession,
+  host: string,
+  endpointPath: string,
+  tool: string,
+): boolean {
+  const path = mcpVirtualPath(endpointPath, 'tools/call', tool);
+  if (path === null) return false;
+  return decideEgress(policy, { role: session.role, host, path, method: MCP_METHOD }, session.creator)
+    .decision.allowed;
+}
+
 /** The audit record of a body's messages (AuditEvent `mcp.messages`). */
 export function auditMessages(
   messages: readonly McpMessage[],

@@ -27,7 +27,15 @@ import { decide, type DecideContext, type Outcome } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
 import { readBody } from './body.js';
-import { auditMessages, decideMcpMessages, denialMessage, denialResponse, parseJsonRpc } from './mcp.js';
+import {
+  auditMessages,
+  decideMcpMessages,
+  denialMessage,
+  denialResponse,
+  mayCallTool,
+  parseJsonRpc,
+} from './mcp.js';
+import { toolsListFilter, type ResponseRewriter } from './mcp-response.js';
 import { foldPathCase } from '../request/normalize.js';
 import { requestHeaderBytes } from './headers.js';
 import { forward, type ForwardContext } from './forward.js';
@@ -417,7 +425,32 @@ export class EgressGateway {
     }
     // A single decided call is audited with its MCP rule; a batch keeps the endpoint's HTTP rule.
     if (!parsed.batch && decisions.length === 1) x.rule = decisions[0]!.rule;
-    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential, read.body);
+    // tools/list answers: without the tools this session may not call (mcp-response.ts).
+    let rewrite: ResponseRewriter | null = null;
+    const listIds = new Set<string | number>();
+    for (const m of parsed.messages) if (m.method === 'tools/list' && m.id !== null) listIds.add(m.id);
+    if (listIds.size > 0 && endpoint.toolsList === 'filter') {
+      const hidden: string[] = [];
+      x.mcp.hiddenTools = hidden;
+      const host = x.policyHost;
+      rewrite = toolsListFilter(
+        listIds,
+        (tool) => mayCallTool(policy, session, host, endpoint.path, tool),
+        hidden,
+      );
+    }
+    forward(
+      req,
+      res,
+      target,
+      outcome.address,
+      x,
+      this.fwd,
+      outcome.meter,
+      outcome.credential,
+      read.body,
+      rewrite,
+    );
   }
 
   /** CONNECT: identified like plain HTTP, then intercepted or (granted passthrough) relayed. */

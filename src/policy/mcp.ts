@@ -11,6 +11,7 @@
  *   - name: github            # named in denials and audit events
  *     host: gh.example.com    # a policy host (name, or name:port for a port not the scheme's default)
  *     path: /mcp              # the endpoint's exact normalised path
+ *     toolsList: filter       # default: tools/list answers without the tools the session may not call
  * ```
  *
  * A `tools/call`, `resources/read` or `prompts/get` message to that endpoint is decided as method
@@ -58,6 +59,11 @@ const endpointSchema = z.strictObject({
     .string()
     .refine((p) => isNormalizedPath(p), 'expected a normalised absolute path such as /mcp')
     .refine((p) => p === '/' || !p.endsWith('/'), 'expected a path without a trailing slash'),
+  /**
+   * `filter` (default): `tools/list` answers reach the agent without the tools its session may not
+   * call; `pass`: unchanged (calls are decided either way).
+   */
+  toolsList: z.enum(['filter', 'pass']).default('filter'),
 });
 
 const fileSchema = z

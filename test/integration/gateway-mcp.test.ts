@@ -20,7 +20,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { fetch as undiciFetch, ProxyAgent } from 'undici';
+import { fetch as undiciFetch, Pool, ProxyAgent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { AuditEvent } from '../../src/audit/event.js';
@@ -92,7 +92,11 @@ async function startMcpUpstream(tlsMaterial?: { cert: string; key: string }): Pr
         }
         // Stateless: a server and transport per request (the SDK's stateless example).
         const server = buildServer(created);
-        const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+        // /mcp answers in SSE streams (the SDK's default), /mcp-json in JSON documents.
+        const transport = new StreamableHTTPServerTransport({
+          sessionIdGenerator: undefined,
+          enableJsonResponse: req.url === '/mcp-json',
+        });
         res.on('close', () => {
           void transport.close();
           void server.close();
@@ -146,6 +150,8 @@ beforeAll(async () => {
       `p, analyst, ${gh}, /mcp, POST, allow`,
       `p, analyst, ${gh}, /mcp/tools/call/search_issues, MCP, allow`,
       `p, analyst, ${gh}, /mcp/tools/call/create_issue, MCP, deny`,
+      `p, analyst, ${gh}, /mcp-json, POST, allow`,
+      `p, analyst, ${gh}, /mcp-json/tools/call/search_issues, MCP, allow`,
       `p, analyst, ${sgh}, /mcp, POST, allow`,
       `p, analyst, ${sgh}, /mcp/tools/call/search_issues, MCP, allow`,
       `p, wide, ${gh}, /*, *, allow`,
@@ -160,9 +166,13 @@ beforeAll(async () => {
       '  - name: github',
       `    host: ${gh}`,
       '    path: /mcp',
+      '  - name: github-json',
+      `    host: ${gh}`,
+      '    path: /mcp-json',
       '  - name: secure-github',
       `    host: ${sgh}`,
       '    path: /mcp',
+      '    toolsList: pass',
       '',
     ].join('\n'),
   );
@@ -214,6 +224,9 @@ async function sdkClient(who: typeof A, url: string): Promise<Client> {
     token: 'Basic ' + Buffer.from(`${who.id}:${who.cred}`).toString('base64'),
     proxyTunnel: false, // plain http: absolute-form requests; https still tunnels (CONNECT)
     requestTls: { ca: ca.certPem },
+    // From the sandbox's own address: identity is the credential and the source address.
+    clientFactory: (origin, opts) => new Pool(origin, { ...opts, localAddress: who.address }),
+    factory: (origin, opts) => new Pool(origin, { ...opts, localAddress: who.address }),
   });
   agents.push(agent);
   const transport = new StreamableHTTPClientTransport(new URL(url), {
@@ -250,11 +263,11 @@ const call = (id: number | string, name: string, args: Record<string, unknown>) 
 });
 
 describe('MCP tool calls decided one by one (plain HTTP)', () => {
-  it('an allowed tool call works end to end with the official SDK client; tools/list passes', async () => {
+  it('an allowed tool call works end to end with the official SDK client', async () => {
     const from = audit.events.length;
     const client = await sdkClient(A, mcpUrl());
     const tools = await client.listTools();
-    expect(tools.tools.map((t) => t.name).sort()).toEqual(['create_issue', 'search_issues']);
+    expect(tools.tools.map((t) => t.name)).toEqual(['search_issues']);
     const result = await client.callTool({ name: 'search_issues', arguments: { q: 'leak' } });
     expect(result.content).toEqual([{ type: 'text', text: 'found 1 issue for leak' }]);
     await client.close();
@@ -391,6 +404,51 @@ describe('MCP tool calls decided one by one (plain HTTP)', () => {
     });
     expect(big).toBe(413);
     expect(plain.log.length).toBe(before);
+  });
+});
+
+describe('tools/list answers filtered', () => {
+  it('the SDK client lists only the tools the role may call (SSE answer); the rest are audited as hidden', async () => {
+    const from = audit.events.length;
+    const analyst = await sdkClient(A, mcpUrl());
+    expect((await analyst.listTools()).tools.map((t) => t.name)).toEqual(['search_issues']);
+    await analyst.close();
+    const wide = await sdkClient(W, mcpUrl());
+    expect((await wide.listTools()).tools).toEqual([]);
+    await wide.close();
+    const ev = eventsFrom(from, (e) => e.mcp?.messages.some((m) => m.method === 'tools/list') ?? false);
+    expect(ev.map((e) => e.mcp!.hiddenTools)).toEqual([['create_issue'], ['search_issues', 'create_issue']]);
+  });
+
+  it('filters a JSON answer too, and keeps the rest of a batch answer as the server sent it', async () => {
+    const r = await proxyRequest(
+      { host: '127.0.0.1', port: proxyPort },
+      `http://gh.test:${plain.port}/mcp-json`,
+      {
+        method: 'POST',
+        body: JSON.stringify([
+          { jsonrpc: '2.0', id: 1, method: 'tools/list' },
+          { jsonrpc: '2.0', id: 2, method: 'ping' },
+        ]),
+        auth: `${A.id}:${A.cred}`,
+        headers: { accept: 'application/json, text/event-stream' },
+      },
+    );
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toContain('application/json');
+    const answers = JSON.parse(r.body) as { id: number; result: { tools?: { name: string }[] } }[];
+    const byId = new Map(answers.map((a) => [a.id, a]));
+    expect(byId.get(1)!.result.tools!.map((t) => t.name)).toEqual(['search_issues']);
+    expect(byId.get(2)!.result).toEqual({});
+  });
+
+  it('an endpoint with toolsList: pass lists every tool (calls are still decided)', async () => {
+    const client = await sdkClient(A, `https://secure-gh.test:${secure.port}/mcp`);
+    expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual([
+      'create_issue',
+      'search_issues',
+    ]);
+    await client.close();
   });
 });
 

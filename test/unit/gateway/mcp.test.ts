@@ -8,6 +8,7 @@ import { PassThrough } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { readBody } from '../../../src/gateway/body.js';
+import { MAX_JSON_BYTES, toolsListFilter } from '../../../src/gateway/mcp-response.js';
 import {
   auditMessages,
   decideMcpMessages,
@@ -284,5 +285,66 @@ describe('readBody (body.ts)', () => {
     const q = readBody(gone, LIMITS);
     gone.destroy();
     expect(await q).toMatchObject({ ok: false, why: 'closed' });
+  });
+});
+
+describe('tools/list filtering (mcp-response.ts)', () => {
+  const list = (id: number, names: string[]) => ({
+    jsonrpc: '2.0',
+    id,
+    result: { tools: names.map((name) => ({ name, description: `${name} tool`, inputSchema: {} })) },
+  });
+  const may = (t: string) => t.startsWith('get_');
+
+  function run(
+    headers: Record<string, string>,
+    parts: string[],
+    ids = new Set<string | number>([1]),
+  ): { out: string; hidden: string[]; taken: boolean } {
+    const hidden: string[] = [];
+    const f = toolsListFilter(ids, may, hidden);
+    const taken = f.start(200, headers);
+    if (!taken) return { out: parts.join(''), hidden, taken };
+    let out = '';
+    for (const p of parts) out += f.chunk(Buffer.from(p)).toString();
+    out += f.end().toString();
+    return { out, hidden, taken };
+  }
+
+  it('removes the tools the session may not call from a JSON answer (and only from the listed ids)', () => {
+    const body = JSON.stringify([list(1, ['get_a', 'put_b']), list(2, ['put_c'])]);
+    const r = run({ 'content-type': 'application/json' }, [body.slice(0, 10), body.slice(10)]);
+    expect(JSON.parse(r.out)).toEqual([list(1, ['get_a']), list(2, ['put_c'])]);
+    expect(r.hidden).toEqual(['put_b']);
+  });
+
+  it('rewrites SSE events split across chunks, keeping other events and fields', () => {
+    const ev1 = `event: message\nid: e1\ndata: ${JSON.stringify(list(1, ['put_b', 'get_a']))}\n\n`;
+    const ev2 = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 5, result: {} })}\n\n`;
+    const text = ev1 + ev2;
+    const r = run({ 'content-type': 'text/event-stream' }, [
+      text.slice(0, 7),
+      text.slice(7, 60),
+      text.slice(60),
+    ]);
+    const events = r.out.split('\n\n').filter(Boolean);
+    expect(events[0]).toBe(`event: message\nid: e1\ndata: ${JSON.stringify(list(1, ['get_a']))}`);
+    expect(events[1]).toBe(ev2.trimEnd());
+    expect(r.hidden).toEqual(['put_b']);
+  });
+
+  it('relays unreadable answers unchanged: compressed, other types, errors, or too large', () => {
+    expect(run({ 'content-type': 'application/json', 'content-encoding': 'gzip' }, ['x']).taken).toBe(false);
+    expect(run({ 'content-type': 'text/plain' }, ['x']).taken).toBe(false);
+    const f = toolsListFilter(new Set([1]), may, []);
+    expect(f.start(500, { 'content-type': 'application/json' })).toBe(false);
+    const big = toolsListFilter(new Set([1]), may, []);
+    expect(big.start(200, { 'content-type': 'application/json' })).toBe(true);
+    const first = big.chunk(Buffer.alloc(MAX_JSON_BYTES, 0x20));
+    expect(first.length).toBe(0);
+    const rest = big.chunk(Buffer.from('{}'));
+    expect(rest.length).toBe(MAX_JSON_BYTES + 2);
+    expect(big.chunk(Buffer.from('z')).toString()).toBe('z');
+    expect(run({ 'content-type': 'application/json' }, ['not json']).out).toBe('not json');
   });
 });
