@@ -247,10 +247,11 @@ export const auditEventSchema = z
           }),
         ),
         hiddenTools: z.array(z.string()).optional(),
+        changedTools: z.array(z.string()).optional(),
       })
       .optional()
       .describe(
-        'A POST to an MCP endpoint (mcp.yaml): the endpoint and each JSON-RPC message (method, id, tool/prompt name or resource URI, virtual path, decision, rule); hiddenTools: tools removed from tools/list answers.',
+        'A POST to an MCP endpoint (mcp.yaml): the endpoint and each JSON-RPC message (method, id, tool/prompt name or resource URI, virtual path, decision, rule); hiddenTools: tools removed from tools/list answers; changedTools: tools whose description changed mid-session (pinning).',
       ),
     suppressed: z
       .number()

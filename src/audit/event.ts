@@ -33,6 +33,10 @@ export type DecisionOutcome = 'allow' | 'deny';
  *   `credential_not_bound`, nothing forwarded, the value never recorded (docs/credentials.md).
  * - `credential_unavailable`: allowed and bound to a credential whose value the gateway does not
  *   have (file missing, variable unset); answered 503, nothing forwarded.
+ * - `body_too_large`: a body the gateway must read to decide (an MCP call) was larger than
+ *   `gateway.limits.bufferedBodyBytes`; refused 413, nothing forwarded.
+ * - `tool_changed`: an MCP tool call of a tool whose description or schema changed during the
+ *   session (tool pinning, docs/mcp.md); refused with a JSON-RPC error, nothing forwarded.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -56,6 +60,7 @@ export const DecisionReasons = [
   'exfiltration_attempt',
   'credential_unavailable',
   'body_too_large',
+  'tool_changed',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
@@ -84,8 +89,14 @@ export interface McpAudit {
   /** True when the body was a JSON-RPC batch (an array). */
   batch: boolean;
   messages: McpAuditMessage[];
-  /** Tools removed from `tools/list` answers (the session may not call them); absent when not filtered. */
+  /**
+   * Tools removed from `tools/list` answers: the session may not call them, or (also in
+   * `changedTools`) their description changed since the session first saw them. Absent when the
+   * body carried no `tools/list` request.
+   */
   hiddenTools?: string[];
+  /** Tools whose description or schema changed during the session (tool pinning; calls refused). */
+  changedTools?: string[];
 }
 
 export interface AuditEvent {

@@ -28,6 +28,12 @@ export interface ResponseRewriter {
   end(): Buffer;
 }
 
+/**
+ * Whether a listed tool reaches the agent: the session may call it (and, with pinning, it is
+ * unchanged since first seen in the session; mcp-pins.ts).
+ */
+export type ToolPredicate = (name: string, tool: Record<string, unknown>) => boolean;
+
 /** The tool names removed from the answers, in order (the audit's `mcp.hiddenTools`). */
 export type HiddenTools = string[];
 
@@ -44,7 +50,7 @@ function isObject(v: unknown): v is Json {
 function filterMessage(
   msg: unknown,
   ids: ReadonlySet<string | number>,
-  mayCall: (tool: string) => boolean,
+  mayCall: ToolPredicate,
   hidden: HiddenTools,
 ): boolean {
   if (!isObject(msg) || !ids.has(msg.id as string | number) || !isObject(msg.result)) return false;
@@ -52,7 +58,7 @@ function filterMessage(
   if (!Array.isArray(tools)) return false;
   const kept = tools.filter((t: unknown) => {
     const name = isObject(t) && typeof t.name === 'string' ? t.name : null;
-    if (name !== null && mayCall(name)) return true;
+    if (name !== null && mayCall(name, t as Json)) return true;
     hidden.push(name ?? '(unnamed)');
     return false;
   });
@@ -65,7 +71,7 @@ function filterMessage(
 function filterDocument(
   text: string,
   ids: ReadonlySet<string | number>,
-  mayCall: (tool: string) => boolean,
+  mayCall: ToolPredicate,
   hidden: HiddenTools,
 ): string | null {
   let doc: unknown;
@@ -84,7 +90,7 @@ function filterDocument(
 function filterEvent(
   event: string,
   ids: ReadonlySet<string | number>,
-  mayCall: (tool: string) => boolean,
+  mayCall: ToolPredicate,
   hidden: HiddenTools,
 ): string {
   const lines = event.split(/\r?\n/);
@@ -102,12 +108,13 @@ function filterEvent(
 
 /**
  * A rewriter for the answer to a body that carried the `tools/list` requests `ids`.
- * @param mayCall whether the session may call a tool (decided as mcp.ts decides a `tools/call`).
+ * @param mayCall whether a listed tool reaches the agent (decided as mcp.ts decides a `tools/call`,
+ *   and unchanged since its pin).
  * @param hidden filled with the names of the tools removed.
  */
 export function toolsListFilter(
   ids: ReadonlySet<string | number>,
-  mayCall: (tool: string) => boolean,
+  mayCall: ToolPredicate,
   hidden: HiddenTools,
 ): ResponseRewriter {
   let mode: 'json' | 'sse' | 'pass' = 'pass';

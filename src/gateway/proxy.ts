@@ -36,6 +36,7 @@ import {
   parseJsonRpc,
 } from './mcp.js';
 import { toolsListFilter, type ResponseRewriter } from './mcp-response.js';
+import { ToolPins } from './mcp-pins.js';
 import { foldPathCase } from '../request/normalize.js';
 import { requestHeaderBytes } from './headers.js';
 import { forward, type ForwardContext } from './forward.js';
@@ -87,6 +88,8 @@ export class EgressGateway {
   /** Per-session limits (limits.ts): requests in flight, connections, tunnels. */
   private readonly limits: SessionLimits;
   private readonly fwd: ForwardContext;
+  /** Tool descriptions pinned per session and MCP endpoint (mcp-pins.ts). */
+  private readonly pins: ToolPins;
 
   /** @param opts options with defaults applied ({@link withGatewayDefaults}). */
   constructor(private readonly opts: GatewayOptions) {
@@ -104,6 +107,7 @@ export class EgressGateway {
       ...(opts.onExfiltration ? { onExfiltration: opts.onExfiltration } : {}),
     };
     this.limits = new SessionLimits(opts.limits);
+    this.pins = new ToolPins((id) => opts.sessions.isLive(id));
     this.identifier = new Identifier(opts.sessions, (address, session, suppressed) => {
       // One event for the refusals of an authentication backoff that were not audited one by one.
       const x = this.exchange('UNKNOWN', 'http', session);
@@ -399,6 +403,7 @@ export class EgressGateway {
       x.policyHost,
       endpoint.path,
       parsed.messages,
+      (tool) => this.pins.changed(session.id, endpoint.name, tool),
     );
     x.mcp = {
       endpoint: endpoint.name,
@@ -414,7 +419,7 @@ export class EgressGateway {
       this.limits.releaseRequest(session.id);
       x.refuse({
         kind: 'refuse',
-        reason: denied.rule ? 'rule_deny' : 'no_match',
+        reason: denied.changed ? 'tool_changed' : denied.rule ? 'rule_deny' : 'no_match',
         rule: denied.rule,
         policyVersion: policy.version,
         body: { error: 'mcp_denied', detail: message, sessionId: session.id },
@@ -429,13 +434,23 @@ export class EgressGateway {
     let rewrite: ResponseRewriter | null = null;
     const listIds = new Set<string | number>();
     for (const m of parsed.messages) if (m.method === 'tools/list' && m.id !== null) listIds.add(m.id);
-    if (listIds.size > 0 && endpoint.toolsList === 'filter') {
+    if (listIds.size > 0) {
+      // Filtered (toolsList: filter) and pinned (mcp-pins.ts): a tool whose description changed
+      // since the session first saw it is removed, and its calls refused from then on.
       const hidden: string[] = [];
+      const changed: string[] = [];
       x.mcp.hiddenTools = hidden;
+      x.mcp.changedTools = changed;
       const host = x.policyHost;
+      const filter = endpoint.toolsList === 'filter';
       rewrite = toolsListFilter(
         listIds,
-        (tool) => mayCallTool(policy, session, host, endpoint.path, tool),
+        (name, tool) => {
+          if (filter && !mayCallTool(policy, session, host, endpoint.path, name)) return false;
+          if (this.pins.check(session.id, endpoint.name, name, tool)) return true;
+          changed.push(name);
+          return false;
+        },
         hidden,
       );
     }

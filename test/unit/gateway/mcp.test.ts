@@ -8,6 +8,7 @@ import { PassThrough } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { readBody } from '../../../src/gateway/body.js';
+import { ToolPins, toolDigest } from '../../../src/gateway/mcp-pins.js';
 import { MAX_JSON_BYTES, toolsListFilter } from '../../../src/gateway/mcp-response.js';
 import {
   auditMessages,
@@ -346,5 +347,46 @@ describe('tools/list filtering (mcp-response.ts)', () => {
     expect(rest.length).toBe(MAX_JSON_BYTES + 2);
     expect(big.chunk(Buffer.from('z')).toString()).toBe('z');
     expect(run({ 'content-type': 'application/json' }, ['not json']).out).toBe('not json');
+  });
+});
+
+describe('tool pinning (mcp-pins.ts)', () => {
+  const tool = (
+    description: string,
+    schema: Record<string, unknown> = { type: 'object', properties: { q: {} } },
+  ) => ({
+    name: 't',
+    description,
+    inputSchema: schema,
+  });
+
+  it('digests what the model reads, whatever the key order', () => {
+    expect(toolDigest({ description: 'd', inputSchema: { a: 1, b: 2 } })).toBe(
+      toolDigest({ inputSchema: { b: 2, a: 1 }, description: 'd' }),
+    );
+    expect(toolDigest(tool('d'))).not.toBe(toolDigest(tool('d ')));
+    expect(toolDigest(tool('d'))).not.toBe(toolDigest(tool('d', { type: 'object' })));
+  });
+
+  it('pins at first sight per session and endpoint; a change is refused from then on, even if reverted', () => {
+    const pins = new ToolPins(() => true);
+    expect(pins.check('s1', 'gh', 't', tool('safe'))).toBe(true);
+    expect(pins.check('s1', 'gh', 't', tool('safe'))).toBe(true);
+    expect(pins.check('s2', 'gh', 't', tool('evil'))).toBe(true); // another session
+    expect(pins.check('s1', 'other', 't', tool('evil'))).toBe(true); // another endpoint
+    expect(pins.changed('s1', 'gh', 't')).toBe(false);
+    expect(pins.check('s1', 'gh', 't', tool('evil'))).toBe(false);
+    expect(pins.changed('s1', 'gh', 't')).toBe(true);
+    expect(pins.check('s1', 'gh', 't', tool('safe'))).toBe(false);
+    pins.forget('s1');
+    expect(pins.changed('s1', 'gh', 't')).toBe(false);
+  });
+
+  it('refuses a changed tool call even where the policy allows it', () => {
+    const parsed = parseJsonRpc(b(call(1, 'search_issues')));
+    if (!parsed.ok) throw new Error(parsed.detail);
+    const d = decideMcpMessages(policy, session('analyst'), 'gh.test', '/mcp', parsed.messages, () => true);
+    expect(d.denied).toMatchObject({ changed: true, allowed: false });
+    expect(denialMessage(d.denied!, session('analyst'), 'github', 'gh.test')).toContain('tool pinning');
   });
 });
