@@ -3,10 +3,11 @@ import { silentLogger, type Logger } from '../log.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import { TokenVerifier, type ApiToken } from './auth.js';
-import type { ApiContext } from './context.js';
+import type { ApiContext, CredentialVersions } from './context.js';
 import { ApiMetrics } from './metrics.js';
 import { errorHandler, notFound, observe } from './middleware.js';
 import { buildOpenApiDocument } from './openapi.js';
+import { registerCredentialRoutes } from './routes/credentials.js';
 import { registerOperationsRoutes } from './routes/operations.js';
 import { registerPolicyRoutes } from './routes/policy.js';
 import { registerSessionRoutes } from './routes/sessions.js';
@@ -26,6 +27,8 @@ export interface ApiAppOptions {
   metrics?: ApiMetrics;
   /** Where request lines and errors are logged. @default a silent logger */
   logger?: Logger;
+  /** Value versions `GET /v1/credentials` shows (Docker runtime). @default none: versions are null */
+  credentialVersions?: CredentialVersions;
 }
 
 /**
@@ -33,7 +36,7 @@ export interface ApiAppOptions {
  * listening: pass it to `http.createServer` or call `.listen()`.
  *
  * Routes: `POST|GET /v1/sessions`, `GET|DELETE /v1/sessions/:id`, `POST /v1/sessions/:id/exec`,
- * `GET /v1/sessions/:id/audit`, `GET /v1/policy` (all with `Authorization: Bearer <token>`), and
+ * `GET /v1/sessions/:id/audit`, `GET /v1/policy`, `GET /v1/credentials` (all with `Authorization: Bearer <token>`), and
  * `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` (no token). Errors are
  * `application/problem+json` with a stable `code` (src/api/problem.ts, docs/errors.md).
  *
@@ -52,6 +55,7 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
     metrics,
     logger: opts.logger ?? silentLogger(),
     openapi: buildOpenApiDocument(),
+    ...(opts.credentialVersions ? { credentialVersions: opts.credentialVersions } : {}),
   };
 
   const app = express();
@@ -64,6 +68,7 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
   registerOperationsRoutes(app, ctx);
   registerSessionRoutes(app, ctx);
   registerPolicyRoutes(app, ctx);
+  registerCredentialRoutes(app, ctx);
   app.use(notFound);
   app.use(errorHandler(ctx));
   return app;

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import type { CredentialSource } from '../policy/credentials.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import type { TokenVerifier } from './auth.js';
@@ -11,6 +12,8 @@ export interface ApiContext {
   verifier: TokenVerifier;
   metrics: ApiMetrics;
   logger: Logger;
+  /** Value versions for `GET /v1/credentials`; absent: every version is null. */
+  credentialVersions?: CredentialVersions;
   /** The OpenAPI document, built once. */
   openapi: Record<string, unknown>;
 }
@@ -21,4 +24,12 @@ export interface ApiLocals {
   requestId: string;
   /** Name of the API token that authenticated the request (set on /v1 routes only). */
   caller?: string;
+}
+
+/**
+ * Reads a credential source's value version the way the gateway would see it (the Docker runtime:
+ * src/runtime/docker/credentials.ts); null when unavailable. Never returns a value.
+ */
+export interface CredentialVersions {
+  versionOf(source: CredentialSource): string | null;
 }

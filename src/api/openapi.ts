@@ -13,6 +13,8 @@ import {
   sessionListSchema,
   sessionSchema,
   auditEventSchema,
+  credentialInfoSchema,
+  credentialListSchema,
 } from './schemas.js';
 
 /**
@@ -35,6 +37,8 @@ const components: ReadonlyArray<[string, z.ZodType]> = [
   ['AuditEvent', auditEventSchema],
   ['AuditEventList', auditListSchema],
   ['PolicyStatus', policyStatusSchema],
+  ['CredentialInfo', credentialInfoSchema],
+  ['CredentialList', credentialListSchema],
   ['Health', healthSchema],
   ['Readiness', readinessSchema],
   ['Problem', problemSchema],
@@ -225,6 +229,17 @@ function paths(): Json {
         tags: ['policy'],
         security: bearer,
         responses: { '200': json('PolicyStatus', 'The policy status.'), ...errors('Unauthorized') },
+      },
+    },
+    '/v1/credentials': {
+      get: {
+        operationId: 'listCredentials',
+        summary:
+          "The policy's credentials: names, roles, bindings, how applied, source kind, value version; never a value. " +
+          'Any authenticated caller (no delegation check).',
+        tags: ['policy'],
+        security: bearer,
+        responses: { '200': json('CredentialList', 'The credentials.'), ...errors('Unauthorized') },
       },
     },
     '/healthz': {

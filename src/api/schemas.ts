@@ -283,6 +283,54 @@ export const policyStatusSchema = z
   })
   .describe('The policy in force.');
 
+/** One credential of credentials.yaml as `GET /v1/credentials` shows it (never its value). */
+export const credentialInfoSchema = z
+  .object({
+    name: z.string(),
+    roles: z.array(z.string()).describe("The sessions' own roles whose allowed calls get it."),
+    bindings: z
+      .array(
+        z.object({
+          host: z.string(),
+          path: z.string(),
+          methods: z.array(z.string()),
+        }),
+      )
+      .describe('Where it is injected (patterns as in rules); the first matching binding decides.'),
+    apply: z
+      .object({
+        type: z.enum(['bearer', 'basic', 'header', 'query']),
+        name: z.string().optional().describe('The header or query parameter (types header and query).'),
+      })
+      .describe('How it is applied.'),
+    source: z
+      .object({
+        kind: z.enum(['file', 'env']),
+        ref: z.string().describe('The file path or the variable name the gateway reads.'),
+      })
+      .describe('Where the gateway reads the value (never the value).'),
+    valueVersion: z
+      .string()
+      .nullable()
+      .describe(
+        'First 12 hex digits of SHA-256 over a fixed prefix and the value, as the control plane reads ' +
+          'the source through the mapping the gateway sees (Docker: gateway.credentialsDir, ' +
+          'gateway.credentialEnv); null when it is not available there, or not readable by the control plane.',
+      ),
+  })
+  .describe('A credential definition of the policy in force.');
+
+/** Answer of `GET /v1/credentials`. */
+export const credentialListSchema = z
+  .object({
+    policyVersion: z
+      .string()
+      .nullable()
+      .describe('Version of the policy in force; null while none is loaded.'),
+    credentials: z.array(credentialInfoSchema),
+  })
+  .describe("The policy's credentials (credentials.yaml), in file order; never a value.");
+
 /** Answer of `GET /healthz`. */
 export const healthSchema = z.object({ status: z.literal('ok') });
 

@@ -9,6 +9,7 @@ import { createLogger } from '../log.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { SessionView } from '../sessions/types.js';
 import { ApiClient, CliError, apiToken, apiUrl } from './client.js';
+import { registerCredentialsCommands } from './credentials.js';
 import { registerPolicyCommands } from './policy.js';
 
 const program = new Command();
@@ -132,6 +133,8 @@ program
       process.exitCode = exitCode;
     },
   );
+
+registerCredentialsCommands(program);
 
 const sessions = program.command('sessions').description('list, show and remove sessions');
 sessions

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { materializePolicy } from '../policy/live-dir.js';
 import { openPolicySource, type ReloadablePolicySource } from '../policy/source.js';
+import { dockerCredentialVersions } from '../runtime/docker/credentials.js';
 import { DockerRuntime } from '../runtime/docker/runtime.js';
 import type { SandboxRuntime } from '../runtime/types.js';
 import { SessionManager } from '../sessions/manager.js';
@@ -105,7 +106,15 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     registry: metrics.registry,
   });
   await manager.start();
-  const app = createApiApp({ sessions: manager, policy, tokens, logger, metrics });
+  const app = createApiApp({
+    sessions: manager,
+    policy,
+    tokens,
+    logger,
+    metrics,
+    // Docker: versions read through the mapping the gateway container sees (docs/credentials.md).
+    ...(cfg.runtime.kind === 'docker' ? { credentialVersions: dockerCredentialVersions(cfg) } : {}),
+  });
   const [host = '127.0.0.1', port = '8080'] = cfg.api.listen.split(/:(?=\d+$)/);
   const server = await new Promise<http.Server>((resolve, reject) => {
     const s = app.listen(Number(port), host.replace(/^\[|\]$/g, ''), (err?: Error) =>

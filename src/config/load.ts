@@ -29,6 +29,8 @@ export function parseConfig(raw: unknown, baseDir: string): Config {
   cfg.policy.dir = path.resolve(baseDir, cfg.policy.dir);
   if (cfg.gateway.tls.upstreamCaFile)
     cfg.gateway.tls.upstreamCaFile = path.resolve(baseDir, cfg.gateway.tls.upstreamCaFile);
+  if (cfg.gateway.credentialsDir)
+    cfg.gateway.credentialsDir = path.resolve(baseDir, cfg.gateway.credentialsDir);
   cfg.stateDir = path.resolve(baseDir, cfg.stateDir);
   cfg.audit.file = path.resolve(cfg.stateDir, cfg.audit.file);
   if (cfg.sessions.defaultTtlSeconds > cfg.sessions.maxTtlSeconds) {

@@ -257,6 +257,32 @@ const kubernetesRuntimeSchema = z
     path: ['gatewayAdmin'],
   });
 
+/** Where the Docker runtime mounts `gateway.credentialsDir` in the gateway container (read-only). */
+export const GATEWAY_CREDENTIALS_DIR = '/run/airlock/credentials';
+
+/**
+ * A variable `gateway.credentialEnv` may pass into the gateway container: not one the container's
+ * own process needs or that changes how it runs (the gateway's settings and admin token, PATH and
+ * the like, `NODE_*`, `LD_*`).
+ */
+const credentialEnvName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'expected an environment variable name')
+  .refine(
+    (n) =>
+      ![
+        'AIRLOCK_GATEWAY_CONFIG',
+        'AIRLOCK_ADMIN_TOKEN',
+        'PATH',
+        'HOME',
+        'HOSTNAME',
+        'USER',
+        'SHELL',
+        'TZ',
+      ].includes(n) && !/^(NODE_|LD_|UV_)/.test(n),
+    "this variable is the gateway process's own; name another one",
+  );
+
 export const configSchema = z
   .object({
     api: z
@@ -295,6 +321,25 @@ export const configSchema = z
          * `{ "json.test": { pathCase: insensitive } }`. Unlisted hosts: `exact`.
          */
         upstreams: upstreamsSchema,
+        /**
+         * Docker runtime: a host directory holding credential values (docs/credentials.md "On
+         * Docker"), bind-mounted read-only into the gateway container at
+         * {@link GATEWAY_CREDENTIALS_DIR}; credentials.yaml `file:` sources name files under that
+         * path. Relative paths are relative to the config file. Unset: no file source is readable.
+         */
+        credentialsDir: z
+          .string()
+          .min(1)
+          .refine((d) => !/[:,]/.test(d), 'a bind-mounted directory cannot contain ":" or ","')
+          .optional(),
+        /**
+         * Docker runtime: environment variables of `airlock serve` passed into the gateway container
+         * by name, for credentials.yaml `env:` sources; the gateway reads no other variable.
+         */
+        credentialEnv: z
+          .array(credentialEnvName)
+          .default([])
+          .refine((names) => new Set(names).size === names.length, 'a variable is listed twice'),
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */

@@ -59,6 +59,16 @@ export const gatewayServiceSchema = z.strictObject({
   passthrough: z.array(z.string()).default([]),
   leafCacheSize: z.number().int().positive().default(LEAF_CACHE_SIZE),
   /**
+   * Only files under this directory are read for credentials.yaml `file` sources (the Docker runtime:
+   * the mounted `gateway.credentialsDir`). Unset: any file the process can read.
+   */
+  credentialFilesDir: z.string().min(1).optional(),
+  /**
+   * Only these variables are read for credentials.yaml `env` sources (the Docker runtime:
+   * `gateway.credentialEnv`). Unset: any variable of the process.
+   */
+  credentialEnv: z.array(z.string().min(1)).optional(),
+  /**
    * Gateway worker processes sharing the proxy port (`gateway.workers`; src/gateway/cluster.ts).
    * 1: one process, as `startGatewayService` runs it. Unset: the cores this process may use
    * (`os.availableParallelism()`), decided by `airlock gateway`.

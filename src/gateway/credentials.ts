@@ -9,13 +9,13 @@
  * whose binding matched; logs and audit events name the credential and its version (a hash prefix,
  * {@link valueVersion}) only.
  */
-import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import {
   appliedAs,
   sourceKey,
+  valueVersion,
   type CredentialDefinition,
   type CredentialMatch,
   type CredentialSet,
@@ -29,14 +29,8 @@ interface VaultLogger {
   warn(obj: object, msg?: string): void;
 }
 
-/**
- * A credential's version: the first 12 hex digits of SHA-256 over a fixed prefix and the value. It
- * tells rotations apart in audit events and `GET /v1/credentials`; it is not the value (but, like any
- * hash, lets a guessed low-entropy value be confirmed: use generated tokens).
- */
-export function valueVersion(value: string): string {
-  return createHash('sha256').update('airlock-credential\0').update(value).digest('hex').slice(0, 12);
-}
+/** A credential's version (defined with the policy, where `GET /v1/credentials` also computes it). */
+export { valueVersion };
 
 /** What an allowed request gets: the header (or query parameter) the gateway sets. */
 export interface InjectedCredential {
@@ -82,6 +76,17 @@ export interface CredentialVaultOptions {
   pollIntervalMs?: number;
   /** Called after a value changed (rotation), with the credential names using the source. */
   onRotate?: (names: readonly string[], version: string | null) => void;
+  /**
+   * Only files under this directory (after resolving symbolic links) are read; a `file` source
+   * elsewhere is unavailable, with a warning. The Docker runtime sets it to the mounted credentials
+   * directory, so a policy cannot name the gateway's own files (its CA key, its policy). Unset: any.
+   */
+  fileRoot?: string;
+  /**
+   * Only these variables are read for `env` sources; another is unavailable, with a warning (so a
+   * policy cannot name the gateway's admin token). Unset: any variable of the process.
+   */
+  envNames?: readonly string[];
 }
 
 function stripNewline(s: string): string {
@@ -113,6 +118,10 @@ export class CredentialVault {
   readonly #env: NodeJS.ProcessEnv;
   readonly #logger: VaultLogger | undefined;
   readonly #onRotate: CredentialVaultOptions['onRotate'];
+  readonly #fileRoot: string | undefined;
+  readonly #envNames: ReadonlySet<string> | undefined;
+  /** Source keys refused by `fileRoot`/`envNames`, warned about once. */
+  readonly #refused = new Set<string>();
   /** source key → value (absent: not readable). */
   readonly #values = new Map<string, LoadedValue>();
   /** source key → the definitions of the synced set using it. */
@@ -130,6 +139,8 @@ export class CredentialVault {
     this.#env = opts.env ?? process.env;
     this.#logger = opts.logger;
     this.#onRotate = opts.onRotate;
+    this.#fileRoot = opts.fileRoot === undefined ? undefined : path.resolve(opts.fileRoot);
+    this.#envNames = opts.envNames === undefined ? undefined : new Set(opts.envNames);
     const every = opts.pollIntervalMs ?? 5_000;
     this.#poll = every > 0 ? setInterval(() => void this.refresh(), every) : null;
     this.#poll?.unref();
@@ -242,8 +253,15 @@ export class CredentialVault {
   /** Reads one source; @returns whether its value (or availability) changed. */
   async #read(key: string, source: CredentialSource): Promise<boolean> {
     let value: string | null;
-    if ('env' in source) value = this.#env[source.env] ?? null;
-    else value = await readFile(source.file, 'utf8').then(stripNewline, () => null);
+    if ('env' in source) {
+      value =
+        this.#envNames && !this.#envNames.has(source.env)
+          ? this.#refuse(key)
+          : (this.#env[source.env] ?? null);
+    } else {
+      const file = await this.#allowedFile(source.file);
+      value = file === null ? this.#refuse(key) : await readFile(file, 'utf8').then(stripNewline, () => null);
+    }
     if (value === '') value = null;
     const before = this.#values.get(key);
     if (value === null) {
@@ -257,6 +275,36 @@ export class CredentialVault {
     this.#values.set(key, loaded);
     if (before) this.#announce(key, loaded.version);
     return true;
+  }
+
+  /**
+   * The file to read for a `file` source: its real path when it lies under `fileRoot` (or any path
+   * without one); null when it is elsewhere. A missing file is returned as is (read fails: unavailable).
+   */
+  async #allowedFile(file: string): Promise<string | null> {
+    const root = this.#fileRoot;
+    if (root === undefined) return file;
+    const under = (p: string, r: string): boolean => p.startsWith(r.endsWith(path.sep) ? r : r + path.sep);
+    if (!under(path.resolve(file), root)) return null;
+    const realRoot = await realpath(root).catch(() => null);
+    const real = await realpath(file).catch(() => undefined);
+    if (real === undefined) return file; // missing: the read fails, the value is unavailable
+    return realRoot !== null && under(real, realRoot) ? real : null;
+  }
+
+  /** Warns once that a source is outside what this gateway may read; @returns null (unavailable). */
+  #refuse(key: string): null {
+    if (!this.#refused.has(key)) {
+      this.#refused.add(key);
+      const names = (this.#users.get(key) ?? []).map((d) => d.name);
+      this.#logger?.warn(
+        { credentials: names, source: key },
+        key.startsWith('env:')
+          ? 'credential variable not passed to this gateway (gateway.credentialEnv): not read'
+          : 'credential file outside the credentials directory (gateway.credentialsDir): not read',
+      );
+    }
+    return null;
   }
 
   #announce(key: string, version: string | null): void {

@@ -160,7 +160,11 @@ export async function startGatewayService(
   }
   const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
   // credentials.yaml (docs/credentials.md): values from files (watched) or this process's environment.
-  const credentials = new CredentialVault({ logger });
+  const credentials = new CredentialVault({
+    logger,
+    ...(cfg.credentialFilesDir !== undefined ? { fileRoot: cfg.credentialFilesDir } : {}),
+    ...(cfg.credentialEnv !== undefined ? { envNames: cfg.credentialEnv } : {}),
+  });
   const exfiltration = new client.Counter({
     name: 'airlock_gateway_exfiltration_attempts_total',
     help: 'Requests refused because they carried a known credential value where no binding puts it',

@@ -22,6 +22,7 @@
  * This module only parses, validates and matches; the gateway reads the values, injects them and
  * stops known values from leaving anywhere else (src/gateway/credentials.ts).
  */
+import { createHash } from 'node:crypto';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { PolicyError } from '../errors.js';
@@ -158,6 +159,15 @@ export interface CredentialDefinition {
 export interface CredentialMatch {
   readonly credential: CredentialDefinition;
   readonly binding: CredentialBinding;
+}
+
+/**
+ * A credential's version: the first 12 hex digits of SHA-256 over a fixed prefix and the value. It
+ * tells rotations apart in audit events and `GET /v1/credentials`; it is not the value (but, like any
+ * hash, lets a guessed low-entropy value be confirmed: use generated tokens).
+ */
+export function valueVersion(value: string): string {
+  return createHash('sha256').update('airlock-credential\0').update(value).digest('hex').slice(0, 12);
 }
 
 /** The source's key (`file:/path`, `env:NAME`): definitions with the same key share one value. */

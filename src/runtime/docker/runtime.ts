@@ -22,6 +22,11 @@ import {
   sandboxContainerName,
   sessionNetworkName,
 } from './labels.js';
+import {
+  credentialsDirWarnings,
+  gatewayCredentialMounts,
+  type GatewayCredentialMounts,
+} from './credentials.js';
 import { allocateSubnet, firstHost, subnetAddresses } from './subnets.js';
 
 /** Bytes of stdout/stderr kept per exec call; more is cut with a marker. */
@@ -251,13 +256,25 @@ export class DockerRuntime implements SandboxRuntime {
     }
     const hostGatewayIp = await this.ensureEgressNetwork();
     const token = this.adminToken();
-    const serviceConfig = this.gatewayServiceConfig(hostGatewayIp);
+    const creds = gatewayCredentialMounts(this.cfg);
+    const serviceConfig = { ...this.gatewayServiceConfig(hostGatewayIp), ...creds.service };
     const auditDir = path.dirname(this.cfg.audit.file);
     mkdirSync(auditDir, { recursive: true });
     const uid = process.getuid?.() ?? GATEWAY_UID;
     const user = uid === 0 ? `${GATEWAY_UID}:${GATEWAY_UID}` : `${uid}:${process.getgid?.() ?? uid}`;
     if (uid === 0) chownSync(auditDir, GATEWAY_UID, GATEWAY_UID);
     const caCert = this.cfg.gateway.tls.intercept ? await this.prepareCa(uid) : null;
+    if (this.cfg.gateway.credentialsDir) {
+      let problems: string[];
+      try {
+        problems = credentialsDirWarnings(this.cfg.gateway.credentialsDir, uid === 0 ? GATEWAY_UID : uid);
+      } catch (err) {
+        throw new RuntimeError(`gateway.credentialsDir: ${(err as Error).message}`, { cause: err });
+      }
+      for (const p of problems) this.warn(`gateway.credentialsDir: ${p}`);
+    }
+    for (const name of creds.missing)
+      this.warn(`gateway.credentialEnv: ${name} is not set: credentials reading it are unavailable (503)`);
     let imageId: string;
     try {
       imageId = (await this.docker.getImage(this.cfg.gateway.image).inspect()).Id;
@@ -267,12 +284,16 @@ export class DockerRuntime implements SandboxRuntime {
         { cause: err },
       );
     }
-    const binds = [`${this.cfg.policy.dir}:/etc/airlock/policies:ro`, `${auditDir}:/var/lib/airlock/audit`];
-    if (caCert) binds.push(`${path.join(this.cfg.stateDir, 'ca')}:/var/lib/airlock/ca:ro`);
-    const hash = createHash('sha256')
-      .update(JSON.stringify({ imageId, serviceConfig, binds, user, token, caCert }))
-      .digest('hex')
-      .slice(0, 16);
+    const { hash, options } = gatewayContainerSpec({
+      cfg: this.cfg,
+      imageId,
+      serviceConfig,
+      token,
+      user,
+      auditDir,
+      caCert,
+      credentials: creds,
+    });
 
     const existing = this.docker.getContainer(GATEWAY_CONTAINER);
     let adopt = false;
@@ -285,25 +306,7 @@ export class DockerRuntime implements SandboxRuntime {
     }
     if (!adopt) {
       try {
-        const c = await this.docker.createContainer({
-          name: GATEWAY_CONTAINER,
-          Image: this.cfg.gateway.image,
-          User: user,
-          Env: [`AIRLOCK_GATEWAY_CONFIG=${JSON.stringify(serviceConfig)}`, `AIRLOCK_ADMIN_TOKEN=${token}`],
-          Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'gateway', [LABEL.configHash]: hash },
-          ExposedPorts: { [`${GATEWAY_ADMIN_PORT}/tcp`]: {} },
-          HostConfig: {
-            NetworkMode: EGRESS_NETWORK,
-            PortBindings: { [`${GATEWAY_ADMIN_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
-            Binds: binds,
-            CapDrop: ['ALL'],
-            SecurityOpt: ['no-new-privileges'],
-            ReadonlyRootfs: true,
-            Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=16m' },
-            RestartPolicy: { Name: 'unless-stopped' },
-            Init: true,
-          },
-        });
+        const c = await this.docker.createContainer(options);
         await c.start();
       } catch (err) {
         throw wrap('start gateway container', err);
@@ -608,6 +611,79 @@ export class DockerRuntime implements SandboxRuntime {
   async close(): Promise<void> {
     // dockerode keeps no pooled connections that need closing.
   }
+}
+
+/** What {@link gatewayContainerSpec} builds the gateway container from. */
+export interface GatewayContainerInput {
+  cfg: Config;
+  /** The gateway image's id (a rebuilt image re-creates the container). */
+  imageId: string;
+  serviceConfig: GatewayServiceConfig;
+  token: string;
+  /** `uid:gid` the gateway runs as. */
+  user: string;
+  auditDir: string;
+  /** The CA certificate when interception is on (the CA directory is mounted), else null. */
+  caCert: string | null;
+  credentials: GatewayCredentialMounts;
+}
+
+/**
+ * The gateway container's create options and its config hash (label `io.airlock.config-hash`): a
+ * running gateway whose label equals the hash is adopted, any other is re-created. The hash covers
+ * the image, the process settings, binds (the credentials directory included), user, admin token, CA
+ * and the passed credential variables by their value versions — never a value in clear.
+ */
+export function gatewayContainerSpec(input: GatewayContainerInput): {
+  hash: string;
+  options: Docker.ContainerCreateOptions;
+} {
+  const { cfg, imageId, serviceConfig, token, user, auditDir, caCert, credentials } = input;
+  const binds = [`${cfg.policy.dir}:/etc/airlock/policies:ro`, `${auditDir}:/var/lib/airlock/audit`];
+  if (caCert) binds.push(`${path.join(cfg.stateDir, 'ca')}:/var/lib/airlock/ca:ro`);
+  binds.push(...credentials.binds);
+  const hash = createHash('sha256')
+    .update(
+      JSON.stringify({
+        imageId,
+        serviceConfig,
+        binds,
+        user,
+        token,
+        caCert,
+        ...(credentials.binds.length > 0 || credentials.fingerprint.env.length > 0
+          ? { credentials: credentials.fingerprint }
+          : {}),
+      }),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  return {
+    hash,
+    options: {
+      name: GATEWAY_CONTAINER,
+      Image: cfg.gateway.image,
+      User: user,
+      Env: [
+        `AIRLOCK_GATEWAY_CONFIG=${JSON.stringify(serviceConfig)}`,
+        `AIRLOCK_ADMIN_TOKEN=${token}`,
+        ...credentials.env,
+      ],
+      Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'gateway', [LABEL.configHash]: hash },
+      ExposedPorts: { [`${GATEWAY_ADMIN_PORT}/tcp`]: {} },
+      HostConfig: {
+        NetworkMode: EGRESS_NETWORK,
+        PortBindings: { [`${GATEWAY_ADMIN_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
+        Binds: binds,
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        ReadonlyRootfs: true,
+        Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=16m' },
+        RestartPolicy: { Name: 'unless-stopped' },
+        Init: true,
+      },
+    },
+  };
 }
 
 /** Collects a stream up to EXEC_OUTPUT_CAP bytes. */
