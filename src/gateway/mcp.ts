@@ -61,13 +61,14 @@ export function duplicateKey(text: string): string | null {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      // a string: find its end, skipping escapes
-      let j = i + 1;
-      while (j < text.length) {
-        const d = text.charCodeAt(j);
-        if (d === 0x5c) j += 2;
-        else if (d === 0x22) break;
-        else j++;
+      // a string: its end is the next quote not escaped (preceded by an even run of backslashes);
+      // indexOf jumps over long values (tool arguments) at native speed.
+      let j = text.indexOf('"', i + 1);
+      for (;;) {
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+        j = text.indexOf('"', j + 1);
       }
       const top = stack[stack.length - 1];
       if (expectKey && top) {

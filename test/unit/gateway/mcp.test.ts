@@ -6,6 +6,7 @@
  */
 import { PassThrough } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { readBody } from '../../../src/gateway/body.js';
 import { ToolPins, toolDigest } from '../../../src/gateway/mcp-pins.js';
@@ -109,6 +110,20 @@ describe('duplicateKey', () => {
     ['{"s":"{\\"a\\":1,\\"a\\":2}"}', null],
   ])('%s → %s', (text, key) => {
     expect(duplicateKey(text)).toBe(key);
+  });
+
+  it('finds no repeat in any serialised value, and finds one added to any object (property)', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.string(), (v, k) => {
+        const text = JSON.stringify(v);
+        expect(duplicateKey(text)).toBeNull();
+        // A key with escaped quotes and backslashes between the two: the scan must not lose its place.
+        const odd = JSON.stringify('x\\"y\\\\');
+        const dup = `{${JSON.stringify(k)}:${text},${odd}:1,${JSON.stringify(k)}:0}`;
+        expect(duplicateKey(dup)).toBe(k);
+      }),
+      { numRuns: 3000, seed: 10 },
+    );
   });
 });
 
