@@ -276,15 +276,21 @@ export function denialMessage(
     );
   if (d.path === null)
     return `Airlock refused to ${act} on MCP server "${endpoint}": the name cannot be decided by the policy (empty, only dots or not well-formed Unicode).`;
-  const who =
-    d.by === 'creator'
-      ? `this session's creator "${session.creator ?? ''}" may not (a session never exceeds its creator)`
-      : `role "${session.role}" may not`;
   const why = d.rule ? `rule ${d.rule} denies it` : `no rule allows it (MCP ${host}${d.path})`;
+  if (d.by === 'creator') {
+    const creator = session.creator ?? '';
+    return (
+      `Airlock egress policy: this session's creator "${creator}" may not ${act} on MCP server ` +
+      `"${endpoint}" — ${why} — and a session never exceeds the API caller that created it, whatever ` +
+      `its role "${session.role}" allows. This is a policy decision, not a fault: retrying will not ` +
+      `help. If the call is needed, ask for a session created by a caller allowed to make it.`
+    );
+  }
   return (
-    `Airlock egress policy: ${who} ${act} on MCP server "${endpoint}" — ${why}. This is a policy ` +
-    `decision, not a fault: retrying will not help. If the call is needed, ask the session's owner ` +
-    `for a rule "p, ${session.role}, ${host}, ${d.path}, MCP, allow" in the policy repository.`
+    `Airlock egress policy: role "${session.role}" may not ${act} on MCP server "${endpoint}" — ${why}. ` +
+    `This is a policy decision, not a fault: retrying will not help. If the call is needed, ask the ` +
+    `session's owner for a rule "p, ${session.role}, ${host}, ${d.path}, MCP, allow" in the policy ` +
+    `repository.`
   );
 }
 

@@ -43,6 +43,16 @@ const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 const A = { id: 's-analyst', cred: 'cred-analyst-0123456789', address: '127.0.0.1', role: 'analyst' };
 /** A sandbox whose role may POST to the endpoint (`*`) but holds no MCP rule. */
 const W = { id: 's-wide', cred: 'cred-wide-0123456789', address: '127.0.0.2', role: 'wide' };
+/** Role lead (may create issues), created by API caller bot (who may only search): delegation. */
+const L = {
+  id: 's-lead-by-bot',
+  cred: 'cred-lead-0123456789',
+  address: '127.0.0.4',
+  role: 'lead',
+  creator: 'bot',
+};
+/** Role lead without a creator limit; revoked by the kill switch in its test. */
+const K = { id: 's-lead-killed', cred: 'cred-killed-0123456789', address: '127.0.0.5', role: 'lead' };
 /** A second analyst session (tool pins are per session). */
 const A2 = { id: 's-analyst-2', cred: 'cred-analyst2-0123456789', address: '127.0.0.3', role: 'analyst' };
 
@@ -164,6 +174,11 @@ beforeAll(async () => {
       `p, analyst, ${sgh}, /mcp, POST, allow`,
       `p, analyst, ${sgh}, /mcp/tools/call/search_issues, MCP, allow`,
       `p, wide, ${gh}, /*, *, allow`,
+      // lead may create issues; the API caller bot, whose sessions never exceed it, may only search.
+      `p, lead, ${gh}, /mcp, POST, allow`,
+      `p, lead, ${gh}, /mcp/tools/call/*, MCP, allow`,
+      `p, bot, ${gh}, /mcp, POST, allow`,
+      `p, bot, ${gh}, /mcp/tools/call/search_issues, MCP, allow`,
       '',
     ].join('\n'),
   );
@@ -188,10 +203,17 @@ beforeAll(async () => {
   policy = await PolicyStore.open(policyDir, { watch: false });
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
   sessions = new SessionTable();
-  for (const s of [A, W, A2])
+  for (const s of [A, W, A2, L, K] as {
+    id: string;
+    role: string;
+    address: string;
+    cred: string;
+    creator?: string;
+  }[])
     sessions.upsert({
       id: s.id,
       role: s.role,
+      ...(s.creator ? { creator: s.creator } : {}),
       address: s.address,
       credentialSha256: sha(s.cred),
       expiresAtMs: Date.now() + 3_600_000,
@@ -227,7 +249,7 @@ afterAll(async () => {
 });
 
 /** The official SDK client of sandbox `who`, its HTTP routed through the gateway. */
-async function sdkClient(who: typeof A, url: string): Promise<Client> {
+async function sdkClient(who: { id: string; cred: string; address: string }, url: string): Promise<Client> {
   const agent = new ProxyAgent({
     uri: `http://127.0.0.1:${proxyPort}`,
     token: 'Basic ' + Buffer.from(`${who.id}:${who.cred}`).toString('base64'),
@@ -511,5 +533,39 @@ describe('tool pinning (rug-pull)', () => {
     } finally {
       plain.descriptions.search_issues = 'Search issues (read only)';
     }
+  });
+});
+
+describe('delegation and the kill switch hold for MCP sessions', () => {
+  it('a session never exceeds its creator: lead may create issues, a lead session created by bot may not', async () => {
+    const client = await sdkClient(L, mcpUrl());
+    const ok = await client.callTool({ name: 'search_issues', arguments: { q: 'd' } });
+    expect(ok.content).toEqual([{ type: 'text', text: 'found 1 issue for d' }]);
+    const err = await client.callTool({ name: 'create_issue', arguments: { title: 'by-bot' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await client.close();
+    expect(err).toBeInstanceOf(McpError);
+    expect((err as McpError).message).toContain('creator "bot" may not call tool "create_issue"');
+    expect(plain.created).toEqual([]);
+  });
+
+  it('after the kill switch no MCP call of the session reaches the server', async () => {
+    const client = await sdkClient(K, mcpUrl());
+    const ok = await client.callTool({ name: 'create_issue', arguments: { title: 'before-kill' } });
+    expect(ok.content).toEqual([{ type: 'text', text: 'created before-kill' }]);
+    expect(plain.created).toEqual(['before-kill']);
+    sessions.revoke(K.id);
+    const before = plain.log.length;
+    const err = await client.callTool({ name: 'create_issue', arguments: { title: 'after-kill' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    await client.close().catch(() => undefined);
+    expect(plain.created).toEqual(['before-kill']);
+    expect(plain.log.length).toBe(before);
+    plain.created.length = 0;
   });
 });
