@@ -3,7 +3,8 @@
  * the load generator). It runs the same code as `airlock gateway` (startGatewayService from dist/):
  * policy store watching a real policy dir, session table, FileAuditSink + metrics sink, admin API.
  *
- * Input: env BENCH_GATEWAY_CONFIG (GatewayServiceConfig JSON) and BENCH_SESSION (GatewaySession JSON).
+ * Input: env BENCH_GATEWAY_CONFIG (GatewayServiceConfig JSON) and BENCH_SESSION (GatewaySession JSON);
+ * optionally BENCH_SESSIONS, a JSON array of more GatewaySessions (other source addresses).
  * With `workers` > 1 in the config it runs the multi-worker gateway (primary + workers, all children of
  * this process, so the bench's process-tree CPU accounting covers them).
  * Output: one JSON line on stdout when ready: {proxyPort, adminPort, policyVersion}.
@@ -20,6 +21,7 @@ const { startGatewayService } = await import(pathToFileURL(path.join(dist, 'gate
 
 const cfg = JSON.parse(process.env.BENCH_GATEWAY_CONFIG ?? '');
 const session = JSON.parse(process.env.BENCH_SESSION ?? '');
+const moreSessions = process.env.BENCH_SESSIONS ? JSON.parse(process.env.BENCH_SESSIONS) : [];
 const token = 'bench-admin-token-0123456789abcdef';
 const { fetch } = globalThis;
 let gw;
@@ -33,14 +35,17 @@ if ((cfg.workers ?? 1) > 1) {
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
   // Status first: once the session (at 127.0.0.1) is registered, the admin API refuses this address.
   const status = await (await fetch(`${admin}/admin/status`, { headers })).json();
-  const put = await fetch(`${admin}/admin/sessions/${session.id}`, {
-    method: 'PUT',
-    headers,
-    body: JSON.stringify(session),
-  });
-  if (put.status !== 204 || !status.policyVersion) {
-    process.stderr.write(`bench gateway: register ${put.status}, policy ${status.policyError}\n`);
-    process.exit(2);
+  // The other sessions (other addresses) first, for the same reason.
+  for (const s of [...moreSessions, session]) {
+    const put = await fetch(`${admin}/admin/sessions/${s.id}`, {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify(s),
+    });
+    if (put.status !== 204 || !status.policyVersion) {
+      process.stderr.write(`bench gateway: register ${put.status}, policy ${status.policyError}\n`);
+      process.exit(2);
+    }
   }
   policyVersion = status.policyVersion;
 } else {
@@ -49,7 +54,7 @@ if ((cfg.workers ?? 1) > 1) {
     process.stderr.write(`bench gateway: no valid policy: ${gw.policy.lastError()}\n`);
     process.exit(2);
   }
-  gw.sessions.upsert(session);
+  for (const s of [...moreSessions, session]) gw.sessions.upsert(s);
   policyVersion = gw.policy.current().version;
 }
 process.stdout.write(

@@ -201,6 +201,9 @@ export async function withBackground(fn) {
  * nginx upstream on 127.0.0.1:`port` (plain HTTP). With `opts.tls` ({port, certFile, keyFile}) the
  * same server block (same worker, same answer) also listens with TLS on `opts.tls.port`; with
  * `opts.statusPort`, a separate server there answers nginx's stub_status (connections accepted).
+ * With `opts.uploadSink`, a POST to any path is answered 204 only once its whole body has been read
+ * (nginx's proxy module buffers the body, then asks this same server for the 204): what
+ * bench/fairness.mjs needs so that a slow upload holds its upstream connection until it ends.
  */
 export async function startNginx(nginxBin, dir, port, opts = {}) {
   const d = path.join(dir, 'nginx');
@@ -232,8 +235,25 @@ http {
         : ''
     }
     location / {
-      default_type text/plain;
+      default_type text/plain;${
+        opts.uploadSink
+          ? `
+      if ($request_method = POST) { rewrite ^ /__bench_upload last; }`
+          : ''
+      }
       return 200 "${body}";
+    }${
+      opts.uploadSink
+        ? `
+    location = /__bench_upload {
+      internal;
+      proxy_pass http://127.0.0.1:${port}/__bench_uploaded;
+      proxy_method GET;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }
+    location = /__bench_uploaded { return 204; }`
+        : ''
     }
   }${
     opts.statusPort
@@ -299,7 +319,9 @@ max_filedescriptors 8192
 /**
  * The Airlock gateway in its own process (bench/gateway-child.mjs). `opts.config` is merged into the
  * gateway service config (e.g. caDir, upstreamCaPem, more hostAliases); `opts.policyLines` are
- * appended to the bench policy.
+ * appended to the bench policy. `opts.sessions` registers more sessions next to SESSION
+ * ([{id, role, address, cred}], e.g. a second one at 127.0.0.2); `opts.dist` runs another compiled
+ * tree than BENCH_DIST / ./dist for this gateway only.
  */
 export async function startGateway(dir, upstreamPort, opts = {}) {
   const policyDir = path.join(dir, 'policy');
@@ -350,6 +372,20 @@ export async function startGateway(dir, upstreamPort, opts = {}) {
         ...process.env,
         BENCH_GATEWAY_CONFIG: JSON.stringify(gwCfg),
         BENCH_SESSION: JSON.stringify(session),
+        ...(opts.sessions
+          ? {
+              BENCH_SESSIONS: JSON.stringify(
+                opts.sessions.map((x) => ({
+                  id: x.id,
+                  role: x.role,
+                  address: x.address,
+                  credentialSha256: createHash('sha256').update(x.cred).digest('hex'),
+                  expiresAtMs: session.expiresAtMs,
+                })),
+              ),
+            }
+          : {}),
+        ...(opts.dist ? { BENCH_DIST: opts.dist } : {}),
         // Cluster scheduling of a multi-worker gateway: rr (Node's default on Linux) or none.
         ...(opts.sched ? { NODE_CLUSTER_SCHED_POLICY: opts.sched } : {}),
       },
@@ -417,17 +453,25 @@ export function runWrk(wrkBin, p, seconds) {
   });
 }
 
+/**
+ * Runs bench/rate-client.mjs against path `p`. Options: warmupSeconds, seconds, samples, rate,
+ * connections, localAddress (source address of the client's connections, e.g. 127.0.0.2 for a
+ * second session), and onWarm (the client waits after its warm-up until onWarm's promise resolves,
+ * so the caller can set something up between warm-up and measurement).
+ */
 export function runRate(p, opts = {}) {
   const spec = {
     origin: `http://127.0.0.1:${p.port}`,
     path: p.target,
     headers: { host: p.host, ...(p.auth ? { 'proxy-authorization': p.auth } : {}) },
-    rate: CFG.rate,
+    rate: opts.rate ?? CFG.rate,
     warmupMs: (opts.warmupSeconds ?? CFG.warmupSeconds) * 1000,
     durationMs: (opts.seconds ?? CFG.rateSeconds) * 1000,
-    connections: CFG.rateConnections,
+    connections: opts.connections ?? CFG.rateConnections,
     expectBytes: CFG.bodyBytes,
     samples: opts.samples ?? false,
+    ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    ...(opts.onWarm ? { waitAfterWarmup: true } : {}),
   };
   return new Promise((resolve, reject) => {
     const child = startChild(`rate ${p.name}`, process.execPath, [
@@ -435,7 +479,21 @@ export function runRate(p, opts = {}) {
       JSON.stringify(spec),
     ]);
     let out = '';
-    child.stdout.on('data', (d) => (out += d.toString()));
+    child.stdout.on('data', (d) => {
+      out += d.toString();
+      if (opts.onWarm && out.startsWith('warm\n')) {
+        out = out.slice('warm\n'.length);
+        const onWarm = opts.onWarm;
+        opts = { ...opts, onWarm: null };
+        Promise.resolve(onWarm()).then(
+          () => child.stdin.write('go\n'),
+          (err) => {
+            child.kill();
+            reject(err);
+          },
+        );
+      }
+    });
     child.once('exit', (code) => {
       if (code !== 0) return reject(new Error(`rate client ${p.name} failed (${code}): ${child.stderrText}`));
       resolve(JSON.parse(out.trim().split('\n').pop()));

@@ -2,9 +2,13 @@
  * Open-loop, fixed-rate HTTP load generator with exact percentiles (bench/README.md says why not
  * autocannon). Runs in its own process; prints one JSON object on stdout.
  *
- * argv[2]: JSON {origin, path, headers, rate, warmupMs, durationMs, connections, expectBytes, samples}
+ * argv[2]: JSON {origin, path, headers, rate, warmupMs, durationMs, connections, expectBytes, samples,
+ *               localAddress?, waitAfterWarmup?}
  *   origin: where TCP goes (nginx for the direct path, the proxy otherwise)
  *   path:   request target (`/payload` direct, `http://upstream.test:PORT/payload` through a proxy)
+ *   localAddress: source address of the connections (e.g. 127.0.0.2: another session of the gateway)
+ *   waitAfterWarmup: after the warm-up, print `warm` on stdout and measure only once a line arrives
+ *     on stdin (bench/fairness.mjs starts its other load in between)
  *
  * Requests are scheduled at fixed instants t0 + i/rate whatever the previous answers did (no
  * coordinated omission at the sender). Each request records
@@ -22,6 +26,7 @@ const pool = new Pool(o.origin, {
   connections: o.connections,
   pipelining: 1,
   keepAliveTimeout: 30_000,
+  ...(o.localAddress ? { localAddress: o.localAddress } : {}),
 });
 
 /** Runs one phase at the fixed rate; resolves with its samples (ms). */
@@ -91,6 +96,18 @@ function phase(durationMs) {
 }
 
 await phase(o.warmupMs);
+if (o.waitAfterWarmup) {
+  process.stdout.write('warm\n');
+  await new Promise((resolve) => {
+    const parentGone = () => process.exit(1);
+    process.stdin.once('end', parentGone);
+    process.stdin.once('data', () => {
+      process.stdin.off('end', parentGone);
+      process.stdin.destroy();
+      resolve();
+    });
+  });
+}
 const r = await phase(o.durationMs);
 const out = {
   rate: o.rate,
