@@ -425,8 +425,12 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
           'upstream reachable without enforcement',
           20_000,
         );
-        expect(await podConnects(n, SANDBOX_NS, sandboxPod, otherIp, 8080)).toBe(true);
-        expect(await podConnects(n, SANDBOX_NS, sandboxPod, metadata!.ip, metadata!.port)).toBe(true);
+        // Every probe target: each is blocked only by NetworkPolicy, none by something else.
+        for (const [what, host, port] of targets())
+          expect(
+            await podConnects(n, SANDBOX_NS, sandboxPod, host, port),
+            `${what} without enforcement`,
+          ).toBe(true);
       } finally {
         await setEnforcer(true);
       }
