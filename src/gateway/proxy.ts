@@ -44,7 +44,7 @@ import { identityRefusal, Identifier } from './identify.js';
 import { SessionLimits } from './limits.js';
 import type { GatewayOptions } from './options.js';
 import { NO_POLICY_HINT, sendJson, sendJsonRpc, sendRawJson } from './responses.js';
-import type { McpEndpoint } from '../policy/mcp.js';
+import { MCP_METHOD, type McpEndpoint } from '../policy/mcp.js';
 import { normalizeRemoteAddress } from './sessions.js';
 import {
   connectUrl,
@@ -416,10 +416,30 @@ export class EgressGateway {
         sessionId: session.id,
         policyVersion: policy.version,
       });
+      const reason = denied.changed ? 'tool_changed' : denied.rule ? 'rule_deny' : 'no_match';
+      if (endpoint.transport === 'sse') {
+        // HTTP+SSE: the POST's own response is never read as JSON-RPC (answers travel on the SSE
+        // stream), so the call is refused with the contract's 403, the sentence as its hint.
+        return refuse({
+          kind: 'refuse',
+          reason,
+          rule: denied.rule,
+          policyVersion: policy.version,
+          body: {
+            error: 'egress_denied',
+            sessionId: session.id,
+            role: session.role,
+            method: MCP_METHOD,
+            url: `${x.scheme}://${x.policyHost}${denied.path ?? x.path}`,
+            policyVersion: policy.version,
+            hint: message,
+          },
+        });
+      }
       this.limits.releaseRequest(session.id);
       x.refuse({
         kind: 'refuse',
-        reason: denied.changed ? 'tool_changed' : denied.rule ? 'rule_deny' : 'no_match',
+        reason,
         rule: denied.rule,
         policyVersion: policy.version,
         body: { error: 'mcp_denied', detail: message, sessionId: session.id },
@@ -434,7 +454,7 @@ export class EgressGateway {
     let rewrite: ResponseRewriter | null = null;
     const listIds = new Set<string | number>();
     for (const m of parsed.messages) if (m.method === 'tools/list' && m.id !== null) listIds.add(m.id);
-    if (listIds.size > 0) {
+    if (listIds.size > 0 && endpoint.transport === 'streamable-http') {
       // Filtered (toolsList: filter) and pinned (mcp-pins.ts): a tool whose description changed
       // since the session first saw it is removed, and its calls refused from then on.
       const hidden: string[] = [];

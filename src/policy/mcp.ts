@@ -12,6 +12,7 @@
  *     host: gh.example.com    # a policy host (name, or name:port for a port not the scheme's default)
  *     path: /mcp              # the endpoint's exact normalised path
  *     toolsList: filter       # default: tools/list answers without the tools the session may not call
+ *     transport: streamable-http  # default; `sse` for the older HTTP+SSE transport (its POST path)
  * ```
  *
  * A `tools/call`, `resources/read` or `prompts/get` message to that endpoint is decided as method
@@ -64,6 +65,13 @@ const endpointSchema = z.strictObject({
    * call; `pass`: unchanged (calls are decided either way).
    */
   toolsList: z.enum(['filter', 'pass']).default('filter'),
+  /**
+   * `streamable-http` (default): answers come in the POST's response, so a denial is a JSON-RPC error
+   * there (HTTP 200). `sse`: the older HTTP+SSE transport, whose answers travel on a separate SSE
+   * stream and whose POSTs are answered 202: a denial is then HTTP 403 `egress_denied` (the SDK's
+   * client rejects the call with it), and `tools/list` answers are not filtered or pinned.
+   */
+  transport: z.enum(['streamable-http', 'sse']).default('streamable-http'),
 });
 
 const fileSchema = z

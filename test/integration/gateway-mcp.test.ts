@@ -16,7 +16,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -93,7 +95,16 @@ async function startMcpUpstream(tlsMaterial?: { cert: string; key: string }): Pr
   const log: McpUpstream['log'] = [];
   const created: string[] = [];
   const descriptions = { search_issues: 'Search issues (read only)' };
+  /** The older HTTP+SSE transport: GET /sse opens the stream, POST /messages?sessionId= carries messages. */
+  const sseSessions = new Map<string, SSEServerTransport>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method === 'GET' && req.url === '/sse') {
+      const t = new SSEServerTransport('/messages', res);
+      sseSessions.set(t.sessionId, t);
+      res.on('close', () => sseSessions.delete(t.sessionId));
+      void buildServer(created, descriptions).connect(t);
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -107,6 +118,11 @@ async function startMcpUpstream(tlsMaterial?: { cert: string; key: string }): Pr
           }[])
             if (m.method)
               log.push({ method: m.method, ...(m.method === 'tools/call' ? { tool: m.params?.name } : {}) });
+        }
+        if (req.url?.startsWith('/messages?')) {
+          const t = sseSessions.get(new URL(req.url, 'http://x').searchParams.get('sessionId') ?? '');
+          if (!t) return void res.writeHead(404).end();
+          return void (await t.handlePostMessage(req, res, body));
         }
         // Stateless: a server and transport per request (the SDK's stateless example).
         const server = buildServer(created, descriptions);
@@ -170,6 +186,9 @@ beforeAll(async () => {
       `p, analyst, ${gh}, /mcp/tools/call/search_issues, MCP, allow`,
       `p, analyst, ${gh}, /mcp/tools/call/create_issue, MCP, deny`,
       `p, analyst, ${gh}, /mcp-json, POST, allow`,
+      `p, analyst, ${gh}, /sse, GET, allow`,
+      `p, analyst, ${gh}, /messages, POST, allow`,
+      `p, analyst, ${gh}, /messages/tools/call/search_issues, MCP, allow`,
       `p, analyst, ${gh}, /mcp-json/tools/call/search_issues, MCP, allow`,
       `p, analyst, ${sgh}, /mcp, POST, allow`,
       `p, analyst, ${sgh}, /mcp/tools/call/search_issues, MCP, allow`,
@@ -193,6 +212,10 @@ beforeAll(async () => {
       '  - name: github-json',
       `    host: ${gh}`,
       '    path: /mcp-json',
+      '  - name: github-sse',
+      `    host: ${gh}`,
+      '    path: /messages',
+      '    transport: sse',
       '  - name: secure-github',
       `    host: ${sgh}`,
       '    path: /mcp',
@@ -480,6 +503,38 @@ describe('tools/list answers filtered', () => {
       'search_issues',
     ]);
     await client.close();
+  });
+});
+
+describe('the older HTTP+SSE transport (transport: sse)', () => {
+  it('an allowed call works; a denied one is refused 403 and the SDK client rejects it; the server never sees it', async () => {
+    const agent = new ProxyAgent({
+      uri: `http://127.0.0.1:${proxyPort}`,
+      token: 'Basic ' + Buffer.from(`${A.id}:${A.cred}`).toString('base64'),
+      proxyTunnel: false,
+    });
+    agents.push(agent);
+    const fetchThrough = ((input: string | URL, init?: RequestInit) =>
+      undiciFetch(input, { ...(init as object), dispatcher: agent })) as never;
+    const transport = new SSEClientTransport(new URL(`http://gh.test:${plain.port}/sse`), {
+      fetch: fetchThrough,
+      eventSourceInit: { fetch: fetchThrough },
+    });
+    const client = new Client({ name: 'airlock-test-agent', version: '1.0.0' });
+    await client.connect(transport);
+    const ok = await client.callTool({ name: 'search_issues', arguments: { q: 'sse' } });
+    expect(ok.content).toEqual([{ type: 'text', text: 'found 1 issue for sse' }]);
+    const before = plain.log.length;
+    const err = await client.callTool({ name: 'create_issue', arguments: { title: 'legacy' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await client.close();
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toContain('HTTP 403');
+    expect((err as Error).message).toContain('may not call tool \\"create_issue\\"');
+    expect(plain.created).toEqual([]);
+    expect(plain.log.slice(before).some((m) => m.tool === 'create_issue')).toBe(false);
   });
 });
 
