@@ -28,7 +28,7 @@ step "kubernetes tools"
 bash scripts/k8s-tools.sh --with-kubectl </dev/null # kube-apiserver, etcd, helm for the k8s-* tests, kubectl for e2e/k8s-kubectl: built once from the Go module proxy (~10 min cold), cached in ~/.cache/airlock-tools
 
 step "kubernetes node tools"
-bash scripts/k8s-node-tools.sh </dev/null # the one-node cluster's binaries (~15 min cold), cached like the above
+bash scripts/k8s-node-tools.sh </dev/null # the one-node cluster's binaries (~12 min cold), cached like the above
 
 step "test"
 mkdir -p .airlock
