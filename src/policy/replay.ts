@@ -65,7 +65,9 @@ export class AuditLineError extends Error {
 
 /**
  * Parses JSON-lines audit text into recorded calls. Blank lines are ignored. Events whose `role` is
- * null (unidentified callers) come back as `null` entries so the caller can count them.
+ * null (unidentified callers) come back as `null` entries so the caller can count them. An event of
+ * an MCP endpoint (`mcp.messages`) gives its HTTP call and then one call per decided message (method
+ * `MCP` on the message's virtual `path`).
  * @throws AuditLineError (1-based `line`) for a line that is not JSON, not an object, or lacks
  *   `method` (string), `scheme` (`http`|`https`), `host` (string), `port` (integer), `path` (string)
  *   or `role` (string or null).
@@ -99,6 +101,15 @@ export function parseAuditLines(text: string): (RecordedCall | null)[] {
         ? null
         : { role: e.role, method: e.method, scheme: e.scheme, host: e.host, port: e.port, path: e.path },
     );
+    // An exchange with an MCP endpoint (docs/mcp.md): each decided message is a call of its own,
+    // method MCP on its virtual path.
+    const mcp = e.mcp as { messages?: unknown } | undefined;
+    if (e.role !== null && Array.isArray(mcp?.messages)) {
+      for (const m of mcp.messages as { path?: unknown }[]) {
+        if (typeof m?.path !== 'string') continue;
+        out.push({ role: e.role, method: 'MCP', scheme: e.scheme, host: e.host, port: e.port, path: m.path });
+      }
+    }
   }
   return out;
 }

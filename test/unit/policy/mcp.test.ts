@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PolicyError } from '../../../src/errors.js';
 import { isNormalizedPath } from '../../../src/request/normalize.js';
 import { lintPolicy } from '../../../src/policy/lint.js';
+import { parseAuditLines, replayCalls } from '../../../src/policy/replay.js';
 import { compilePolicy, loadPolicyDir, policyVersion } from '../../../src/policy/load.js';
 import { mcpSegment, mcpVirtualPath, parseMcp } from '../../../src/policy/mcp.js';
 import { CANONICAL_MODEL } from '../../../src/policy/model.js';
@@ -158,6 +159,51 @@ describe('policy check', () => {
     expect(lintPolicy(p).map((f) => f.id)).toContain('dangerous-allow');
     const named = compilePolicy(CANONICAL_MODEL, CSV);
     expect(lintPolicy(named).filter((f) => f.severity === 'error' && f.message.includes('MCP'))).toEqual([]);
+  });
+});
+
+describe('policy diff', () => {
+  it('replays each decided MCP message of an audit event as method MCP on its virtual path', () => {
+    const event = {
+      time: '2026-11-29T00:00:00.000Z',
+      role: 'analyst',
+      method: 'POST',
+      scheme: 'https',
+      host: 'gh.test',
+      port: 443,
+      path: '/mcp',
+      mcp: {
+        endpoint: 'github',
+        batch: true,
+        messages: [
+          { method: 'tools/list', id: 1 },
+          {
+            method: 'tools/call',
+            id: 2,
+            name: 'search_issues',
+            path: '/mcp/tools/call/search_issues',
+            decision: 'allow',
+          },
+        ],
+      },
+    };
+    const calls = parseAuditLines(JSON.stringify(event) + '\n');
+    expect(calls.map((c) => [c?.method, c?.path])).toEqual([
+      ['POST', '/mcp'],
+      ['MCP', '/mcp/tools/call/search_issues'],
+    ]);
+    const before = compilePolicy(CANONICAL_MODEL, CSV);
+    const after = compilePolicy(
+      CANONICAL_MODEL,
+      CSV.replace('search_issues, MCP, allow', 'search_issues, MCP, deny'),
+    );
+    const report = replayCalls(before, after, calls);
+    expect(report.changes).toHaveLength(1);
+    expect(report.changes[0]).toMatchObject({
+      method: 'MCP',
+      path: '/mcp/tools/call/search_issues',
+      count: 1,
+    });
   });
 });
 
