@@ -192,7 +192,8 @@ export class IsolationFailedError extends AirlockError {
  * `test/unit/errors.test.ts` keeps that table and this one in sync.
  * - `deny`: the gateway refused the call (policy, identity, request, destination, a per-session
  *   limit or a policy budget; `mcp_denied` is answered with status 200 and a JSON-RPC error body, as
- *   MCP clients expect — src/gateway/mcp.ts): nothing reached the upstream — except for `request_timeout` of a body
+ *   MCP clients expect — src/gateway/mcp.ts; `audit_unavailable` 503 while the audit cannot be
+ *   written, `audit.onFailure: deny`): nothing reached the upstream — except for `request_timeout` of a body
  *   too slow or too long, whose upstream request was cut off; the audit event says `decision: "deny"`.
  * - `upstream-error`: the policy allowed the call but it failed on the way (the upstream could not be
  *   resolved or reached, timed out, or its certificate was refused, or the credential it is bound to
@@ -215,6 +216,7 @@ export const GatewayAnswers = {
   credential_not_bound: { status: 403, decision: 'deny' },
   body_too_large: { status: 413, decision: 'deny' },
   mcp_denied: { status: 200, decision: 'deny' },
+  audit_unavailable: { status: 503, decision: 'deny' },
   credential_unavailable: { status: 503, decision: 'upstream-error' },
   upstream_unreachable: { status: 502, decision: 'upstream-error' },
   upstream_tls_error: { status: 502, decision: 'upstream-error' },

@@ -37,6 +37,9 @@ export type DecisionOutcome = 'allow' | 'deny';
  *   `gateway.limits.bufferedBodyBytes`; refused 413, nothing forwarded.
  * - `tool_changed`: an MCP tool call of a tool whose description or schema changed during the
  *   session (tool pinning, docs/mcp.md); refused with a JSON-RPC error, nothing forwarded.
+ * - `audit_unavailable`: the audit file could not be written (disk full, unwritable) and
+ *   `audit.onFailure` is `deny`: every new call is refused 503 before it is decided; the event
+ *   itself is kept in the sink's buffer and written when the file can be again.
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -61,6 +64,7 @@ export const DecisionReasons = [
   'credential_unavailable',
   'body_too_large',
   'tool_changed',
+  'audit_unavailable',
   'upstream_error',
   'upstream_tls_error',
 ] as const;

@@ -33,6 +33,14 @@ export type UpstreamSemantics = z.output<typeof upstreamSemanticsSchema>;
 export const auditQuerySchema = z.enum(['digest', 'full']).default('digest');
 export type AuditQueryMode = z.output<typeof auditQuerySchema>;
 
+/**
+ * What the gateway does while its audit file cannot be written (`audit.onFailure`): `deny` every new
+ * call (fail closed, /readyz not ready) or `allow` them (events buffered, the overflow dropped and
+ * counted). Like auditd's `disk_full_action`.
+ */
+export const auditOnFailureSchema = z.enum(['deny', 'allow']).default('deny');
+export type AuditOnFailure = z.output<typeof auditOnFailureSchema>;
+
 /** The gateway's forward-proxy port. */
 export const GATEWAY_PORT = 3128;
 /** Most gateway worker processes one gateway may run (`gateway.workers`). */
@@ -430,6 +438,12 @@ export const configSchema = z
          * the agent sends out, and secrets). @default "digest"
          */
         query: auditQuerySchema,
+        /**
+         * While the audit file cannot be written (disk full, unwritable): `deny` refuses every new
+         * call with 503 `audit_unavailable` and /readyz is not ready (fail closed); `allow` lets calls
+         * through, buffering their events (docs/security.md "Audit sink failure"). @default "deny"
+         */
+        onFailure: auditOnFailureSchema,
       })
       .strict()
       .prefault({}),

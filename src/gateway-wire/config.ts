@@ -13,6 +13,7 @@ import {
   upstreamTimeoutsSchema,
   upstreamsSchema,
   auditQuerySchema,
+  auditOnFailureSchema,
 } from '../config/schema.js';
 
 /**
@@ -29,6 +30,8 @@ export const gatewayServiceSchema = z.strictObject({
   auditStdout: z.boolean().default(true),
   /** How the query string is recorded (`audit.query`): digest (default) or full. */
   auditQuery: auditQuerySchema,
+  /** While the audit file cannot be written (`audit.onFailure`): deny (default) or allow calls. */
+  auditOnFailure: auditOnFailureSchema,
   /** name -> IP, already resolved (no "host-gateway" here). */
   hostAliases: z.record(z.string(), z.string()).default({}),
   allowPrivateCidrs: z.array(z.string()).default([]),

@@ -30,6 +30,11 @@ export interface AdminOptions {
   instanceId: string;
   /** More fields for `GET /admin/status` (a multi-worker gateway's workers). */
   status?: () => Record<string, unknown>;
+  /**
+   * Why this gateway cannot serve calls besides the policy (the audit cannot be written with
+   * `audit.onFailure: deny`), or null; a reason makes `/readyz` answer 503 with it.
+   */
+  notReady?: () => string | null;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -64,7 +69,8 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
  * - `PUT /admin/sessions/{id}` GatewaySession (src/gateway-wire/session.ts): register or update one session.
  * - `DELETE /admin/sessions/{id}`: kill switch; answers after the session is forgotten and its
  *   sockets are destroyed: `{closedSockets}`.
- * - `GET /admin/status`, `GET /healthz`, `GET /readyz` (503 without a valid policy), `GET /metrics`.
+ * - `GET /admin/status`, `GET /healthz`, `GET /readyz` (503 without a valid policy, or while the audit
+ *   cannot be written with `audit.onFailure: deny`), `GET /metrics`.
  */
 export function createAdminServer(opts: AdminOptions): http.Server {
   const digest = createHash('sha256').update(opts.token).digest();
@@ -85,6 +91,8 @@ export function createAdminServer(opts: AdminOptions): http.Server {
       if (url === '/healthz') return send(res, 200, { status: 'ok' });
       if (url === '/readyz') {
         const p = opts.policy.current();
+        const notReady = opts.notReady?.() ?? null;
+        if (p && notReady) return send(res, 503, { status: 'not_ready', reason: notReady });
         return p
           ? send(res, 200, { status: 'ready', policyVersion: p.version })
           : send(res, 503, {

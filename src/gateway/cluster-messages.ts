@@ -22,6 +22,8 @@ export type WorkerMessage =
   | { t: 'airlock:hello' }
   | { t: 'airlock:ack'; seq: number; closedSockets: number }
   | { t: 'airlock:ready'; proxyPort: number; pid: number }
+  /** The worker's audit file cannot be written (`audit.onFailure: deny`: it refuses calls), or can again (null). */
+  | { t: 'airlock:audit'; failure: string | null }
   /** Startup failed (the worker exits next). */
   | { t: 'airlock:failed'; message: string };
 

@@ -64,6 +64,7 @@ async function main(): Promise<void> {
         synced = resolve;
         send({ t: 'airlock:hello' });
       }),
+    onAuditFailure: (failure) => send({ t: 'airlock:audit', failure }),
   });
   client.AggregatorRegistry.setRegistries([gw.registry]);
   send({ t: 'airlock:ready', proxyPort: gw.proxyPort, pid: process.pid });

@@ -69,6 +69,8 @@ interface Slot {
   startedAt: number;
   restarts: number;
   pending: Map<number, (closedSockets: number) => void>;
+  /** Why this worker refuses calls (its audit file cannot be written), or null. */
+  auditFailure: string | null;
 }
 
 const RESTART_MIN_MS = 100;
@@ -199,6 +201,7 @@ export async function startGatewayCluster(
       startedAt: Date.now(),
       restarts,
       pending: new Map(),
+      auditFailure: null,
     };
     slots.set(id, slot);
     worker.on('message', (raw: unknown) => {
@@ -217,6 +220,8 @@ export async function startGatewayCluster(
         proxyPort = m.proxyPort;
         if (restarts > 0) logger.info({ worker: id, pid: m.pid }, 'gateway worker restarted');
         if ([...slots.values()].every((s) => s.ready)) allReady?.();
+      } else if (m.t === 'airlock:audit') {
+        slot.auditFailure = m.failure;
       } else if (m.t === 'airlock:failed') {
         startupFailure?.(new Error(`gateway worker ${id}: ${m.message}`));
         logger.error({ worker: id, error: m.message }, 'gateway worker failed to start');
@@ -303,6 +308,10 @@ export async function startGatewayCluster(
     token: adminToken,
     instanceId: randomUUID(),
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.clusterMetrics() }),
+    notReady: () => {
+      const s = [...slots.values()].find((w) => w.auditFailure);
+      return s ? `worker ${s.id}: ${s.auditFailure}` : null;
+    },
     status: () => ({
       workers: [...slots.values()].map((s) => ({
         id: s.id,

@@ -4,6 +4,9 @@
  * It writes nothing to any socket and does not audit; the caller answers the outcome and finishes
  * the exchange. In this order (the first that applies wins):
  *
+ * 0. the audit sink cannot write (disk full, file unwritable) and `audit.onFailure` is `deny` (the
+ *    default; {@link DecideContext.auditAvailable}) → refuse `audit_unavailable` (503, reason
+ *    `audit_unavailable`; fail closed like auditd's `disk_full_action`), before anything is asked;
  * 1. `airlock.api`, the pseudo-host of management rules, is never a destination, whatever a rule
  *    says → refuse `destination_refused` (reason `destination_refused`);
  * 2. no valid policy is loaded → refuse `egress_denied` (reason `no_policy`; fail closed);
@@ -42,7 +45,13 @@ import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
 import type { CredentialVault, InjectedCredential, ScannedRequest } from './credentials.js';
 import type { Exchange, Refusal } from './exchange.js';
 import type { UpstreamResolver } from './resolve.js';
-import { creatorDenyHint, denyHint, NO_POLICY_HINT, RESERVED_HOST_DETAIL } from './responses.js';
+import {
+  AUDIT_UNAVAILABLE_DETAIL,
+  creatorDenyHint,
+  denyHint,
+  NO_POLICY_HINT,
+  RESERVED_HOST_DETAIL,
+} from './responses.js';
 
 /** What the gateway does with an identified call. */
 export type Outcome =
@@ -76,6 +85,8 @@ export interface DecideContext {
   credentials?: CredentialVault;
   /** Called with the credential's name on each exfiltration attempt (a metric). */
   onExfiltration?: (credential: string) => void;
+  /** Step 0: false while the audit cannot be written (`audit.onFailure: deny`); absent: not checked. */
+  auditAvailable?: () => boolean;
 }
 
 function egressDenied(
@@ -158,6 +169,15 @@ export async function decide(
 ): Promise<Outcome> {
   const policy = ctx.policy.current();
   const version = policy?.version ?? null;
+  if (ctx.auditAvailable && !ctx.auditAvailable()) {
+    return {
+      kind: 'refuse',
+      reason: 'audit_unavailable',
+      rule: null,
+      policyVersion: version,
+      body: { error: 'audit_unavailable', detail: AUDIT_UNAVAILABLE_DETAIL, sessionId: session.id },
+    };
+  }
   if (x.host === API_HOST) {
     return {
       kind: 'refuse',

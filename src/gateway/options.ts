@@ -62,6 +62,11 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
   credentials?: CredentialVault;
   /** Called with the credential's name on every exfiltration attempt refused (a metric). */
   onExfiltration?: (credential: string) => void;
+  /**
+   * `audit.onFailure: deny`: returns false while the audit sink cannot write, and every new call is
+   * then refused `audit_unavailable` before it is decided (decide.ts step 0). Absent: never refused so.
+   */
+  auditAvailable?: () => boolean;
 }
 
 /** Options with every default applied: what `EgressGateway` takes. */

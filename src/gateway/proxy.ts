@@ -105,6 +105,7 @@ export class EgressGateway {
       budgets: new BudgetCounters(),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.onExfiltration ? { onExfiltration: opts.onExfiltration } : {}),
+      ...(opts.auditAvailable ? { auditAvailable: opts.auditAvailable } : {}),
     };
     this.limits = new SessionLimits(opts.limits);
     this.pins = new ToolPins((id) => opts.sessions.isLive(id));

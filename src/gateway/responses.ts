@@ -101,6 +101,11 @@ export function creatorDenyHint(role: string, creator: string, method: string, u
 export const NO_POLICY_HINT =
   'No valid egress policy is loaded, so Airlock denies every call (fail closed). Ask an operator to fix the policy.';
 
+/** Detail of a call refused because the audit cannot be written (`audit.onFailure: deny`, decide.ts step 0). */
+export const AUDIT_UNAVAILABLE_DETAIL =
+  'The gateway cannot write its audit trail (disk full or audit file unwritable), so it refuses every ' +
+  'call until it can (fail closed). Nothing was sent. Retry later; an operator frees space or fixes the audit file.';
+
 /** Detail of a call to the reserved pseudo-host `airlock.api` (management rules), which is never dialled. */
 export const RESERVED_HOST_DETAIL =
   'airlock.api names the Airlock API in policy rules (delegation); it is not a network destination ' +

@@ -40,6 +40,8 @@ export interface GatewayWorkerOptions {
   id: number;
   /** Runs after the session source started and before the proxy port opens (learn the primary's table). */
   beforeListen(sessions: SessionTable): Promise<void>;
+  /** Told on each audit sink transition: why calls are refused (`audit.onFailure: deny`), or null. */
+  onAuditFailure?(reason: string | null): void;
 }
 
 /**
@@ -158,7 +160,13 @@ export async function startGatewayService(
     policy.close();
     throw err instanceof ConfigError ? err : new ConfigError((err as Error).message, 'caDir');
   }
-  const fileSink = new FileAuditSink(cfg.auditFile, cfg.auditStdout);
+  const auditNotReady = (): string | null =>
+    cfg.auditOnFailure === 'deny' && !fileSink.healthy()
+      ? `audit file ${cfg.auditFile} cannot be written (${fileSink.failure() ?? 'error'}); calls are refused (audit.onFailure: deny)`
+      : null;
+  const fileSink = auditFileSink(cfg.auditFile, cfg.auditStdout, cfg.auditOnFailure, registry, logger, () =>
+    worker?.onAuditFailure?.(auditNotReady()),
+  );
   // credentials.yaml (docs/credentials.md): values from files (watched) or this process's environment.
   const credentials = new CredentialVault({
     logger,
@@ -191,6 +199,7 @@ export async function startGatewayService(
       auditQuery: cfg.auditQuery,
       credentials,
       onExfiltration: (name) => exfiltration.inc({ credential: name }),
+      ...(cfg.auditOnFailure === 'deny' ? { auditAvailable: () => fileSink.healthy() } : {}),
       ...(upstreamCaPem ? { upstreamCaPem } : {}),
       ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
     }),
@@ -203,6 +212,7 @@ export async function startGatewayService(
         token: adminToken,
         instanceId: randomUUID(),
         metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+        notReady: auditNotReady,
       });
   if (worker) await worker.beforeListen(sessions);
   const proxyAddr = await gateway.listen(cfg.port, cfg.listenHost);
@@ -230,9 +240,87 @@ export async function startGatewayService(
       credentials.close();
       await source.stop();
       policy.close();
-      await fileSink.close();
+      const lost = await fileSink.close();
+      if (lost > 0)
+        logger.error(
+          { auditFile: cfg.auditFile, events: lost },
+          'audit events could not be written before exit',
+        );
     },
   };
+}
+
+/**
+ * The audit file sink with its fault reporting (docs/security.md "Audit sink failure"): the metrics
+ * `airlock_gateway_audit_healthy`, `…_audit_write_errors_total{code}`, `…_audit_dropped_events_total`
+ * and `…_audit_buffered_bytes`, and one log line on each transition (error when it fails, info when it
+ * recovers) and on the first event dropped while unhealthy.
+ */
+function auditFileSink(
+  file: string,
+  toStdout: boolean,
+  onFailure: 'deny' | 'allow',
+  registry: client.Registry,
+  logger: Logger,
+  onTransition: () => void,
+): FileAuditSink {
+  const writeErrors = new client.Counter({
+    name: 'airlock_gateway_audit_write_errors_total',
+    help: 'Failed opens and writes of the audit file, by error code (ENOSPC, EACCES, ...)',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const dropped = new client.Counter({
+    name: 'airlock_gateway_audit_dropped_events_total',
+    help: 'Audit events dropped because the audit file could not be written and the buffer was full',
+    registers: [registry],
+  });
+  let droppedSinceFailure = 0;
+  const sink: FileAuditSink = new FileAuditSink(file, toStdout, {
+    onWriteError: (code) => writeErrors.inc({ code }),
+    onDrop: (event) => {
+      dropped.inc();
+      if (droppedSinceFailure++ === 0)
+        logger.error(
+          { auditFile: file, bufferedBytes: sink.buffered(), decision: event.decision, reason: event.reason },
+          'audit buffer full: audit events are dropped (counted in airlock_gateway_audit_dropped_events_total)',
+        );
+    },
+    onHealthChange: (healthy, error, bufferedEvents) => {
+      onTransition();
+      if (healthy) {
+        logger.info(
+          { auditFile: file, writtenEvents: bufferedEvents, droppedEvents: droppedSinceFailure },
+          'audit file writable again: buffered events written',
+        );
+        droppedSinceFailure = 0;
+      } else
+        logger.error(
+          { auditFile: file, code: error?.code, error: error?.message, onFailure, bufferedEvents },
+          onFailure === 'deny'
+            ? 'audit file cannot be written: refusing every call until it can (audit.onFailure: deny)'
+            : 'audit file cannot be written: calls still allowed, events buffered (audit.onFailure: allow)',
+        );
+    },
+  });
+  new client.Gauge({
+    name: 'airlock_gateway_audit_healthy',
+    help: '1 while the audit file can be written, else 0 (calls are refused with audit.onFailure: deny)',
+    registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.set(sink.healthy() ? 1 : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'airlock_gateway_audit_buffered_bytes',
+    help: 'Bytes of audit events waiting to be written',
+    registers: [registry],
+    collect() {
+      this.set(sink.buffered());
+    },
+  });
+  return sink;
 }
 
 /**

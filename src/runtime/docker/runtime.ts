@@ -201,6 +201,7 @@ export class DockerRuntime implements SandboxRuntime {
       auditFile: '/var/lib/airlock/audit/audit.jsonl',
       auditStdout: true,
       auditQuery: this.cfg.audit.query,
+      auditOnFailure: this.cfg.audit.onFailure,
       hostAliases: Object.fromEntries(
         Object.entries(g.hostAliases).map(([k, v]) => [
           k.toLowerCase(),
