@@ -1,5 +1,5 @@
 /**
- * `airlock policy check|test|explain|diff` — tools for a policy repository's CI (docs/policy.md
+ * `airlock policy check|test|explain|diff|suggest` — tools for a policy repository's CI (docs/policy.md
  * "Policy tools").
  *
  * Exit codes: 0 ok; 1 findings (check: errors, or warnings with `--strict`), failing test cases, or
@@ -32,6 +32,12 @@ import {
   type RecordedCall,
   type ReplayReport,
 } from '../policy/replay.js';
+import {
+  parseObservedLines,
+  suggestPolicy,
+  type ObservedCall,
+  type SuggestReport,
+} from '../policy/suggest.js';
 import type { PolicyDecision } from '../policy/types.js';
 import { CliError } from './client.js';
 
@@ -442,23 +448,7 @@ export async function policyDiff(
   io: Output = stdio,
 ): Promise<number> {
   const [oldPolicy, newPolicy] = [await loadOrExit(oldDir), await loadOrExit(newDir)];
-  const calls: (RecordedCall | null)[] = [];
-  for (const file of opts.audit) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      throw new CliError(`cannot read audit file ${file}: ${(err as Error).message}`, 2);
-    }
-    try {
-      for (const c of parseAuditLines(text)) calls.push(c);
-    } catch (err) {
-      if (err instanceof AuditLineError) {
-        throw new CliError(`${file}:${err.line}: ${err.message.replace(/^line \d+: /, '')}`, 2);
-      }
-      throw err;
-    }
-  }
+  const calls = await readAuditFiles<RecordedCall | null>(opts.audit, parseAuditLines);
   const report = replayCalls(oldPolicy, newPolicy, calls);
   if (opts.json) {
     io.out(
@@ -479,6 +469,169 @@ export async function policyDiff(
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// suggest
+
+/** Options of `airlock policy suggest`. */
+export interface SuggestOptions {
+  /** Audit files (JSON lines), read in order. */
+  audit: string[];
+  role?: string;
+  session?: string;
+  /** ISO-8601 time, or a duration before now: `90s`, `15m`, `2h`, `7d`. */
+  since?: string;
+  json?: boolean;
+  /** Print at most this many changed calls of the diff (text output). @default 100 */
+  limit?: number;
+}
+
+/**
+ * Parses `--since`: an ISO-8601 date/time or a duration before `now` (`90s`, `15m`, `2h`, `7d`).
+ * @throws CliError (exit 2).
+ */
+export function parseSince(text: string, now: Date = new Date()): Date {
+  const rel = /^([0-9]+)([smhd])$/.exec(text);
+  if (rel) {
+    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd'];
+    return new Date(now.getTime() - Number(rel[1]) * unit);
+  }
+  const t = /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(text) ? Date.parse(text) : NaN;
+  if (Number.isNaN(t)) {
+    throw new CliError(`--since "${text}": expected an ISO-8601 time or a duration (90s, 15m, 2h, 7d)`, 2);
+  }
+  return new Date(t);
+}
+
+async function readAuditFiles<T>(files: readonly string[], parse: (text: string) => T[]): Promise<T[]> {
+  const calls: T[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read audit file ${file}: ${(err as Error).message}`, 2);
+    }
+    try {
+      for (const c of parse(text)) calls.push(c);
+    } catch (err) {
+      if (err instanceof AuditLineError) {
+        throw new CliError(`${file}:${err.line}: ${err.message.replace(/^line \d+: /, '')}`, 2);
+      }
+      throw err;
+    }
+  }
+  return calls;
+}
+
+function formatSuggest(dir: string, r: SuggestReport, limit: number): string {
+  const out: string[] = [];
+  const s = r.skipped;
+  const skipped = s.noRole + s.badTarget + s.notPolicy + s.filtered + s.unrepresentable;
+  const distinct = r.allowed.length + r.blocked.length + r.lines.reduce((n, l) => n + l.covers.length, 0);
+  out.push(
+    `learned from ${r.considered} of ${r.events} recorded calls (${distinct} distinct)` +
+      (skipped > 0
+        ? `; skipped ${skipped}: ${s.filtered} filtered out, ${s.noRole} without a role, ` +
+          `${s.notPolicy} not decided by the policy, ${s.badTarget} without a usable target` +
+          (s.unrepresentable > 0 ? `, ${s.unrepresentable} with paths policy.csv cannot spell` : '')
+        : ''),
+  );
+  out.push(`already allowed: ${r.allowed.length} distinct call${r.allowed.length === 1 ? '' : 's'}`);
+  if (r.blocked.length > 0) {
+    out.push(`blocked by deny rules, nothing suggested (${r.blocked.length}):`);
+    for (const o of r.blocked) {
+      const q = o.request;
+      out.push(
+        `  role=${q.role} ${q.method} ${q.host}${q.path}  x${o.count}  denied by ${o.decision.rule ?? ''}`,
+      );
+    }
+  }
+  if (r.lines.length === 0) {
+    out.push('nothing to suggest: no recorded call was denied for lack of a rule');
+  } else {
+    const file = path.join(dir, 'policy.csv');
+    const first = (r.lines[0] as (typeof r.lines)[number]).line - 2;
+    const added = r.addition.split('\n').slice(0, -1);
+    out.push(`suggested ${r.lines.length} line${r.lines.length === 1 ? '' : 's'} for ${file}:`);
+    out.push(`--- ${file}`);
+    out.push(`+++ ${file} (proposed, version ${r.proposed.version})`);
+    out.push(`@@ -${first - 1},0 +${first},${added.length} @@`);
+    for (const l of added) out.push(l === '' ? '+' : `+ ${l}`);
+  }
+  if (r.lint.length > 0) {
+    out.push('lint of the added lines:');
+    for (const f of r.lint)
+      out.push(`  ${path.join(dir, f.file)}:${f.line}: ${f.severity}: ${f.message} [${f.id}]`);
+  }
+  if (r.tests !== '') {
+    out.push(`policy tests (save as ${path.join(dir, 'tests', 'suggested.yaml')}):`);
+    for (const l of r.tests.trimEnd().split('\n')) out.push(`  ${l}`);
+  }
+  out.push(`policy diff ${dir} -> proposal, replayed on the same calls:`);
+  for (const l of formatDiff(dir, 'proposal', r.diff, limit).trimEnd().split('\n')) out.push(`  ${l}`);
+  return out.join('\n') + '\n';
+}
+
+/**
+ * `airlock policy suggest DIR --audit FILE...`: propose allow lines for the recorded calls.
+ * @returns 0; 1 when some recorded calls are blocked by deny rules (nothing can be suggested for
+ *   them) or the proposal has lint errors.
+ * @throws CliError (exit 2) for an invalid/missing policy, an unreadable or malformed audit file, or
+ *   a bad `--since`.
+ */
+export async function policySuggest(dir: string, opts: SuggestOptions, io: Output = stdio): Promise<number> {
+  const since = opts.since === undefined ? undefined : parseSince(opts.since);
+  const policy = await loadOrExit(dir);
+  const calls = await readAuditFiles<ObservedCall | null>(opts.audit, parseObservedLines);
+  const r = suggestPolicy(policy, calls, { role: opts.role, session: opts.session, since });
+  const lintErrors = r.lint.filter((f) => f.severity === 'error').length;
+  const ok = r.blocked.length === 0 && lintErrors === 0;
+  if (opts.json) {
+    const obs = (o: SuggestReport['allowed'][number]): object => ({
+      role: o.request.role,
+      method: o.request.method,
+      host: o.request.host,
+      path: o.request.path,
+      url: `${o.scheme}://${o.request.host}${o.request.path}`,
+      count: o.count,
+      rule: o.decision.rule,
+    });
+    io.out(
+      JSON.stringify(
+        {
+          dir,
+          ok,
+          version: policy.version,
+          proposedVersion: r.proposed.version,
+          events: r.events,
+          considered: r.considered,
+          skipped: r.skipped,
+          lines: r.lines.map((l) => ({
+            line: l.line,
+            text: l.text,
+            role: l.role,
+            host: l.host,
+            path: l.path,
+            method: l.method,
+            covers: l.covers.map(obs),
+          })),
+          blocked: r.blocked.map(obs),
+          allowed: r.allowed.map(obs),
+          addition: r.addition,
+          lint: r.lint,
+          tests: r.tests,
+          diff: r.diff,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else {
+    io.out(formatSuggest(dir, r, opts.limit ?? 100));
+  }
+  return ok ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // registration
 
 function exitWith(code: number): void {
@@ -495,7 +648,9 @@ function positiveInt(v: string): number {
 export function registerPolicyCommands(program: Command): void {
   const policy = program
     .command('policy')
-    .description('check, test, explain and diff policy directories (exit 0 ok, 1 findings, 2 usage/input)')
+    .description(
+      'check, test, explain, diff and suggest policy directories (exit 0 ok, 1 findings, 2 usage/input)',
+    )
     .exitOverride((err: CommanderError) => {
       // Commander has already printed the message (or the help).
       process.exit(err.exitCode === 0 ? 0 : 2);
@@ -544,4 +699,20 @@ export function registerPolicyCommands(program: Command): void {
     .action(async (oldDir: string, newDir: string, opts: DiffOptions) =>
       exitWith(await policyDiff(oldDir, newDir, opts)),
     );
+
+  policy
+    .command('suggest')
+    .description('propose allow lines, tests and their diff from recorded calls (audit JSON lines)')
+    .argument('<dir>', 'the current policy directory')
+    .addOption(
+      new Option('-a, --audit <file>', 'audit file (JSON lines); repeat for several')
+        .argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+        .makeOptionMandatory(),
+    )
+    .option('-r, --role <role>', 'only calls of this role')
+    .option('--session <id>', 'only calls of this session')
+    .option('--since <time>', 'only calls at or after this ISO time, or within a duration (15m, 2h, 7d)')
+    .option('--json', 'machine-readable output')
+    .option('--limit <n>', 'changed calls of the diff to print', positiveInt, 100)
+    .action(async (dir: string, opts: SuggestOptions) => exitWith(await policySuggest(dir, opts)));
 }

@@ -458,3 +458,93 @@ describe('airlock policy diff', { timeout: 180_000 }, () => {
     expect(broken.code).toBe(2);
   });
 });
+
+describe('airlock policy suggest', { timeout: 180_000 }, () => {
+  const AUDIT = 'test/fixtures/audit/suggest.jsonl';
+
+  it('proposes lines, tests and their diff; names the deny that blocks a call and exits 1 for it', async () => {
+    const r = await airlock('suggest', 'policies', '--audit', AUDIT);
+    expect(r.code).toBe(1);
+    const out = r.stdout.split('\n');
+    expect(out.slice(0, 4)).toEqual([
+      'learned from 14 of 16 recorded calls (13 distinct); skipped 2: 0 filtered out, 1 without a role, 1 not decided by the policy, 0 without a usable target',
+      'already allowed: 1 distinct call',
+      'blocked by deny rules, nothing suggested (1):',
+      '  role=analyst POST config.test:2379/v3/kv/put  x1  denied by policy.csv:17: p, base, config.test:2379, /v3/kv/put, *, deny',
+    ]);
+    expect(out.filter((l) => l.startsWith('+ p, '))).toEqual([
+      '+ p, agent, api.test, /items/:id, GET, allow',
+      '+ p, agent, forum.test:3000, /posts/:id, GET, allow',
+      '+ p, agent, forum.test:3000, /users, GET, allow',
+      '+ p, agent, forum.test:3000, /posts/1/comments, POST, allow',
+      '+ p, agent, forum.test:3000, /posts/2/comments, POST, allow',
+      '+ p, agent, git.test:8080, /repo.git/*, GET, allow',
+    ]);
+    expect(r.stdout).toContain(
+      '+ # suggested from 4 denied calls: GET forum.test:3000 /posts/1, /posts/2 (x2), /posts/3\n',
+    );
+    expect(r.stdout).toMatch(/\n@@ -34,0 \+35,14 @@\n/);
+    expect(r.stdout).toContain(
+      '  11 distinct calls (12 recorded events) change decision from policies to proposal:',
+    );
+  });
+
+  it('--role: applying the patch and the tests gives a policy that passes check and test', async () => {
+    const r = await airlock('suggest', 'policies', '--audit', AUDIT, '--role', 'agent', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      ok: boolean;
+      lines: { text: string; covers: { url: string }[] }[];
+      blocked: unknown[];
+      addition: string;
+      tests: string;
+      diff: { changedEvents: number };
+    };
+    expect(j.ok).toBe(true);
+    expect(j.blocked).toEqual([]);
+    expect(j.lines).toHaveLength(6);
+    expect(j.lines[0]?.covers.map((c) => c.url)).toEqual([
+      'https://api.test/items/0f8c2a9e-5b1d-4c3e-9a7f-1e2d3c4b5a69',
+      'https://api.test/items/7d3e1f20-8a4b-4c5d-b6e7-f8091a2b3c4d',
+    ]);
+    expect(j.diff.changedEvents).toBe(12);
+    const csv = await readFile(path.join(EXAMPLE, 'policy.csv'), 'utf8');
+    const dir = await policyDir('suggested', (csv + j.addition).split('\n'), { 'suggested.yaml': j.tests });
+    const test = await airlock('test', dir);
+    expect(test.code).toBe(0);
+    expect(test.stdout).toMatch(/^ok: .*: 11 cases in 1 file passed/);
+    expect((await airlock('check', dir)).code).toBe(0);
+    // Nothing left to suggest once applied.
+    const again = await airlock('suggest', dir, '--audit', AUDIT, '--role', 'agent');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('nothing to suggest');
+    expect(again.stdout).toContain('already allowed: 11 distinct calls');
+  });
+
+  it('--session and --since filter; exits 2 for a bad --since, a missing --audit or a malformed file', async () => {
+    const none = await airlock('suggest', 'policies', '-a', AUDIT, '--session', 's9');
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('nothing to suggest');
+    const late = await airlock(
+      'suggest',
+      'policies',
+      '-a',
+      AUDIT,
+      '--since',
+      '2026-11-23T10:11:00Z',
+      '--json',
+    );
+    expect((JSON.parse(late.stdout) as { lines: { text: string }[] }).lines.map((l) => l.text)).toEqual([
+      'p, agent, git.test:8080, /repo.git/objects/4b/825dc642cb6eb9a060e54bf8d69288fbee4904, GET, allow',
+    ]);
+    const bad = await airlock('suggest', 'policies', '-a', AUDIT, '--since', 'yesterday');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--since "yesterday"/);
+    expect((await airlock('suggest', 'policies')).code).toBe(2);
+    const broken = path.join(tmp, 'broken.jsonl');
+    await writeFile(broken, 'not json\n');
+    const malformed = await airlock('suggest', 'policies', '-a', broken);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toMatch(/broken\.jsonl:1: not JSON/);
+  });
+});
