@@ -18,10 +18,10 @@
  *
  * This module only parses and validates; the gateway keeps the counters (src/gateway/budgets.ts).
  */
-import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { PolicyError } from '../errors.js';
-import { dottedPath, firstIssue } from '../validation.js';
+import { dottedPath } from '../validation.js';
+import { parsePolicyYaml } from './yaml-file.js';
 
 /** The optional budgets file of a policy directory. */
 export const BUDGETS_FILE = 'budgets.yaml';
@@ -111,49 +111,20 @@ export class BudgetSet {
 /** A policy without budgets.yaml. */
 export const NO_BUDGETS = new BudgetSet([]);
 
-function lineOf(doc: Document, counter: LineCounter, p: readonly (string | number)[]): number | undefined {
-  for (let len = p.length; len >= 0; len--) {
-    const node = len === 0 ? doc.contents : doc.getIn(p.slice(0, len), true);
-    const range = (node as { range?: [number, number, number] } | undefined)?.range;
-    if (range) return counter.linePos(range[0]).line;
-  }
-  return undefined;
-}
-
 /**
  * Parses and validates budgets.yaml.
  * @param roles the roles the policy defines: a budget naming another role (not `*`) is an error.
  * @throws PolicyError located at `budgets.yaml:LINE`, naming the field (`budgets.2.requestsPerMinute`).
  */
 export function parseBudgets(text: string, roles?: ReadonlySet<string>): BudgetSet {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = counter.linePos(yamlError.pos[0]).line;
-    throw new PolicyError(
-      `YAML syntax error: ${yamlError.message.split('\n')[0]}`,
-      line ? `${BUDGETS_FILE}:${line}` : BUDGETS_FILE,
-    );
-  }
-  if (!isMap(doc.contents)) {
-    throw new PolicyError('expected a mapping: "version: 1" and a "budgets" list', `${BUDGETS_FILE}:1`);
-  }
-  const result = fileSchema.safeParse(doc.toJS());
-  if (!result.success) {
-    const f = firstIssue(result.error);
-    const line = f ? lineOf(doc, counter, f.at) : undefined;
-    const where = line ? `${BUDGETS_FILE}:${line}` : BUDGETS_FILE;
-    throw new PolicyError(f ? `${f.field || '(file)'}: ${f.message}` : 'invalid budgets file', where);
-  }
-  const budgets = result.data.budgets;
+  const file = parsePolicyYaml(text, BUDGETS_FILE, fileSchema, '"version: 1" and a "budgets" list');
+  const budgets = file.data.budgets;
   if (roles) {
     budgets.forEach((b, i) => {
       if (b.role !== '*' && !roles.has(b.role)) {
-        const line = lineOf(doc, counter, ['budgets', i, 'role']);
         throw new PolicyError(
           `${dottedPath(['budgets', i, 'role'])}: role "${b.role}" is not defined by policy.csv`,
-          line ? `${BUDGETS_FILE}:${line}` : BUDGETS_FILE,
+          file.at(['budgets', i, 'role']),
         );
       }
     });

@@ -23,10 +23,10 @@
  * stops known values from leaving anywhere else (src/gateway/credentials.ts).
  */
 import { createHash } from 'node:crypto';
-import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { PolicyError } from '../errors.js';
-import { dottedPath, firstIssue } from '../validation.js';
+import { dottedPath } from '../validation.js';
+import { parsePolicyYaml } from './yaml-file.js';
 import {
   matchHostPattern,
   matchMethodPattern,
@@ -238,15 +238,6 @@ export class CredentialSet {
 /** A policy without credentials.yaml. */
 export const NO_CREDENTIALS = new CredentialSet([]);
 
-function lineOf(doc: Document, counter: LineCounter, p: readonly (string | number)[]): number | undefined {
-  for (let len = p.length; len >= 0; len--) {
-    const node = len === 0 ? doc.contents : doc.getIn(p.slice(0, len), true);
-    const range = (node as { range?: [number, number, number] } | undefined)?.range;
-    if (range) return counter.linePos(range[0]).line;
-  }
-  return undefined;
-}
-
 /**
  * Parses and validates credentials.yaml.
  * @param roles the roles the policy defines: a credential naming another role is an error.
@@ -254,35 +245,9 @@ function lineOf(doc: Document, counter: LineCounter, p: readonly (string | numbe
  *   (`credentials.0.bindings.1.path: ...`).
  */
 export function parseCredentials(text: string, roles?: ReadonlySet<string>): CredentialSet {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
-  const at = (p: readonly (string | number)[]): string => {
-    const line = lineOf(doc, counter, p);
-    return line ? `${CREDENTIALS_FILE}:${line}` : CREDENTIALS_FILE;
-  };
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = counter.linePos(yamlError.pos[0]).line;
-    throw new PolicyError(
-      `YAML syntax error: ${yamlError.message.split('\n')[0]}`,
-      line ? `${CREDENTIALS_FILE}:${line}` : CREDENTIALS_FILE,
-    );
-  }
-  if (!isMap(doc.contents)) {
-    throw new PolicyError(
-      'expected a mapping: "version: 1" and a "credentials" list',
-      `${CREDENTIALS_FILE}:1`,
-    );
-  }
-  const result = fileSchema.safeParse(doc.toJS());
-  if (!result.success) {
-    const f = firstIssue(result.error);
-    throw new PolicyError(
-      f ? `${f.field || '(file)'}: ${f.message}` : 'invalid credentials file',
-      f ? at(f.at) : CREDENTIALS_FILE,
-    );
-  }
-  const definitions: CredentialDefinition[] = result.data.credentials.map((c, i) => {
+  const file = parsePolicyYaml(text, CREDENTIALS_FILE, fileSchema, '"version: 1" and a "credentials" list');
+  const at = file.at;
+  const definitions: CredentialDefinition[] = file.data.credentials.map((c, i) => {
     if (roles) {
       c.roles.forEach((role, k) => {
         if (!roles.has(role)) {
@@ -312,7 +277,7 @@ export function parseCredentials(text: string, roles?: ReadonlySet<string>): Cre
         methods,
         hostPattern,
         pathPattern,
-        line: lineOf(doc, counter, ['credentials', i, 'bindings', j]) ?? 1,
+        line: file.line(['credentials', i, 'bindings', j]) ?? 1,
       };
     });
     return {
@@ -321,7 +286,7 @@ export function parseCredentials(text: string, roles?: ReadonlySet<string>): Cre
       bindings,
       apply: c.apply,
       source: c.source,
-      line: lineOf(doc, counter, ['credentials', i]) ?? 1,
+      line: file.line(['credentials', i]) ?? 1,
     };
   });
   return new CredentialSet(definitions);

@@ -29,11 +29,9 @@
  *
  * This module only parses and maps; the gateway reads the messages (src/gateway/mcp.ts).
  */
-import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
-import { PolicyError } from '../errors.js';
 import { isNormalizedPath } from '../request/normalize.js';
-import { firstIssue } from '../validation.js';
+import { parsePolicyYaml } from './yaml-file.js';
 
 /** The optional MCP endpoints file of a policy directory. */
 export const MCP_FILE = 'mcp.yaml';
@@ -128,41 +126,13 @@ export class McpEndpointSet {
 /** A policy without mcp.yaml: no endpoint is read as MCP. */
 export const NO_MCP = new McpEndpointSet([]);
 
-function lineOf(doc: Document, counter: LineCounter, p: readonly (string | number)[]): number | undefined {
-  for (let len = p.length; len >= 0; len--) {
-    const node = len === 0 ? doc.contents : doc.getIn(p.slice(0, len), true);
-    const range = (node as { range?: [number, number, number] } | undefined)?.range;
-    if (range) return counter.linePos(range[0]).line;
-  }
-  return undefined;
-}
-
 /**
  * Parses and validates mcp.yaml.
  * @throws PolicyError located at `mcp.yaml:LINE`, naming the field (`endpoints.0.path`).
  */
 export function parseMcp(text: string): McpEndpointSet {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = counter.linePos(yamlError.pos[0]).line;
-    throw new PolicyError(
-      `YAML syntax error: ${yamlError.message.split('\n')[0]}`,
-      line ? `${MCP_FILE}:${line}` : MCP_FILE,
-    );
-  }
-  if (!isMap(doc.contents)) {
-    throw new PolicyError('expected a mapping: "version: 1" and an "endpoints" list', `${MCP_FILE}:1`);
-  }
-  const result = fileSchema.safeParse(doc.toJS());
-  if (!result.success) {
-    const f = firstIssue(result.error);
-    const line = f ? lineOf(doc, counter, f.at) : undefined;
-    const where = line ? `${MCP_FILE}:${line}` : MCP_FILE;
-    throw new PolicyError(f ? `${f.field || '(file)'}: ${f.message}` : 'invalid mcp file', where);
-  }
-  return new McpEndpointSet(result.data.endpoints);
+  const file = parsePolicyYaml(text, MCP_FILE, fileSchema, '"version: 1" and an "endpoints" list');
+  return new McpEndpointSet(file.data.endpoints);
 }
 
 /** Bytes kept as they are in a segment: ALPHA DIGIT `-` `.` `_` `~` (RFC 3986 unreserved). */
