@@ -257,7 +257,7 @@ describe('the incident, replayed', () => {
     const r = await curl(analyst, `-x http://${creds}@${gw} ${FORUM}/posts/1`);
     expect(r.status).toBe(407);
     expect(JSON.parse(r.body).error).toBe('identity_refused');
-    const after = await api.audit(analyst);
+    const after = await api.auditUntil(analyst, (e) => e.at(-1)?.reason === 'address_mismatch');
     expect(after.at(-1)).toMatchObject({ reason: 'address_mismatch', decision: 'deny', sessionId: analyst });
   });
 

@@ -78,7 +78,7 @@ describe('policy.git drives the gateway container', () => {
 
     expect((await get('/posts/1')).status).toBe(200);
     expect((await get('/comments')).status).toBe(403);
-    const events = await api.audit(s);
+    const events = await api.auditUntil(s, (e) => e.at(-1)?.path === '/comments');
     expect(events.at(-1)).toMatchObject({
       path: '/comments',
       decision: 'deny',
@@ -101,7 +101,11 @@ describe('policy.git drives the gateway container', () => {
     const enforcedMs = Date.now() - committedAt;
     console.log(`policy.git commit -> enforced by the gateway container: ${enforcedMs} ms (poll 1000 ms)`);
     expect(enforcedMs).toBeLessThan(5_000);
-    expect((await api.audit(s)).at(-1)).toMatchObject({
+    const afterCommit = await api.auditUntil(
+      s,
+      (e) => e.at(-1)?.decision === 'allow' && e.at(-1)?.path === '/comments',
+    );
+    expect(afterCommit.at(-1)).toMatchObject({
       path: '/comments',
       decision: 'allow',
       policyVersion: second.slice(0, 12),

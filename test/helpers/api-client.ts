@@ -51,6 +51,29 @@ export class TestApi {
     ).events;
   }
 
+  /**
+   * The session's audit once `ready(events)` holds: the gateway writes an event as the exchange
+   * ends, which may be just after the sandbox got its answer, and the API reads the file from there.
+   * Waits on the condition (bounded), never on a fixed delay. @throws with the last events on timeout.
+   */
+  async auditUntil(
+    id: string,
+    ready: (events: AuditEvent[]) => boolean,
+    timeoutMs = 5_000,
+  ): Promise<AuditEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const events = await this.audit(id);
+      if (ready(events)) return events;
+      if (Date.now() >= deadline) {
+        throw new Error(
+          `audit of ${id} not as expected within ${timeoutMs} ms: ${JSON.stringify(events.slice(-3))}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   async remove(id: string): Promise<void> {
     const res = await this.raw('DELETE', `/v1/sessions/${id}`);
     if (res.status !== 204) throw new Error(`DELETE ${id}: ${res.status} ${await res.text()}`);
