@@ -43,7 +43,7 @@ export class AuditIndex {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Events of one session, oldest first (a copy). */
+  /** Events of one session, oldest first by `time` (a copy). */
   events(sessionId: string): AuditEvent[] {
     return [...(this.bySession.get(sessionId) ?? [])];
   }
@@ -103,7 +103,11 @@ export class AuditIndex {
         if (event.sessionId) {
           let list = this.bySession.get(event.sessionId);
           if (!list) this.bySession.set(event.sessionId, (list = []));
-          list.push(event);
+          // Time order per session: events collected from several gateways (Kubernetes) arrive
+          // interleaved by replica; each is inserted after the last one not later than it.
+          let at = list.length;
+          while (at > 0 && list[at - 1]!.time > event.time) at--;
+          list.splice(at, 0, event);
           if (list.length > MAX_PER_SESSION) list.splice(0, list.length - MAX_PER_SESSION);
         }
         for (const fn of this.listeners) fn(event);

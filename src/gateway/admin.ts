@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gatewaySessionSchema, gatewaySyncSchema } from '../gateway-wire/session.js';
+import type { AuditRingSink } from '../audit/ring-sink.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { normalizeRemoteAddress } from './sessions.js';
@@ -35,7 +36,12 @@ export interface AdminOptions {
    * `audit.onFailure: deny`), or null; a reason makes `/readyz` answer 503 with it.
    */
   notReady?: () => string | null;
+  /** The recent audit events served by `GET /admin/audit` (absent: 404). */
+  audit?: Pick<AuditRingSink, 'page'>;
 }
+
+/** Most events one `GET /admin/audit` answers. */
+export const AUDIT_PAGE_MAX = 5_000;
 
 const MAX_BODY = 4 * 1024 * 1024;
 
@@ -69,6 +75,9 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
  * - `PUT /admin/sessions/{id}` GatewaySession (src/gateway-wire/session.ts): register or update one session.
  * - `DELETE /admin/sessions/{id}`: kill switch; answers after the session is forgotten and its
  *   sockets are destroyed: `{closedSockets}`.
+ * - `GET /admin/audit?after=SEQ&limit=N`: the recent audit events with a sequence number above SEQ
+ *   (at most N, up to 5000), `{instanceId, events: [{seq, event}], last, missed}`; SEQ acknowledges
+ *   every event up to it (the control plane's collector, src/runtime/kubernetes/audit-collector.ts).
  * - `GET /admin/status`, `GET /healthz`, `GET /readyz` (503 without a valid policy, or while the audit
  *   cannot be written with `audit.onFailure: deny`), `GET /metrics`.
  */
@@ -115,6 +124,20 @@ export function createAdminServer(opts: AdminOptions): http.Server {
           policyError: opts.policy.lastError(),
           sessions: opts.sessions.size,
           ...opts.status?.(),
+        });
+      }
+      if (opts.audit && req.method === 'GET' && (url === '/admin/audit' || url.startsWith('/admin/audit?'))) {
+        const q = new URL(url, 'http://admin').searchParams;
+        const after = Number(q.get('after') ?? '0');
+        const limit = Number(q.get('limit') ?? String(AUDIT_PAGE_MAX));
+        if (!Number.isSafeInteger(after) || after < 0 || !Number.isSafeInteger(limit) || limit < 1)
+          return send(res, 400, {
+            error: 'bad_request',
+            detail: 'after must be an integer >= 0, limit >= 1',
+          });
+        return send(res, 200, {
+          instanceId: opts.instanceId,
+          ...opts.audit.page(after, Math.min(limit, AUDIT_PAGE_MAX)),
         });
       }
       if (url === '/admin/sessions' && req.method === 'PUT') {

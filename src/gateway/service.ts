@@ -4,6 +4,7 @@ import type http from 'node:http';
 import client from 'prom-client';
 import { FanoutSink, FileAuditSink, WorkerTagSink } from '../audit/file-sink.js';
 import type { AuditEvent, AuditSink } from '../audit/event.js';
+import { AuditRingSink } from '../audit/ring-sink.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire/config.js';
@@ -31,7 +32,13 @@ export interface RunningGateway {
   adminPort: number;
   /** This process's metrics (a multi-worker gateway's primary aggregates its workers'). */
   registry: client.Registry;
-  close(): Promise<void>;
+  /** The recent audit events the admin API serves to the collector; null in a worker. */
+  auditRing: AuditRingSink | null;
+  /**
+   * Stops the gateway. When a collector has read the audit ring, the admin API stays up after the
+   * proxy closed until every event is acknowledged or `auditDrainMs` (default 10 s) passed.
+   */
+  close(opts?: { auditDrainMs?: number }): Promise<void>;
 }
 
 /** How src/gateway/cluster.ts runs the service in one worker of a multi-worker gateway. */
@@ -180,13 +187,15 @@ export async function startGatewayService(
     registers: [registry],
   });
   warnPassthroughBindings(policy, cfg.passthrough, logger);
+  // The admin API serves the recent events to the control plane's collector (Kubernetes, issue 16).
+  const auditRing = worker ? null : new AuditRingSink(new FanoutSink([fileSink, new MetricsSink(decisions)]));
   const gateway = new EgressGateway(
     withGatewayDefaults({
       policy,
       sessions,
       audit: worker
         ? new WorkerTagSink(new FanoutSink([fileSink, new MetricsSink(decisions)]), worker.id)
-        : new FanoutSink([fileSink, new MetricsSink(decisions)]),
+        : auditRing!,
       resolver: new UpstreamResolver(
         new DestinationPolicy(cfg.allowPrivateCidrs),
         new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
@@ -213,6 +222,7 @@ export async function startGatewayService(
         instanceId: randomUUID(),
         metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
         notReady: auditNotReady,
+        ...(auditRing ? { audit: auditRing } : {}),
       });
   if (worker) await worker.beforeListen(sessions);
   const proxyAddr = await gateway.listen(cfg.port, cfg.listenHost);
@@ -228,15 +238,25 @@ export async function startGatewayService(
     proxyPort: proxyAddr.port,
     adminPort: adminAddr?.port ?? 0,
     registry,
-    async close() {
+    auditRing,
+    async close(opts) {
       clearInterval(sweep);
       if (caReload) clearInterval(caReload);
+      await gateway.close();
+      // A collector reads this gateway's events: keep the admin API up until it has all of them.
+      if (admin && auditRing?.collected() && auditRing.acknowledged() < auditRing.last()) {
+        const drainMs = opts?.auditDrainMs ?? 10_000;
+        if (!(await auditRing.waitAcknowledged(drainMs)))
+          logger.error(
+            { last: auditRing.last(), acknowledged: auditRing.acknowledged(), waitedMs: drainMs },
+            'audit events not collected before exit (still in the audit file)',
+          );
+      }
       if (admin)
         await new Promise<void>((r) => {
           admin.close(() => r());
           admin.closeAllConnections();
         });
-      await gateway.close();
       credentials.close();
       await source.stop();
       policy.close();

@@ -21,6 +21,7 @@ import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from '../../kube/cl
 import { execInPod } from './exec.js';
 import { KubernetesGatewayControl } from './gateway-control.js';
 import { GatewayReplicas } from './gateway-replicas.js';
+import { AuditCollector } from './audit-collector.js';
 import {
   K8S_ANNOTATION,
   K8S_LABEL,
@@ -45,6 +46,8 @@ export interface KubernetesRuntimeOptions {
   /** The gateway admin token instead of reading `gatewayAdmin.tokenFile`. */
   adminToken?: string;
   logger?: Logger;
+  /** How often the audit collector reads every replica, ms. @default 1000 */
+  auditIntervalMs?: number;
 }
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -83,6 +86,8 @@ export class KubernetesRuntime implements SandboxRuntime {
   private readonly settings: ManifestSettings;
   private control: KubernetesGatewayControl | null = null;
   private replicas: GatewayReplicas | null = null;
+  /** Pulls every replica's audit events into `audit.file` (started with the gateway control). */
+  private collector: AuditCollector | null = null;
   private readonly logger: Logger | undefined;
   /** The CA Secret (release namespace), when `gateway.tls.intercept`. */
   readonly caStore: KubernetesCaStore | null;
@@ -242,6 +247,15 @@ export class KubernetesRuntime implements SandboxRuntime {
       this.control = new KubernetesGatewayControl(this.replicas, {
         beforeRevoke: (id) => this.markRevoked(id),
       });
+      const replicas = this.replicas;
+      this.collector = new AuditCollector({
+        endpoints: () => replicas.endpoints(),
+        token,
+        file: this.cfg.audit.file,
+        ...(this.opts.auditIntervalMs !== undefined ? { intervalMs: this.opts.auditIntervalMs } : {}),
+        ...(this.logger ? { logger: this.logger } : {}),
+      });
+      await this.collector.start();
     }
     return this.control;
   }
@@ -475,6 +489,8 @@ export class KubernetesRuntime implements SandboxRuntime {
   }
 
   async close(): Promise<void> {
+    await this.collector?.stop();
+    this.collector = null;
     if (this.trustTimer) clearInterval(this.trustTimer);
     this.trustTimer = null;
     this.trustReady = false;
