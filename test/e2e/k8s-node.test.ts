@@ -21,6 +21,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../../src/audit/event.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
 import { repoRoot } from '../helpers/k8s.js';
 import {
@@ -605,6 +606,24 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
           `${failed.length} of ${during.length} (${[...new Set(failed.map((l) => l.code))].join(',') || 'none'}); replacement ready after ${ready - t0} ms`;
         // After the replacement is ready every call is allowed again, whichever replica serves it.
         expect(lines.all.filter((l) => l.t > ready + 2_000).every((l) => l.code === '200')).toBe(true);
+        // Audit on Kubernetes (issue 16 point 6): every allowed call the loop saw is in the session's
+        // audit, collected by the controller from every replica — the deleted one included (its
+        // gateway keeps the admin API up on SIGTERM until its events are acknowledged).
+        lines.stop();
+        await lines.exited;
+        // Only calls decided before the loop was stopped count (the shell inside the Pod may outlive
+        // the kubectl exec that was killed, and its later calls must not make up for lost events).
+        const stoppedAt = Date.now();
+        const served = lines.all.filter((l) => l.code === '200').length;
+        const allowedBefore = (e: AuditEvent[]): AuditEvent[] =>
+          e.filter((x) => x.path === '/posts/1' && x.decision === 'allow' && Date.parse(x.time) <= stoppedAt);
+        const events = await api.auditUntil(f, (e) => allowedBefore(e).length >= served, 30_000);
+        const allowed = allowedBefore(events);
+        expect(allowed.length).toBeGreaterThanOrEqual(served);
+        const times = allowed.map((x) => Date.parse(x.time));
+        expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
+        timings['audit collected from every replica (deleted one included)'] =
+          `${allowed.length} allowed events decided before the loop stopped, for ${served} calls answered 200; complete ${Date.now() - stoppedAt} ms after`;
       } finally {
         lines.stop();
       }
