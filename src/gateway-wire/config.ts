@@ -4,6 +4,8 @@
  * gateway Deployment). Written by src/runtime/docker, read by src/gateway/service.ts.
  */
 import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { dottedPath, firstIssue } from '../validation.js';
 import {
   GATEWAY_ADMIN_PORT,
   GATEWAY_MAX_WORKERS,
@@ -103,3 +105,22 @@ export type GatewayServiceConfig = z.input<typeof gatewayServiceSchema>;
 export type GatewayServiceSettings = z.output<typeof gatewayServiceSchema>;
 /** Where a gateway's session table comes from (`sessionSource`, defaults applied). */
 export type SessionSourceConfig = GatewayServiceSettings['sessionSource'];
+
+/**
+ * Validates the gateway process's settings and admin token (one place for the single process,
+ * `startGatewayService`, and the multi-worker primary, `startGatewayCluster`).
+ * @returns the settings with defaults applied.
+ * @throws ConfigError naming the key path (`gateway config limits.connections: ...`) or
+ *   `AIRLOCK_ADMIN_TOKEN` when the token is shorter than 16 characters.
+ */
+export function parseGatewayServiceConfig(input: unknown, adminToken: string): GatewayServiceSettings {
+  const parsed = gatewayServiceSchema.safeParse(input);
+  if (!parsed.success) {
+    const f = firstIssue(parsed.error);
+    const at = f ? dottedPath(f.issue.path) : '(root)';
+    throw new ConfigError(`gateway config ${at}: ${f?.message ?? 'invalid'}`, at);
+  }
+  if (adminToken.length < 16)
+    throw new ConfigError('AIRLOCK_ADMIN_TOKEN must have >= 16 characters', 'AIRLOCK_ADMIN_TOKEN');
+  return parsed.data;
+}

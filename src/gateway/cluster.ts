@@ -24,12 +24,10 @@ import type http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
-import { ConfigError } from '../errors.js';
-import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire/config.js';
+import { type GatewayServiceConfig, parseGatewayServiceConfig } from '../gateway-wire/config.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { createLogger, type Logger } from '../log.js';
 import { PolicyStore } from '../policy/store.js';
-import { dottedPath, firstIssue } from '../validation.js';
 import { type AdminSessions, createAdminServer, listen } from './admin.js';
 import {
   isAirlockMessage,
@@ -95,15 +93,7 @@ export async function startGatewayCluster(
   adminToken: string,
   opts: GatewayClusterOptions,
 ): Promise<RunningGatewayCluster> {
-  const parsed = gatewayServiceSchema.safeParse(input);
-  if (!parsed.success) {
-    const f = firstIssue(parsed.error);
-    const at = f ? dottedPath(f.issue.path) : '(root)';
-    throw new ConfigError(`gateway config ${at}: ${f?.message ?? 'invalid'}`, at);
-  }
-  const cfg = parsed.data;
-  if (adminToken.length < 16)
-    throw new ConfigError('AIRLOCK_ADMIN_TOKEN must have >= 16 characters', 'AIRLOCK_ADMIN_TOKEN');
+  const cfg = parseGatewayServiceConfig(input, adminToken);
   if (!cluster.isPrimary) throw new Error('startGatewayCluster must run in the cluster primary');
   const logger = opts.logger ?? createLogger({ component: 'gateway' });
   const ackTimeoutMs = opts.ackTimeoutMs ?? 5_000;

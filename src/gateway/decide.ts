@@ -38,7 +38,7 @@
  * before step 1, right after identification.
  */
 import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
-import type { PolicySource } from '../policy/types.js';
+import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
 import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
@@ -63,6 +63,8 @@ export type Outcome =
       kind: 'allow';
       rule: string | null;
       policyVersion: string;
+      /** The snapshot that decided: later steps (MCP messages) decide against the same one. */
+      policy: PolicySnapshot;
       address: string;
       meter: BudgetMeter | null;
       /** The credential the gateway sets on the forwarded request (credentials.yaml), or null. */
@@ -320,6 +322,7 @@ export async function decide(
     kind: 'allow',
     rule: decision.rule,
     policyVersion: policy.version,
+    policy,
     address: resolution.address,
     meter,
     credential,

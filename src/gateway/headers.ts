@@ -1,21 +1,6 @@
 import type http from 'node:http';
 import type { IncomingMessage } from 'node:http';
-
-/** Hop-by-hop headers (RFC 9110 7.6.1) plus proxy credentials: never forwarded either way. */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'expect',
-  'http2-settings',
-]);
+import { HOP_BY_HOP_HEADERS } from '../request/headers.js';
 
 /**
  * Rejects ambiguous message framing (DESIGN.md property 7): both Content-Length and
@@ -59,7 +44,7 @@ export function upstreamHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || connectionTokens?.has(lower)) continue;
+    if (HOP_BY_HOP_HEADERS.has(lower) || connectionTokens?.has(lower)) continue;
     if (credential?.header === lower) continue;
     out.push(name, raw[i + 1]!);
   }
@@ -83,7 +68,7 @@ export function downstreamHeaders(
       )
     : null;
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || tokens?.has(name) || name.startsWith('x-airlock-')) continue;
+    if (HOP_BY_HOP_HEADERS.has(name) || tokens?.has(name) || name.startsWith('x-airlock-')) continue;
     const v = headers[name];
     if (v !== undefined) out[name] = v;
   }

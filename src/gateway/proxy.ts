@@ -43,7 +43,7 @@ import { forward, type ForwardContext } from './forward.js';
 import { identityRefusal, Identifier } from './identify.js';
 import { SessionLimits } from './limits.js';
 import type { GatewayOptions } from './options.js';
-import { NO_POLICY_HINT, sendJson, sendJsonRpc, sendRawJson } from './responses.js';
+import { sendJson, sendJsonRpc, sendRawJson } from './responses.js';
 import { MCP_METHOD, type McpEndpoint } from '../policy/mcp.js';
 import { normalizeRemoteAddress } from './sessions.js';
 import {
@@ -327,7 +327,7 @@ export class EgressGateway {
       req.method === 'POST' ||
       (req.headers['content-length'] ?? '0') !== '0' ||
       req.headers['transfer-encoding'] !== undefined;
-    const endpoint = hasBody ? this.opts.policy.current()?.mcp?.match(x.policyHost, x.path) : null;
+    const endpoint = hasBody ? outcome.policy.mcp?.match(x.policyHost, x.path) : null;
     if (endpoint) return this.decideMcp(req, res, target, x, session, endpoint, outcome);
     forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
   }
@@ -380,24 +380,8 @@ export class EgressGateway {
         body: { error: 'bad_request', detail: parsed.detail, sessionId: session.id },
       });
     }
-    const policy = this.opts.policy.current();
-    if (!policy) {
-      return refuse({
-        kind: 'refuse',
-        reason: 'no_policy',
-        rule: null,
-        policyVersion: null,
-        body: {
-          error: 'egress_denied',
-          sessionId: session.id,
-          role: session.role,
-          method: x.method,
-          url: x.url,
-          policyVersion: null,
-          hint: NO_POLICY_HINT,
-        },
-      });
-    }
+    // The messages are decided by the snapshot that allowed the POST (its version is audited).
+    const policy = outcome.policy;
     const { decisions, denied } = decideMcpMessages(
       policy,
       session,

@@ -7,7 +7,7 @@ import type { AuditEvent, AuditSink } from '../audit/event.js';
 import { AuditRingSink } from '../audit/ring-sink.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { type GatewayServiceConfig, gatewayServiceSchema } from '../gateway-wire/config.js';
+import { type GatewayServiceConfig, parseGatewayServiceConfig } from '../gateway-wire/config.js';
 import { PolicyStore } from '../policy/store.js';
 import { DestinationPolicy } from './address.js';
 import { createAdminServer, listen } from './admin.js';
@@ -19,7 +19,6 @@ import { createSessionSource, type SessionSource } from './session-sources/index
 import type { SessionTable } from './sessions.js';
 import { checkCaFiles, loadCa, type CaMaterial } from '../pki/ca.js';
 import { LeafCache } from './tls/leaf-cache.js';
-import { dottedPath, firstIssue } from '../validation.js';
 
 export interface RunningGateway {
   gateway: EgressGateway;
@@ -94,15 +93,7 @@ export async function startGatewayService(
   logger: Logger = createLogger({ component: 'gateway' }),
   worker?: GatewayWorkerOptions,
 ): Promise<RunningGateway> {
-  const parsed = gatewayServiceSchema.safeParse(input);
-  if (!parsed.success) {
-    const f = firstIssue(parsed.error);
-    const at = f ? dottedPath(f.issue.path) : '(root)';
-    throw new ConfigError(`gateway config ${at}: ${f?.message ?? 'invalid'}`, at);
-  }
-  const cfg = parsed.data;
-  if (adminToken.length < 16)
-    throw new ConfigError('AIRLOCK_ADMIN_TOKEN must have >= 16 characters', 'AIRLOCK_ADMIN_TOKEN');
+  const cfg = parseGatewayServiceConfig(input, adminToken);
 
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });

@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { PolicyError } from '../errors.js';
+import { HOP_BY_HOP_HEADERS } from '../request/headers.js';
 import { dottedPath } from '../validation.js';
 import { parsePolicyYaml } from './yaml-file.js';
 import {
@@ -46,22 +47,7 @@ export const CREDENTIALS_FILE = 'credentials.yaml';
  * Headers a credential may not be applied as: framing, hop-by-hop and proxy headers, which the
  * gateway strips or owns (src/gateway/headers.ts), and its own `x-airlock-*`.
  */
-const RESERVED_HEADERS: ReadonlySet<string> = new Set([
-  'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'expect',
-  'http2-settings',
-  'cookie',
-]);
+const RESERVED_HEADERS: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'content-length', 'cookie']);
 
 const headerName = z
   .string()
