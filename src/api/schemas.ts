@@ -267,6 +267,12 @@ export const auditEventSchema = z
       .int()
       .optional()
       .describe('The gateway worker (1..N) that decided, when the gateway runs several.'),
+    chain: z
+      .object({ stream: z.string(), seq: z.number().int(), prev: z.string().nullable() })
+      .optional()
+      .describe(
+        "The event's link in its writer's hash chain (tamper-evident audit): stream id, seq (1, 2, ...), SHA-256 hex of the stream's previous line (null for seq 1).",
+      ),
   })
   .describe('One gateway decision.');
 

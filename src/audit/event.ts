@@ -177,6 +177,21 @@ export interface AuditEvent {
   clientAddress?: string;
   /** The gateway worker that decided (1..N), when the gateway runs several (`gateway.workers`). */
   worker?: number;
+  /**
+   * The event's link in its writer's hash chain (tamper-evident audit, src/audit/chain.ts): set by
+   * the audit file sink as it writes the line. Absent on events written before chaining.
+   */
+  chain?: AuditChainLink;
+}
+
+/** A link of the audit hash chain (AuditEvent `chain`). */
+export interface AuditChainLink {
+  /** The writer's stream id (a random UUID per gateway process or worker). */
+  stream: string;
+  /** Position in the stream: 1, 2, … */
+  seq: number;
+  /** SHA-256 (hex) of the stream's previous line as written (no newline); null for seq 1. */
+  prev: string | null;
 }
 
 /** Where audit events go. Implementations must not throw from `emit`. */

@@ -1,6 +1,7 @@
 import { close, fstat, mkdir, mkdirSync, open, openSync, stat, write } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
+import { AuditChain } from './chain.js';
 import type { AuditEvent, AuditSink } from './event.js';
 
 /** The file operations of {@link FileAuditSink} (node:fs by default; a fake in unit tests). */
@@ -73,6 +74,8 @@ export interface FileAuditSinkOptions {
   /** Called for every event dropped because the buffer was full (never silently: a metric and a log). */
   onDrop?: (event: AuditEvent) => void;
   ops?: AuditFileOps;
+  /** The hash chain's stream id (src/audit/chain.ts). @default a random UUID */
+  stream?: string;
 }
 
 export const AUDIT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
@@ -81,6 +84,10 @@ export const AUDIT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
  * Appends audit events as JSON lines to a file (and optionally stdout): asynchronous writes off the
  * request path, flushed on `close()`. The lines of one event-loop turn are joined into one write
  * (one `fs.write` per turn instead of one per request; measured in bench/README.md).
+ *
+ * Every event gets its link in this sink's hash chain (`chain`, src/audit/chain.ts) as it is
+ * serialised; the control plane signs the chain's head (AuditSigner) and `airlock audit verify`
+ * checks both.
  *
  * Write failures (ENOSPC on a full disk, EACCES/EROFS/EIO, …) never lose an event silently: the
  * bytes not written stay in a bounded buffer, in order, {@link healthy} turns false (the gateway
@@ -106,6 +113,8 @@ export class FileAuditSink implements AuditSink {
   private lastError: NodeJS.ErrnoException | null = null;
   private closed = false;
   private readonly timer: NodeJS.Timeout;
+  /** This writer's hash chain (src/audit/chain.ts): every line carries its link. */
+  private readonly chain: AuditChain;
 
   /** @param path file to append to (parent directories are created). @param toStdout also write to fd 1. */
   constructor(
@@ -116,6 +125,7 @@ export class FileAuditSink implements AuditSink {
     this.opts = opts;
     this.ops = opts.ops ?? nodeAuditFileOps;
     this.maxBytes = opts.maxBufferedBytes ?? AUDIT_MAX_BUFFERED_BYTES;
+    this.chain = new AuditChain(opts.stream);
     this.stdout = toStdout || opts.toStdout ? pino.destination({ dest: 1, sync: false }) : null;
     if (this.ops === nodeAuditFileOps) {
       // The file exists once the sink does (as readers of it expect); a failure is reported by the
@@ -148,12 +158,15 @@ export class FileAuditSink implements AuditSink {
   }
 
   emit(event: AuditEvent): void {
-    const text = JSON.stringify(event) + '\n';
+    const json = this.chain.serialise(event);
+    const text = json + '\n';
     const line = Buffer.from(text);
     if (this.bufferedBytes + line.length > this.maxBytes) {
+      delete event.chain; // not written: the next event takes its place in the chain
       this.opts.onDrop?.(event);
       return;
     }
+    this.chain.commit(json);
     this.chunks.push(line);
     this.bufferedBytes += line.length;
     if (this.stdout) this.stdoutPending += text;

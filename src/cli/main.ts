@@ -8,6 +8,7 @@ import { startGatewayService } from '../gateway/service.js';
 import { createLogger } from '../log.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { SessionView } from '../sessions/types.js';
+import { registerAuditCommands } from './audit-verify.js';
 import { ApiClient, CliError, apiToken, apiUrl } from './client.js';
 import { registerCredentialsCommands } from './credentials.js';
 import { registerPolicyCommands } from './policy.js';
@@ -163,9 +164,11 @@ sessions
     process.stdout.write(`removed ${id}\n`);
   });
 
-program
+const audit = program
   .command('audit')
-  .description("print a session's audit events as JSON lines")
+  .description(
+    "print a session's audit events as JSON lines (verify: check the trail's chain and signatures)",
+  )
   .argument('<id>')
   .option('--api <url>')
   .option('-f, --follow', 'keep printing new events until the session ends')
@@ -265,6 +268,7 @@ ca.command('rotate')
   });
 
 registerPolicyCommands(program);
+registerAuditCommands(audit);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) {

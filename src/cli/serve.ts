@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
 import { ApiMetrics, createApiApp } from '../api/index.js';
+import { AuditSigner } from '../audit/chain.js';
 import { AuditIndex } from '../audit/index-reader.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
@@ -13,6 +14,7 @@ import { dockerCredentialVersions } from '../runtime/docker/credentials.js';
 import { DockerRuntime } from '../runtime/docker/runtime.js';
 import type { SandboxRuntime } from '../runtime/types.js';
 import { SessionManager } from '../sessions/manager.js';
+import { auditKeysDir } from './audit-verify.js';
 
 export interface RunningServer {
   url: string;
@@ -99,6 +101,13 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
   }
   const auditIndex = new AuditIndex(cfg.audit.file);
   await auditIndex.start();
+  // The control plane signs the gateways' audit hash chains with its own key (src/audit/chain.ts).
+  const auditSigner = new AuditSigner({
+    file: cfg.audit.file,
+    keysDir: auditKeysDir(cfg.stateDir),
+    onError: (err) => logger.warn({ error: err.message }, 'audit signing round failed (retried)'),
+  });
+  await auditSigner.start();
   const runtime = await createRuntime(cfg, logger);
   // One registry for /metrics: the API's own metrics and the sessions' isolation self-test metrics.
   const metrics = new ApiMetrics();
@@ -133,6 +142,7 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     async close() {
       manager.stop();
       auditIndex.close();
+      await auditSigner.close();
       await policy.close();
       await new Promise<void>((r) => {
         server.close(() => r());

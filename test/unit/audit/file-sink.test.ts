@@ -79,8 +79,11 @@ describe('FileAuditSink faults', () => {
     const f = new FakeFile();
     f.room = 0;
     const dropped: AuditEvent[] = [];
-    const line = JSON.stringify(ev(0)).length + 1;
+    // Each line carries its chain link (src/audit/chain.ts): the longest one, with a previous hash.
+    const link = { stream: 'test-stream', seq: 9, prev: 'f'.repeat(64) };
+    const line = JSON.stringify({ ...ev(0), chain: link }).length + 1;
     const sink = new FileAuditSink('/audit.jsonl', false, {
+      stream: 'test-stream',
       ops: f,
       retryMs: 10,
       maxBufferedBytes: line * 3,
