@@ -126,6 +126,8 @@ export function normalizeHost(raw: string): string {
   }
   const name = raw.charCodeAt(raw.length - 1) === 0x2e ? raw.slice(0, -1) : raw;
   if (name.length === 0) throw hostError('host is empty');
+  // One trailing dot only: `127.1..` is an empty label (the IPv4 parser below would accept it).
+  if (name.charCodeAt(name.length - 1) === 0x2e) throw hostError(`host "${raw}" has an empty label`);
   if (isPlainAsciiName(name)) return name;
   const ascii = domainToASCII(name);
   if (ascii === '') throw hostError(`host "${raw}" is not a valid domain name or IP address`);
