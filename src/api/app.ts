@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import { TokenVerifier, type ApiToken } from './auth.js';
-import type { ApiContext, CredentialVersions } from './context.js';
+import type { ApiContext, CredentialUse, CredentialVersions } from './context.js';
 import { ApiMetrics } from './metrics.js';
 import { errorHandler, notFound, observe } from './middleware.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -29,6 +29,8 @@ export interface ApiAppOptions {
   logger?: Logger;
   /** Value versions `GET /v1/credentials` shows (Docker runtime). @default none: versions are null */
   credentialVersions?: CredentialVersions;
+  /** Last-use times `GET /v1/credentials` shows (from the audit trail). @default none: null */
+  credentialUse?: CredentialUse;
 }
 
 /**
@@ -56,6 +58,7 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
     logger: opts.logger ?? silentLogger(),
     openapi: buildOpenApiDocument(),
     ...(opts.credentialVersions ? { credentialVersions: opts.credentialVersions } : {}),
+    ...(opts.credentialUse ? { credentialUse: opts.credentialUse } : {}),
   };
 
   const app = express();

@@ -14,6 +14,8 @@ export interface ApiContext {
   logger: Logger;
   /** Value versions for `GET /v1/credentials`; absent: every version is null. */
   credentialVersions?: CredentialVersions;
+  /** Last-use times for `GET /v1/credentials`; absent: every time is null. */
+  credentialUse?: CredentialUse;
   /** The OpenAPI document, built once. */
   openapi: Record<string, unknown>;
 }
@@ -32,4 +34,10 @@ export interface ApiLocals {
  */
 export interface CredentialVersions {
   versionOf(source: CredentialSource): string | null;
+}
+
+/** When a credential was last injected (src/audit/credential-use.ts); never a value. */
+export interface CredentialUse {
+  /** ISO 8601 time, or null when no injection is on record. */
+  lastUsedAt(name: string): string | null;
 }

@@ -323,6 +323,18 @@ export const credentialInfoSchema = z
           'the source through the mapping the gateway sees (Docker: gateway.credentialsDir, ' +
           'gateway.credentialEnv); null when it is not available there, or not readable by the control plane.',
       ),
+    placeholder: z
+      .object({ env: z.string() })
+      .nullable()
+      .describe(
+        "The sandbox variable carrying each session's placeholder for it (docs/credentials.md); null: none.",
+      ),
+    lastUsedAt: z
+      .string()
+      .nullable()
+      .describe(
+        'ISO 8601 time of the latest call the gateway injected it into, from the audit trail; null: none on record.',
+      ),
   })
   .describe('A credential definition of the policy in force.');
 

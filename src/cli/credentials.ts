@@ -1,7 +1,7 @@
 /**
  * `airlock credentials ls [--json]`: the credentials of the policy in force, from
  * `GET /v1/credentials` (docs/credentials.md). Never a value: names, roles, bindings, how applied,
- * source and value version.
+ * source, value version, placeholder variable and last-use time.
  */
 import type { Command } from 'commander';
 import type { z } from 'zod';
@@ -15,11 +15,23 @@ export interface CredentialsOutput {
   out(text: string): void;
 }
 
-const COLUMNS = ['NAME', 'ROLES', 'HOST', 'PATH', 'METHODS', 'APPLY', 'SOURCE', 'VERSION'] as const;
+const COLUMNS = [
+  'NAME',
+  'ROLES',
+  'HOST',
+  'PATH',
+  'METHODS',
+  'APPLY',
+  'SOURCE',
+  'VERSION',
+  'PLACEHOLDER',
+  'LAST USED',
+] as const;
 
 /**
- * The list as a table: one line per binding (a credential's name, roles, apply, source and version on
- * its first line only), columns padded with spaces; `-` for an unavailable version.
+ * The list as a table: one line per binding (a credential's name, roles, apply, source, version,
+ * placeholder variable and last-use time on its first line only), columns padded with spaces; `-`
+ * for an unavailable version, no placeholder, no use on record.
  */
 export function formatCredentialTable(list: CredentialList): string {
   if (list.credentials.length === 0)
@@ -39,6 +51,8 @@ export function formatCredentialTable(list: CredentialList): string {
         first ? (c.apply.name ? `${c.apply.type}:${c.apply.name}` : c.apply.type) : '',
         first ? `${c.source.kind}:${c.source.ref}` : '',
         first ? (c.valueVersion ?? '-') : '',
+        first ? (c.placeholder ? `env:${c.placeholder.env}` : '-') : '',
+        first ? (c.lastUsedAt ?? '-') : '',
       ]);
     });
   }

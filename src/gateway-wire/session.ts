@@ -23,6 +23,18 @@ export const gatewaySessionSchema = z.strictObject({
    * Absent (older control planes, sessions without a recorded creator): no creator limit.
    */
   creator: z.string().min(1).max(256).optional(),
+  /**
+   * Credential placeholders of the session (docs/credentials.md "Placeholders"): credential name →
+   * the per-session random value set in the sandbox's environment. Not secrets (worthless outside
+   * the session's bindings); the gateway swaps one for the real value only where a binding of the
+   * session applies, and refuses it anywhere else. Absent: none.
+   */
+  placeholders: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
+      z.string().regex(/^airlock-ph-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{32}$/),
+    )
+    .optional(),
 });
 
 /** A session as the gateway holds it (see `gatewaySessionSchema` for each field). */

@@ -50,12 +50,22 @@ interface LoadedValue {
   readonly version: string;
 }
 
-/** The refusal data of a request that carries a known value where no binding of its role allows it. */
+/**
+ * The refusal data of a request that carries a known value — or one of its session's placeholders —
+ * where no binding of its role allows it.
+ */
 export interface LeakFinding {
-  /** The credential whose value was found. */
+  /** The credential whose value (or placeholder) was found. */
   readonly credential: string;
-  /** `url` or `header:NAME` (lowercase). */
+  /** `url`, `header:NAME` (lowercase) or `body`. */
   readonly where: string;
+  /** true: the session's placeholder for the credential was found, not its real value. */
+  readonly placeholder: boolean;
+}
+
+/** The part of a session the leak scan needs: its placeholders (credential name → value). */
+export interface PlaceholderHolder {
+  readonly placeholders?: Readonly<Record<string, string>> | undefined;
 }
 
 /** A request as the leak scan sees it: the raw request target and the raw header list. */
@@ -129,6 +139,8 @@ export class CredentialVault {
   #synced: CredentialSet | null = null;
   #syncing: Promise<void> | null = null;
   #scanner: SecretScanner = EMPTY_SCANNER;
+  /** A session's placeholder scanner, built at its first scanned request (sessions are immutable). */
+  readonly #placeholderScanners = new WeakMap<PlaceholderHolder, SecretScanner>();
   readonly #watchers = new Map<string, FSWatcher>();
   readonly #poll: NodeJS.Timeout | null;
   /** Credential name → epoch ms of the last request it was injected into. */
@@ -221,25 +233,54 @@ export class CredentialVault {
    * query parameter (`?name`) the gateway will set for this request: what the sandbox sent there is
    * replaced, never forwarded, so it is not searched. `proxy-authorization` is never forwarded either.
    */
-  findLeak(req: ScannedRequest, exempt: string | null): LeakFinding | null {
-    const scanner = this.#scanner;
-    if (scanner.empty) return null;
+  findLeak(req: ScannedRequest, exempt: string | null, session?: PlaceholderHolder): LeakFinding | null {
+    const values = this.#scanner;
+    const placeholders = session ? this.#placeholdersOf(session) : EMPTY_SCANNER;
+    if (values.empty && placeholders.empty) return null;
     const url = exempt !== null && exempt.startsWith('?') ? withoutParam(req.url, exempt.slice(1)) : req.url;
-    let hit = scanner.find(url);
-    if (hit !== null) return { credential: hit, where: 'url' };
+    let hit = findIn(values, placeholders, url, 'url');
+    if (hit !== null) return hit;
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = (raw[i] as string).toLowerCase();
       if (name === exempt || name === 'proxy-authorization') continue;
-      hit = scanner.find(raw[i + 1] as string);
-      if (hit !== null) return { credential: hit, where: `header:${name}` };
+      hit = findIn(values, placeholders, raw[i + 1] as string, `header:${name}`);
+      if (hit !== null) return hit;
     }
     return null;
+  }
+
+  /**
+   * Looks for a known value or one of `session`'s placeholders in a request body (no part of a body
+   * is ever exempt: the gateway injects into headers and queries only). The bytes are searched as
+   * Latin-1 text, so any byte sequence is searchable and a UTF-8 value matches its own bytes.
+   */
+  findLeakInBody(body: Buffer, session?: PlaceholderHolder): LeakFinding | null {
+    if (body.length === 0) return null;
+    const placeholders = session ? this.#placeholdersOf(session) : EMPTY_SCANNER;
+    if (this.#scanner.empty && placeholders.empty) return null;
+    return findIn(this.#scanner, placeholders, body.toString('latin1'), 'body');
   }
 
   /** Whether any value is held (the leak scan has something to look for). */
   get scanning(): boolean {
     return !this.#scanner.empty;
+  }
+
+  /** Whether a request of `session` is scanned: a value is held, or the session has placeholders. */
+  scans(session: PlaceholderHolder): boolean {
+    return !this.#scanner.empty || !this.#placeholdersOf(session).empty;
+  }
+
+  #placeholdersOf(session: PlaceholderHolder): SecretScanner {
+    const p = session.placeholders;
+    if (p === undefined) return EMPTY_SCANNER;
+    let s = this.#placeholderScanners.get(session);
+    if (s === undefined) {
+      s = new SecretScanner(new Map(Object.entries(p)));
+      this.#placeholderScanners.set(session, s);
+    }
+    return s;
   }
 
   /** Stops watching and polling. */
@@ -359,6 +400,20 @@ export class CredentialVault {
       }
     }
   }
+}
+
+/** A held value (first) or a placeholder in `text`. */
+function findIn(
+  values: SecretScanner,
+  placeholders: SecretScanner,
+  text: string,
+  where: string,
+): LeakFinding | null {
+  const v = values.find(text);
+  if (v !== null) return { credential: v, where, placeholder: false };
+  const p = placeholders.find(text);
+  if (p !== null) return { credential: p, where, placeholder: true };
+  return null;
 }
 
 /** `url` without the query parameters named `name` (the one the gateway sets). */

@@ -11,10 +11,10 @@
  *    says → refuse `destination_refused` (reason `destination_refused`);
  * 2. no valid policy is loaded → refuse `egress_denied` (reason `no_policy`; fail closed);
  *    2b. known secrets (credentials.yaml, credentials.ts; HTTP requests only): the request's URL or a
- *    header carries the value of a credential the gateway holds, other than in the header (or query
- *    parameter) the binding of this call would set → refuse `credential_not_bound` (reason
- *    `exfiltration_attempt`), before any rule is asked, so even a call the rules deny is recorded
- *    as the attempt it is;
+ *    header carries the value of a credential the gateway holds, or one of the session's
+ *    placeholders, other than in the header (or query parameter) the binding of this call would set
+ *    → refuse `credential_not_bound` (reason `exfiltration_attempt`), before any rule is asked, so
+ *    even a call the rules deny is recorded as the attempt it is;
  * 3. `intercept` mode (a CONNECT the gateway will open): the session's role — and its creator, when
  *    the creator has egress rules — must have an allow rule naming this host (and port) → refuse
  *    `egress_denied` (`no_match`) or outcome `intercept` (every request inside is decided on its own);
@@ -32,7 +32,9 @@
  * 7. outcome `allow` with the checked address to dial, and the credential to inject: the first
  *    binding of credentials.yaml for the session's role matching the call (host, path, the method
  *    the upstream executes) — only ever for an allowed call, so a deny rule still wins — or refuse
- *    `credential_unavailable` (503) when the bound credential has no value.
+ *    `credential_unavailable` (503) when the bound credential has no value;
+ * 7b. (proxy.ts, after buffering the body of an allowed call, {@link decideBody}) the body carries a
+ *    held value or a placeholder → refuse `credential_not_bound` as in 2b.
  *
  * Per-session limits (limits.ts: requests in flight, connections, tunnels) are checked by the caller
  * before step 1, right after identification.
@@ -42,7 +44,7 @@ import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
 import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
-import type { CredentialVault, InjectedCredential, ScannedRequest } from './credentials.js';
+import type { CredentialVault, InjectedCredential, LeakFinding, ScannedRequest } from './credentials.js';
 import type { Exchange, Refusal } from './exchange.js';
 import type { UpstreamResolver } from './resolve.js';
 import {
@@ -152,6 +154,67 @@ function budgetExceeded(
   };
 }
 
+/** Where a leak was found, for the refusal's sentence. */
+function leakPlace(where: string): string {
+  if (where === 'url') return 'in its URL';
+  if (where === 'body') return 'in its body';
+  return `in its ${where.slice(7)} header`;
+}
+
+/**
+ * The refusal of a request carrying a held value or a placeholder outside its binding (step 2b, and
+ * the body scan of an allowed call, {@link decideBody}): 403 `credential_not_bound`, reason
+ * `exfiltration_attempt`, the credential's name and version (never the value) on the exchange, and
+ * the exfiltration metric counted.
+ */
+export function leakRefusal(
+  x: Exchange,
+  session: GatewaySession,
+  leak: LeakFinding,
+  policy: PolicySnapshot,
+  ctx: DecideContext,
+): Refusal {
+  ctx.onExfiltration?.(leak.credential);
+  x.secretFoundIn = leak.placeholder ? `${leak.where}:placeholder` : leak.where;
+  const def = policy.credentials?.definitions.find((d) => d.name === leak.credential);
+  x.credential = {
+    name: leak.credential,
+    version: def && ctx.credentials ? ctx.credentials.versionOf(def) : null,
+  };
+  const what = leak.placeholder
+    ? `the placeholder of credential "${leak.credential}"`
+    : `the value of credential "${leak.credential}"`;
+  return {
+    kind: 'refuse',
+    reason: 'exfiltration_attempt',
+    rule: null,
+    policyVersion: policy.version,
+    body: {
+      error: 'credential_not_bound',
+      detail:
+        `the request carries ${what} (${leakPlace(leak.where)}), where no binding of your role puts it. ` +
+        'The gateway adds credentials itself where the policy binds them; a request that carries one elsewhere is refused and recorded.',
+      sessionId: session.id,
+    },
+  };
+}
+
+/**
+ * Step 7b, for an allowed HTTP call whose body the gateway buffered (proxy.ts): the body must carry
+ * no held value and none of the session's placeholders, in any searched form.
+ * @returns the refusal ({@link leakRefusal}) or null.
+ */
+export function decideBody(
+  x: Exchange,
+  session: GatewaySession,
+  body: Buffer,
+  policy: PolicySnapshot,
+  ctx: DecideContext,
+): Refusal | null {
+  const leak = ctx.credentials?.findLeakInBody(body, session) ?? null;
+  return leak ? leakRefusal(x, session, leak, policy, ctx) : null;
+}
+
 /**
  * Decides an identified call (see the module comment for the order of steps).
  * @param x the exchange, with its target set and `session` the identified session.
@@ -191,33 +254,18 @@ export async function decide(
   }
   if (!policy) return egressDenied(x, session, 'no_policy', null, null, NO_POLICY_HINT);
 
-  // Step 2b: known secrets. Only with credentials.yaml (the feature is off without one).
+  // Step 2b: known secrets and the session's placeholders. Only with credentials.yaml (the feature
+  // is off without one), or for a session given placeholders by an earlier policy.
   const vault = ctx.credentials;
   const creds = policy.credentials;
   let binding: CredentialMatch | null = null;
-  if (vault && creds && creds.size > 0 && request && mode === 'forward') {
-    if (!vault.isSynced(creds)) await vault.sync(creds);
-    binding = creds.match(session.role, x.policyHost, x.path, x.methodOverride ?? x.method);
-    const leak = vault.findLeak(request, binding ? appliedAs(binding.credential.apply) : null);
-    if (leak) {
-      ctx.onExfiltration?.(leak.credential);
-      x.secretFoundIn = leak.where;
-      const def = creds.definitions.find((d) => d.name === leak.credential);
-      x.credential = { name: leak.credential, version: def ? vault.versionOf(def) : null };
-      return {
-        kind: 'refuse',
-        reason: 'exfiltration_attempt',
-        rule: null,
-        policyVersion: policy.version,
-        body: {
-          error: 'credential_not_bound',
-          detail:
-            `the request carries the value of credential "${leak.credential}" (${leak.where === 'url' ? 'in its URL' : `in its ${leak.where.slice(7)} header`}), ` +
-            'where no binding of your role puts it. The gateway adds credentials itself where the policy binds them; a request that carries one elsewhere is refused and recorded.',
-          sessionId: session.id,
-        },
-      };
+  if (vault && request && mode === 'forward') {
+    if (creds && creds.size > 0) {
+      if (!vault.isSynced(creds)) await vault.sync(creds);
+      binding = creds.match(session.role, x.policyHost, x.path, x.methodOverride ?? x.method);
     }
+    const leak = vault.findLeak(request, binding ? appliedAs(binding.credential.apply) : null, session);
+    if (leak) return leakRefusal(x, session, leak, policy, ctx);
   }
 
   if (mode === 'intercept') {

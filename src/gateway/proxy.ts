@@ -23,7 +23,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { AmbiguousRequestError } from '../errors.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { methodOverrideOf } from './ambiguity.js';
-import { decide, type DecideContext, type Outcome } from './decide.js';
+import { decide, decideBody, type DecideContext, type Outcome } from './decide.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
 import { readBody } from './body.js';
@@ -328,13 +328,63 @@ export class EgressGateway {
       (req.headers['content-length'] ?? '0') !== '0' ||
       req.headers['transfer-encoding'] !== undefined;
     const endpoint = hasBody ? outcome.policy.mcp?.match(x.policyHost, x.path) : null;
-    if (endpoint) return this.decideMcp(req, res, target, x, session, endpoint, outcome);
-    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
+    // The leak stop covers bodies (docs/credentials.md): of every session while the gateway holds a
+    // value, and of a session with placeholders.
+    const scan = hasBody && this.ctx.credentials !== undefined && this.ctx.credentials.scans(session);
+    if (!endpoint && !scan) {
+      forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
+      return;
+    }
+    // The buffered-body stage: read once (body.ts), every consumer decides on the same bytes, and
+    // exactly those bytes are forwarded.
+    const body = await this.bufferBody(req, res, x, session);
+    if (body === null) return;
+    if (scan) {
+      const leak = decideBody(x, session, body, outcome.policy, this.ctx);
+      if (leak) {
+        this.limits.releaseRequest(session.id);
+        return this.refuse(req, res, x, leak);
+      }
+    }
+    if (endpoint) return this.decideMcp(req, res, target, x, session, endpoint, outcome, body);
+    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential, body);
   }
 
   /**
-   * A POST to an MCP endpoint of mcp.yaml, allowed by its HTTP rule (mcp.ts): the body is read whole
-   * (body.ts), parsed, every tool call / resource read / prompt decided on its virtual path with
+   * Reads an allowed request's body whole (body.ts, `gateway.limits.bufferedBodyBytes`), for the
+   * steps that decide on it. On failure answers itself (413 `body_too_large`, 408
+   * `request_timeout`; nothing for a client gone) and finishes the exchange.
+   * @returns the body, or null when the exchange is over.
+   */
+  private async bufferBody(
+    req: IncomingMessage,
+    res: ServerResponse,
+    x: Exchange,
+    session: GatewaySession,
+  ): Promise<Buffer | null> {
+    const read = await readBody(req, this.opts.limits);
+    if (read.ok) return read.body;
+    this.limits.releaseRequest(session.id);
+    if (read.why === 'closed') {
+      x.reason = 'client_timeout';
+      x.finish();
+      return null;
+    }
+    const error = read.why === 'too_large' ? 'body_too_large' : 'request_timeout';
+    res.shouldKeepAlive = false;
+    this.refuse(req, res, x, {
+      kind: 'refuse',
+      reason: read.why === 'too_large' ? 'body_too_large' : 'client_timeout',
+      rule: x.rule,
+      policyVersion: x.policyVersion,
+      body: { error, detail: read.detail, sessionId: session.id },
+    });
+    return null;
+  }
+
+  /**
+   * A POST to an MCP endpoint of mcp.yaml, allowed by its HTTP rule (mcp.ts): the body, read whole
+   * by {@link bufferBody}, is parsed, every tool call / resource read / prompt decided on its virtual path with
    * method MCP; one refused → the whole body is answered with JSON-RPC errors (HTTP 200,
    * `x-airlock-decision: deny`), nothing forwarded; all allowed → the same bytes are forwarded.
    */
@@ -346,30 +396,13 @@ export class EgressGateway {
     session: GatewaySession,
     endpoint: McpEndpoint,
     outcome: Extract<Outcome, { kind: 'allow' }>,
+    body: Buffer,
   ): Promise<void> {
     const refuse = (r: Refusal): void => {
       this.limits.releaseRequest(session.id);
       this.refuse(req, res, x, r);
     };
-    const read = await readBody(req, this.opts.limits);
-    if (!read.ok) {
-      if (read.why === 'closed') {
-        this.limits.releaseRequest(session.id);
-        x.reason = 'client_timeout';
-        x.finish();
-        return;
-      }
-      const error = read.why === 'too_large' ? 'body_too_large' : 'request_timeout';
-      res.shouldKeepAlive = false;
-      return refuse({
-        kind: 'refuse',
-        reason: read.why === 'too_large' ? 'body_too_large' : 'client_timeout',
-        rule: x.rule,
-        policyVersion: x.policyVersion,
-        body: { error, detail: read.detail, sessionId: session.id },
-      });
-    }
-    const parsed = parseJsonRpc(read.body);
+    const parsed = parseJsonRpc(body);
     if (!parsed.ok) {
       x.mcp = { endpoint: endpoint.name, batch: false, messages: [] };
       return refuse({
@@ -459,18 +492,7 @@ export class EgressGateway {
         hidden,
       );
     }
-    forward(
-      req,
-      res,
-      target,
-      outcome.address,
-      x,
-      this.fwd,
-      outcome.meter,
-      outcome.credential,
-      read.body,
-      rewrite,
-    );
+    forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential, body, rewrite);
   }
 
   /** CONNECT: identified like plain HTTP, then intercepted or (granted passthrough) relayed. */

@@ -47,6 +47,10 @@ export function encodedForms(value: string): string[] {
   const hex = bytes.toString('hex');
   forms.add(hex);
   forms.add(hex.toUpperCase());
+  // Header values and bodies are searched as Latin-1 text (one character per byte): a non-ASCII
+  // value appears there as its UTF-8 bytes.
+  const latin1 = bytes.toString('latin1');
+  if (latin1 !== value) forms.add(latin1);
   return [...forms];
 }
 

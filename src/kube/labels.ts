@@ -30,6 +30,8 @@ export const K8S_ANNOTATION = {
   createdAt: 'airlock.io/created-at',
   expiresAt: 'airlock.io/expires-at',
   createdBy: 'airlock.io/created-by',
+  /** JSON object credential name → placeholder (docs/credentials.md "Placeholders"). */
+  placeholders: 'airlock.io/placeholders',
 } as const;
 
 export const MANAGED_BY = 'airlock';

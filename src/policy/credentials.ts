@@ -22,7 +22,7 @@
  * This module only parses, validates and matches; the gateway reads the values, injects them and
  * stops known values from leaving anywhere else (src/gateway/credentials.ts).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { PolicyError } from '../errors.js';
 import { HOP_BY_HOP_HEADERS } from '../request/headers.js';
@@ -79,6 +79,22 @@ const sourceSchema = z.union([
   }),
 ]);
 
+/**
+ * Variables a placeholder may not be named after: the proxy settings and the trust variables the
+ * runtime sets in every sandbox, and the dynamic linker's.
+ */
+const RESERVED_ENV =
+  /^(https?_proxy|no_proxy|all_proxy|ssl_cert_file|ssl_cert_dir|node_extra_ca_certs|requests_ca_bundle|curl_ca_bundle|git_ssl_cainfo|home|path|ld_.*|airlock_.*)$/i;
+
+const placeholderSchema = z.strictObject({
+  env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'expected an environment variable name')
+    .refine((s) => !RESERVED_ENV.test(s), {
+      message: 'this variable is set by the runtime in every sandbox; name another variable',
+    }),
+});
+
 const bindingSchema = z.strictObject({
   host: z.string().min(1),
   path: z.string().min(1).default('/*'),
@@ -93,6 +109,7 @@ const credentialSchema = z.strictObject({
   bindings: z.array(bindingSchema).min(1),
   apply: applySchema,
   source: sourceSchema,
+  placeholder: placeholderSchema.optional(),
 });
 
 const fileSchema = z
@@ -110,6 +127,18 @@ const fileSchema = z
           path: ['credentials', i, 'name'],
         });
       seen.add(c.name);
+    });
+    const vars = new Set<string>();
+    f.credentials.forEach((c, i) => {
+      const v = c.placeholder?.env;
+      if (v === undefined) return;
+      if (vars.has(v))
+        ctx.addIssue({
+          code: 'custom',
+          message: `placeholder variable "${v}" is already used by another credential`,
+          path: ['credentials', i, 'placeholder', 'env'],
+        });
+      vars.add(v);
     });
   });
 
@@ -137,6 +166,11 @@ export interface CredentialDefinition {
   readonly bindings: readonly CredentialBinding[];
   readonly apply: CredentialApply;
   readonly source: CredentialSource;
+  /**
+   * The sandbox variable that carries a per-session placeholder for the credential (tools that
+   * insist on a token get one; the gateway swaps it where a binding applies), or null.
+   */
+  readonly placeholder: { readonly env: string } | null;
   /** 1-based line of the definition in credentials.yaml. */
   readonly line: number;
 }
@@ -154,6 +188,14 @@ export interface CredentialMatch {
  */
 export function valueVersion(value: string): string {
   return createHash('sha256').update('airlock-credential\0').update(value).digest('hex').slice(0, 12);
+}
+
+/**
+ * A new placeholder for credential `name`: `airlock-ph-<name>-<32 hex>` (128 random bits), the
+ * value a session's sandbox gets in the credential's `placeholder.env` variable.
+ */
+export function newPlaceholder(name: string): string {
+  return `airlock-ph-${name}-${randomBytes(16).toString('hex')}`;
 }
 
 /** The source's key (`file:/path`, `env:NAME`): definitions with the same key share one value. */
@@ -272,6 +314,7 @@ export function parseCredentials(text: string, roles?: ReadonlySet<string>): Cre
       bindings,
       apply: c.apply,
       source: c.source,
+      placeholder: c.placeholder ?? null,
       line: file.line(['credentials', i]) ?? 1,
     };
   });

@@ -16,6 +16,11 @@ export interface SandboxSpec {
   /** The session credential, placed in the proxy URLs inside the sandbox. */
   credential: string;
   credentialSha256: string;
+  /**
+   * Credential placeholders (credential name → value, docs/credentials.md): already in `env`; kept
+   * with the sandbox (label/annotation) so a restarted control plane registers them again.
+   */
+  placeholders?: Record<string, string>;
   createdAt: Date;
   expiresAt: Date;
   createdBy: string;
@@ -30,6 +35,8 @@ export interface SandboxInfo {
   /** IP the sandbox's traffic comes from, as the gateway sees it. */
   address: string;
   credentialSha256: string;
+  /** Credential placeholders of the session (credential name → value); absent or empty: none. */
+  placeholders?: Record<string, string>;
   createdAt: Date;
   expiresAt: Date;
   createdBy: string;

@@ -13,7 +13,8 @@ import {
   UnknownRoleError,
 } from '../errors.js';
 import { type GatewayControl, waitForGateway } from '../gateway-wire/control.js';
-import type { PolicySource } from '../policy/types.js';
+import { newPlaceholder } from '../policy/credentials.js';
+import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { SandboxInfo, SandboxRuntime } from '../runtime/types.js';
 import { runIsolationSelfTest, SelfTestMetrics } from './self-test.js';
 import type {
@@ -57,7 +58,38 @@ function toGatewaySession(info: SandboxInfo): GatewaySession {
   };
   // The creator limits the session's egress at the gateway (delegation); '' is "not recorded".
   if (info.createdBy) s.creator = info.createdBy;
+  if (info.placeholders && Object.keys(info.placeholders).length > 0) s.placeholders = info.placeholders;
   return s;
+}
+
+/**
+ * The sandbox environment of a new session of `role`: `env` plus, for each credential of the policy
+ * listing the role with a `placeholder`, its variable set to a new per-session placeholder
+ * (docs/credentials.md "Placeholders"). Only the session's own role counts, as for injection; the
+ * creator's rules still decide every call (a placeholder grants nothing by itself).
+ * @throws RequestValidationError when `env` sets a placeholder's variable itself.
+ */
+function withPlaceholders(
+  env: Record<string, string>,
+  policy: PolicySnapshot,
+  role: string,
+): { env: Record<string, string>; placeholders: Record<string, string> } {
+  const placeholders: Record<string, string> = {};
+  const out = { ...env };
+  for (const def of policy.credentials?.definitions ?? []) {
+    if (!def.placeholder || !def.roles.includes(role)) continue;
+    const name = def.placeholder.env;
+    if (Object.hasOwn(env, name)) {
+      throw new RequestValidationError(
+        `env.${name} is the placeholder variable of credential "${def.name}" (credentials.yaml); the runtime sets it`,
+        `env.${name}`,
+      );
+    }
+    const value = newPlaceholder(def.name);
+    placeholders[def.name] = value;
+    out[name] = value;
+  }
+  return { env: out, placeholders };
 }
 
 /**
@@ -186,6 +218,7 @@ export class SessionManager implements SessionService {
         'ttlSeconds',
       );
     }
+    const { env, placeholders } = withPlaceholders(req.env ?? {}, policy, req.role);
     const id = newSessionId();
     const credential = randomBytes(32).toString('base64url');
     const credentialSha256 = createHash('sha256').update(credential).digest('hex');
@@ -195,9 +228,10 @@ export class SessionManager implements SessionService {
       sessionId: id,
       role: req.role,
       image: req.image ?? this.cfg.runtime.sandboxImage,
-      env: req.env ?? {},
+      env,
       credential,
       credentialSha256,
+      placeholders,
       createdAt,
       expiresAt,
       createdBy: caller,

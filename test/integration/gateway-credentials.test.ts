@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditSink } from '../../src/audit/file-sink.js';
 import { DestinationPolicy } from '../../src/gateway/address.js';
 import { CredentialVault } from '../../src/gateway/credentials.js';
+import { newPlaceholder } from '../../src/policy/credentials.js';
 import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
@@ -40,6 +41,14 @@ const SEARCH_KEY = 'sk-live-31415926535897932384';
 
 const AGENT = { id: 's-agent', cred: 'cred-agent-0123456789', address: '127.0.0.1', role: 'agent' };
 const OTHER = { id: 's-other', cred: 'cred-other-0123456789', address: '127.0.0.2', role: 'other' };
+/** A session of role agent with placeholders (what the control plane registers: session.ts). */
+const PH = { id: 's-ph', cred: 'cred-ph-0123456789abc', address: '127.0.0.3', role: 'agent' };
+const PLACEHOLDERS = {
+  'forum-bearer': newPlaceholder('forum-bearer'),
+  'search-key': newPlaceholder('search-key'),
+};
+/** Largest body the gateway buffers here (gateway.limits.bufferedBodyBytes). */
+const BODY_LIMIT = 64 * 1024;
 const auth = (s: typeof AGENT): string => `${s.id}:${s.cred}`;
 
 let json: JsonServer;
@@ -49,7 +58,9 @@ let policyDir: string;
 let secretsDir: string;
 let ports: { basic: number; bearer: number; rec: number };
 let recorder: http.Server;
-const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
+const seen: { url: string; headers: IncomingHttpHeaders; body: Buffer }[] = [];
+const exfiltrations: string[] = [];
+let sessions: SessionTable;
 let policy: PolicyStore;
 let vault: CredentialVault;
 let gateway: EgressGateway;
@@ -152,8 +163,12 @@ beforeAll(async () => {
   mkdirSync(policyDir);
   json = await startJsonServer();
   recorder = http.createServer((req, res) => {
-    seen.push({ url: req.url ?? '', headers: req.headers });
-    res.end('recorded');
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({ url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+      res.end('recorded');
+    });
   });
   await new Promise<void>((r) => recorder.listen(0, '127.0.0.1', r));
   ports = {
@@ -174,14 +189,15 @@ beforeAll(async () => {
     pollIntervalMs: 0,
     onRotate: (names, version) => rotations.emit('rotate', names, version),
   });
-  const sessions = new SessionTable();
-  for (const s of [AGENT, OTHER]) {
+  sessions = new SessionTable();
+  for (const s of [AGENT, OTHER, PH]) {
     sessions.upsert({
       id: s.id,
       role: s.role,
       address: s.address,
       credentialSha256: sha(s.cred),
       expiresAtMs: Date.now() + 3_600_000,
+      ...(s === PH ? { placeholders: PLACEHOLDERS } : {}),
     });
   }
   audit = new MemoryAuditSink();
@@ -191,6 +207,8 @@ beforeAll(async () => {
       sessions,
       audit,
       credentials: vault,
+      onExfiltration: (name) => exfiltrations.push(name),
+      limits: { bufferedBodyBytes: BODY_LIMIT },
       resolver: new UpstreamResolver(
         new DestinationPolicy(['127.0.0.0/8']),
         new Map([
@@ -323,6 +341,204 @@ describe('known-secret leak stop (issue 14)', () => {
     for (const s of [BASIC_PASS, TOKEN_1, TOKEN_2, SEARCH_KEY, b64(`${BASIC_USER}:${BASIC_PASS}`)]) {
       expect(text).not.toContain(s);
     }
+  });
+});
+
+describe('known-secret leak stop in request bodies (issue 14)', () => {
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  const multipart = (field: string, value: string): { body: string; type: string } => {
+    const boundary = '----airlock-test-7MA4YWxkTrZu0gW';
+    return {
+      type: `multipart/form-data; boundary=${boundary}`,
+      body:
+        `--${boundary}\r\nContent-Disposition: form-data; name="${field}"\r\n\r\n${value}\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n` +
+        `Content-Type: application/octet-stream\r\n\r\nxyz\r\n--${boundary}--\r\n`,
+    };
+  };
+  it.each([
+    ['JSON', 'application/json', JSON.stringify({ note: 'hi', token: TOKEN_1 })],
+    [
+      'form URL-encoded',
+      'application/x-www-form-urlencoded',
+      `a=1&auth=${encodeURIComponent(`${BASIC_USER}:${BASIC_PASS}`)}`,
+    ],
+    ['multipart', ...((m) => [m.type, m.body] as const)(multipart('key', SEARCH_KEY))],
+    ['base64 inside JSON', 'application/json', JSON.stringify({ blob: b64(`prefix ${TOKEN_1} suffix`) })],
+    ['base64url', 'text/plain', Buffer.from(`..${SEARCH_KEY}`).toString('base64url')],
+    ['hex', 'text/plain', Buffer.from(TOKEN_1).toString('hex')],
+    [
+      'HEX in multipart',
+      ...((m) => [m.type, m.body] as const)(
+        multipart('h', Buffer.from(SEARCH_KEY).toString('hex').toUpperCase()),
+      ),
+    ],
+  ])('a secret in a %s body -> 403 credential_not_bound, nothing upstream', async (_n, type, body) => {
+    seen.length = 0;
+    const before = exfiltrations.length;
+    const r = await proxyRequest(proxy, url('rec', '/upload'), {
+      auth: auth(AGENT),
+      method: 'POST',
+      headers: { 'content-type': type },
+      body,
+    });
+    expect(r.status).toBe(403);
+    expect(r.json()).toMatchObject({ error: 'credential_not_bound', sessionId: AGENT.id });
+    expect(r.json().detail).toContain('in its body');
+    expect(seen).toHaveLength(0);
+    expect(audit.events.at(-1)).toMatchObject({
+      decision: 'deny',
+      reason: 'exfiltration_attempt',
+      secretFoundIn: 'body',
+    });
+    expect(exfiltrations.length).toBe(before + 1);
+  });
+
+  it('a body without a secret is forwarded byte for byte (chunked too)', async () => {
+    seen.length = 0;
+    const body = JSON.stringify({ note: 'the token is tok1-9d8c7b6a5f4e3d2c1b0 (one char short)', n: 42 });
+    const r = await proxyRequest(proxy, url('rec', '/upload'), { auth: auth(AGENT), method: 'POST', body });
+    expect(r.status).toBe(200);
+    expect(seen[0]!.body.toString()).toBe(body);
+    const chunked = await run('curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-x',
+      `http://${auth(AGENT)}@127.0.0.1:${proxy.port}`,
+      '-H',
+      'transfer-encoding: chunked',
+      '--data-binary',
+      'hello chunked world',
+      url('rec', '/upload'),
+    ]);
+    expect(chunked.stdout).toBe('200');
+    expect(seen.at(-1)!.body.toString()).toBe('hello chunked world');
+  });
+
+  it(`a body over gateway.limits.bufferedBodyBytes (${BODY_LIMIT}) -> 413 body_too_large while secrets are held`, async () => {
+    seen.length = 0;
+    const r = await proxyRequest(proxy, url('rec', '/upload'), {
+      auth: auth(AGENT),
+      method: 'POST',
+      body: 'a'.repeat(BODY_LIMIT + 1),
+    });
+    expect(r.status).toBe(413);
+    expect(r.json()).toMatchObject({ error: 'body_too_large' });
+    expect(seen).toHaveLength(0);
+  });
+});
+
+describe('placeholders (issue 14)', () => {
+  const ph = PLACEHOLDERS['forum-bearer'];
+  const asPh = { auth: auth(PH), localAddress: PH.address };
+
+  it('the placeholder in the bound header is swapped for the real value', async () => {
+    const r = await proxyRequest(proxy, url('bearer', '/posts/1'), {
+      ...asPh,
+      headers: { authorization: `Bearer ${ph}` },
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers['x-token-id']).toBe('1');
+    expect(audit.events.at(-1)!.credential?.name).toBe('forum-bearer');
+    // A query placeholder where its binding sets the parameter: replaced too.
+    seen.length = 0;
+    const q = await proxyRequest(proxy, url('rec', `/q?api_key=${PLACEHOLDERS['search-key']}`), asPh);
+    expect(q.status).toBe(200);
+    expect(seen[0]!.url).toBe(`/q?api_key=${SEARCH_KEY}`);
+  });
+
+  it.each([
+    [
+      'to another allowed host',
+      ['rec', '/anything'] as const,
+      { authorization: `Bearer ${ph}` },
+      'GET',
+      undefined,
+    ],
+    [
+      'in a header to an unbound path of the bound host',
+      ['bearer', '/comments'] as const,
+      { authorization: `Bearer ${ph}` },
+      'GET',
+      undefined,
+    ],
+    ['in a query string', ['rec', `/anything?t=${ph}`] as const, {}, 'GET', undefined],
+    [
+      'in a custom header, base64',
+      ['rec', '/x'] as const,
+      { 'x-d': Buffer.from(`:${ph}`).toString('base64') },
+      'GET',
+      undefined,
+    ],
+    [
+      'in a POST body to an allowed endpoint',
+      ['rec', '/upload'] as const,
+      { 'content-type': 'application/json' },
+      'POST',
+      JSON.stringify({ t: ph }),
+    ],
+    ['hex in a POST body', ['rec', '/upload'] as const, {}, 'POST', Buffer.from(ph).toString('hex')],
+  ])(
+    'the placeholder %s -> 403 credential_not_bound, audited, counted',
+    async (_n, u, headers, method, body) => {
+      seen.length = 0;
+      const before = exfiltrations.length;
+      const r = await proxyRequest(proxy, url(u[0], u[1]), {
+        ...asPh,
+        headers,
+        method,
+        ...(body ? { body } : {}),
+      });
+      expect(r.status).toBe(403);
+      expect(r.json()).toMatchObject({ error: 'credential_not_bound', sessionId: PH.id });
+      expect(r.json().detail).toContain('placeholder of credential "forum-bearer"');
+      expect(seen).toHaveLength(0);
+      const e = audit.events.at(-1)!;
+      expect(e).toMatchObject({ decision: 'deny', reason: 'exfiltration_attempt', sessionId: PH.id });
+      expect(e.secretFoundIn).toMatch(/:placeholder$/);
+      expect(e.credential?.name).toBe('forum-bearer');
+      expect(exfiltrations.slice(before)).toEqual(['forum-bearer']);
+    },
+  );
+
+  it("another session's placeholder is unknown data to this one (placeholders are per session)", async () => {
+    seen.length = 0;
+    const r = await proxyRequest(proxy, url('rec', '/anything'), {
+      auth: auth(AGENT),
+      headers: { 'x-t': ph },
+    });
+    expect(r.status).toBe(200);
+    expect(seen[0]!.headers['x-t']).toBe(ph);
+  });
+
+  it('after the kill switch the placeholder is worthless: the session is refused, and the upstream never takes it', async () => {
+    sessions.revoke(PH.id);
+    const r = await proxyRequest(proxy, url('bearer', '/posts/1'), {
+      ...asPh,
+      headers: { authorization: `Bearer ${ph}` },
+    });
+    expect([403, 407]).toContain(r.status);
+    expect(r.headers['x-token-id']).toBeUndefined();
+    // The placeholder itself opens nothing at the upstream.
+    const direct = await run('curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-H',
+      `authorization: Bearer ${ph}`,
+      `http://127.0.0.1:${ports.bearer}/posts/1`,
+    ]);
+    expect(direct.stdout).toBe('401');
+  });
+
+  it('no placeholder-swapped secret appears in the audit', () => {
+    const text = JSON.stringify(audit.events);
+    for (const s of [BASIC_PASS, TOKEN_1, TOKEN_2, SEARCH_KEY]) expect(text).not.toContain(s);
   });
 });
 

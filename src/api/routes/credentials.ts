@@ -27,6 +27,8 @@ export function registerCredentialRoutes(app: Express, ctx: ApiContext): void {
           source:
             'file' in c.source ? { kind: 'file', ref: c.source.file } : { kind: 'env', ref: c.source.env },
           valueVersion: ctx.credentialVersions?.versionOf(c.source) ?? null,
+          placeholder: c.placeholder ? { env: c.placeholder.env } : null,
+          lastUsedAt: ctx.credentialUse?.lastUsedAt(c.name) ?? null,
         })),
       };
       res.json(body);

@@ -9,6 +9,8 @@ export const LABEL = {
   expiresAt: 'io.airlock.expires-at',
   createdBy: 'io.airlock.created-by',
   configHash: 'io.airlock.config-hash',
+  /** JSON object credential name → placeholder (docs/credentials.md "Placeholders"). */
+  placeholders: 'io.airlock.placeholders',
   /** Prefix for user labels given at session creation. */
   userPrefix: 'io.airlock.label.',
 } as const;

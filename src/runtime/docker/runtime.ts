@@ -28,6 +28,7 @@ import {
   type GatewayCredentialMounts,
 } from './credentials.js';
 import { allocateSubnet, firstHost, subnetAddresses } from './subnets.js';
+import { parsePlaceholders } from '../placeholders.js';
 
 /** Bytes of stdout/stderr kept per exec call; more is cut with a marker. */
 const EXEC_OUTPUT_CAP = 1024 * 1024;
@@ -362,6 +363,8 @@ export class DockerRuntime implements SandboxRuntime {
       [LABEL.expiresAt]: spec.expiresAt.toISOString(),
       [LABEL.createdBy]: spec.createdBy,
     };
+    if (spec.placeholders && Object.keys(spec.placeholders).length > 0)
+      labels[LABEL.placeholders] = JSON.stringify(spec.placeholders);
     for (const [k, v] of Object.entries(spec.labels)) labels[LABEL.userPrefix + k] = v;
 
     const proxyUrl = `http://${encodeURIComponent(spec.sessionId)}:${encodeURIComponent(spec.credential)}@${sub.gateway}:${this.cfg.gateway.port}`;
@@ -437,6 +440,7 @@ export class DockerRuntime implements SandboxRuntime {
       image: spec.image,
       address: sub.sandbox,
       credentialSha256: spec.credentialSha256,
+      ...(spec.placeholders ? { placeholders: spec.placeholders } : {}),
       createdAt: spec.createdAt,
       expiresAt: spec.expiresAt,
       createdBy: spec.createdBy,
@@ -599,6 +603,7 @@ export class DockerRuntime implements SandboxRuntime {
         image: c.Image,
         address: net?.IPAddress || net?.IPAMConfig?.IPv4Address || '',
         credentialSha256: l[LABEL.credentialSha256] ?? '',
+        placeholders: parsePlaceholders(l[LABEL.placeholders]),
         createdAt: new Date(l[LABEL.createdAt] ?? 0),
         expiresAt: new Date(l[LABEL.expiresAt] ?? 0),
         createdBy: l[LABEL.createdBy] ?? '',

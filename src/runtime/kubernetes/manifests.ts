@@ -112,6 +112,9 @@ export function sandboxPod(spec: SandboxSpec, s: ManifestSettings): V1Pod {
         [K8S_ANNOTATION.createdAt]: spec.createdAt.toISOString(),
         [K8S_ANNOTATION.expiresAt]: spec.expiresAt.toISOString(),
         [K8S_ANNOTATION.createdBy]: spec.createdBy,
+        ...(spec.placeholders && Object.keys(spec.placeholders).length > 0
+          ? { [K8S_ANNOTATION.placeholders]: JSON.stringify(spec.placeholders) }
+          : {}),
       },
     },
     spec: {

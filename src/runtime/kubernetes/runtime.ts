@@ -21,6 +21,7 @@ import { isNotFound, kubeFailure, loadKubeConfig, wrapKube } from '../../kube/cl
 import { execInPod } from './exec.js';
 import { KubernetesGatewayControl } from './gateway-control.js';
 import { GatewayReplicas } from './gateway-replicas.js';
+import { parsePlaceholders } from '../placeholders.js';
 import { AuditCollector } from './audit-collector.js';
 import {
   K8S_ANNOTATION,
@@ -349,6 +350,11 @@ export class KubernetesRuntime implements SandboxRuntime {
       address: info.address,
       credentialSha256: info.credentialSha256,
       expiresAtMs: info.expiresAt.getTime(),
+      // Re-registered at start: the same record the manager registered (delegation, placeholders).
+      ...(info.createdBy ? { creator: info.createdBy } : {}),
+      ...(info.placeholders && Object.keys(info.placeholders).length > 0
+        ? { placeholders: info.placeholders }
+        : {}),
     });
   }
 
@@ -476,6 +482,7 @@ export class KubernetesRuntime implements SandboxRuntime {
       image: pod.spec?.containers[0]?.image ?? '',
       address: pod.status?.podIP || `pod:${md.name ?? ''}`,
       credentialSha256: ann[K8S_ANNOTATION.credentialSha256] ?? '',
+      placeholders: parsePlaceholders(ann[K8S_ANNOTATION.placeholders]),
       createdAt: new Date(ann[K8S_ANNOTATION.createdAt] ?? 0),
       expiresAt: new Date(ann[K8S_ANNOTATION.expiresAt] ?? 0),
       createdBy: ann[K8S_ANNOTATION.createdBy] ?? '',

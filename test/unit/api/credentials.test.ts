@@ -3,6 +3,8 @@
  * (src/cli/credentials.ts): the real Express app with a compiled policy holding credentials.yaml,
  * and the CLI's command function talking to it through its API client. Never a value in an answer.
  */
+import type { AuditEvent } from '../../../src/audit/event.js';
+import { CredentialLastUse } from '../../../src/audit/credential-use.js';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -38,6 +40,7 @@ credentials:
         methods: [POST]
     apply: { type: bearer }
     source: { file: /run/airlock/credentials/github-token }
+    placeholder: { env: GITHUB_TOKEN }
   - name: search
     roles: [poster, analyst]
     bindings:
@@ -61,13 +64,22 @@ afterEach(async () => {
   server = undefined;
 });
 
+/** Last use as the control plane derives it from the audit trail (src/audit/credential-use.ts). */
+const USE = new CredentialLastUse();
+USE.observe({
+  time: '2026-11-30T01:02:03.456Z',
+  decision: 'allow',
+  reason: 'rule_allow',
+  credential: { name: 'github', version: valueVersion(SECRET) },
+} as AuditEvent);
+
 async function start(snapshot: PolicySnapshot | null, versions?: CredentialVersions): Promise<string> {
   const app = createApiApp({
     sessions: new FakeSessions(),
     policy: new FixedPolicy(snapshot),
     tokens: TOKENS,
     metrics: new ApiMetrics({ defaultMetrics: false }),
-    ...(versions ? { credentialVersions: versions } : {}),
+    ...(versions ? { credentialVersions: versions, credentialUse: USE } : {}),
   });
   server = createServer(app);
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
@@ -95,6 +107,8 @@ describe('GET /v1/credentials', () => {
           apply: { type: 'bearer' },
           source: { kind: 'file', ref: '/run/airlock/credentials/github-token' },
           valueVersion: valueVersion(SECRET),
+          placeholder: { env: 'GITHUB_TOKEN' },
+          lastUsedAt: '2026-11-30T01:02:03.456Z',
         },
         {
           name: 'search',
@@ -103,6 +117,8 @@ describe('GET /v1/credentials', () => {
           apply: { type: 'query', name: 'api_key' },
           source: { kind: 'env', ref: 'SEARCH_KEY' },
           valueVersion: null,
+          placeholder: null,
+          lastUsedAt: null,
         },
       ],
     });
@@ -153,15 +169,17 @@ describe('airlock credentials ls', () => {
     let out = '';
     await credentialsLs(new ApiClient(url, TOKENS[0]!.token), {}, { out: (t) => (out += t) });
     const lines = out.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+ROLES\s+HOST\s+PATH\s+METHODS\s+APPLY\s+SOURCE\s+VERSION$/);
+    expect(lines[0]).toMatch(
+      /^NAME\s+ROLES\s+HOST\s+PATH\s+METHODS\s+APPLY\s+SOURCE\s+VERSION\s+PLACEHOLDER\s+LAST USED$/,
+    );
     expect(lines[1]).toMatch(
       new RegExp(
-        `^github\\s+analyst\\s+api\\.github\\.test\\s+/repos/\\*\\s+GET\\s+bearer\\s+file:/run/airlock/credentials/github-token\\s+${valueVersion(SECRET)}$`,
+        `^github\\s+analyst\\s+api\\.github\\.test\\s+/repos/\\*\\s+GET\\s+bearer\\s+file:/run/airlock/credentials/github-token\\s+${valueVersion(SECRET)}\\s+env:GITHUB_TOKEN\\s+2026-11-30T01:02:03\\.456Z$`,
       ),
     );
     expect(lines[2]).toMatch(/^\s+api\.github\.test\s+\/repos\/:o\/:r\/issues\s+POST$/);
     expect(lines[3]).toMatch(
-      /^search\s+poster,analyst\s+search\.test\s+\/q\s+\*\s+query:api_key\s+env:SEARCH_KEY\s+-$/,
+      /^search\s+poster,analyst\s+search\.test\s+\/q\s+\*\s+query:api_key\s+env:SEARCH_KEY\s+-\s+-\s+-$/,
     );
     expect(lines).toHaveLength(4);
     expect(out).not.toContain(SECRET);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { queryWithCredential } from '../../../src/gateway/credentials.js';
 import { encodedForms, SecretScanner } from '../../../src/gateway/secret-scan.js';
@@ -52,6 +53,69 @@ describe('SecretScanner', () => {
 
   it('precomputes a bounded number of forms', () => {
     expect(encodedForms(SECRET).length).toBeLessThanOrEqual(18);
+  });
+});
+
+describe('SecretScanner properties (fast-check)', () => {
+  const value = fc
+    .string({ minLength: 8, maxLength: 48, unit: 'binary' })
+    .filter((v) => Buffer.byteLength(v) >= 8);
+  /** The reference: some searched form of `v` occurs in `text`. */
+  const occurs = (v: string, text: string): boolean => encodedForms(v).some((f) => text.includes(f));
+
+  it('exact match: a hit if and only if a form of the value occurs (no false positives)', () => {
+    fc.assert(
+      fc.property(
+        value,
+        fc.array(fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme-ascii' })), {
+          maxLength: 6,
+        }),
+        fc.nat(),
+        fc.nat(30),
+        (v, parts, pick, cut) => {
+          const forms = encodedForms(v);
+          // Sometimes a whole form, sometimes a form cut short (must not match), among random data.
+          const form = forms[pick % forms.length]!;
+          const piece = cut % 3 === 0 ? form : form.slice(0, Math.max(0, form.length - 1 - (cut % 5)));
+          const text = [...parts.slice(0, pick % 7), piece, ...parts.slice(pick % 7)].join('');
+          const hit = new SecretScanner(new Map([['c', v]])).find(text);
+          expect(hit !== null).toBe(occurs(v, text));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('never matches random data that holds no form', () => {
+    fc.assert(
+      fc.property(value, fc.uint8Array({ maxLength: 4096 }), (v, bytes) => {
+        const text = Buffer.from(bytes).toString('latin1');
+        fc.pre(!occurs(v, text));
+        expect(new SecretScanner(new Map([['c', v]])).find(text)).toBeNull();
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('finds the value inside any surrounding bytes, encoded whole (base64 std/url, hex, URL-encoding)', () => {
+    fc.assert(
+      fc.property(
+        value,
+        fc.uint8Array({ maxLength: 40 }),
+        fc.uint8Array({ maxLength: 40 }),
+        (v, pre, post) => {
+          const s = new SecretScanner(new Map([['c', v]]));
+          const whole = Buffer.concat([Buffer.from(pre), Buffer.from(v, 'utf8'), Buffer.from(post)]);
+          expect(s.find(whole.toString('base64'))).toBe('c');
+          expect(s.find(whole.toString('base64url'))).toBe('c');
+          expect(s.find(whole.toString('hex'))).toBe('c');
+          expect(s.find(whole.toString('hex').toUpperCase())).toBe('c');
+          expect(s.find(whole.toString('latin1'))).toBe('c');
+          expect(s.find(`a=${encodeURIComponent(v)}&b=1`)).toBe('c');
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
