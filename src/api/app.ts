@@ -3,11 +3,13 @@ import { silentLogger, type Logger } from '../log.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import { TokenVerifier, type ApiToken } from './auth.js';
-import type { ApiContext, CredentialUse, CredentialVersions } from './context.js';
+import type { ApiContext, CredentialVersions } from './context.js';
 import { ApiMetrics } from './metrics.js';
 import { errorHandler, notFound, observe } from './middleware.js';
 import { buildOpenApiDocument } from './openapi.js';
+import { registerConsoleRoutes } from './routes/console.js';
 import { registerCredentialRoutes } from './routes/credentials.js';
+import { registerEventRoutes, type AuditFeed } from './routes/events.js';
 import { registerOperationsRoutes } from './routes/operations.js';
 import { registerPolicyRoutes } from './routes/policy.js';
 import { registerSessionRoutes } from './routes/sessions.js';
@@ -29,8 +31,11 @@ export interface ApiAppOptions {
   logger?: Logger;
   /** Value versions `GET /v1/credentials` shows (Docker runtime). @default none: versions are null */
   credentialVersions?: CredentialVersions;
-  /** Last-use times `GET /v1/credentials` shows (from the audit trail). @default none: null */
-  credentialUse?: CredentialUse;
+  /**
+   * New audit events for `GET /v1/events` (the control plane's AuditIndex). @default none: the
+   * event stream carries sessions and policy status only
+   */
+  auditFeed?: AuditFeed;
 }
 
 /**
@@ -38,7 +43,8 @@ export interface ApiAppOptions {
  * listening: pass it to `http.createServer` or call `.listen()`.
  *
  * Routes: `POST|GET /v1/sessions`, `GET|DELETE /v1/sessions/:id`, `POST /v1/sessions/:id/exec`,
- * `GET /v1/sessions/:id/audit`, `GET /v1/policy`, `GET /v1/credentials` (all with `Authorization: Bearer <token>`), and
+ * `GET /v1/sessions/:id/audit`, `GET /v1/policy`, `GET /v1/credentials`, `GET /v1/events` (server-sent
+ * events; all with `Authorization: Bearer <token>`), the web console's static files under `/ui/`, and
  * `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` (no token). Errors are
  * `application/problem+json` with a stable `code` (src/api/problem.ts, docs/errors.md).
  *
@@ -58,7 +64,6 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
     logger: opts.logger ?? silentLogger(),
     openapi: buildOpenApiDocument(),
     ...(opts.credentialVersions ? { credentialVersions: opts.credentialVersions } : {}),
-    ...(opts.credentialUse ? { credentialUse: opts.credentialUse } : {}),
   };
 
   const app = express();
@@ -72,6 +77,8 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
   registerSessionRoutes(app, ctx);
   registerPolicyRoutes(app, ctx);
   registerCredentialRoutes(app, ctx);
+  registerEventRoutes(app, ctx, opts.auditFeed);
+  registerConsoleRoutes(app, ctx);
   app.use(notFound);
   app.use(errorHandler(ctx));
   return app;

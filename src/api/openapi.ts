@@ -15,6 +15,8 @@ import {
   auditEventSchema,
   credentialInfoSchema,
   credentialListSchema,
+  sessionSummarySchema,
+  streamEventSchema,
 } from './schemas.js';
 
 /**
@@ -39,6 +41,8 @@ const components: ReadonlyArray<[string, z.ZodType]> = [
   ['PolicyStatus', policyStatusSchema],
   ['CredentialInfo', credentialInfoSchema],
   ['CredentialList', credentialListSchema],
+  ['SessionSummary', sessionSummarySchema],
+  ['StreamEvent', streamEventSchema],
   ['Health', healthSchema],
   ['Readiness', readinessSchema],
   ['Problem', problemSchema],
@@ -240,6 +244,36 @@ function paths(): Json {
         tags: ['policy'],
         security: bearer,
         responses: { '200': json('CredentialList', 'The credentials.'), ...errors('Unauthorized') },
+      },
+    },
+    '/v1/events': {
+      get: {
+        operationId: 'streamEvents',
+        summary:
+          'Live server-sent events (text/event-stream): sessions with allowed/denied counts, the policy status, ' +
+          'and every gateway decision the caller may READ (delegation as for the audit route). Read it with a ' +
+          'streaming fetch that sends the Authorization header (EventSource cannot); the web console does.',
+        tags: ['sessions'],
+        security: bearer,
+        parameters: [
+          {
+            name: 'sessionId',
+            in: 'query',
+            required: false,
+            description:
+              'Only this session; 404/403 before the stream starts; event `end` when it has ended.',
+            schema: { type: 'string' },
+          },
+        ],
+        responses: {
+          '200': {
+            description:
+              'The stream. Each frame is `event: <event>` and one `data:` line with `data` as JSON (StreamEvent); ' +
+              'a `: keepalive` comment every 15 s. A client leaving more than 4 MiB unread is disconnected.',
+            content: { 'text/event-stream': { schema: ref('StreamEvent') } },
+          },
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'GatewayUnavailable'),
+        },
       },
     },
     '/healthz': {

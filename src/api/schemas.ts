@@ -373,6 +373,48 @@ export const problemSchema = z
   })
   .describe('RFC 9457 problem details, served as application/problem+json.');
 
+/** Query of `GET /v1/events`: without `sessionId`, every session the caller may read. */
+export const eventsQuery = z
+  .object({
+    sessionId: sessionIdParam
+      .optional()
+      .describe("Only this session's decisions and state; the stream ends (event `end`) when it does."),
+  })
+  .strict();
+
+/** A session with its decision counts, as the event stream sends it. */
+export const sessionSummarySchema = sessionSchema
+  .extend({
+    allowed: z.number().int().describe('Calls allowed so far (audit events with decision allow).'),
+    denied: z.number().int().describe('Calls denied so far.'),
+  })
+  .describe('A session and its allowed/denied counts.');
+
+/**
+ * The frames of `GET /v1/events` (text/event-stream): each is `event: <event>` and one `data:` line
+ * holding `data` as JSON.
+ */
+export const streamEventSchema = z
+  .discriminatedUnion('event', [
+    z.object({
+      event: z.literal('hello'),
+      data: z.object({ caller: z.string(), sessionId: z.string().nullable() }),
+    }),
+    z.object({
+      event: z.literal('sessions'),
+      data: z.object({ sessions: z.array(sessionSummarySchema) }),
+    }),
+    z.object({ event: z.literal('policy'), data: policyStatusSchema }),
+    z.object({ event: z.literal('decision'), data: auditEventSchema }),
+    z.object({ event: z.literal('end'), data: z.object({ sessionId: z.string() }) }),
+  ])
+  .describe(
+    'One server-sent event: `hello` first; `policy` and `sessions` at the start and whenever they change ' +
+      '(checked every second); `decision` for each gateway decision the caller may read (the last 5 minutes ' +
+      'first, or for one session its whole recent trail); `end` when the watched session has ended. ' +
+      'A comment line `: keepalive` every 15 s.',
+  );
+
 // Compile-time drift checks: the response schemas must describe exactly the types the service returns.
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const _sessionMatches: Equals<z.output<typeof sessionSchema>, SessionView> = true;

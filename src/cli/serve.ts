@@ -5,7 +5,6 @@ import path from 'node:path';
 import { ApiMetrics, createApiApp } from '../api/index.js';
 import { AuditSigner } from '../audit/chain.js';
 import { AuditIndex } from '../audit/index-reader.js';
-import { CredentialLastUse } from '../audit/credential-use.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import type { CompiledPolicy } from '../policy/compile.js';
@@ -101,9 +100,6 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     logger.error({ dir: cfg.policy.dir, error: policy.lastError() }, 'no valid policy: every call is denied');
   }
   const auditIndex = new AuditIndex(cfg.audit.file);
-  // Last use of each credential, from the audit events that name it (GET /v1/credentials).
-  const credentialUse = new CredentialLastUse();
-  auditIndex.subscribe((e) => credentialUse.observe(e));
   await auditIndex.start();
   // The control plane signs the gateways' audit hash chains with its own key (src/audit/chain.ts).
   const auditSigner = new AuditSigner({
@@ -125,9 +121,9 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     tokens,
     logger,
     metrics,
+    auditFeed: auditIndex,
     // Docker: versions read through the mapping the gateway container sees (docs/credentials.md).
     ...(cfg.runtime.kind === 'docker' ? { credentialVersions: dockerCredentialVersions(cfg) } : {}),
-    credentialUse,
   });
   const [host = '127.0.0.1', port = '8080'] = cfg.api.listen.split(/:(?=\d+$)/);
   const server = await new Promise<http.Server>((resolve, reject) => {

@@ -156,12 +156,55 @@ export class DockerRuntime implements SandboxRuntime {
     return token;
   }
 
+  /**
+   * The egress network `airlock-egress`: created when missing, adopted when it matches the config,
+   * re-created when it differs and only Airlock's gateway is attached to it (the gateway is then
+   * re-created too), refused otherwise — never silently reused (issue 11).
+   * @returns the network's gateway address (what `host-gateway` aliases resolve to).
+   * @throws RuntimeError naming every difference when the network differs and cannot be re-created
+   *   (not made by Airlock, or other containers attached), or when Docker fails.
+   */
   private async ensureEgressNetwork(): Promise<string> {
-    let info: Docker.NetworkInspectInfo;
+    let info: Docker.NetworkInspectInfo | null = null;
     try {
       info = await this.docker.getNetwork(EGRESS_NETWORK).inspect();
     } catch (err) {
       if (!isNotFound(err)) throw wrap('inspect egress network', err);
+    }
+    if (info) {
+      const differences = egressNetworkDifferences(info, this.cfg.runtime.docker.egressSubnet);
+      if (differences.length > 0) {
+        const others = Object.values(info.Containers ?? {})
+          .map((c) => c.Name)
+          .filter((n) => n !== GATEWAY_CONTAINER);
+        const what = `network ${EGRESS_NETWORK} differs from the config: ${differences.join('; ')}`;
+        if (info.Labels?.[LABEL.managed] !== 'true') {
+          throw new RuntimeError(
+            `${what}; it was not created by Airlock (label ${LABEL.managed} missing), so it is left alone: ` +
+              `remove it (docker network rm ${EGRESS_NETWORK}) or change the config`,
+          );
+        }
+        if (others.length > 0) {
+          throw new RuntimeError(
+            `${what}; not re-created because containers other than ${GATEWAY_CONTAINER} are attached ` +
+              `(${others.join(', ')}): stop them or change the config`,
+          );
+        }
+        this.warn(`${what}: re-creating it (and the gateway container)`);
+        try {
+          await this.docker.getContainer(GATEWAY_CONTAINER).remove({ force: true });
+        } catch (err) {
+          if (!isNotFound(err)) throw wrap('remove gateway container', err);
+        }
+        try {
+          await this.docker.getNetwork(EGRESS_NETWORK).remove();
+        } catch (err) {
+          if (!isNotFound(err)) throw wrap('remove egress network', err);
+        }
+        info = null;
+      }
+    }
+    if (!info) {
       try {
         await this.docker.createNetwork({
           Name: EGRESS_NETWORK,
@@ -632,6 +675,31 @@ export interface GatewayContainerInput {
   /** The CA certificate when interception is on (the CA directory is mounted), else null. */
   caCert: string | null;
   credentials: GatewayCredentialMounts;
+}
+
+/**
+ * How an existing egress network differs from what the config asks for: labels (made by Airlock, kind
+ * egress), driver `bridge`, not internal, and the subnet `runtime.docker.egressSubnet` (when set).
+ * @returns one sentence per difference (`subnet 172.18.0.0/16, config runtime.docker.egressSubnet
+ *   10.214.0.0/24`); empty when the network can be adopted.
+ */
+export function egressNetworkDifferences(
+  info: Pick<Docker.NetworkInspectInfo, 'Driver' | 'Internal' | 'IPAM' | 'Labels'>,
+  egressSubnet: string | undefined,
+): string[] {
+  const out: string[] = [];
+  const labels = info.Labels ?? {};
+  if (labels[LABEL.managed] !== 'true')
+    out.push(`label ${LABEL.managed} is ${labels[LABEL.managed] ?? 'missing'}, expected true`);
+  if (labels[LABEL.kind] !== 'egress')
+    out.push(`label ${LABEL.kind} is ${labels[LABEL.kind] ?? 'missing'}, expected egress`);
+  if (info.Driver !== 'bridge') out.push(`driver ${info.Driver}, expected bridge`);
+  if (info.Internal) out.push('internal (no way out), expected a routed bridge');
+  const subnets = (info.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => !!s);
+  if (egressSubnet && !(subnets.length === 1 && subnets[0] === egressSubnet)) {
+    out.push(`subnet ${subnets.join(', ') || 'none'}, config runtime.docker.egressSubnet ${egressSubnet}`);
+  }
+  return out;
 }
 
 /**
