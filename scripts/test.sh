@@ -27,6 +27,9 @@ bash scripts/build-images.sh --offline </dev/null
 step "kubernetes tools"
 bash scripts/k8s-tools.sh --with-kubectl </dev/null # kube-apiserver, etcd, helm for the k8s-* tests, kubectl for e2e/k8s-kubectl: built once from the Go module proxy (~10 min cold), cached in ~/.cache/airlock-tools
 
+step "moto (S3-compatible server)"
+bash scripts/moto.sh </dev/null # moto[server] from PyPI in a venv cached in ~/.cache/airlock-tools, for test/integration/gateway-sigv4.test.ts
+
 step "kubernetes node tools"
 bash scripts/k8s-node-tools.sh </dev/null # the one-node cluster's binaries (~12 min cold), cached like the above
 

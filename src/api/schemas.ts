@@ -305,14 +305,26 @@ export const credentialInfoSchema = z
       .describe('Where it is injected (patterns as in rules); the first matching binding decides.'),
     apply: z
       .object({
-        type: z.enum(['bearer', 'basic', 'header', 'query']),
+        type: z.enum([
+          'bearer',
+          'basic',
+          'header',
+          'query',
+          'aws-sigv4',
+          'oauth2-client-credentials',
+          'oauth2-refresh-token',
+        ]),
         name: z.string().optional().describe('The header or query parameter (types header and query).'),
       })
       .describe('How it is applied.'),
     source: z
       .object({
-        kind: z.enum(['file', 'env']),
-        ref: z.string().describe('The file path or the variable name the gateway reads.'),
+        kind: z.enum(['file', 'env', 'secret']),
+        ref: z
+          .string()
+          .describe(
+            'The file path, the variable name, or the Kubernetes Secret as NAME/KEY the gateway reads.',
+          ),
       })
       .describe('Where the gateway reads the value (never the value).'),
     valueVersion: z

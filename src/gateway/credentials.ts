@@ -22,6 +22,16 @@ import {
   type CredentialSource,
 } from '../policy/credentials.js';
 import { EMPTY_SCANNER, SecretScanner } from './secret-scan.js';
+import { isDynamicApply, sourcesOf } from '../policy/credential-kinds.js';
+import type { SecretValueReader } from './credential-sources/kubernetes-secrets.js';
+import {
+  injectDynamic,
+  secretPartsOf,
+  type DynamicInjection,
+  type DynamicRequest,
+} from './credential-dynamic.js';
+import type { OAuth2Tokens } from './oauth2.js';
+import { SigV4Signers } from './sigv4.js';
 
 /** The subset of a pino logger the vault uses. */
 interface VaultLogger {
@@ -42,6 +52,10 @@ export interface InjectedCredential {
   readonly query: string | null;
   /** The header value (`Bearer …`, `Basic …`, the raw value) or the URL-encoded query value. */
   readonly value: string;
+  /** More headers the gateway sets (`[name, value, …]`, lowercase names; SigV4's x-amz-date …). */
+  readonly headers?: readonly string[];
+  /** Lowercase names of the sandbox's headers dropped besides `header` (SigV4's x-amz-security-token …). */
+  readonly dropHeaders?: ReadonlySet<string>;
 }
 
 /** A value as read from its source. */
@@ -97,6 +111,14 @@ export interface CredentialVaultOptions {
    * policy cannot name the gateway's admin token). Unset: any variable of the process.
    */
   envNames?: readonly string[];
+  /**
+   * Where `secretRef` sources are read (Kubernetes Secrets of the gateway namespace, watched:
+   * credential-sources/kubernetes-secrets.ts); it calls {@link CredentialVault.refresh} on a change.
+   * Unset: a `secretRef` source is unavailable, with a warning.
+   */
+  secrets?: SecretValueReader;
+  /** Fetches and caches OAuth2 access tokens (oauth2.ts). Unset: OAuth2 credentials are unavailable. */
+  oauth2?: OAuth2Tokens;
 }
 
 function stripNewline(s: string): string {
@@ -116,6 +138,8 @@ function appliedValue(def: CredentialDefinition, value: string): string {
       return value;
     case 'query':
       return encodeURIComponent(value);
+    default:
+      return value; // aws-sigv4, oauth2-*: computed per request (injectDynamic)
   }
 }
 
@@ -130,6 +154,11 @@ export class CredentialVault {
   readonly #onRotate: CredentialVaultOptions['onRotate'];
   readonly #fileRoot: string | undefined;
   readonly #envNames: ReadonlySet<string> | undefined;
+  readonly #secrets: SecretValueReader | undefined;
+  readonly #oauth2: OAuth2Tokens | undefined;
+  readonly #signers = new SigV4Signers();
+  /** source key → the source (a definition may read two: `source` and an OAuth2 `clientSecret`). */
+  #sources = new Map<string, CredentialSource>();
   /** Source keys refused by `fileRoot`/`envNames`, warned about once. */
   readonly #refused = new Set<string>();
   /** source key → value (absent: not readable). */
@@ -153,6 +182,8 @@ export class CredentialVault {
     this.#onRotate = opts.onRotate;
     this.#fileRoot = opts.fileRoot === undefined ? undefined : path.resolve(opts.fileRoot);
     this.#envNames = opts.envNames === undefined ? undefined : new Set(opts.envNames);
+    this.#secrets = opts.secrets;
+    this.#oauth2 = opts.oauth2;
     const every = opts.pollIntervalMs ?? 5_000;
     this.#poll = every > 0 ? setInterval(() => void this.refresh(), every) : null;
     this.#poll?.unref();
@@ -172,17 +203,21 @@ export class CredentialVault {
     const run = (this.#syncing ?? Promise.resolve()).then(async () => {
       if (this.#synced === set || this.#closed) return;
       const users = new Map<string, CredentialDefinition[]>();
+      const sources = new Map<string, CredentialSource>();
       for (const def of set.definitions) {
-        const key = sourceKey(def.source);
-        const list = users.get(key) ?? [];
-        list.push(def);
-        users.set(key, list);
+        for (const source of sourcesOf(def)) {
+          const key = sourceKey(source);
+          const list = users.get(key) ?? [];
+          list.push(def);
+          users.set(key, list);
+          sources.set(key, source);
+        }
       }
       for (const key of [...this.#values.keys()]) if (!users.has(key)) this.#values.delete(key);
       this.#users = users;
-      await Promise.all(
-        [...users.entries()].map(([key, defs]) => this.#read(key, (defs[0] as CredentialDefinition).source)),
-      );
+      this.#sources = sources;
+      this.#oauth2?.retain(new Set(set.definitions.map((d) => d.name)));
+      await Promise.all([...sources.entries()].map(([key, source]) => this.#read(key, source)));
       this.#watchDirectories();
       this.#synced = set;
       this.#rebuildScanner();
@@ -197,9 +232,7 @@ export class CredentialVault {
   async refresh(): Promise<void> {
     if (this.#closed) return;
     const changed = await Promise.all(
-      [...this.#users.entries()].map(([key, defs]) =>
-        this.#read(key, (defs[0] as CredentialDefinition).source),
-      ),
+      [...this.#sources.entries()].map(([key, source]) => this.#read(key, source)),
     );
     if (changed.some(Boolean)) this.#rebuildScanner();
   }
@@ -221,6 +254,24 @@ export class CredentialVault {
       query: def.apply.type === 'query' ? def.apply.name : null,
       value: appliedValue(def, loaded.value),
     };
+  }
+
+  /**
+   * What an allowed request bound to an `aws-sigv4` or `oauth2-*` credential gets (credential-dynamic.ts):
+   * the signed headers, or the bearer access token; or why not (the gateway answers 503
+   * `credential_unavailable`, or 400 `bad_request` for a request SigV4 cannot sign). Records the last use.
+   */
+  async injectDynamic(match: CredentialMatch, req: DynamicRequest): Promise<DynamicInjection> {
+    const def = match.credential;
+    const value = (s: CredentialSource): LoadedValue | null => this.#values.get(sourceKey(s)) ?? null;
+    const got = await injectDynamic(def, req, value, this.#signers, this.#oauth2);
+    if (got.kind === 'inject') this.lastUsed.set(def.name, Date.now());
+    return got;
+  }
+
+  /** Whether a definition's value is computed per request ({@link injectDynamic}) rather than copied. */
+  static isDynamic(def: CredentialDefinition): boolean {
+    return isDynamicApply(def.apply);
   }
 
   /** The version of a definition's value, or null when it is not available. */
@@ -299,6 +350,10 @@ export class CredentialVault {
         this.#envNames && !this.#envNames.has(source.env)
           ? this.#refuse(key)
           : (this.#env[source.env] ?? null);
+    } else if ('secretRef' in source) {
+      value = this.#secrets
+        ? (this.#secrets.get(source.secretRef.name, source.secretRef.key) ?? this.#refuseSecret(key, source))
+        : this.#refuse(key);
     } else {
       const file = await this.#allowedFile(source.file);
       value = file === null ? this.#refuse(key) : await readFile(file, 'utf8').then(stripNewline, () => null);
@@ -333,6 +388,11 @@ export class CredentialVault {
     return realRoot !== null && under(real, realRoot) ? real : null;
   }
 
+  /** A Secret this gateway may not read (not in its list) is warned about once; a missing key is just null. */
+  #refuseSecret(key: string, source: { secretRef: { name: string } }): null {
+    return this.#secrets?.permits(source.secretRef.name) === false ? this.#refuse(key) : null;
+  }
+
   /** Warns once that a source is outside what this gateway may read; @returns null (unavailable). */
   #refuse(key: string): null {
     if (!this.#refused.has(key)) {
@@ -342,7 +402,9 @@ export class CredentialVault {
         { credentials: names, source: key },
         key.startsWith('env:')
           ? 'credential variable not passed to this gateway (gateway.credentialEnv): not read'
-          : 'credential file outside the credentials directory (gateway.credentialsDir): not read',
+          : key.startsWith('secret:')
+            ? 'credential Secret not listed for this gateway (gateway.credentialSecrets): not read'
+            : 'credential file outside the credentials directory (gateway.credentialsDir): not read',
       );
     }
     return null;
@@ -362,10 +424,14 @@ export class CredentialVault {
   }
 
   #rebuildScanner(): void {
-    const values = new Map<string, string>();
+    const values: [string, string][] = [];
     for (const [key, defs] of this.#users) {
       const v = this.#values.get(key);
-      if (v) values.set((defs[0] as CredentialDefinition).name, v.value);
+      if (!v) continue;
+      const def = defs[0] as CredentialDefinition;
+      values.push([def.name, v.value]);
+      // A SigV4 value's secret key is searched for on its own too (credential-dynamic.ts).
+      for (const part of secretPartsOf(def, v.value)) values.push([def.name, part]);
     }
     this.#scanner = new SecretScanner(values);
   }
@@ -373,10 +439,7 @@ export class CredentialVault {
   /** Watches the directory of every file source (a rename-over or a `..data` swap is seen there). */
   #watchDirectories(): void {
     const dirs = new Set<string>();
-    for (const defs of this.#users.values()) {
-      const s = (defs[0] as CredentialDefinition).source;
-      if ('file' in s) dirs.add(path.dirname(s.file));
-    }
+    for (const s of this.#sources.values()) if ('file' in s) dirs.add(path.dirname(s.file));
     for (const [dir, w] of this.#watchers) {
       if (!dirs.has(dir)) {
         w.close();

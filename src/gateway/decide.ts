@@ -43,6 +43,8 @@ import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegatio
 import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
+import { isDynamicApply } from '../policy/credential-kinds.js';
+import { dynamicRequest } from './credential-dynamic.js';
 import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
 import type { CredentialVault, InjectedCredential, LeakFinding, ScannedRequest } from './credentials.js';
 import type { Exchange, Refusal } from './exchange.js';
@@ -350,7 +352,23 @@ export async function decide(
   let credential: InjectedCredential | null = null;
   if (binding && vault) {
     // Read after DNS: a rotation during the lookup is used at once.
-    credential = vault.inject(binding);
+    let unavailable = 'has no value at the gateway';
+    if (isDynamicApply(binding.credential.apply) && request) {
+      // SigV4 and OAuth2 (credential-dynamic.ts): signed or fetched for this very request.
+      const got = await vault.injectDynamic(binding, dynamicRequest(x, request));
+      if (got.kind === 'bad_request') {
+        x.credential = { name: binding.credential.name, version: vault.versionOf(binding.credential) };
+        return {
+          kind: 'refuse',
+          reason: 'bad_request',
+          rule: decision.rule,
+          policyVersion: policy.version,
+          body: { error: 'bad_request', detail: got.detail, sessionId: session.id },
+        };
+      }
+      if (got.kind === 'inject') credential = got.credential;
+      else unavailable = `is unavailable: ${got.reason}`;
+    } else credential = vault.inject(binding);
     if (!credential) {
       x.credential = { name: binding.credential.name, version: null };
       return {
@@ -360,7 +378,7 @@ export async function decide(
         policyVersion: policy.version,
         body: {
           error: 'credential_unavailable',
-          detail: `credential "${binding.credential.name}" bound to this call has no value at the gateway; nothing was sent`,
+          detail: `credential "${binding.credential.name}" bound to this call ${unavailable}; nothing was sent`,
           sessionId: session.id,
         },
       };

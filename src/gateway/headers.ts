@@ -34,7 +34,12 @@ export function framingProblem(rawHeaders: readonly string[]): string | null {
 export function upstreamHeaders(
   req: IncomingMessage,
   authority: string,
-  credential?: { readonly header: string | null; readonly value: string } | null,
+  credential?: {
+    readonly header: string | null;
+    readonly value: string;
+    readonly headers?: readonly string[];
+    readonly dropHeaders?: ReadonlySet<string>;
+  } | null,
 ): string[] {
   const raw = req.rawHeaders;
   let connectionTokens: Set<string> | null = null;
@@ -45,10 +50,11 @@ export function upstreamHeaders(
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP_HEADERS.has(lower) || connectionTokens?.has(lower)) continue;
-    if (credential?.header === lower) continue;
+    if (credential?.header === lower || credential?.dropHeaders?.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   if (credential?.header) out.push(credential.header, credential.value);
+  if (credential?.headers) out.push(...credential.headers);
   return out;
 }
 

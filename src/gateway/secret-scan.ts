@@ -78,8 +78,11 @@ export class SecretScanner {
   /** Number of forms searched for (for diagnostics). */
   readonly forms: number;
 
-  /** @param values id (e.g. the credential name) → value; values under {@link MIN_SECRET_BYTES} are skipped. */
-  constructor(values: ReadonlyMap<string, string>) {
+  /**
+   * @param values id (e.g. the credential name) → value, as a map or as pairs (an id may repeat);
+   *   values under {@link MIN_SECRET_BYTES} are skipped.
+   */
+  constructor(values: Iterable<readonly [string, string]>) {
     const all: { form: string; id: string }[] = [];
     for (const [id, value] of values) {
       if (Buffer.byteLength(value) < MIN_SECRET_BYTES) continue;

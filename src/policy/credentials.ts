@@ -28,6 +28,7 @@ import { PolicyError } from '../errors.js';
 import { HOP_BY_HOP_HEADERS } from '../request/headers.js';
 import { dottedPath } from '../validation.js';
 import { parsePolicyYaml } from './yaml-file.js';
+import { DYNAMIC_APPLY_SCHEMAS, secretRefSourceSchema, sourceKeyOf } from './credential-kinds.js';
 import {
   matchHostPattern,
   matchMethodPattern,
@@ -65,6 +66,7 @@ const applySchema = z.discriminatedUnion('type', [
     type: z.literal('query'),
     name: z.string().regex(/^[A-Za-z0-9_.~-]{1,64}$/, 'expected a parameter name of [A-Za-z0-9_.~-]'),
   }),
+  ...DYNAMIC_APPLY_SCHEMAS,
 ]);
 
 const sourceSchema = z.union([
@@ -77,6 +79,7 @@ const sourceSchema = z.union([
   z.strictObject({
     env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'expected an environment variable name'),
   }),
+  secretRefSourceSchema,
 ]);
 
 /**
@@ -200,7 +203,7 @@ export function newPlaceholder(name: string): string {
 
 /** The source's key (`file:/path`, `env:NAME`): definitions with the same key share one value. */
 export function sourceKey(s: CredentialSource): string {
-  return 'file' in s ? `file:${s.file}` : `env:${s.env}`;
+  return sourceKeyOf(s);
 }
 
 /** Where the credential goes: the lowercase header name, or `?NAME` for a query parameter. */
@@ -213,6 +216,8 @@ export function appliedAs(a: CredentialApply): string {
       return a.name;
     case 'query':
       return `?${a.name}`;
+    default:
+      return 'authorization'; // aws-sigv4, oauth2-*: credential-kinds.ts
   }
 }
 

@@ -25,7 +25,11 @@ export function registerCredentialRoutes(app: Express, ctx: ApiContext): void {
           bindings: c.bindings.map((b) => ({ host: b.host, path: b.path, methods: [...b.methods] })),
           apply: 'name' in c.apply ? { type: c.apply.type, name: c.apply.name } : { type: c.apply.type },
           source:
-            'file' in c.source ? { kind: 'file', ref: c.source.file } : { kind: 'env', ref: c.source.env },
+            'file' in c.source
+              ? { kind: 'file', ref: c.source.file }
+              : 'env' in c.source
+                ? { kind: 'env', ref: c.source.env }
+                : { kind: 'secret', ref: `${c.source.secretRef.name}/${c.source.secretRef.key}` },
           valueVersion: ctx.credentialVersions?.versionOf(c.source) ?? null,
           placeholder: c.placeholder ? { env: c.placeholder.env } : null,
           lastUsedAt: ctx.credentialUse?.lastUsedAt(c.name) ?? null,

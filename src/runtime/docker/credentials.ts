@@ -123,6 +123,7 @@ export function dockerCredentialVersions(
         const v = names.has(source.env) ? env[source.env] : undefined;
         return v ? valueVersion(v) : null;
       }
+      if (!('file' in source)) return null; // secretRef: Kubernetes only
       const host = hostCredentialPath(source.file, cfg.gateway.credentialsDir);
       if (host === null) return null;
       try {

@@ -1,0 +1,270 @@
+/**
+ * OAuth2 access tokens for credentials of `apply: { type: oauth2-client-credentials }` and
+ * `oauth2-refresh-token` (docs/credentials.md "OAuth2"): the gateway itself asks the token endpoint
+ * for an access token (RFC 6749 4.4 client credentials, 6 refresh token), keeps it until shortly
+ * before it expires, and sets `Authorization: Bearer <access token>` on the allowed calls its
+ * bindings name.
+ *
+ * - **Who calls the token endpoint.** The gateway, on its own account: the call is not a session's,
+ *   so no session rule decides it and it is not audited as a call (the calls that use the token
+ *   are). It still takes the gateway's destination checks (resolve once, refuse loopback, private,
+ *   link-local … unless `gateway.allowPrivateCidrs` covers the address; dial the checked address;
+ *   TLS verified against the system roots plus `gateway.tls.upstreamCaFile`). No redirects.
+ * - **Cache.** One token per credential and value version (a rotated secret or refresh token starts
+ *   afresh). Used while `now < expiry - refreshSkewMs`; within the skew, the next call starts one
+ *   refresh and still uses the current token; once expired, calls wait for the refresh. Without
+ *   `expires_in` a token is kept {@link DEFAULT_TTL_MS}.
+ * - **Single flight.** At most one token request per credential at a time; concurrent calls share
+ *   its answer.
+ * - **Failures.** A failed token request (unreachable, refused destination, non-2xx, no
+ *   `access_token`, not `token_type` Bearer) makes the calls waiting for it fail with the reason (the
+ *   gateway answers 503 `credential_unavailable`, nothing is sent upstream); the failure is kept
+ *   {@link FAILURE_HOLD_MS} so a failing endpoint is asked at most about once a second.
+ * - **Refresh-token rotation.** When the answer carries a new `refresh_token`, it replaces the held
+ *   one in memory (the source still holds the original: after a gateway restart the original is used
+ *   again, which an authorization server that revokes rotated tokens refuses — turn rotation off
+ *   for this client, or update the source).
+ */
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import { Client } from 'undici';
+import type { OAuth2Apply } from '../policy/credential-kinds.js';
+import type { UpstreamResolver } from './resolve.js';
+
+/** Lifetime assumed for a token answer without `expires_in`, ms. */
+export const DEFAULT_TTL_MS = 60_000;
+/** How long a failed token request is remembered (calls fail at once meanwhile), ms. */
+export const FAILURE_HOLD_MS = 1_000;
+/** Largest token endpoint answer read, bytes. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/** Options of {@link OAuth2Tokens}. */
+export interface OAuth2TokensOptions {
+  /** The gateway's destination checks (the same resolver as for forwarded calls). */
+  resolver: UpstreamResolver;
+  /** Extra CAs trusted for https token endpoints (PEM, `gateway.tls.upstreamCaFile`). */
+  extraCaPem?: string;
+  /** Refresh this long before a token's expiry, ms. @default 30000 */
+  refreshSkewMs?: number;
+  /** Connect + answer timeout of a token request, ms. @default 10000 */
+  timeoutMs?: number;
+  /** Called after each token request (observability; tests). */
+  onTokenRequest?: (e: { credential: string; grant: string; ok: boolean; detail: string | null }) => void;
+  /** Clock, ms. @default Date.now */
+  now?: () => number;
+}
+
+/** What a credential needs to ask for a token. */
+export interface OAuth2Input {
+  /** Credential name (cache key, logs). */
+  readonly name: string;
+  readonly apply: OAuth2Apply;
+  /** The value of `source`: the client secret (client credentials) or the refresh token. */
+  readonly secret: string;
+  /** The refresh-token grant's client secret (`clientSecret`), or null. */
+  readonly clientSecret: string | null;
+  /** The value versions, so a rotated source starts a new cache entry. */
+  readonly version: string;
+}
+
+/** A token for a call, or why there is none. */
+export type TokenResult = { ok: true; accessToken: string } | { ok: false; reason: string };
+
+interface Entry {
+  version: string;
+  accessToken: string | null;
+  expiresAtMs: number;
+  /** The refresh token to use next (rotated answers replace it). */
+  refreshToken: string | null;
+  inflight: Promise<TokenResult> | null;
+  failure: { reason: string; untilMs: number } | null;
+}
+
+/** Access tokens of the OAuth2 credentials, fetched, cached and refreshed by the gateway. */
+export class OAuth2Tokens {
+  readonly #opts: OAuth2TokensOptions;
+  readonly #entries = new Map<string, Entry>();
+  readonly #skew: number;
+  readonly #timeout: number;
+  readonly #now: () => number;
+  readonly #ca: string[];
+
+  constructor(opts: OAuth2TokensOptions) {
+    this.#opts = opts;
+    this.#skew = opts.refreshSkewMs ?? 30_000;
+    this.#timeout = opts.timeoutMs ?? 10_000;
+    this.#now = opts.now ?? Date.now;
+    if (!(this.#skew >= 0)) throw new RangeError('refreshSkewMs must be >= 0');
+    this.#ca = [...tls.getCACertificates('default'), ...(opts.extraCaPem ? [opts.extraCaPem] : [])];
+  }
+
+  /** The access token for `input`'s credential (see the module comment for caching and failures). */
+  async token(input: OAuth2Input): Promise<TokenResult> {
+    let e = this.#entries.get(input.name);
+    if (!e || e.version !== input.version) {
+      e = {
+        version: input.version,
+        accessToken: null,
+        expiresAtMs: 0,
+        refreshToken: input.apply.type === 'oauth2-refresh-token' ? input.secret : null,
+        inflight: null,
+        failure: null,
+      };
+      this.#entries.set(input.name, e);
+    }
+    const now = this.#now();
+    if (e.accessToken !== null && now < e.expiresAtMs) {
+      if (now >= e.expiresAtMs - this.#skew && e.inflight === null) void this.#fetch(e, input);
+      return { ok: true, accessToken: e.accessToken };
+    }
+    if (e.failure && now < e.failure.untilMs) return { ok: false, reason: e.failure.reason };
+    return e.inflight ?? this.#fetch(e, input);
+  }
+
+  /** Forgets the tokens of credentials not named (a policy without them). */
+  retain(names: ReadonlySet<string>): void {
+    for (const n of this.#entries.keys()) if (!names.has(n)) this.#entries.delete(n);
+  }
+
+  #fetch(e: Entry, input: OAuth2Input): Promise<TokenResult> {
+    const run = this.#request(e, input)
+      .then(
+        (answer): TokenResult => {
+          e.accessToken = answer.accessToken;
+          e.expiresAtMs = this.#now() + answer.ttlMs;
+          if (answer.refreshToken !== null) e.refreshToken = answer.refreshToken;
+          e.failure = null;
+          this.#opts.onTokenRequest?.({
+            credential: input.name,
+            grant: grantOf(input),
+            ok: true,
+            detail: null,
+          });
+          return { ok: true, accessToken: answer.accessToken };
+        },
+        (err: unknown): TokenResult => {
+          const reason = `token endpoint ${input.apply.tokenUrl}: ${(err as Error).message}`;
+          e.failure = { reason, untilMs: this.#now() + FAILURE_HOLD_MS };
+          this.#opts.onTokenRequest?.({
+            credential: input.name,
+            grant: grantOf(input),
+            ok: false,
+            detail: reason,
+          });
+          // A token still valid (a refresh ahead of expiry failed) keeps serving until it expires.
+          if (e.accessToken !== null && this.#now() < e.expiresAtMs)
+            return { ok: true, accessToken: e.accessToken };
+          return { ok: false, reason };
+        },
+      )
+      .finally(() => {
+        if (e.inflight === run) e.inflight = null;
+      });
+    e.inflight = run;
+    return run;
+  }
+
+  async #request(
+    e: Entry,
+    input: OAuth2Input,
+  ): Promise<{ accessToken: string; ttlMs: number; refreshToken: string | null }> {
+    const a = input.apply;
+    const form = new URLSearchParams();
+    let clientSecret: string | null;
+    if (a.type === 'oauth2-client-credentials') {
+      form.set('grant_type', 'client_credentials');
+      clientSecret = input.secret;
+    } else {
+      form.set('grant_type', 'refresh_token');
+      form.set('refresh_token', e.refreshToken ?? input.secret);
+      clientSecret = input.clientSecret;
+    }
+    if (a.scope !== undefined) form.set('scope', a.scope);
+    if (a.resource !== undefined) form.set('resource', a.resource);
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    };
+    if (clientSecret !== null && a.clientAuth === 'basic') {
+      // RFC 6749 2.3.1: each part form-urlencoded before Basic.
+      const enc = (s: string): string => encodeURIComponent(s).replace(/%20/g, '+');
+      headers['authorization'] =
+        `Basic ${Buffer.from(`${enc(a.clientId)}:${enc(clientSecret)}`).toString('base64')}`;
+    } else {
+      form.set('client_id', a.clientId);
+      if (clientSecret !== null) form.set('client_secret', clientSecret);
+    }
+
+    const url = new URL(a.tokenUrl);
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname.toLowerCase();
+    const resolution = await this.#opts.resolver.resolve(host);
+    if (!resolution.ok) {
+      throw new Error(
+        resolution.reason === 'refused'
+          ? `${host} resolves to a ${resolution.addressClass} address, which the gateway does not dial (gateway.allowPrivateCidrs)`
+          : `cannot resolve ${host} (${resolution.detail})`,
+      );
+    }
+    const https = url.protocol === 'https:';
+    const port = url.port !== '' ? Number(url.port) : https ? 443 : 80;
+    const addr = isIP(resolution.address) === 6 ? `[${resolution.address}]` : resolution.address;
+    const client = new Client(`${url.protocol}//${addr}:${port}`, {
+      connectTimeout: this.#timeout,
+      headersTimeout: this.#timeout,
+      bodyTimeout: this.#timeout,
+      connect: https
+        ? { servername: isIP(host) === 0 ? host : undefined, ca: this.#ca, rejectUnauthorized: true }
+        : {},
+    });
+    try {
+      const res = await client.request({
+        method: 'POST',
+        path: url.pathname + url.search,
+        headers: { ...headers, host: url.host },
+        body: form.toString(),
+      });
+      let size = 0;
+      const chunks: Buffer[] = [];
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_ANSWER_BYTES) throw new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`);
+        chunks.push(chunk as Buffer);
+      }
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: Record<string, unknown> = {};
+      try {
+        const parsed: unknown = JSON.parse(text);
+        if (parsed !== null && typeof parsed === 'object') body = parsed as Record<string, unknown>;
+      } catch {
+        // not JSON: reported below by status or missing fields
+      }
+      if (res.statusCode < 200 || res.statusCode > 299) {
+        const code = typeof body['error'] === 'string' ? ` (${body['error']})` : '';
+        throw new Error(`answered ${res.statusCode}${code}`);
+      }
+      const token = body['access_token'];
+      if (typeof token !== 'string' || token === '') throw new Error('answer has no access_token');
+      const type = body['token_type'];
+      if (typeof type !== 'string' || type.toLowerCase() !== 'bearer')
+        throw new Error(`token_type ${JSON.stringify(type)} is not Bearer`);
+      const expiresIn = body['expires_in'];
+      const ttlMs =
+        typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0
+          ? expiresIn * 1000
+          : DEFAULT_TTL_MS;
+      const rt = body['refresh_token'];
+      return { accessToken: token, ttlMs, refreshToken: typeof rt === 'string' && rt !== '' ? rt : null };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw code && !(err as Error).message.includes(code)
+        ? new Error(`${(err as Error).message} (${code})`)
+        : err;
+    } finally {
+      void client.close().catch(() => undefined);
+    }
+  }
+}
+
+function grantOf(i: OAuth2Input): string {
+  return i.apply.type === 'oauth2-client-credentials' ? 'client_credentials' : 'refresh_token';
+}
