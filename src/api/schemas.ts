@@ -199,7 +199,9 @@ export const auditEventSchema = z
     host: z.string(),
     port: z.number().int(),
     path: z.string().describe('Normalised path without its query string.'),
-    decision: z.enum(['allow', 'deny']),
+    decision: z
+      .enum(['allow', 'deny', 'would_deny'])
+      .describe('`would_deny`: denied by the rules, forwarded in complain mode (safe methods only).'),
     rule: z.string().nullable().describe('The deciding rule as `file:line: text`, or null.'),
     reason: z.enum(DecisionReasons),
     status: z.number().int().describe('HTTP status the sandbox received.'),
@@ -286,6 +288,13 @@ export const policyStatusSchema = z
     loadedAt: isoTime.nullable(),
     rules: z.number().int().nullable().describe('Number of `p` and `g` lines.'),
     lastError: z.string().nullable().describe('Last load error; the previous good policy stays in force.'),
+    modes: z
+      .record(z.string(), z.enum(['enforce', 'complain']))
+      .nullable()
+      .describe(
+        'Enforcement mode of every role the policy knows: `complain` (modes.yaml) forwards the calls its rules ' +
+          'deny for GET, HEAD and OPTIONS and audits them `would_deny`; `enforce` otherwise.',
+      ),
   })
   .describe('The policy in force.');
 

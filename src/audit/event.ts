@@ -2,7 +2,14 @@
  * The audit event: one JSON line per gateway decision (DESIGN.md "Audit event"). Query strings and
  * credentials are never recorded: `path` is the normalised path without its query.
  */
-export type DecisionOutcome = 'allow' | 'deny';
+/**
+ * - `allow` / `deny`: the call was forwarded / refused.
+ * - `would_deny`: the role's rules deny the call, and it was forwarded because the role is in complain
+ *   mode (modes.yaml, docs/policy.md "Learning a policy") and the call's methods are safe (GET, HEAD,
+ *   OPTIONS); `rule` and `reason` are the denial's (`rule_deny` / `no_match`), or `upstream_error` /
+ *   `upstream_tls_error` when the forwarded call then failed.
+ */
+export type DecisionOutcome = 'allow' | 'deny' | 'would_deny';
 
 /**
  * Fixed reason strings (the Smokescreen habit: a decision is data, its reason one of a closed set).

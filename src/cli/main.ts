@@ -81,9 +81,17 @@ program
 function summarize(events: AuditEvent[]): string {
   const allowed = events.filter((e) => e.decision === 'allow').length;
   const denied = events.filter((e) => e.decision === 'deny');
-  const lines = [`airlock: ${allowed} call(s) allowed, ${denied.length} denied`];
+  // Complain mode (modes.yaml): forwarded, but the rules deny them.
+  const would = events.filter((e) => e.decision === 'would_deny');
+  const lines = [
+    `airlock: ${allowed} call(s) allowed, ${denied.length} denied` +
+      (would.length > 0 ? `, ${would.length} would be denied (complain mode)` : ''),
+  ];
   for (const e of denied.slice(0, 20)) {
     lines.push(`  denied ${e.method} ${e.scheme}://${e.host}:${e.port}${e.path} (${e.reason})`);
+  }
+  for (const e of would.slice(0, 20)) {
+    lines.push(`  would deny ${e.method} ${e.scheme}://${e.host}:${e.port}${e.path} (${e.reason})`);
   }
   return lines.join('\n') + '\n';
 }

@@ -23,6 +23,11 @@
  *    path `/` → refuse `egress_denied` (`rule_deny` / `no_match`, the creator's hint when the creator
  *    denied);
  *    — and the overriding method as well when the request carries a method override (ambiguity.ts);
+ *    4a. complain mode (modes.yaml, {@link complainsAbout}): a denial of an HTTP request whose
+ *    methods are all safe (GET, HEAD, OPTIONS), for a role in complain mode and no creator limit, is
+ *    not enforced: the call goes on through steps 5-7 (budgets, address checks) without any
+ *    credential, audited `would_deny` with the denial's reason and rule (`x.wouldDeny`); in step 3
+ *    such a role's tunnel opens (audited `would_deny`, `no_match`) so the requests inside are decided;
  * 5. the policy's budgets (budgets.yaml; counters in budgets.ts): a call over a budget of its role
  *    and host → refuse `budget_exceeded` (429, `Retry-After`, reason `budget_exceeded`); otherwise
  *    the call is counted (requests now, body bytes as they flow: the outcome's `meter`);
@@ -39,8 +44,9 @@
  * Per-session limits (limits.ts: requests in flight, connections, tunnels) are checked by the caller
  * before step 1, right after identification.
  */
-import { API_HOST, decideEgress, sessionMayReachHost } from '../policy/delegation.js';
-import type { PolicySnapshot, PolicySource } from '../policy/types.js';
+import { API_HOST, decideEgress, delegationOf, sessionMayReachHost } from '../policy/delegation.js';
+import { SAFE_METHODS } from '../policy/modes.js';
+import type { PolicyDecision, PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
 import { isDynamicApply } from '../policy/credential-kinds.js';
@@ -218,6 +224,33 @@ export function decideBody(
 }
 
 /**
+ * Complain mode (modes.yaml, src/policy/modes.ts) applies to the session: its role is listed there,
+ * and no creator limits it (a creator's egress rules are enforced whatever the role's mode, so
+ * complain mode never widens what a creator hands on).
+ */
+function inComplainMode(policy: PolicySnapshot, session: GatewaySession): boolean {
+  if (!policy.complainRoles?.has(session.role)) return false;
+  return !session.creator || !delegationOf(policy).hasEgressRules(session.creator);
+}
+
+/**
+ * Whether a denial of this call is only recorded (step 4a): complain mode applies to the session,
+ * the call is an HTTP request (`request` present: plain or inside an intercepted tunnel — never a
+ * relayed CONNECT or a WebSocket channel, which carry anything) and every method the upstream may
+ * execute is safe: the wire method and, when the request carries one, the overriding method.
+ */
+function complainsAbout(
+  policy: PolicySnapshot,
+  session: GatewaySession,
+  x: Exchange,
+  request: ScannedRequest | undefined,
+): boolean {
+  if (request === undefined || !SAFE_METHODS.has(x.method)) return false;
+  if (x.methodOverride !== null && !SAFE_METHODS.has(x.methodOverride)) return false;
+  return inComplainMode(policy, session);
+}
+
+/**
  * Decides an identified call (see the module comment for the order of steps).
  * @param x the exchange, with its target set and `session` the identified session.
  * @param mode `intercept` only for a CONNECT the gateway will terminate itself.
@@ -271,8 +304,14 @@ export async function decide(
   }
 
   if (mode === 'intercept') {
-    if (!policy.mayReachHost(session.role, x.policyHost))
-      return egressDenied(x, session, 'no_match', null, version, denyHint(session.role, x.method, x.url));
+    if (!policy.mayReachHost(session.role, x.policyHost)) {
+      if (!inComplainMode(policy, session))
+        return egressDenied(x, session, 'no_match', null, version, denyHint(session.role, x.method, x.url));
+      // Step 4a for the tunnel (no creator limits this session): complain mode opens it, and each
+      // request inside is decided on its own.
+      x.wouldDeny = { reason: 'no_match', rule: null };
+      return { kind: 'intercept', policyVersion: policy.version };
+    }
     if (!sessionMayReachHost(policy, session.role, session.creator, x.policyHost)) {
       const hint = creatorDenyHint(session.role, session.creator ?? '', x.method, x.url);
       return egressDenied(x, session, 'no_match', null, version, hint);
@@ -290,12 +329,16 @@ export async function decide(
     },
     session.creator,
   );
+  // Step 4a, complain mode: the first denial (wire method, then overriding method) is recorded, not enforced.
+  const complain = complainsAbout(policy, session, x, request);
+  let wouldDeny: PolicyDecision | null = null;
   if (!decision.allowed) {
     const hint =
       by === 'creator'
         ? creatorDenyHint(session.role, session.creator ?? '', x.method, x.url)
         : denyHint(session.role, x.method, x.url);
-    return egressDenied(x, session, decision.reason, decision.rule, policy.version, hint);
+    if (!complain) return egressDenied(x, session, decision.reason, decision.rule, policy.version, hint);
+    wouldDeny = decision;
   }
   if (x.methodOverride !== null) {
     // The upstream will execute the overriding method (ambiguity.ts): it must be allowed too.
@@ -310,8 +353,15 @@ export async function decide(
         over.by === 'creator'
           ? creatorDenyHint(session.role, session.creator ?? '', method, x.url)
           : denyHint(session.role, method, x.url);
-      return egressDenied(x, session, over.decision.reason, over.decision.rule, policy.version, hint);
+      if (!complain)
+        return egressDenied(x, session, over.decision.reason, over.decision.rule, policy.version, hint);
+      wouldDeny ??= over.decision;
     }
+  }
+  if (wouldDeny !== null) {
+    // Step 4a: audited `would_deny` with the denial's reason and rule; never a credential for it.
+    x.wouldDeny = { reason: wouldDeny.reason as Refusal['reason'], rule: wouldDeny.rule };
+    binding = null;
   }
 
   let meter: BudgetMeter | null = null;

@@ -61,6 +61,12 @@ export class Exchange {
   /** The overriding method the upstream will execute (ambiguity.ts), decided as well as `method`. */
   methodOverride: string | null = null;
   decision: DecisionOutcome = 'deny';
+  /**
+   * Complain mode (modes.yaml; decide.ts step 4a): the rules denied this call, which goes on because
+   * it is a safe call of a role in complain mode — the denial's reason and rule. {@link allow} then
+   * records decision `would_deny` with them; null otherwise.
+   */
+  wouldDeny: { reason: DecisionReason; rule: string | null } | null = null;
   reason: DecisionReason = 'bad_request';
   rule: string | null = null;
   policyVersion: string | null;
@@ -109,21 +115,30 @@ export class Exchange {
     this.query = t.query ?? '';
   }
 
-  /** Records that the policy allowed the call (before anything is dialled). */
+  /**
+   * Records that the policy allowed the call (before anything is dialled), or — with
+   * {@link wouldDeny} set — that it goes on in complain mode (`would_deny`, the denial's reason and rule).
+   */
   allow(rule: string | null, policyVersion: string): void {
     this.decision = 'allow';
     this.reason = 'rule_allow';
     this.rule = rule;
     this.policyVersion = policyVersion;
+    if (this.wouldDeny) {
+      this.decision = 'would_deny';
+      this.reason = this.wouldDeny.reason;
+      this.rule = this.wouldDeny.rule;
+    }
   }
 
   /**
    * Records a refusal or failure answered by the gateway itself: `deny` for the catalogue's refusals,
-   * `allow` for upstream failures of an allowed call (src/errors.ts GatewayAnswers).
+   * `allow` for upstream failures of an allowed call (src/errors.ts GatewayAnswers) — `would_deny`
+   * for those of a call going on in complain mode.
    */
   refuse(r: Refusal): void {
     const answer = GatewayAnswers[r.body.error];
-    this.decision = answer.decision === 'deny' ? 'deny' : 'allow';
+    this.decision = answer.decision === 'deny' ? 'deny' : this.wouldDeny ? 'would_deny' : 'allow';
     this.reason = r.reason;
     this.rule = r.rule;
     this.policyVersion = r.policyVersion;

@@ -103,7 +103,7 @@ export class Tunnels {
       x.finish();
     });
     tlsSocket.on('error', () => {
-      if (!secured && x.decision === 'allow') {
+      if (!secured && x.decision !== 'deny') {
         x.decision = 'deny';
         x.reason = sniMismatch ? 'bad_request' : 'tls_handshake_failed';
       }

@@ -110,7 +110,7 @@ describe('public entry (src/index.ts)', () => {
   it('exports the documented types', () => {
     expectTypeOf<ReturnType<typeof airlock.parseConfig>>().toEqualTypeOf<Config>();
     expectTypeOf<airlock.CompiledPolicy>().toExtend<PolicySnapshot>();
-    expectTypeOf<AuditEvent['decision']>().toEqualTypeOf<'allow' | 'deny'>();
+    expectTypeOf<AuditEvent['decision']>().toEqualTypeOf<'allow' | 'deny' | 'would_deny'>();
     expectTypeOf<ErrorCode>().toExtend<string>();
     expectTypeOf<ReloadResult['version']>().toEqualTypeOf<string | null>();
     expectTypeOf<SessionService['get']>().returns.toEqualTypeOf<SessionView>();

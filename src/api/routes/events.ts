@@ -7,6 +7,7 @@ import { firstIssue } from '../../validation.js';
 import type { ApiContext } from '../context.js';
 import { authorizeSessionOp, readableBy } from '../delegation.js';
 import { methodNotAllowed, requireAuth } from '../middleware.js';
+import { policyStatus } from './policy.js';
 import { eventsQuery, type policyStatusSchema, type sessionSummarySchema } from '../schemas.js';
 
 /** Where new audit events come from (the control plane's AuditIndex). */
@@ -116,13 +117,7 @@ class EventHub {
   }
 
   policy(): PolicyStatus {
-    const snapshot = this.ctx.policy.current();
-    return {
-      version: snapshot?.version ?? null,
-      loadedAt: snapshot?.loadedAt.toISOString() ?? null,
-      rules: snapshot?.rules ?? null,
-      lastError: this.ctx.policy.lastError(),
-    };
+    return policyStatus(this.ctx.policy);
   }
 
   private async tick(): Promise<void> {

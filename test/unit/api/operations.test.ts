@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { policyStatusSchema, readinessSchema } from '../../../src/api/schemas.js';
 import { ALICE, FixedPolicy, readProblem, SNAPSHOT, startApi, type TestApi } from './helpers.js';
+import { compilePolicy } from '../../../src/policy/load.js';
+import { CANONICAL_MODEL } from '../../../src/policy/model.js';
 
 let api: TestApi | undefined;
 afterEach(async () => {
@@ -63,7 +65,19 @@ describe('GET /v1/policy', () => {
       loadedAt: '2026-01-01T00:00:00.000Z',
       rules: 7,
       lastError: 'later reload failed',
+      modes: { analyst: 'enforce', poster: 'enforce' },
     });
+  });
+
+  it('shows the mode of every role: complain for the roles of modes.yaml', async () => {
+    const snapshot = compilePolicy(CANONICAL_MODEL, 'p, analyst, a.test, /*, GET, allow\n', {
+      files: { 'modes.yaml': 'version: 1\ncomplain: [learner]\n' },
+    });
+    api = await startApi(new FixedPolicy(snapshot));
+    const res = await fetch(`${api.url}/v1/policy`, { headers: ALICE });
+    expect(res.status).toBe(200);
+    const body = policyStatusSchema.parse(await res.json());
+    expect(body.modes).toEqual({ analyst: 'enforce', learner: 'complain' });
   });
 
   it('answers null fields when no policy is loaded', async () => {
@@ -75,6 +89,7 @@ describe('GET /v1/policy', () => {
       loadedAt: null,
       rules: null,
       lastError: 'model.conf missing',
+      modes: null,
     });
   });
 });
