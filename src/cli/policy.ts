@@ -38,6 +38,7 @@ import {
   type ObservedCall,
   type SuggestReport,
 } from '../policy/suggest.js';
+import { SAFE_METHODS } from '../policy/modes.js';
 import type { PolicyDecision } from '../policy/types.js';
 import { CliError } from './client.js';
 
@@ -350,6 +351,10 @@ export async function policyExplain(
     path: reqPath,
     method: n.method,
   });
+  // Complain mode (modes.yaml) changes enforcement, not the decision: say what the gateway would do.
+  const mode = policy.complainRoles.has(opts.role) ? 'complain' : 'enforce';
+  const denial = report.decision.reason === 'rule_deny' || report.decision.reason === 'no_match';
+  const wouldDeny = mode === 'complain' && denial && SAFE_METHODS.has(n.method);
   let casbin: { allowed: boolean; rule: string | null; agrees: boolean } | null = null;
   if (opts.casbin) {
     const { newCasbinEnforcer } = await import('../policy/casbin.js');
@@ -376,6 +381,8 @@ export async function policyExplain(
             decides: m.decides,
           })),
           why: report.why,
+          mode,
+          wouldDeny,
           ...(casbin ? { casbin } : {}),
         },
         null,
@@ -384,6 +391,18 @@ export async function policyExplain(
     );
   } else {
     io.out(formatExplain(dir, url, report));
+    if (mode === 'complain') {
+      io.out(
+        wouldDeny
+          ? `complain: role ${opts.role} is in complain mode (modes.yaml): the gateway forwards this denied ` +
+              `${n.method} and audits it would_deny (a creator's egress rules, a method override to an unsafe ` +
+              'method, a tunnel relayed unopened or a WebSocket are still refused)\n'
+          : denial
+            ? `complain: role ${opts.role} is in complain mode (modes.yaml), but ${n.method} is not a safe method ` +
+              '(GET, HEAD, OPTIONS): the gateway refuses this call\n'
+            : `complain: role ${opts.role} is in complain mode (modes.yaml); this call is not denied\n`,
+      );
+    }
     if (casbin) {
       io.out(
         `casbin:   ${casbin.allowed ? 'allow' : 'deny'}${casbin.rule ? ` (p, ${casbin.rule})` : ''} — ` +

@@ -16,6 +16,12 @@ interface Entry {
   session: GatewaySession;
   digest: Buffer;
   sockets: Set<Socket>;
+  /**
+   * When the session expires on the monotonic clock, ms: `expiresAtMs` (wall time, from the control
+   * plane) converted once, when the session is learnt, so a wall-clock jump later neither extends
+   * nor shortens its TTL (issue 15 "clock jumps").
+   */
+  deadline: number;
 }
 
 /** Strips the IPv4-mapped prefix node reports on dual-stack sockets (`::ffff:10.0.0.3`). */
@@ -40,7 +46,15 @@ export class SessionTable {
   /** Sessions that ended (TTL, kill switch), by address, with the time they ended (insertion order). */
   private readonly ended = new Map<string, { session: GatewaySession; atMs: number }>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /**
+   * @param wall wall clock, epoch ms: converts a session's `expiresAtMs` once, when it is learnt.
+   * @param monotonic clock every TTL check uses, ms (performance.now; `now` itself when a test gives
+   *   only `now`, so one fake clock drives both).
+   */
+  constructor(
+    private readonly wall: () => number = Date.now,
+    private readonly now: () => number = wall === Date.now ? () => performance.now() : wall,
+  ) {}
 
   /** Adds or replaces a session. A different session already at the same address is revoked first. */
   upsert(session: GatewaySession): void {
@@ -49,10 +63,17 @@ export class SessionTable {
     const other = this.byAddress.get(session.address);
     if (other && other.session.id !== session.id) this.revoke(other.session.id);
     this.ended.delete(session.address);
+    const prior = this.byId.get(session.id);
     const entry: Entry = {
       session,
       digest: Buffer.from(session.credentialSha256, 'hex'),
-      sockets: this.byId.get(session.id)?.sockets ?? new Set(),
+      sockets: prior?.sockets ?? new Set(),
+      // The same expiry learnt again (a resync) keeps its deadline: a wall clock set back since
+      // cannot stretch it; a new expiresAtMs (the control plane changed it) is converted anew.
+      deadline:
+        prior && prior.session.expiresAtMs === session.expiresAtMs
+          ? prior.deadline
+          : this.now() + (session.expiresAtMs - this.wall()),
     };
     this.byAddress.set(session.address, entry);
     this.byId.set(session.id, entry);
@@ -118,7 +139,8 @@ export class SessionTable {
    * same keep-alive connection.
    */
   stillValid(address: string, session: GatewaySession): boolean {
-    return this.byAddress.get(address)?.session === session && this.now() < session.expiresAtMs;
+    const entry = this.byAddress.get(address);
+    return entry?.session === session && this.now() < entry.deadline;
   }
 
   /**
@@ -142,7 +164,7 @@ export class SessionTable {
     if (digest.length !== entry.digest.length || !timingSafeEqual(digest, entry.digest)) {
       return { ok: false, reason: 'bad_credential', session };
     }
-    if (this.now() >= session.expiresAtMs) {
+    if (this.now() >= entry.deadline) {
       // The socket of this very request stays open long enough to carry the 403 `session_expired`.
       this.revoke(session.id, socket);
       return { ok: false, reason: 'session_expired', session };
@@ -158,7 +180,7 @@ export class SessionTable {
     const now = this.now();
     let n = 0;
     for (const [id, e] of this.byId) {
-      if (now >= e.session.expiresAtMs) {
+      if (now >= e.deadline) {
         this.revoke(id);
         n++;
       }
@@ -169,7 +191,7 @@ export class SessionTable {
   /** Whether the session is registered and not expired (checked per request inside tunnels). */
   isLive(id: string): boolean {
     const entry = this.byId.get(id);
-    return entry !== undefined && this.now() < entry.session.expiresAtMs;
+    return entry !== undefined && this.now() < entry.deadline;
   }
 
   /** Tracks a client socket of a session so `revoke` can close it. */

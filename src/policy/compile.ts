@@ -16,9 +16,11 @@
  * same rule Casbin's deny-overrides effect names, in O(path depth) instead of O(rules on the host).
  * Small buckets are scanned linearly (faster below the threshold, and allocation-free).
  */
-import { NO_BUDGETS, parseBudgets, type BudgetSet } from './budgets.js';
-import { NO_CREDENTIALS, parseCredentials, type CredentialSet } from './credentials.js';
-import { NO_MCP, parseMcp, type McpEndpointSet } from './mcp.js';
+import { BUDGETS_FILE, NO_BUDGETS, parseBudgets, type BudgetSet } from './budgets.js';
+import { CREDENTIALS_FILE, NO_CREDENTIALS, parseCredentials, type CredentialSet } from './credentials.js';
+import { MCP_FILE, NO_MCP, parseMcp, type McpEndpointSet } from './mcp.js';
+import { MODES_FILE, NO_MODES, parseModes } from './modes.js';
+import type { OptionalPolicyTexts } from './optional-files.js';
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 import { foldPathCase, hasUpperCase, isNormalizedPath } from '../request/normalize.js';
 import {
@@ -124,12 +126,8 @@ export interface SnapshotSource {
   readonly dir: string | null;
   readonly modelText: string;
   readonly policyText: string;
-  /** budgets.yaml's text, or null/absent when the policy has none (src/policy/budgets.ts). */
-  readonly budgetsText?: string | null;
-  /** credentials.yaml's text, or null/absent when the policy has none (src/policy/credentials.ts). */
-  readonly credentialsText?: string | null;
-  /** mcp.yaml's text, or null/absent when the policy has none (src/policy/mcp.ts). */
-  readonly mcpText?: string | null;
+  /** The optional files present, name → text (budgets.yaml, ...: src/policy/optional-files.ts). */
+  readonly files: OptionalPolicyTexts;
 }
 
 /**
@@ -311,6 +309,8 @@ export class CompiledPolicy implements PolicySnapshot {
   readonly credentials: CredentialSet;
   /** The MCP endpoints of mcp.yaml (empty without one). */
   readonly mcp: McpEndpointSet;
+  /** Roles in complain mode (modes.yaml; empty without one). */
+  readonly complainRoles: ReadonlySet<string>;
   /**
    * Every (role, host key) bucket in one map ({@link exactKey}, {@link wildKey}): one hash lookup per
    * host kind instead of role → host maps (fewer cache misses on large policies).
@@ -356,19 +356,18 @@ export class CompiledPolicy implements PolicySnapshot {
       roles.add(l.role);
       roles.add(l.parent);
     }
+    // modes.yaml (complain mode): enforcement only, never the decision; its roles are known roles.
+    const modesText = foldDenies ? source.files[MODES_FILE] : undefined;
+    this.complainRoles = modesText !== undefined ? parseModes(modesText).complain : NO_MODES.complain;
+    for (const r of this.complainRoles) roles.add(r);
     this.roles = roles;
-    this.budgets =
-      foldDenies && source.budgetsText !== undefined && source.budgetsText !== null
-        ? parseBudgets(source.budgetsText, roles)
-        : NO_BUDGETS;
+    const budgetsText = source.files[BUDGETS_FILE];
+    const credentialsText = source.files[CREDENTIALS_FILE];
+    const mcpText = source.files[MCP_FILE];
+    this.budgets = foldDenies && budgetsText !== undefined ? parseBudgets(budgetsText, roles) : NO_BUDGETS;
     this.credentials =
-      foldDenies && source.credentialsText !== undefined && source.credentialsText !== null
-        ? parseCredentials(source.credentialsText, roles)
-        : NO_CREDENTIALS;
-    this.mcp =
-      foldDenies && source.mcpText !== undefined && source.mcpText !== null
-        ? parseMcp(source.mcpText)
-        : NO_MCP;
+      foldDenies && credentialsText !== undefined ? parseCredentials(credentialsText, roles) : NO_CREDENTIALS;
+    this.mcp = foldDenies && mcpText !== undefined ? parseMcp(mcpText) : NO_MCP;
     this.#ancestors = ancestorsOf(roles, parsed.links);
     this.#methodIds = new Map([['*', STAR_ID]]);
     for (const r of parsed.rules)

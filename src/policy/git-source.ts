@@ -15,12 +15,10 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PolicyError } from '../errors.js';
 import type { CompiledPolicy } from './compile.js';
-import { BUDGETS_FILE } from './budgets.js';
-import { CREDENTIALS_FILE } from './credentials.js';
-import { MCP_FILE } from './mcp.js';
 import { POLICY_FILE } from './csv.js';
 import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
 import { MODEL_FILE } from './model.js';
+import { OPTIONAL_POLICY_FILES, type OptionalPolicyTexts } from './optional-files.js';
 import { TESTS_DIR, type PolicyTestFile } from './policy-tests.js';
 import type { PolicySource } from './types.js';
 
@@ -228,10 +226,9 @@ export class GitPolicySource implements PolicySource {
     this.#lastTried = sha;
     const context = { url: this.url, ref: this.ref, commit: sha };
     try {
-      const { modelText, policyText, budgetsText, credentialsText, mcpText, tests } =
-        await this.#readCommit(sha);
+      const { modelText, policyText, files, tests } = await this.#readCommit(sha);
       const changed = this.#held.accept(
-        { modelText, policyText, budgetsText, credentialsText, mcpText, tests, version: sha.slice(0, 12) },
+        { modelText, policyText, files, tests, version: sha.slice(0, 12) },
         context,
         () => {
           this.#commit = sha;
@@ -271,15 +268,13 @@ export class GitPolicySource implements PolicySource {
   }
 
   /**
-   * Reads model.conf, policy.csv, budgets.yaml, credentials.yaml and mcp.yaml (optional) and tests/*.y(a)ml of `subdir` at `sha`
-   * from git objects.
+   * Reads model.conf, policy.csv, the optional files present (OPTIONAL_POLICY_FILES) and
+   * tests/*.y(a)ml of `subdir` at `sha` from git objects.
    */
   async #readCommit(sha: string): Promise<{
     modelText: string;
     policyText: string;
-    budgetsText: string | null;
-    credentialsText: string | null;
-    mcpText: string | null;
+    files: OptionalPolicyTexts;
     tests: PolicyTestFile[];
   }> {
     const tree = this.subdir === '.' ? `${sha}^{tree}` : `${sha}:${this.subdir}`;
@@ -315,21 +310,20 @@ export class GitPolicySource implements PolicySource {
         return !base.includes('/') && !base.startsWith('.') && /\.ya?ml$/.test(base);
       })
       .sort();
-    const [modelText, policyText, budgetsText, credentialsText, mcpText, ...texts] = await Promise.all([
+    const optionalNames = OPTIONAL_POLICY_FILES.filter((n) => entries.has(n));
+    const [modelText, policyText, ...texts] = await Promise.all([
       blob(MODEL_FILE),
       blob(POLICY_FILE),
-      entries.has(BUDGETS_FILE) ? blob(BUDGETS_FILE) : null,
-      entries.has(CREDENTIALS_FILE) ? blob(CREDENTIALS_FILE) : null,
-      entries.has(MCP_FILE) ? blob(MCP_FILE) : null,
+      ...optionalNames.map((n) => blob(n)),
       ...testNames.map((n) => blob(n)),
     ]);
+    const files: Partial<Record<(typeof OPTIONAL_POLICY_FILES)[number], string>> = {};
+    optionalNames.forEach((n, i) => (files[n] = texts[i]!));
     return {
-      modelText: modelText as string,
-      policyText: policyText as string,
-      budgetsText,
-      credentialsText,
-      mcpText,
-      tests: testNames.map((file, i) => ({ file, text: texts[i] as string })),
+      modelText: modelText!,
+      policyText: policyText!,
+      files,
+      tests: testNames.map((file, i) => ({ file, text: texts[optionalNames.length + i]! })),
     };
   }
 

@@ -3,14 +3,15 @@
  * source (a watched directory, {@link PolicyStore}; a followed Git ref, {@link GitPolicySource}).
  *
  * A source reads candidate files its own way (filesystem, git objects) and offers them here. A
- * candidate becomes the policy in force only when model.conf, policy.csv (and budgets.yaml and
- * credentials.yaml, when present) validate and compile and
+ * candidate becomes the policy in force only when model.conf, policy.csv (and the optional files
+ * present: budgets.yaml, credentials.yaml, mcp.yaml, modes.yaml) validate and compile and
  * every `tests/*.yaml` case passes; the swap is one reference assignment, so a concurrent decision
  * uses whichever whole snapshot it fetched. Any failure keeps the previous snapshot and is recorded
  * as `lastError()`. Attempts run one at a time ({@link LastKnownGood.serialize}).
  */
 import type { CompiledPolicy } from './compile.js';
 import { compilePolicy } from './load.js';
+import type { OptionalPolicyTexts } from './optional-files.js';
 import { assertPolicyTestsPass, runPolicyTestFiles, type PolicyTestFile } from './policy-tests.js';
 import type { PolicySnapshot } from './types.js';
 
@@ -46,12 +47,8 @@ export interface PolicyCandidate {
   modelText: string;
   /** policy.csv's text. */
   policyText: string;
-  /** budgets.yaml's text, or null/absent when the policy has none. */
-  budgetsText?: string | null;
-  /** credentials.yaml's text, or null/absent when the policy has none. */
-  credentialsText?: string | null;
-  /** mcp.yaml's text, or null/absent when the policy has none. */
-  mcpText?: string | null;
+  /** The optional files present (name → text, src/policy/optional-files.ts); absent: none. */
+  files?: OptionalPolicyTexts;
   /** tests/*.yaml (names relative to the policy directory), run against the compiled candidate. */
   tests: readonly PolicyTestFile[];
   /** Recorded as the snapshot's source directory. */
@@ -114,7 +111,8 @@ export class LastKnownGood {
   /**
    * Validates, compiles and tests `candidate`, then makes it the policy in force. Logs
    * `policy loaded` (with `context` and version, rules, tests, previous) and calls `onChange` when the
-   * version changed; `swapped` runs right after the swap, before both.
+   * version changed; `swapped` runs right after the swap, before both. While a role is in complain
+   * mode (modes.yaml) every accepted candidate also logs a warning naming those roles (`complain`).
    * @returns whether the version in force changed.
    * @throws PolicyError (compile: `FILE:LINE`; tests: the failed cases) — nothing is swapped then;
    *   the owner passes the message to {@link reject}.
@@ -127,9 +125,7 @@ export class LastKnownGood {
     const snapshot = compilePolicy(candidate.modelText, candidate.policyText, {
       ...(candidate.dir !== undefined ? { dir: candidate.dir } : {}),
       ...(candidate.version !== undefined ? { version: candidate.version } : {}),
-      budgetsText: candidate.budgetsText ?? null,
-      credentialsText: candidate.credentialsText ?? null,
-      mcpText: candidate.mcpText ?? null,
+      ...(candidate.files !== undefined ? { files: candidate.files } : {}),
     });
     const report = runPolicyTestFiles(snapshot, candidate.tests);
     assertPolicyTestsPass(report);
@@ -137,6 +133,13 @@ export class LastKnownGood {
     this.#current = snapshot; // the swap: one reference assignment
     this.#lastError = null;
     swapped?.(snapshot);
+    if (snapshot.complainRoles.size > 0) {
+      // Complain mode is a learning aid, never a steady state: say so at every load and reload.
+      this.#logger?.warn(
+        { ...context, version: snapshot.version, complain: [...snapshot.complainRoles].sort() },
+        'complain mode (modes.yaml): calls these roles\' rules deny are forwarded for GET, HEAD and OPTIONS and audited would_deny',
+      );
+    }
     const changed = previous?.version !== snapshot.version;
     if (changed) {
       this.#logger?.info(

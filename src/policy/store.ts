@@ -1,7 +1,8 @@
 /**
  * The policy in force, reloaded when its directory changes (docs/policy.md "Reloading").
  *
- * A reload reads model.conf, policy.csv, budgets.yaml, credentials.yaml and mcp.yaml (optional) and tests/*.yaml and offers them to the source's
+ * A reload reads model.conf, policy.csv, the optional files (src/policy/optional-files.ts) and
+ * tests/*.yaml and offers them to the source's
  * {@link LastKnownGood} (src/policy/last-good.ts, shared with the Git source), which validates and
  * compiles them into a new immutable snapshot, runs the tests against it, and only then replaces the
  * single reference that `current()` returns. Any failure keeps the previous snapshot and records `lastError()`. There is no
@@ -15,6 +16,7 @@ import path from 'node:path';
 import type { CompiledPolicy } from './compile.js';
 import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
 import { readPolicyDir } from './load.js';
+import { OPTIONAL_POLICY_FILES } from './optional-files.js';
 import { readPolicyTestFiles, TESTS_DIR } from './policy-tests.js';
 import type { PolicySource } from './types.js';
 import { VERSION_FILE } from './live-dir.js';
@@ -137,24 +139,21 @@ export class PolicyStore implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let fingerprint: string | null = null;
     try {
-      const [{ modelText, policyText, budgetsText, credentialsText, mcpText }, testFiles, pinned] =
-        await Promise.all([
-          readPolicyDir(this.dir),
-          readPolicyTestFiles(this.dir),
-          readPinnedVersion(this.dir),
-        ]);
+      const [{ modelText, policyText, files }, testFiles, pinned] = await Promise.all([
+        readPolicyDir(this.dir),
+        readPolicyTestFiles(this.dir),
+        readPinnedVersion(this.dir),
+      ]);
       const h = createHash('sha256')
         .update(modelText)
         .update('\0')
         .update(policyText)
         .update('\0')
-        .update(pinned ?? '')
-        .update('\0')
-        .update(budgetsText === null ? '-' : `+${budgetsText}`)
-        .update('\0')
-        .update(credentialsText === null ? '-' : `+${credentialsText}`)
-        .update('\0')
-        .update(mcpText === null ? '-' : `+${mcpText}`);
+        .update(pinned ?? '');
+      for (const name of OPTIONAL_POLICY_FILES) {
+        const text = files[name];
+        h.update('\0').update(text === undefined ? '-' : `+${text}`);
+      }
       for (const t of testFiles) h.update('\0').update(t.file).update('\0').update(t.text);
       fingerprint = h.digest('hex');
       if (!force && fingerprint === this.#lastFingerprint) return this.#result(false);
@@ -163,9 +162,7 @@ export class PolicyStore implements PolicySource {
         {
           modelText,
           policyText,
-          budgetsText,
-          credentialsText,
-          mcpText,
+          files,
           tests: testFiles,
           dir: this.dir,
           ...(pinned ? { version: pinned } : {}),

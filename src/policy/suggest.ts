@@ -21,6 +21,7 @@
  *      everything below it); the shallowest such prefix wins. The root is never generalised (`/*`
  *      on a host is never suggested).
  */
+import { SAFE_METHODS } from './modes.js';
 import { compilePolicy } from './load.js';
 import type { CompiledPolicy } from './compile.js';
 import { lintPolicy, type LintFinding } from './lint.js';
@@ -37,7 +38,7 @@ import {
 import type { PolicyDecision, PolicyRequest } from './types.js';
 
 /** Methods whose paths may be generalised (they do not change state). */
-export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+export { SAFE_METHODS };
 
 /** Distinct next segments under a prefix that justify a `PREFIX/*` tail (safe methods only). */
 export const TAIL_SIBLINGS = 3;
@@ -437,10 +438,8 @@ export function suggestPolicy(
   }
   const proposedPolicyText = base + addition;
   const proposed = compilePolicy(src.modelText, proposedPolicyText, {
-    dir: src.dir ?? undefined,
-    budgetsText: src.budgetsText ?? null,
-    credentialsText: src.credentialsText ?? null,
-    mcpText: src.mcpText ?? null,
+    ...(src.dir !== null ? { dir: src.dir } : {}),
+    files: src.files,
   });
   // A suggestion never overrides a deny: every call it is for must now be allowed, by an allow rule.
   for (const l of lines) {

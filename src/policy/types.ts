@@ -48,6 +48,11 @@ export interface PolicySnapshot {
   readonly credentials?: CredentialSet;
   /** The policy's MCP endpoints (mcp.yaml, docs/mcp.md); absent or empty: none. */
   readonly mcp?: McpEndpointSet;
+  /**
+   * Roles in complain mode (modes.yaml, src/policy/modes.ts): a denied call with a safe method is
+   * forwarded and audited `would_deny`. Absent or empty: every role is enforced.
+   */
+  readonly complainRoles?: ReadonlySet<string>;
 }
 
 /** Read side of the policy store, as the gateway and API see it. */

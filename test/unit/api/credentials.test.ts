@@ -55,7 +55,7 @@ const VERSIONS: CredentialVersions = {
 };
 
 const policy = (): PolicySnapshot =>
-  compilePolicy(CANONICAL_MODEL, CSV, { version: 'pv1', credentialsText: CREDENTIALS });
+  compilePolicy(CANONICAL_MODEL, CSV, { version: 'pv1', files: { 'credentials.yaml': CREDENTIALS } });
 
 let server: Server | undefined;
 afterEach(async () => {

@@ -129,7 +129,9 @@ describe('budgets.yaml in the policy snapshot', () => {
 
   it('an invalid budgets.yaml makes the whole policy invalid', () => {
     expect(() =>
-      compilePolicy(CANONICAL_MODEL, CSV, { budgetsText: GOOD.replace('role: uploader', 'role: nobody') }),
+      compilePolicy(CANONICAL_MODEL, CSV, {
+        files: { 'budgets.yaml': GOOD.replace('role: uploader', 'role: nobody') },
+      }),
     ).toThrow(/budgets\.yaml:9: budgets\.1\.role: role "nobody" is not defined/);
   });
 });

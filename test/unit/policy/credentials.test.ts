@@ -110,22 +110,22 @@ describe('credentials in the policy snapshot', () => {
     const without = compilePolicy(CANONICAL_MODEL, POLICY);
     expect(without.credentials.size).toBe(0);
     expect(without.version).toBe(policyVersion(CANONICAL_MODEL, POLICY));
-    const withCreds = compilePolicy(CANONICAL_MODEL, POLICY, { credentialsText: GOOD });
+    const withCreds = compilePolicy(CANONICAL_MODEL, POLICY, { files: { 'credentials.yaml': GOOD } });
     expect(withCreds.credentials.size).toBe(2);
     expect(withCreds.version).not.toBe(without.version);
-    expect(withCreds.version).toBe(policyVersion(CANONICAL_MODEL, POLICY, null, GOOD));
+    expect(withCreds.version).toBe(policyVersion(CANONICAL_MODEL, POLICY, { 'credentials.yaml': GOOD }));
   });
 });
 
 describe('lintCredentials', () => {
   it('accepts bindings the roles allow (inherited rules count)', () => {
-    const p = compilePolicy(CANONICAL_MODEL, POLICY, { credentialsText: GOOD });
+    const p = compilePolicy(CANONICAL_MODEL, POLICY, { files: { 'credentials.yaml': GOOD } });
     expect(lintCredentials(p)).toEqual([]);
   });
 
   it('reports a binding broader than the allow rules, with a witness', () => {
     const text = GOOD.replace('path: /repos/*\n        methods: [GET]', 'path: /*\n        methods: [GET]');
-    const p = compilePolicy(CANONICAL_MODEL, POLICY, { credentialsText: text });
+    const p = compilePolicy(CANONICAL_MODEL, POLICY, { files: { 'credentials.yaml': text } });
     const f = lintCredentials(p);
     expect(f).toHaveLength(2); // analyst and lead
     expect(f[0]).toMatchObject({ severity: 'error', file: 'credentials.yaml', line: 6 });
@@ -139,7 +139,7 @@ describe('lintCredentials', () => {
       'host: api.example.com\n        path: /repos/*',
       'host: other.example.com\n        path: /repos/*',
     );
-    const p = compilePolicy(CANONICAL_MODEL, POLICY, { credentialsText: text });
+    const p = compilePolicy(CANONICAL_MODEL, POLICY, { files: { 'credentials.yaml': text } });
     expect(lintCredentials(p)[0]!.message).toMatch(/no allow rule of role "analyst" overlaps it/);
   });
 });

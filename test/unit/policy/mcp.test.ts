@@ -129,7 +129,7 @@ describe('virtual paths', () => {
 
 describe('MCP in the policy', () => {
   it('is a named-only method: `*` never grants a tool call; deny-override on the virtual path', () => {
-    const p = compilePolicy(CANONICAL_MODEL, CSV, { mcpText: GOOD });
+    const p = compilePolicy(CANONICAL_MODEL, CSV, { files: { 'mcp.yaml': GOOD } });
     const d = (role: string, p2: string, method = 'MCP') =>
       p.decide({ role, host: 'gh.test', path: p2, method });
     expect(d('analyst', '/mcp/tools/call/search_issues').allowed).toBe(true);
@@ -145,11 +145,13 @@ describe('MCP in the policy', () => {
   });
 
   it('changes the version only when mcp.yaml is present, and is located on errors', () => {
-    expect(policyVersion(CANONICAL_MODEL, CSV)).toBe(policyVersion(CANONICAL_MODEL, CSV, null, null, null));
-    expect(policyVersion(CANONICAL_MODEL, CSV, null, null, GOOD)).not.toBe(
+    expect(policyVersion(CANONICAL_MODEL, CSV)).toBe(policyVersion(CANONICAL_MODEL, CSV, {}));
+    expect(policyVersion(CANONICAL_MODEL, CSV, { 'mcp.yaml': GOOD })).not.toBe(
       policyVersion(CANONICAL_MODEL, CSV),
     );
-    expect(() => compilePolicy(CANONICAL_MODEL, CSV, { mcpText: 'version: 3\n' })).toThrow(/mcp\.yaml:1/);
+    expect(() => compilePolicy(CANONICAL_MODEL, CSV, { files: { 'mcp.yaml': 'version: 3\n' } })).toThrow(
+      /mcp\.yaml:1/,
+    );
   });
 });
 
