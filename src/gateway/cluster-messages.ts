@@ -5,6 +5,7 @@
  */
 import type { GatewayServiceConfig } from '../gateway-wire/config.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
+import type { BudgetQuery, BudgetReply } from './budgets.js';
 
 /** Primary → worker. Each change carries `seq`; the worker answers `airlock:ack` with it once applied. */
 export type PrimaryMessage =
@@ -14,7 +15,14 @@ export type PrimaryMessage =
   /** Kill switch: acknowledged after the session's sockets in this worker are destroyed. */
   | { t: 'airlock:revoke'; seq: number; id: string }
   /** Close the proxy (flushing the audit file) and exit. */
-  | { t: 'airlock:stop' };
+  | { t: 'airlock:stop' }
+  /**
+   * A client connection accepted by the primary on the proxy port, sent with the message as its
+   * handle: every connection from one source address goes to the same worker (cluster.ts).
+   */
+  | { t: 'airlock:conn' }
+  /** The answer to a worker's budget query (budgets.ts). */
+  | BudgetReply;
 
 /** Worker → primary. */
 export type WorkerMessage =
@@ -25,7 +33,9 @@ export type WorkerMessage =
   /** The worker's audit file cannot be written (`audit.onFailure: deny`: it refuses calls), or can again (null). */
   | { t: 'airlock:audit'; failure: string | null }
   /** Startup failed (the worker exits next). */
-  | { t: 'airlock:failed'; message: string };
+  | { t: 'airlock:failed'; message: string }
+  /** A budget check or bytes count, answered from the primary's counters (budgets.ts). */
+  | BudgetQuery;
 
 /** Environment variable carrying a worker's settings (JSON of {@link WorkerSpec}). */
 export const WORKER_ENV = 'AIRLOCK_GATEWAY_WORKER';

@@ -1,8 +1,15 @@
 /**
  * A gateway on several cores (`gateway.workers` > 1): a primary process and N workers forked with
- * `node:cluster`, all serving the one proxy port (cluster shares the listening socket; see
- * docs/architecture.md "Gateway workers" for why cluster and not `reusePort`).
+ * `node:cluster` (see docs/architecture.md "Gateway workers" for why cluster and not `reusePort`).
  *
+ * - The primary owns the proxy port: it accepts each client connection (paused, nothing read) and
+ *   hands the socket to a worker over IPC, as cluster's round-robin does, but chosen by the source
+ *   address (rendezvous hashing over the ready workers, {@link pickWorker}): every connection of one
+ *   sandbox (one session: its address is its network identity) goes to the same worker, so the
+ *   per-session limits (limits.ts: connections, tunnels, requests in flight) hold for the whole
+ *   gateway, and one session's load stays on one core. While a session's worker restarts, its new
+ *   connections go to the next worker in its order (its old sockets died with the worker).
+ * - Budgets (budgets.yaml) are counted here for every worker (budgets.ts `answerBudgetQuery`).
  * - The primary serves the admin API (one endpoint) and holds the authoritative session table. Every
  *   register, resync and revocation is applied there first, then sent to every worker over IPC; the
  *   admin call answers after every worker acknowledged it. A revocation is acknowledged by a worker
@@ -21,6 +28,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
@@ -29,6 +37,7 @@ import type { GatewaySession } from '../gateway-wire/session.js';
 import { createLogger, type Logger } from '../log.js';
 import { PolicyStore } from '../policy/store.js';
 import { type AdminSessions, createAdminServer, listen } from './admin.js';
+import { answerBudgetQuery, BudgetCounters } from './budgets.js';
 import {
   isAirlockMessage,
   type PrimaryMessage,
@@ -37,6 +46,41 @@ import {
   type WorkerSpec,
 } from './cluster-messages.js';
 import { createSessionSource, type SessionSource } from './session-sources/index.js';
+import { normalizeRemoteAddress } from './sessions.js';
+
+/** FNV-1a, 32 bits: a cheap, well-spread hash for {@link pickWorker}. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  // A final avalanche (murmur3's fmix32): addresses differ only in their last characters.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The worker that serves connections from `address`: of the workers `ids` that can take them, the one
+ * with the highest hash of (address, id) — rendezvous hashing, so a worker's absence moves only its
+ * own addresses, and they come back to it when it does. @returns undefined when `ids` is empty.
+ */
+export function pickWorker(address: string, ids: readonly number[]): number | undefined {
+  let best: number | undefined;
+  let bestHash = -1;
+  for (const id of ids) {
+    const h = fnv1a(`${address}|${id}`);
+    if (h > bestHash) {
+      bestHash = h;
+      best = id;
+    }
+  }
+  return best;
+}
 
 /** A running multi-worker gateway (the primary's side). */
 export interface RunningGatewayCluster {
@@ -113,9 +157,11 @@ export async function startGatewayCluster(
   sweep.unref();
 
   const slots = new Map<number, Slot>();
+  /** budgets.yaml's counters for every worker. */
+  const budgets = new BudgetCounters();
   let seq = 0;
   let closing = false;
-  let proxyPort = -1;
+  let proxyPort: number;
   const backoff = new Map<number, number>();
 
   const sendTo = (slot: Slot, m: PrimaryMessage): boolean => {
@@ -207,11 +253,12 @@ export async function startGatewayCluster(
         done?.(m.closedSockets);
       } else if (m.t === 'airlock:ready') {
         slot.ready = true;
-        proxyPort = m.proxyPort;
         if (restarts > 0) logger.info({ worker: id, pid: m.pid }, 'gateway worker restarted');
         if ([...slots.values()].every((s) => s.ready)) allReady?.();
       } else if (m.t === 'airlock:audit') {
         slot.auditFailure = m.failure;
+      } else if (m.t === 'airlock:budget' || m.t === 'airlock:budget-bytes') {
+        sendTo(slot, answerBudgetQuery(budgets, m));
       } else if (m.t === 'airlock:failed') {
         startupFailure?.(new Error(`gateway worker ${id}: ${m.message}`));
         logger.error({ worker: id, error: m.message }, 'gateway worker failed to start');
@@ -291,6 +338,39 @@ export async function startGatewayCluster(
     allReady = null;
   }
 
+  // The proxy port: each connection handed to the worker of its source address (see the top).
+  const proxy = net.createServer({ pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    const ready: number[] = [];
+    for (const s of slots.values()) if (s.ready) ready.push(s.id);
+    const id = pickWorker(normalizeRemoteAddress(socket.remoteAddress), ready);
+    const slot = id === undefined ? undefined : slots.get(id);
+    if (!slot?.worker.isConnected()) return void socket.destroy();
+    try {
+      slot.worker.send({ t: 'airlock:conn' } satisfies PrimaryMessage, socket, { keepOpen: false }, (err) => {
+        if (err) socket.destroy();
+      });
+    } catch {
+      socket.destroy();
+    }
+  });
+  try {
+    proxyPort = await new Promise<number>((resolve, reject) => {
+      proxy.once('error', reject);
+      proxy.listen(cfg.port, cfg.listenHost, () => {
+        proxy.off('error', reject);
+        resolve((proxy.address() as net.AddressInfo).port);
+      });
+    });
+  } catch (err) {
+    clearInterval(sweep);
+    await stopWorkers();
+    await source.stop();
+    policy.close();
+    throw err;
+  }
+  const closeProxy = (): Promise<void> => new Promise<void>((r) => proxy.close(() => r()));
+
   const metrics = new client.AggregatorRegistry();
   const admin: http.Server = createAdminServer({
     sessions,
@@ -316,6 +396,7 @@ export async function startGatewayCluster(
     adminPort = (await listen(admin, cfg.adminPort, cfg.listenHost)).port;
   } catch (err) {
     clearInterval(sweep);
+    await closeProxy();
     await stopWorkers();
     await source.stop();
     policy.close();
@@ -332,6 +413,7 @@ export async function startGatewayCluster(
       ),
     async close() {
       clearInterval(sweep);
+      await closeProxy();
       await new Promise<void>((r) => {
         admin.close(() => r());
         admin.closeAllConnections();

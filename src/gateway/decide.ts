@@ -51,7 +51,7 @@ import type { GatewaySession } from '../gateway-wire/session.js';
 import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
 import { isDynamicApply } from '../policy/credential-kinds.js';
 import { dynamicRequest } from './credential-dynamic.js';
-import type { BudgetCounters, BudgetExceeded, BudgetMeter } from './budgets.js';
+import type { BudgetAuthority, BudgetExceeded, BudgetMeter } from './budgets.js';
 import type { CredentialVault, InjectedCredential, LeakFinding, ScannedRequest } from './credentials.js';
 import type { Exchange, Refusal } from './exchange.js';
 import type { UpstreamResolver } from './resolve.js';
@@ -91,8 +91,8 @@ export type DecideMode = 'forward' | 'intercept';
 export interface DecideContext {
   policy: PolicySource;
   resolver: UpstreamResolver;
-  /** The budget counters (step 5); absent: budgets are not enforced (unit tests). */
-  budgets?: BudgetCounters;
+  /** The budget counters (step 5): this process's, or the primary's; absent: not enforced (unit tests). */
+  budgets?: BudgetAuthority;
   /** Credential values (step 2b and 7); absent: credentials.yaml is ignored. */
   credentials?: CredentialVault;
   /** Called with the credential's name on each exfiltration attempt (a metric). */
@@ -367,7 +367,7 @@ export async function decide(
   let meter: BudgetMeter | null = null;
   if (ctx.budgets && policy.budgets && policy.budgets.size > 0) {
     const method = x.methodOverride ?? x.method;
-    const b = ctx.budgets.admit(policy.budgets, session, x.policyHost, method, contentLength);
+    const b = await ctx.budgets.admit(policy.budgets, session, x.policyHost, method, contentLength);
     if (!b.ok) return budgetExceeded(x, session, b, decision.rule, policy.version);
     meter = b.meter;
   }

@@ -15,6 +15,7 @@ import {
   type AuditQueryMode,
 } from '../config/schema.js';
 import type { PolicySource } from '../policy/types.js';
+import type { BudgetAuthority } from './budgets.js';
 import type { CredentialVault } from './credentials.js';
 import type { UpstreamResolver } from './resolve.js';
 import type { SessionTable } from './sessions.js';
@@ -67,6 +68,11 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
    * then refused `audit_unavailable` before it is decided (decide.ts step 0). Absent: never refused so.
    */
   auditAvailable?: () => boolean;
+  /**
+   * Where budgets.yaml's counters live: a worker of a multi-worker gateway passes the primary's
+   * (budgets.ts `SharedBudgets`). @default a `BudgetCounters` of this gateway
+   */
+  budgets?: BudgetAuthority;
 }
 
 /** Options with every default applied: what `EgressGateway` takes. */

@@ -102,7 +102,7 @@ export class EgressGateway {
     this.ctx = {
       policy: opts.policy,
       resolver: opts.resolver,
-      budgets: new BudgetCounters(),
+      budgets: opts.budgets ?? new BudgetCounters(),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.onExfiltration ? { onExfiltration: opts.onExfiltration } : {}),
       ...(opts.auditAvailable ? { auditAvailable: opts.auditAvailable } : {}),
@@ -532,7 +532,7 @@ export class EgressGateway {
       return this.tunnels.intercept(socket, head, x, id.session, leaves!);
     }
     x.allow(outcome.rule, outcome.policyVersion);
-    this.tunnels.passthrough(socket, head, outcome.address, x, id.session);
+    this.tunnels.passthrough(socket, head, outcome.address, x, id.session, outcome.meter);
   }
 
   /**
@@ -584,6 +584,10 @@ export class EgressGateway {
       x.session = id.session;
       if (!id.ok) return this.refuseRaw(socket, x, identityRefusal(id, x.policyVersion));
       session = id.session;
+      // A plain channel is as long-lived as a tunnel: it counts as one (limits.ts); inside an
+      // intercepted tunnel the CONNECT that carries it is counted already.
+      const over = this.limits.admitTunnel(session, socket, x.policyVersion);
+      if (over) return this.refuseRaw(socket, x, over);
     }
     const unsupported = upgradeRefusal(req);
     if (unsupported) {
@@ -602,7 +606,7 @@ export class EgressGateway {
     const ended = this.identifier.stillLive(session, outcome.policyVersion);
     if (ended) return this.refuseRaw(socket, x, ended);
     x.allow(outcome.rule, outcome.policyVersion);
-    this.websockets.relay(req, socket, head, target, outcome.address, x, session);
+    this.websockets.relay(req, socket, head, target, outcome.address, x, session, outcome.meter);
   }
 
   /** A CONNECT inside an intercepted tunnel: refused (400 `not_supported`) and audited with the session. */
@@ -640,8 +644,15 @@ export class EgressGateway {
    * and the connection closed.
    */
   private clientTimeout(socket: Socket): void {
-    const session = this.opts.sessions.atAddress(normalizeRemoteAddress(socket.remoteAddress));
-    const x = this.exchange('UNKNOWN', 'http', session);
+    // Inside an intercepted tunnel: the tunnel's session and host (tunnel.ts runs the same timeouts).
+    const tunnel = this.tunnels.of(socket);
+    const session =
+      tunnel?.session ?? this.opts.sessions.atAddress(normalizeRemoteAddress(socket.remoteAddress));
+    const x = this.exchange('UNKNOWN', tunnel ? 'https' : 'http', session);
+    if (tunnel) {
+      x.host = tunnel.host;
+      x.port = tunnel.port;
+    }
     this.refuseRaw(socket, x, {
       kind: 'refuse',
       reason: 'client_timeout',

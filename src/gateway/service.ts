@@ -11,6 +11,7 @@ import { type GatewayServiceConfig, parseGatewayServiceConfig } from '../gateway
 import { PolicyStore } from '../policy/store.js';
 import { DestinationPolicy } from './address.js';
 import { createAdminServer, listen } from './admin.js';
+import type { BudgetAuthority } from './budgets.js';
 import { hostMatch } from '../policy/matchers.js';
 import { CredentialVault } from './credentials.js';
 import { EgressGateway, withGatewayDefaults } from './proxy.js';
@@ -48,6 +49,8 @@ export interface GatewayWorkerOptions {
   beforeListen(sessions: SessionTable): Promise<void>;
   /** Told on each audit sink transition: why calls are refused (`audit.onFailure: deny`), or null. */
   onAuditFailure?(reason: string | null): void;
+  /** The budget counters shared through the primary (budgets.ts `SharedBudgets`). */
+  budgets?: BudgetAuthority;
 }
 
 /**
@@ -202,6 +205,7 @@ export async function startGatewayService(
       ...(cfg.auditOnFailure === 'deny' ? { auditAvailable: () => fileSink.healthy() } : {}),
       ...(upstreamCaPem ? { upstreamCaPem } : {}),
       ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
+      ...(worker?.budgets ? { budgets: worker.budgets } : {}),
     }),
   );
   const admin = worker

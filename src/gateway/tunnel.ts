@@ -10,6 +10,7 @@ import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 import { normalizeHost } from '../request/normalize.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
+import type { BudgetMeter } from './budgets.js';
 import type { Exchange } from './exchange.js';
 import { sendRawJson } from './responses.js';
 import type { SessionTable } from './sessions.js';
@@ -36,16 +37,24 @@ export class Tunnels {
     private readonly inner: http.Server,
     /** Upstream TCP connect timeout of passthrough tunnels, ms. */
     private readonly connectTimeoutMs: number,
-  ) {}
+  ) {
+    // Node checks an HTTP server's `headersTimeout` / `requestTimeout` only for the connections of a
+    // server that emitted 'listening' (it starts the connection tracking and its checking timer
+    // then). The inner server never listens, so without this a client inside an intercepted tunnel
+    // could hold a request's headers open forever. With it, the same 408 `request_timeout` as on the
+    // plain path (proxy.ts `clientError`, the tunnel's session audited).
+    inner.emit('listening');
+  }
 
   /** The intercepted tunnel a request's socket belongs to, if any. */
   of(socket: Socket): Tunnel | undefined {
     return this.byTlsSocket.get(socket);
   }
 
-  /** Destroys every open tunnel (gateway shutdown). */
+  /** Destroys every open tunnel (gateway shutdown) and stops the inner server's timeout checks. */
   destroyAll(): void {
     for (const t of this.open) t.destroy();
+    this.inner.close();
   }
 
   /**
@@ -116,8 +125,18 @@ export class Tunnels {
    * Relays bytes unopened to `address` (granted CONNECT passthrough); answers 200 once the upstream
    * connection is up, 502 `upstream_unreachable` if it cannot be made within the connect timeout.
    * Finishes `x` (which records the allow) when either side closes.
+   * @param meter the bytes budgets of the CONNECT (decide.ts), or null: every byte the sandbox sends
+   *   through the tunnel counts as bytes out; once a budget is used up the tunnel is closed and its
+   *   event records decision `deny`, reason `budget_exceeded` (with the bytes that crossed).
    */
-  passthrough(socket: Socket, head: Buffer, address: string, x: Exchange, session: GatewaySession): void {
+  passthrough(
+    socket: Socket,
+    head: Buffer,
+    address: string,
+    x: Exchange,
+    session: GatewaySession,
+    meter: BudgetMeter | null = null,
+  ): void {
     this.sessions.attachSocket(session.id, socket);
     const upstream = net.connect({ host: address, port: x.port });
     upstream.setTimeout(this.connectTimeoutMs, () => upstream.destroy(new Error('connect timeout')));
@@ -127,6 +146,17 @@ export class Tunnels {
       established = true;
       upstream.setTimeout(0);
       socket.write(ESTABLISHED);
+      if (meter) {
+        const count = (n: number): void => {
+          meter.addBytesOut(n);
+          if (!meter.exhausted) return;
+          x.decision = 'deny';
+          x.reason = 'budget_exceeded';
+          done();
+        };
+        if (head.length > 0) count(head.length);
+        socket.on('data', (c: Buffer) => count(c.length));
+      }
       if (head.length > 0) upstream.write(head);
       socket.pipe(upstream);
       upstream.pipe(socket);
@@ -136,7 +166,7 @@ export class Tunnels {
       upstream.destroy();
       socket.destroy();
       if (established) x.status = 200;
-      else {
+      else if (x.reason !== 'budget_exceeded') {
         x.reason = 'upstream_error';
         x.status = 502;
       }

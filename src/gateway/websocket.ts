@@ -23,6 +23,7 @@ import http, { type IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { GatewaySession } from '../gateway-wire/session.js';
+import type { BudgetMeter } from './budgets.js';
 import type { Exchange } from './exchange.js';
 import { downstreamHeaders, upstreamHeaders } from './headers.js';
 import { sendRawJson, statusOf, type GatewayErrorBody } from './responses.js';
@@ -131,6 +132,9 @@ export class WebSockets {
    * @param socket the sandbox's connection, handed over by the `upgrade` event (TLS inside a tunnel).
    * @param head bytes the sandbox sent after the handshake's headers; sent upstream after the 101.
    * @param address the resolved and checked upstream address (decide.ts); the name is not resolved again.
+   * @param meter the handshake's bytes budgets (decide.ts), or null: the channel's bytes towards the
+   *   upstream count as bytes out; once a budget is used up the channel is closed, audited with
+   *   decision `deny`, reason `budget_exceeded`.
    */
   relay(
     req: IncomingMessage,
@@ -140,6 +144,7 @@ export class WebSockets {
     address: string,
     x: Exchange,
     session: GatewaySession,
+    meter: BudgetMeter | null = null,
   ): void {
     if (socket.destroyed) {
       // The sandbox went away (or was killed) while the handshake was being decided.
@@ -219,11 +224,22 @@ export class WebSockets {
         x.bytesIn += upHead.length;
         socket.write(upHead);
       }
+      // bytesOut: what was relayed (a chunk that takes the channel past a budget is not).
+      const count = (n: number): void => {
+        meter?.addBytesOut(n);
+        if (!meter?.exhausted) {
+          x.bytesOut += n;
+          return;
+        }
+        x.decision = 'deny';
+        x.reason = 'budget_exceeded';
+        finish();
+      };
       if (head.length > 0) {
-        x.bytesOut += head.length;
+        count(head.length);
         upSocket.write(head);
       }
-      socket.on('data', (c: Buffer) => (x.bytesOut += c.length));
+      socket.on('data', (c: Buffer) => count(c.length));
       upSocket.on('data', (c: Buffer) => (x.bytesIn += c.length));
       socket.pipe(upSocket);
       upSocket.pipe(socket);

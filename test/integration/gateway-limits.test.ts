@@ -7,6 +7,7 @@
  * complete while one session holds every connection of its pool with uploads that do not end), and
  * the waits are for events (a response, a close, the upstream seeing a request).
  */
+import 'reflect-metadata';
 import { createHash } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { MemoryAuditSink } from '../../src/audit/file-sink.js';
@@ -22,6 +24,8 @@ import { DestinationPolicy } from '../../src/gateway/address.js';
 import { EgressGateway, withGatewayDefaults } from '../../src/gateway/proxy.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
 import { SessionTable } from '../../src/gateway/sessions.js';
+import { LeafCache } from '../../src/gateway/tls/leaf-cache.js';
+import { loadOrCreateCa, type CaMaterial } from '../../src/pki/ca.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import { proxyRequest, type ProxyTarget } from '../helpers/proxy-client.js';
@@ -104,6 +108,8 @@ let upstream: Upstream;
 let policyDir: string;
 let policy: PolicyStore;
 let sessions: SessionTable;
+/** The installation CA of gateways that intercept HTTPS (`gatewayWith(…, {intercept: true})`). */
+let ca: CaMaterial;
 const opened: EgressGateway[] = [];
 
 function writePolicy(dir: string, port: number): void {
@@ -117,6 +123,7 @@ function writePolicy(dir: string, port: number): void {
       `p, worker, up.test:${port}, /, CONNECT, allow`,
       `p, metered, up.test:${port}, /*, GET, allow`,
       `p, metered, up.test:${port}, /sink, POST, allow`,
+      `p, metered, up.test:${port}, /, CONNECT, allow`,
       '',
     ].join('\n'),
   );
@@ -139,8 +146,14 @@ function writePolicy(dir: string, port: number): void {
   );
 }
 
-/** A gateway with its own limits, sharing the policy, sessions and upstream. */
-async function gatewayWith(limits: GatewayLimitsInput): Promise<{
+/**
+ * A gateway with its own limits, sharing the policy, sessions and upstream. Without `intercept`, a
+ * CONNECT a rule grants is a passthrough tunnel; with it, tunnels are intercepted (installation CA).
+ */
+async function gatewayWith(
+  limits: GatewayLimitsInput,
+  opts: { intercept?: boolean } = {},
+): Promise<{
   proxy: ProxyTarget;
   audit: WatchedSink;
   gateway: EgressGateway;
@@ -156,6 +169,7 @@ async function gatewayWith(limits: GatewayLimitsInput): Promise<{
         new Map([['up.test', '127.0.0.1']]),
       ),
       limits,
+      ...(opts.intercept ? { intercept: { leaves: new LeafCache(ca), passthrough: [] } } : {}),
     }),
   );
   opened.push(gateway);
@@ -167,7 +181,11 @@ async function gatewayWith(limits: GatewayLimitsInput): Promise<{
 function upload(
   proxy: ProxyTarget,
   s: Sess,
-): { response: Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>; end(): void } {
+): {
+  response: Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>;
+  end(): void;
+  write(s: string): void;
+} {
   const req = http.request({
     host: proxy.host,
     port: proxy.port,
@@ -194,7 +212,7 @@ function upload(
     },
   );
   req.write('first chunk');
-  return { response, end: () => req.end('last chunk') };
+  return { response, end: () => req.end('last chunk'), write: (s: string) => void req.write(s) };
 }
 
 /** Opens a raw socket from `localAddress`; resolves once connected. */
@@ -220,6 +238,7 @@ beforeAll(async () => {
   upstream = new Upstream();
   await upstream.start();
   policyDir = mkdtempSync(path.join(tmpdir(), 'airlock-limits-'));
+  ca = await loadOrCreateCa(path.join(policyDir, '..', `${path.basename(policyDir)}-ca`));
   writePolicy(policyDir, upstream.port);
   policy = await PolicyStore.open(policyDir, { watch: false, pollIntervalMs: 0 });
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
@@ -240,7 +259,10 @@ afterAll(async () => {
   await Promise.all(opened.map((g) => g.close()));
   await upstream?.close();
   await policy?.close();
-  if (policyDir) rmSync(policyDir, { recursive: true, force: true });
+  if (policyDir) {
+    rmSync(policyDir, { recursive: true, force: true });
+    rmSync(`${policyDir}-ca`, { recursive: true, force: true });
+  }
 });
 
 describe('fairness on a shared upstream (issue 13 section 2)', () => {
@@ -268,6 +290,59 @@ describe('fairness on a shared upstream (issue 13 section 2)', () => {
     for (const h of hog) h.end();
     const done = await Promise.all(hog.map((h) => h.response));
     expect(done.map((r) => r.status)).toEqual(Array(6).fill(200));
+  });
+});
+
+describe('fairness, functional part: one session trickling uploads up to its limits', () => {
+  it("another session's calls all complete (no head-of-line blocking, no timeouts) while one session trickles uploads at its limit", async () => {
+    const { proxy, audit } = await gatewayWith({
+      concurrentRequests: 8,
+      upstreamConnectionsPerOrigin: 4,
+      // Slow but legal: 1 byte every 50 ms is 20 B/s, above this minimum, so no upload is cut.
+      bodyMinBytesPerSecond: 5,
+      bodyRateWindowMs: 1_000,
+    });
+    const hog = Array.from({ length: 8 }, () => upload(proxy, A));
+    await upstream.openUploads(4);
+    // A is at its limit of requests in flight: one more is refused, not queued.
+    const over = await proxyRequest(proxy, `http://up.test:${upstream.port}/fast`, {
+      auth: auth(A),
+      localAddress: A.address,
+    });
+    expect(over.status).toBe(429);
+    expect(over.json()).toMatchObject({ error: 'limit_exceeded', limit: 'concurrentRequests' });
+    // A keeps trickling (bounded: until B is done, at most 2,000 ticks) while B calls the same upstream.
+    let ticks = 0;
+    let trickling = true;
+    const trickle = setInterval(() => {
+      if (!trickling || ticks++ > 2_000) return clearInterval(trickle);
+      for (const h of hog) h.write('x');
+    }, 50);
+    const others: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const batch = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          proxyRequest(proxy, `http://up.test:${upstream.port}/fast`, {
+            auth: auth(B),
+            localAddress: B.address,
+          }),
+        ),
+      );
+      others.push(...batch.map((r) => r.status));
+    }
+    trickling = false;
+    clearInterval(trickle);
+    expect(others).toEqual(Array(100).fill(200));
+    // A's uploads were never cut or timed out: each ends with the upstream's answer.
+    for (const h of hog) h.end();
+    const done = await Promise.all(hog.map((h) => h.response));
+    expect(done.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(ticks).toBeGreaterThan(0);
+    const failures = audit.events.filter((e) =>
+      ['client_timeout', 'upstream_error', 'upstream_tls_error'].includes(e.reason),
+    );
+    expect(failures).toEqual([]);
+    expect(audit.events.filter((e) => e.sessionId === B.id && e.status === 200)).toHaveLength(100);
   });
 });
 
@@ -432,6 +507,84 @@ describe('client timeouts and request bodies: 408 request_timeout, audited clien
     expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
     expect(closedByServer).toBe(true);
     expect(audit.events.at(-1)).toMatchObject({ reason: 'client_timeout', status: 408, sessionId: A.id });
+  });
+});
+
+describe('client timeouts inside an intercepted tunnel (as on the plain path)', () => {
+  /** A CONNECT to up.test and a TLS session inside it, trusting the installation CA. */
+  async function tunnel(proxy: ProxyTarget): Promise<tls.TLSSocket> {
+    const raw = await rawSocket(proxy, A.address);
+    raw.write(
+      `CONNECT up.test:${upstream.port} HTTP/1.1\r\nHost: up.test:${upstream.port}\r\n` +
+        `Proxy-Authorization: ${basic(auth(A))}\r\n\r\n`,
+    );
+    const [established] = (await once(raw, 'data')) as [Buffer];
+    expect(established.toString()).toMatch(/^HTTP\/1\.1 200 /);
+    const t = tls.connect({
+      socket: raw,
+      servername: 'up.test',
+      ca: ca.trustPem,
+      ALPNProtocols: ['http/1.1'],
+    });
+    await once(t, 'secureConnect');
+    return t;
+  }
+
+  it('request headers not finished within clientHeadersTimeoutMs: 408, closed, audited with the tunnel session', async () => {
+    const { proxy, audit } = await gatewayWith(
+      { clientHeadersTimeoutMs: 300, clientRequestTimeoutMs: 600 },
+      { intercept: true },
+    );
+    const t = await tunnel(proxy);
+    const answer = readAll(t as unknown as net.Socket);
+    t.write(`GET /fast HTTP/1.1\r\nHost: up.test:${upstream.port}\r\n`); // never finished
+    const { text } = await answer;
+    expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
+    expect(text).toContain('"error":"request_timeout"');
+    const e = await audit.next((x) => x.reason === 'client_timeout');
+    expect(e).toMatchObject({
+      status: 408,
+      decision: 'deny',
+      sessionId: A.id,
+      scheme: 'https',
+      host: 'up.test',
+    });
+    // The tunnel itself is audited when it closes, with the one request attempt inside.
+    await audit.next((x) => x.method === 'CONNECT' && x.decision === 'allow');
+  });
+});
+
+describe('passthrough tunnels count against bytes budgets', () => {
+  it('bytes sent through a passthrough tunnel are counted: the tunnel is closed once past the budget, the next CONNECT gets 429', async () => {
+    // No interception: the CONNECT that role metered is granted is relayed unopened.
+    const { proxy, audit } = await gatewayWith({});
+    const connect = `CONNECT up.test:${upstream.port} HTTP/1.1\r\nHost: up.test:${upstream.port}\r\nProxy-Authorization: ${basic(auth(D))}\r\n\r\n`;
+    const t = await rawSocket(proxy, D.address);
+    t.write(connect);
+    const [established] = (await once(t, 'data')) as [Buffer];
+    expect(established.toString()).toMatch(/^HTTP\/1\.1 200 /);
+    // Within the budget (metered-uploads: 100 bytes per hour): a request through the tunnel.
+    const get = `GET /fast HTTP/1.1\r\nHost: up.test:${upstream.port}\r\n\r\n`;
+    expect(get.length).toBeLessThan(100);
+    t.write(get);
+    const [first] = (await once(t, 'data')) as [Buffer];
+    expect(first.toString()).toMatch(/^HTTP\/1\.1 200 OK/);
+    // Then past it: the gateway closes the tunnel rather than relay these bytes.
+    const answer = readAll(t);
+    const aborted = upstream.aborted;
+    t.write('POST /sink HTTP/1.1\r\nHost: up.test\r\nContent-Length: 80\r\n\r\n' + 'z'.repeat(80));
+    const { text } = await answer;
+    expect(text).toBe(''); // nothing more: the POST never reached the upstream
+    expect(upstream.aborted).toBe(aborted);
+    const e = await audit.next((x) => x.method === 'CONNECT' && x.sessionId === D.id);
+    expect(e).toMatchObject({ decision: 'deny', reason: 'budget_exceeded', status: 200 });
+    expect(e.bytesOut).toBe(get.length);
+    const again = await rawSocket(proxy, D.address);
+    const refusal = readAll(again);
+    again.write(connect);
+    const r = await refusal;
+    expect(r.text).toMatch(/^HTTP\/1\.1 429 /);
+    expect(r.text).toContain('"budget":"metered-uploads"');
   });
 });
 

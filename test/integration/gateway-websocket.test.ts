@@ -50,6 +50,20 @@ const G: Sandbox = { id: 's-getter', cred: 'cred-getter-0123456789', address: '1
 const K: Sandbox = { id: 's-killed', cred: 'cred-killed-0123456789', address: '127.0.0.3', role: 'streamer' };
 /** Role streamer, revoked while its handshake is being decided. */
 const R: Sandbox = { id: 's-racing', cred: 'cred-racing-0123456789', address: '127.0.0.5', role: 'streamer' };
+/** Role streamer, on the gateway with a tunnel limit of 1. */
+const L: Sandbox = {
+  id: 's-limited',
+  cred: 'cred-limited-0123456789',
+  address: '127.0.0.6',
+  role: 'streamer',
+};
+/** Role mstreamer: its channels' bytes count against a bytes budget (budgets.yaml). */
+const M: Sandbox = {
+  id: 's-metered',
+  cred: 'cred-metered-0123456789',
+  address: '127.0.0.7',
+  role: 'mstreamer',
+};
 /** Role streamer, expired (TTL) in its test. */
 const T: Sandbox = {
   id: 's-expiring',
@@ -171,13 +185,26 @@ beforeAll(async () => {
       `p, getter, stream.test:${p}, /*, *, allow`,
       `p, getter, secure-stream.test:${s}, /ws, GET, allow`,
       `p, getter, secure-stream.test:${s}, /*, *, allow`,
+      `p, mstreamer, stream.test:${p}, /ws, WEBSOCKET, allow`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    path.join(policyDir, 'budgets.yaml'),
+    [
+      'version: 1',
+      'budgets:',
+      '  - name: stream-bytes',
+      '    role: mstreamer',
+      `    host: stream.test:${p}`,
+      '    bytesOutPerHour: 200',
       '',
     ].join('\n'),
   );
   policy = await PolicyStore.open(policyDir, { watch: false });
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
   sessions = new SessionTable();
-  for (const x of [S, G, K, T, R]) register(x);
+  for (const x of [S, G, K, T, R, L, M]) register(x);
   audit = new MemoryAuditSink();
   gateway = new EgressGateway(
     withGatewayDefaults({
@@ -228,10 +255,9 @@ function eventWhere(from: number, match: (e: AuditEvent) => boolean): AuditEvent
  * A ws client through the gateway over plain HTTP: connects to the proxy from the sandbox's address
  * and sends the handshake in absolute form (`target`, default the URL) with Proxy-Authorization.
  */
-function wsPlain(who: Sandbox, url: string, target = url): WebSocket {
+function wsPlain(who: Sandbox, url: string, target = url, port = proxyPort): WebSocket {
   return new WebSocket(url, {
-    createConnection: () =>
-      net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: who.address }) as never,
+    createConnection: () => net.connect({ host: '127.0.0.1', port, localAddress: who.address }) as never,
     finishRequest: (req) => {
       req.path = target;
       req.setHeader('proxy-authorization', basic(who));
@@ -616,5 +642,81 @@ describe('WebSocket inside an intercepted HTTPS tunnel (wss)', () => {
       path: '/ws',
       decision: 'deny',
     });
+  });
+});
+
+describe('WebSocket channels under the per-session limits and budgets', () => {
+  let limited: EgressGateway;
+  let limitedPort: number;
+  beforeAll(async () => {
+    limited = new EgressGateway(
+      withGatewayDefaults({
+        policy,
+        sessions,
+        audit,
+        resolver: new UpstreamResolver(
+          new DestinationPolicy(['127.0.0.0/8']),
+          new Map([['stream.test', '127.0.0.1']]),
+        ),
+        limits: { tunnels: 1 },
+      }),
+    );
+    limitedPort = (await limited.listen(0, '127.0.0.1')).port;
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  it('a plain channel counts as a tunnel: over gateway.limits.tunnels the handshake (and a CONNECT) get 429', async () => {
+    const first = wsPlain(L, plainUrl('/ws'), plainUrl('/ws'), limitedPort);
+    await opened(first);
+    const r = await refused(wsPlain(L, plainUrl('/ws'), plainUrl('/ws'), limitedPort));
+    expect(r.status).toBe(429);
+    expect(r.decision).toBe('deny');
+    expect(JSON.parse(r.body)).toMatchObject({ error: 'limit_exceeded', limit: 'tunnels', sessionId: L.id });
+    const connect = await rawExchange(
+      { host: '127.0.0.1', port: limitedPort },
+      `CONNECT stream.test:${plain.port} HTTP/1.1\r\nHost: stream.test:${plain.port}\r\n` +
+        `Proxy-Authorization: ${basic(L)}\r\n\r\n`,
+      L.address,
+    );
+    expect(connect).toMatch(/^HTTP\/1\.1 429 /);
+    expect(connect).toContain('"limit":"tunnels"');
+    // Closing the channel frees the slot (the count drops when the gateway's socket closes: each
+    // further attempt is a whole handshake, at most 50).
+    first.close(1000);
+    await closed(first);
+    let status = 0;
+    for (let attempt = 0; attempt < 50 && status !== 101; attempt++) {
+      const ws = wsPlain(L, plainUrl('/ws'), plainUrl('/ws'), limitedPort);
+      status = await new Promise<number>((resolve) => {
+        ws.once('open', () => resolve(101));
+        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once('error', () => resolve(0));
+      });
+      ws.terminate();
+    }
+    expect(status).toBe(101);
+  });
+
+  it("a channel's bytes towards the upstream count against a bytes budget: past it the channel is closed, audited budget_exceeded", async () => {
+    const from = audit.events.length;
+    const ws = wsPlain(M, plainUrl('/ws'));
+    const messages = await opened(ws);
+    ws.send('small');
+    await until(() => messages.includes('echo:small'), 'the echo');
+    // stream-bytes: 200 bytes per hour; this frame takes the channel past it.
+    ws.send('x'.repeat(300));
+    await closed(ws);
+    expect(messages).not.toContain(`echo:${'x'.repeat(300)}`);
+    const mine = (e: AuditEvent): boolean => e.method === 'WEBSOCKET' && e.sessionId === M.id;
+    await until(() => eventWhere(from, mine) !== undefined, 'the audit event');
+    const e = eventWhere(from, mine)!;
+    expect(e).toMatchObject({ sessionId: M.id, decision: 'deny', reason: 'budget_exceeded', status: 101 });
+    expect(e.bytesOut).toBeLessThanOrEqual(200);
+    // The budget is used up: the next handshake is refused before any upstream contact.
+    const r = await refused(wsPlain(M, plainUrl('/ws')));
+    expect(r.status).toBe(429);
+    expect(JSON.parse(r.body)).toMatchObject({ error: 'budget_exceeded', budget: 'stream-bytes' });
   });
 });

@@ -4,16 +4,22 @@
  * upstream and a real policy dir on loopback. Sessions are told apart by source address (127.0.0.x);
  * the admin API is called from 127.0.0.1, which no session uses. Needs `npm run build` (built when
  * dist/ lacks the worker entry point).
+ *
+ * The primary hands every connection of one source address (one session) to the same worker
+ * (cluster.ts `pickWorker`), so the tests that need both workers use sessions whose addresses map to
+ * different workers; per-session limits and budgets are checked to hold for the whole gateway.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
+import { pickWorker } from '../../src/gateway/cluster.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 
 const MAIN = path.resolve('dist/cli/main.js');
@@ -39,6 +45,38 @@ const session = (n: number): Session => ({
   cred: `cred-workers-${n}-0123456789`,
   address: `127.0.0.${n}`,
 });
+/** The worker (1 or 2) the primary hands the connections of `s` to while both run. */
+const workerOf = (s: Session): number => pickWorker(s.address, [1, 2])!;
+/** The first `count` sessions from number `from` on whose connections go to worker `w`. */
+function sessionsOn(w: number, count: number, from: number): Session[] {
+  const out: Session[] = [];
+  for (let n = from; out.length < count && n < 255; n++) if (workerOf(session(n)) === w) out.push(session(n));
+  return out;
+}
+/** Sessions served by worker 1 and by worker 2. */
+const ON1 = sessionsOn(1, 1, 2)[0]!;
+const ON2 = sessionsOn(2, 1, 2)[0]!;
+
+/** A GET in absolute form with the session's credential. */
+const getRequest = (s: Session): string =>
+  `GET http://up.test:${upstreamPort}/ok HTTP/1.1\r\nHost: up.test:${upstreamPort}\r\n` +
+  `Proxy-Authorization: Basic ${Buffer.from(`${s.id}:${s.cred}`).toString('base64')}\r\n\r\n`;
+
+/** Sends `text` on a new connection from the session's address; everything the gateway answers until it closes. */
+function rawExchange(s: Session, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: s.address });
+    let got = '';
+    c.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    c.on('error', () => undefined);
+    c.on('close', () => resolve(got));
+    c.setTimeout(10_000, () => c.destroy()); // bounded: a gateway that never answers fails the test
+    c.write(text);
+  });
+}
+
+/** Per-session limits of the gateway under test (gateway.limits). */
+const LIMITS = { connections: 20, tunnels: 3 };
 
 async function admin(
   method: string,
@@ -77,17 +115,24 @@ async function workers(): Promise<WorkerStatus[]> {
 }
 
 /** One proxied GET from the session's address: the status, or 0 when the connection failed. */
-function call(s: Session, agent: http.Agent | false = false): Promise<number> {
+function call(
+  s: Session,
+  agent: http.Agent | false = false,
+  opts: { host?: string; method?: string; body?: string } = {},
+): Promise<number> {
+  const host = `${opts.host ?? 'up.test'}:${upstreamPort}`;
   return new Promise((resolve) => {
     const req = http.request(
       {
         host: '127.0.0.1',
         port: proxyPort,
         localAddress: s.address,
-        path: `http://up.test:${upstreamPort}/ok`,
+        method: opts.method ?? 'GET',
+        path: `http://${host}/ok`,
         headers: {
-          host: `up.test:${upstreamPort}`,
+          host,
           'proxy-authorization': `Basic ${Buffer.from(`${s.id}:${s.cred}`).toString('base64')}`,
+          ...(opts.body !== undefined ? { 'content-length': String(Buffer.byteLength(opts.body)) } : {}),
         },
         agent,
       },
@@ -99,7 +144,7 @@ function call(s: Session, agent: http.Agent | false = false): Promise<number> {
     );
     req.setTimeout(10_000, () => req.destroy());
     req.on('error', () => resolve(0));
-    req.end();
+    req.end(opts.body);
   });
 }
 
@@ -143,7 +188,37 @@ beforeAll(async () => {
   const policyDir = path.join(dir, 'policy');
   mkdirSync(policyDir);
   writeFileSync(path.join(policyDir, 'model.conf'), CANONICAL_MODEL);
-  writeFileSync(path.join(policyDir, 'policy.csv'), `p, worker, up.test:${upstreamPort}, /*, GET, allow\n`);
+  writeFileSync(
+    path.join(policyDir, 'policy.csv'),
+    [
+      `p, worker, up.test:${upstreamPort}, /*, GET, allow`,
+      `p, worker, up.test:${upstreamPort}, /, CONNECT, allow`,
+      `p, worker, metered.test:${upstreamPort}, /*, GET, allow`,
+      `p, worker, metered.test:${upstreamPort}, /*, POST, allow`,
+      '',
+    ].join('\n'),
+  );
+  // Budgets per role: shared by sessions served by different workers.
+  writeFileSync(
+    path.join(policyDir, 'budgets.yaml'),
+    [
+      'version: 1',
+      'budgets:',
+      '  - name: role-calls',
+      '    role: worker',
+      `    host: metered.test:${upstreamPort}`,
+      '    methods: [GET]',
+      '    per: role',
+      '    requestsPerMinute: 6',
+      '  - name: role-bytes',
+      '    role: worker',
+      `    host: metered.test:${upstreamPort}`,
+      '    methods: [POST]',
+      '    per: role',
+      '    bytesOutPerHour: 100',
+      '',
+    ].join('\n'),
+  );
   auditFile = path.join(dir, 'audit', 'audit.jsonl');
   const config = {
     port: 0,
@@ -153,8 +228,9 @@ beforeAll(async () => {
     auditFile,
     auditStdout: false,
     allowPrivateCidrs: ['127.0.0.0/8'],
-    hostAliases: { 'up.test': '127.0.0.1' },
+    hostAliases: { 'up.test': '127.0.0.1', 'metered.test': '127.0.0.1' },
     workers: 2,
+    limits: LIMITS,
   };
   child = spawn(process.execPath, [MAIN, 'gateway'], {
     env: {
@@ -195,15 +271,19 @@ describe('gateway with 2 workers', () => {
     expect(new Set(ws.map((w) => w.pid)).size).toBe(2);
   });
 
-  it('decides requests in both workers (audit names the worker)', async () => {
-    const s = session(2);
-    await register(s);
-    const statuses = await calls(s, 100);
-    expect(statuses.every((x) => x === 200)).toBe(true);
-    const events = await eventsOf(s.id, 100);
-    expect(events).toHaveLength(100);
-    expect(new Set(events.map((e) => e.worker))).toEqual(new Set([1, 2]));
-    expect(events.every((e) => e.decision === 'allow' && e.policyVersion)).toBe(true);
+  it('decides requests in both workers, every call of one session in the same one (audit names the worker)', async () => {
+    for (const s of [ON1, ON2]) {
+      await register(s);
+      const statuses = await calls(s, 50);
+      expect(statuses.every((x) => x === 200)).toBe(true);
+      const events = await eventsOf(s.id, 50);
+      expect(events).toHaveLength(50);
+      // 50 fresh connections, all handed to the session's worker.
+      expect(new Set(events.map((e) => e.worker))).toEqual(new Set([workerOf(s)]));
+      expect(events.every((e) => e.decision === 'allow' && e.policyVersion)).toBe(true);
+    }
+    expect(workerOf(ON1)).toBe(1);
+    expect(workerOf(ON2)).toBe(2);
   });
 
   it('a session registered through the admin API is allowed at once on every worker', async () => {
@@ -215,7 +295,11 @@ describe('gateway with 2 workers', () => {
       expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
     }
     const deciders = new Set<number | undefined>();
-    for (const s of fresh) for (const e of await eventsOf(s.id, 6)) deciders.add(e.worker);
+    for (const s of fresh) {
+      const mine = await eventsOf(s.id, 6);
+      expect(new Set(mine.map((e) => e.worker))).toEqual(new Set([workerOf(s)]));
+      for (const e of mine) deciders.add(e.worker);
+    }
     expect(deciders).toEqual(new Set([1, 2]));
   });
 
@@ -252,13 +336,14 @@ describe('gateway with 2 workers', () => {
     expect(after.length).toBeGreaterThanOrEqual(200);
     expect(after.filter((r) => r.status === 200)).toEqual([]);
     expect(after.every((r) => r.status === 403 || r.status === 0)).toBe(true);
-    // Both workers refused the session afterwards.
+    // The session's worker refused it afterwards (every worker was told before DELETE answered).
     const refused = (await eventsOf(s.id, 1)).filter((e) => e.reason === 'session_expired');
-    expect(new Set(refused.map((e) => e.worker))).toEqual(new Set([1, 2]));
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused.map((e) => e.worker))).toEqual(new Set([workerOf(s)]));
   });
 
   it('a killed worker is restarted and knows every session (and not the revoked one)', async () => {
-    const kept = session(60);
+    const kept = sessionsOn(1, 1, 60)[0]!;
     await register(kept);
     const [w1] = await workers();
     process.kill(w1!.pid!, 'SIGKILL');
@@ -271,7 +356,7 @@ describe('gateway with 2 workers', () => {
     }
     expect(back?.restarts).toBe(1);
     const seen = auditEvents().length;
-    for (const s of [session(2), kept]) expect((await calls(s, 20)).every((x) => x === 200)).toBe(true);
+    for (const s of [ON1, kept]) expect((await calls(s, 20)).every((x) => x === 200)).toBe(true);
     expect((await calls(session(50), 10)).some((x) => x === 200)).toBe(false);
     const deadline2 = Date.now() + 10_000;
     let later: AuditEvent[] = [];
@@ -282,16 +367,87 @@ describe('gateway with 2 workers', () => {
     expect(later).toHaveLength(50);
     const byRestarted = later.filter((e) => e.worker === 1);
     expect(byRestarted.some((e) => e.sessionId === kept.id && e.decision === 'allow')).toBe(true);
-    expect(byRestarted.some((e) => e.sessionId === 's-w2' && e.decision === 'allow')).toBe(true);
+    expect(byRestarted.some((e) => e.sessionId === ON1.id && e.decision === 'allow')).toBe(true);
+  });
+
+  it('the per-session connection limit holds for the whole gateway, not per worker', async () => {
+    const s = session(80);
+    await register(s);
+    // As many keep-alive connections as the limit allows, each used once and kept open.
+    const agents = Array.from(
+      { length: LIMITS.connections },
+      () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
+    );
+    expect(await Promise.all(agents.map((a) => call(s, a)))).toEqual(Array(LIMITS.connections).fill(200));
+    // One more: refused, although split over two workers each would hold only half the limit.
+    const over = await rawExchange(s, getRequest(s));
+    expect(over).toMatch(/^HTTP\/1\.1 429 /);
+    expect(over).toContain('"limit":"connections"');
+    for (const a of agents) a.destroy();
+    expect(new Set((await eventsOf(s.id, LIMITS.connections + 1)).map((e) => e.worker))).toEqual(
+      new Set([workerOf(s)]),
+    );
+  });
+
+  it('the per-session tunnel limit holds for the whole gateway, not per worker', async () => {
+    const s = session(81);
+    await register(s);
+    const connect =
+      `CONNECT up.test:${upstreamPort} HTTP/1.1\r\nHost: up.test:${upstreamPort}\r\n` +
+      `Proxy-Authorization: Basic ${Buffer.from(`${s.id}:${s.cred}`).toString('base64')}\r\n\r\n`;
+    const open: net.Socket[] = [];
+    for (let i = 0; i < LIMITS.tunnels; i++) {
+      const t = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: s.address });
+      t.on('error', () => undefined);
+      t.write(connect);
+      const [data] = (await once(t, 'data')) as [Buffer];
+      expect(data.toString()).toMatch(/^HTTP\/1\.1 200 /);
+      open.push(t);
+    }
+    const over = await rawExchange(s, connect);
+    expect(over).toMatch(/^HTTP\/1\.1 429 /);
+    expect(over).toContain('"limit":"tunnels"');
+    for (const t of open) t.destroy();
+  });
+
+  it("a role's request budget is counted once for all workers (sessions on different workers share it)", async () => {
+    const [x] = sessionsOn(1, 1, 90);
+    const [y] = sessionsOn(2, 1, 90);
+    await register(x!);
+    await register(y!);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      for (const s of [x!, y!]) statuses.push(await call(s, false, { host: 'metered.test' }));
+    }
+    // role-calls: 6 GET per minute for role worker, whichever worker served them.
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 429, 429]);
+    const over = (await eventsOf(y!.id, 4)).filter((e) => e.reason === 'budget_exceeded');
+    expect(over).toHaveLength(1);
+    expect((await eventsOf(x!.id, 4)).every((e) => e.worker === 1)).toBe(true);
+    expect((await eventsOf(y!.id, 4)).every((e) => e.worker === 2)).toBe(true);
+  });
+
+  it("a role's bytes budget is counted once for all workers", async () => {
+    const [x] = sessionsOn(1, 1, 100);
+    const [y] = sessionsOn(2, 1, 100);
+    await register(x!);
+    await register(y!);
+    const body = 'b'.repeat(60);
+    // role-bytes: 100 request-body bytes per hour; 60 counted on worker 1, then 60 declared on worker 2.
+    expect(await call(x!, false, { host: 'metered.test', method: 'POST', body })).toBe(200);
+    expect(await call(y!, false, { host: 'metered.test', method: 'POST', body })).toBe(429);
+    const [e] = (await eventsOf(y!.id, 1)).filter((ev) => ev.reason === 'budget_exceeded');
+    expect(e).toMatchObject({ worker: 2, status: 429, method: 'POST' });
   });
 
   it('both workers append whole lines to the one audit file under concurrent load', async () => {
-    const s = session(70);
-    await register(s);
+    // Two sessions, one on each worker, 16 keep-alive connections each.
+    const both = [sessionsOn(1, 1, 70)[0]!, sessionsOn(2, 1, 70)[0]!];
+    for (const s of both) await register(s);
     const agents = Array.from({ length: 32 }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
     await Promise.all(
-      agents.map(async (a) => {
-        for (let i = 0; i < 60; i++) expect(await call(s, a)).toBe(200);
+      agents.map(async (a, i) => {
+        for (let n = 0; n < 60; n++) expect(await call(both[i % 2]!, a)).toBe(200);
       }),
     );
     for (const a of agents) a.destroy();
@@ -303,7 +459,7 @@ describe('gateway with 2 workers', () => {
     expect(lines.pop()).toBe('');
     const events = lines.map((l) => JSON.parse(l) as AuditEvent);
     expect(events.every((e) => typeof e.time === 'string' && (e.worker === 1 || e.worker === 2))).toBe(true);
-    const mine = events.filter((e) => e.sessionId === s.id);
+    const mine = events.filter((e) => both.some((s) => s.id === e.sessionId));
     expect(mine).toHaveLength(32 * 60);
     expect(new Set(mine.map((e) => e.worker))).toEqual(new Set([1, 2]));
   });
