@@ -30,25 +30,36 @@ async function problemOf(res: Response): Promise<ApiError> {
   return new ApiError(res.status, detail);
 }
 
-/** Calls the API with the token in the Authorization header. @throws ApiError on a non-2xx answer */
-export async function call(token: string, method: string, path: string): Promise<unknown> {
-  const res = await fetch(path, { method, headers: { authorization: `Bearer ${token}` } });
+/**
+ * Calls the API with the token in the Authorization header (and `body` as JSON when given).
+ * @throws ApiError on a non-2xx answer
+ */
+export async function call(token: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const res = await fetch(path, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
   if (!res.ok) throw await problemOf(res);
   return res.status === 204 ? null : res.json();
 }
 
 /**
- * Reads `GET /v1/events` with a streaming fetch (EventSource cannot send the Authorization header)
- * and calls `onEvent` per frame until `signal` aborts or the server ends the stream.
+ * Reads a server-sent event stream of the API (`/v1/events...`, `/v1/approvals/stream`) with a
+ * streaming fetch (EventSource cannot send the Authorization header) and calls `onEvent` per frame
+ * until `signal` aborts or the server ends the stream.
  * @throws ApiError when the server refuses the stream (401, 403, 404, 503).
  */
-export async function readEvents(
+export async function readEvents<E = StreamEvent>(
   token: string,
-  query: string,
+  url: string,
   signal: AbortSignal,
-  onEvent: (e: StreamEvent) => void,
+  onEvent: (e: E) => void,
 ): Promise<void> {
-  const res = await fetch(`/v1/events${query}`, {
+  const res = await fetch(url, {
     headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
     signal,
     cache: 'no-store',
@@ -75,7 +86,7 @@ export async function readEvents(
         else if (field === 'data') data.push(val);
       }
       if (data.length === 0) continue;
-      onEvent({ event, data: JSON.parse(data.join('\n')) } as StreamEvent);
+      onEvent({ event, data: JSON.parse(data.join('\n')) } as E);
     }
   }
 }

@@ -7,7 +7,14 @@
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, call, readEvents, tokenStore } from './api.js';
-import type { Decision, PolicyStatus, SessionSummary, StreamEvent } from './types.js';
+import type {
+  Approval,
+  ApprovalEvent,
+  Decision,
+  PolicyStatus,
+  SessionSummary,
+  StreamEvent,
+} from './types.js';
 
 /** Decisions kept in memory for the chart and the denial groups. */
 const MAX_DECISIONS = 20_000;
@@ -38,17 +45,18 @@ const clock = (iso: string): string => new Date(iso).toISOString().slice(11, 23)
 type Conn = 'connecting' | 'live' | 'retrying';
 
 /**
- * Follows `GET /v1/events{query}`: reconnects after 2 s when the stream breaks, calls `onAuthFail`
- * on 401, and reports every other refusal through the returned error.
+ * Follows an event stream of the API (`url`): reconnects after 2 s when the stream breaks, calls
+ * `onAuthFail` on 401, stops on 403/404, and reports refusals through `error` (with `status`).
  */
-function useEventStream(
+function useEventStream<E extends { event: string } = StreamEvent>(
   token: string,
-  query: string,
-  onEvent: (e: StreamEvent) => void,
+  url: string,
+  onEvent: (e: E) => void,
   onAuthFail: () => void,
-): { conn: Conn; error: string | null; ended: boolean } {
+): { conn: Conn; error: string | null; status: number | null; ended: boolean } {
   const [conn, setConn] = useState<Conn>('connecting');
   const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState<number | null>(null);
   const [ended, setEnded] = useState(false);
   const handler = useRef(onEvent);
   handler.current = onEvent;
@@ -60,7 +68,7 @@ function useEventStream(
         let done = false;
         try {
           setConn('connecting');
-          await readEvents(token, query, ctl.signal, (e) => {
+          await readEvents<E>(token, url, ctl.signal, (e) => {
             setConn('live');
             setError(null);
             if (e.event === 'end') done = true;
@@ -69,6 +77,7 @@ function useEventStream(
         } catch (err) {
           if (stop) return;
           if (err instanceof ApiError && err.status === 401) return onAuthFail();
+          if (err instanceof ApiError) setStatus(err.status);
           if (err instanceof ApiError && (err.status === 403 || err.status === 404)) {
             setError(err.message);
             return;
@@ -87,8 +96,8 @@ function useEventStream(
       stop = true;
       ctl.abort();
     };
-  }, [token, query]);
-  return { conn, error, ended };
+  }, [token, url]);
+  return { conn, error, status, ended };
 }
 
 function Login({ onLogin }: { onLogin: (t: string) => void }) {
@@ -152,7 +161,7 @@ function RateChart({ decisions, now }: { decisions: readonly Decision[]; now: nu
     const s = Math.floor(Date.parse(d.time) / 1000);
     if (s < start) break;
     if (s > end) continue;
-    (d.decision === 'allow' ? allow : deny)[s - start]!++;
+    (d.decision === 'allow' ? allow : deny)[s - start]!++; // would_deny counts as denied by the rules
   }
   let max = 1;
   for (let i = 0; i < CHART_SECONDS; i++) max = Math.max(max, allow[i]! + deny[i]!);
@@ -276,7 +285,7 @@ function Denials({ decisions, now }: { decisions: readonly Decision[]; now: numb
       { role: string; host: string; path: string; count: number; last: number; methods: Set<string> }
     >();
     for (const d of decisions) {
-      if (d.decision !== 'deny') continue;
+      if (d.decision === 'allow') continue; // deny, and would_deny (complain mode)
       const host = `${d.host}:${d.port}`;
       const key = `${d.role ?? '(unknown)'}\u0000${host}\u0000${d.path}`;
       let g = m.get(key);
@@ -346,7 +355,7 @@ function SessionView({
   const [killing, setKilling] = useState(false);
   const { conn, error, ended } = useEventStream(
     token,
-    `?sessionId=${encodeURIComponent(id)}`,
+    `/v1/events?sessionId=${encodeURIComponent(id)}`,
     (e) => {
       if (e.event === 'decision') setRows((r) => [e.data, ...r].slice(0, MAX_ROWS));
       else if (e.event === 'sessions') setSession(e.data.sessions[0] ?? null);
@@ -495,6 +504,88 @@ function SessionView({
   );
 }
 
+/**
+ * Pending approvals (docs/approvals.md) from `GET /v1/approvals/stream`, with the request and its
+ * body and approve/deny buttons; nothing is shown when the API serves no approvals (404).
+ */
+function Approvals({ token, now, onAuthFail }: { token: string; now: number; onAuthFail: () => void }) {
+  const [items, setItems] = useState<ReadonlyMap<string, Approval>>(new Map());
+  const [reasons, setReasons] = useState<Record<string, string>>({});
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const { status } = useEventStream<ApprovalEvent>(
+    token,
+    '/v1/approvals/stream',
+    (e) => setItems((m) => new Map(m).set(e.data.id, e.data)),
+    onAuthFail,
+  );
+  if (status === 404) return null;
+  const pending = [...items.values()]
+    .filter((a) => a.status === 'pending' && Date.parse(a.pendingUntil) > now)
+    .sort((a, b) => b.requestedAt.localeCompare(a.requestedAt));
+  const decide = async (a: Approval, verdict: 'approve' | 'deny'): Promise<void> => {
+    const reason = (reasons[a.id] ?? '').trim();
+    if (!reason) {
+      setErrors((e) => ({ ...e, [a.id]: 'A reason is required.' }));
+      return;
+    }
+    try {
+      const next = (await call(token, 'POST', `/v1/approvals/${encodeURIComponent(a.id)}/${verdict}`, {
+        reason,
+      })) as Approval;
+      setItems((m) => new Map(m).set(next.id, next));
+      setErrors((e) => ({ ...e, [a.id]: '' }));
+    } catch (err) {
+      setErrors((e) => ({ ...e, [a.id]: (err as Error).message }));
+    }
+  };
+  return (
+    <section class="card approvals" data-testid="approvals">
+      <h2>Pending approvals ({pending.length})</h2>
+      {pending.length === 0 ? (
+        <p class="empty">Nothing waits for a decision.</p>
+      ) : (
+        pending.map((a) => (
+          <div class="approval" key={a.id} data-approval={a.id}>
+            <p>
+              <strong>{a.method}</strong> <span class="mono path">{a.url}</span>
+            </p>
+            <p class="muted">
+              session <span class="mono">{a.sessionId}</span> · role {a.role} · created by {a.sessionCreator}{' '}
+              · expires in {duration(Date.parse(a.pendingUntil) - now)}
+            </p>
+            <p class="mono rule">{a.rule}</p>
+            <pre class="body">
+              {a.bodyText ?? `(binary body, ${a.bodyBytes} bytes, ${a.contentType || 'no content type'})`}
+            </pre>
+            <p class="muted mono">
+              body sha256 {a.bodySha256} · {a.bodyBytes} bytes
+            </p>
+            <label>
+              Reason{' '}
+              <input
+                type="text"
+                value={reasons[a.id] ?? ''}
+                onInput={(e) => setReasons((r) => ({ ...r, [a.id]: (e.target as HTMLInputElement).value }))}
+              />
+            </label>{' '}
+            <button class="approve" onClick={() => void decide(a, 'approve')}>
+              Approve
+            </button>{' '}
+            <button class="danger" onClick={() => void decide(a, 'deny')}>
+              Deny
+            </button>
+            {errors[a.id] && (
+              <p class="error" role="alert">
+                {errors[a.id]}
+              </p>
+            )}
+          </div>
+        ))
+      )}
+    </section>
+  );
+}
+
 function Dashboard({ token, onLogout }: { token: string; onLogout: () => void }) {
   const now = useNow();
   const [sessions, setSessions] = useState<SessionSummary[]>([]);
@@ -518,7 +609,7 @@ function Dashboard({ token, onLogout }: { token: string; onLogout: () => void })
   }, []);
   const { conn, error } = useEventStream(
     token,
-    '',
+    '/v1/events',
     (e) => {
       if (e.event === 'hello') setCaller(e.data.caller);
       else if (e.event === 'sessions') setSessions(e.data.sessions);
@@ -552,6 +643,7 @@ function Dashboard({ token, onLogout }: { token: string; onLogout: () => void })
       ) : (
         <main class="overview">
           <RateChart decisions={decisions} now={now} />
+          <Approvals token={token} now={now} onAuthFail={onLogout} />
           <SessionsTable sessions={sessions} now={now} onOpen={setOpen} />
           <Denials decisions={decisions} now={now} />
           <PolicyCard policy={policy} />

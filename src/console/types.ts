@@ -31,7 +31,8 @@ export interface Decision {
   host: string;
   port: number;
   path: string;
-  decision: 'allow' | 'deny';
+  /** `would_deny`: denied by the rules, forwarded in complain mode. */
+  decision: 'allow' | 'deny' | 'would_deny';
   rule: string | null;
   reason: string;
   status: number;
@@ -45,3 +46,29 @@ export type StreamEvent =
   | { event: 'policy'; data: PolicyStatus }
   | { event: 'decision'; data: Decision }
   | { event: 'end'; data: { sessionId: string } };
+
+/** A call an ask rule matched, waiting for a person (src/api/schemas.ts approvalSchema). */
+export interface Approval {
+  id: string;
+  status: 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+  sessionId: string;
+  role: string;
+  sessionCreator: string;
+  method: string;
+  url: string;
+  bodySha256: string;
+  bodyBytes: number;
+  contentType: string;
+  bodyText: string | null;
+  rule: string;
+  requestedAt: string;
+  pendingUntil: string;
+  decidedBy: string | null;
+  reason: string | null;
+}
+
+/** One frame of `GET /v1/approvals/stream`: the change's type and the approval as it is now. */
+export interface ApprovalEvent {
+  event: Approval['status'] | 'requested';
+  data: Approval;
+}
