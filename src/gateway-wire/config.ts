@@ -74,6 +74,26 @@ export const gatewayServiceSchema = z.strictObject({
    */
   credentialEnv: z.array(z.string().min(1)).optional(),
   /**
+   * Kubernetes Secrets of the gateway's namespace that credentials.yaml `secretRef` sources may name
+   * (the chart's `gateway.credentialSecrets`; src/gateway/credential-sources/kubernetes-secrets.ts):
+   * each is listed and watched by name; no other Secret is read. Unset: `secretRef` sources are
+   * unavailable.
+   */
+  credentialSecrets: z
+    .strictObject({
+      namespace: z.string().min(1),
+      names: z.array(z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a Secret name')),
+      /** kubeconfig file; unset: the in-cluster ServiceAccount. */
+      kubeconfig: z.string().min(1).optional(),
+      context: z.string().min(1).optional(),
+    })
+    .optional(),
+  /**
+   * OAuth2 credentials: refresh an access token this long before it expires, ms (src/gateway/oauth2.ts).
+   * @default 30000
+   */
+  oauth2RefreshSkewMs: z.number().int().min(0).max(3_600_000).default(30_000),
+  /**
    * Gateway worker processes sharing the proxy port (`gateway.workers`; src/gateway/cluster.ts).
    * 1: one process, as `startGatewayService` runs it. Unset: the cores this process may use
    * (`os.availableParallelism()`), decided by `airlock gateway`.

@@ -14,6 +14,9 @@ import { createAdminServer, listen } from './admin.js';
 import type { BudgetAuthority } from './budgets.js';
 import { hostMatch } from '../policy/matchers.js';
 import { CredentialVault } from './credentials.js';
+import { KubernetesSecretValues } from './credential-sources/kubernetes-secrets.js';
+import { OAuth2Tokens } from './oauth2.js';
+import { loadKubeConfig } from '../kube/client.js';
 import { EgressGateway, withGatewayDefaults } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
 import { createSessionSource, type SessionSource } from './session-sources/index.js';
@@ -168,12 +171,37 @@ export async function startGatewayService(
   const fileSink = auditFileSink(cfg.auditFile, cfg.auditStdout, cfg.auditOnFailure, registry, logger, () =>
     worker?.onAuditFailure?.(auditNotReady()),
   );
-  // credentials.yaml (docs/credentials.md): values from files (watched) or this process's environment.
-  const credentials = new CredentialVault({
+  const resolver = new UpstreamResolver(
+    new DestinationPolicy(cfg.allowPrivateCidrs),
+    new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
+  );
+  // credentials.yaml (docs/credentials.md): values from files (watched), this process's environment,
+  // or (Kubernetes) the Secrets listed in credentialSecrets (watched); OAuth2 tokens fetched through
+  // the same destination checks as forwarded calls.
+  let vault: CredentialVault | null = null;
+  let secretValues: KubernetesSecretValues | null = null;
+  if (cfg.credentialSecrets && cfg.credentialSecrets.names.length > 0) {
+    const cs = cfg.credentialSecrets;
+    secretValues = new KubernetesSecretValues({
+      kc: loadKubeConfig({ kubeconfig: cs.kubeconfig, context: cs.context }),
+      namespace: cs.namespace,
+      names: cs.names,
+      logger,
+      onChange: () => void vault?.refresh(),
+    });
+    await secretValues.start();
+  }
+  const credentials = (vault = new CredentialVault({
     logger,
     ...(cfg.credentialFilesDir !== undefined ? { fileRoot: cfg.credentialFilesDir } : {}),
     ...(cfg.credentialEnv !== undefined ? { envNames: cfg.credentialEnv } : {}),
-  });
+    ...(secretValues ? { secrets: secretValues } : {}),
+    oauth2: new OAuth2Tokens({
+      resolver,
+      refreshSkewMs: cfg.oauth2RefreshSkewMs,
+      ...(upstreamCaPem ? { extraCaPem: upstreamCaPem } : {}),
+    }),
+  }));
   const exfiltration = new client.Counter({
     name: 'airlock_gateway_exfiltration_attempts_total',
     help: 'Requests refused because they carried a known credential value where no binding puts it',
@@ -190,10 +218,7 @@ export async function startGatewayService(
       audit: worker
         ? new WorkerTagSink(new FanoutSink([fileSink, new MetricsSink(decisions)]), worker.id)
         : auditRing!,
-      resolver: new UpstreamResolver(
-        new DestinationPolicy(cfg.allowPrivateCidrs),
-        new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
-      ),
+      resolver,
       connectTimeoutMs: cfg.connectTimeoutMs,
       headersTimeoutMs: cfg.headersTimeoutMs,
       bodyTimeoutMs: cfg.bodyTimeoutMs,
@@ -253,6 +278,7 @@ export async function startGatewayService(
           admin.closeAllConnections();
         });
       credentials.close();
+      await secretValues?.stop();
       await source.stop();
       policy.close();
       const lost = await fileSink.close();

@@ -426,6 +426,57 @@ describe('charts/airlock (helm, no cluster)', () => {
     ).rejects.toThrow(/upstreams/);
   });
 
+  it('gateway.credentialSecrets: a Role for exactly those Secrets (get/list/watch by name) and the gateway config; none by default', async () => {
+    const configOf = (objs: K8sObject[]): { credentialSecrets?: unknown; oauth2RefreshSkewMs?: unknown } => {
+      const spec = (one(objs, 'Deployment', 'airlock-gateway').spec as { template: { spec: PodSpec } })
+        .template.spec;
+      return JSON.parse(
+        spec.containers[0]!.env!.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value!,
+      ) as {
+        credentialSecrets?: unknown;
+      };
+    };
+    const plain = await render([]);
+    expect(byKind(plain, 'Role').map((r) => r.metadata.name)).not.toContain('airlock-gateway-credentials');
+    expect(configOf(plain).credentialSecrets).toBeUndefined();
+    expect(configOf(plain).oauth2RefreshSkewMs).toBe(30_000);
+    const objs = await render([
+      '--set',
+      'gateway.credentialSecrets={airlock-github,airlock-s3}',
+      '--set',
+      'gateway.oauth2RefreshSkewSeconds=45',
+    ]);
+    const role = one(objs, 'Role', 'airlock-gateway-credentials') as unknown as {
+      metadata: { namespace: string };
+      rules: Rule[];
+    };
+    expect(role.metadata.namespace).toBe('airlock');
+    expect(role.rules).toEqual([
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        resourceNames: ['airlock-github', 'airlock-s3'],
+        verbs: ['get', 'list', 'watch'],
+      },
+    ]);
+    const binding = one(objs, 'RoleBinding', 'airlock-gateway-credentials') as unknown as {
+      roleRef: { name: string };
+      subjects: { name: string; namespace: string }[];
+    };
+    expect(binding.roleRef.name).toBe('airlock-gateway-credentials');
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'airlock-gateway', namespace: 'airlock' },
+    ]);
+    for (const o of objs) await validate(o);
+    expect(configOf(objs)).toMatchObject({
+      credentialSecrets: { namespace: 'airlock', names: ['airlock-github', 'airlock-s3'] },
+      oauth2RefreshSkewMs: 45_000,
+    });
+    await expect(render(['--set', 'gateway.credentialSecrets[0]=Not_A_Name'])).rejects.toThrow(
+      /\/gateway\/credentialSecrets\/0/,
+    );
+  });
+
   describe('bad values fail on the schema, naming the key path', () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['wrong type', ['--set', 'gateway.replicas=two'], /\/gateway\/replicas.*got string, want integer/],
