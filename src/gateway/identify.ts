@@ -39,6 +39,8 @@ interface FailureWindow {
   blockedUntilMs: number;
   suppressed: number;
   session: GatewaySession | null;
+  /** Whether any failure came from an address with a registered session (a credential guessed). */
+  withSession: boolean;
 }
 
 /**
@@ -58,10 +60,20 @@ export class AuthBackoff {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Whether `address` is backing off now; counts the refusal as suppressed when it is. */
-  blocked(address: string): boolean {
+  /**
+   * Whether `address` is backing off now; counts the refusal as suppressed when it is.
+   * @param registered whether a session is registered at `address` now: a window made only of
+   *   failures from when none was (a sandbox calling a restarted gateway before the control plane
+   *   resynced it, issue 15) ends at once — the registration is the control plane's word for it.
+   */
+  blocked(address: string, registered = false): boolean {
     const w = this.windows.get(address);
-    if (w === undefined || this.now() >= w.blockedUntilMs) return false;
+    if (w === undefined) return false;
+    if (registered && !w.withSession) {
+      this.end(address, w);
+      return false;
+    }
+    if (this.now() >= w.blockedUntilMs) return false;
     w.suppressed++;
     return true;
   }
@@ -75,12 +87,13 @@ export class AuthBackoff {
         const oldest = this.windows.keys().next().value;
         if (oldest !== undefined) this.windows.delete(oldest);
       }
-      w = { startMs: now, failures: 0, blockedUntilMs: 0, suppressed: 0, session };
+      w = { startMs: now, failures: 0, blockedUntilMs: 0, suppressed: 0, session, withSession: false };
       this.windows.delete(address);
       this.windows.set(address, w);
     }
     w.failures++;
     w.session = session ?? w.session;
+    if (session !== null) w.withSession = true;
     if (w.failures <= AUTH_FAILURES_ALLOWED) return false;
     w.blockedUntilMs = now + AUTH_BACKOFF_MS;
     const timer = setTimeout(() => this.end(address, w), AUTH_BACKOFF_MS);
@@ -91,6 +104,7 @@ export class AuthBackoff {
   private end(address: string, w: FailureWindow): void {
     if (this.windows.get(address) === w) this.windows.delete(address);
     if (w.suppressed > 0) this.summarize(address, w.session, w.suppressed);
+    w.suppressed = 0; // summarised once (the backoff's timer may end it again)
   }
 }
 
@@ -151,7 +165,7 @@ export class Identifier {
       return { ok: true, session: memo.session, credentials: true };
     }
     const creds = parseProxyAuthorization(authHeader);
-    if (this.backoff.blocked(address)) {
+    if (this.backoff.blocked(address, this.sessions.atAddress(address) !== null)) {
       const session = this.sessions.atAddress(address);
       return { ok: false, reason: 'auth_backoff', session, first: false, credentials: creds !== null };
     }

@@ -11,7 +11,7 @@ import tar from 'tar-stream';
 import { loadOrCreateCa } from '../../pki/ca.js';
 import { GATEWAY_ADMIN_PORT, type Config } from '../../config/schema.js';
 import { ExecTimeoutError, RuntimeError } from '../../errors.js';
-import { GatewayAdminClient } from '../../gateway-wire/admin-client.js';
+import { DockerGatewayControl } from './gateway-control.js';
 import type { GatewayServiceConfig } from '../../gateway-wire/config.js';
 import type { GatewayControl } from '../../gateway-wire/control.js';
 import type { ExecResult, IsolationTargets, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
@@ -379,7 +379,8 @@ export class DockerRuntime implements SandboxRuntime {
           throw wrap(`connect gateway to ${n.Name}`, err);
         });
     }
-    return new GatewayAdminClient({ adminUrl: `http://127.0.0.1:${port}`, adminToken: token });
+    // Follows the port: Docker publishes a new one when the restart policy restarts the container.
+    return new DockerGatewayControl(this.docker, token, `http://127.0.0.1:${port}`);
   }
 
   prepare(spec: SandboxSpec): Promise<SandboxInfo> {
