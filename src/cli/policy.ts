@@ -14,7 +14,13 @@ import { PolicyError, RequestValidationError } from '../errors.js';
 import { requestFromUrl } from '../request/normalize.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { explainRequest, type ExplainReport } from '../policy/explain.js';
-import { lintCredentials, type CredentialFinding } from '../policy/credentials-lint.js';
+import {
+  lintCredentials,
+  type CredentialDeployment,
+  type CredentialFinding,
+} from '../policy/credentials-lint.js';
+import { loadConfig } from '../config/load.js';
+import { GATEWAY_CREDENTIALS_DIR } from '../config/schema.js';
 import { lintDelegation, type DelegationFinding } from '../policy/delegation.js';
 import { lintPolicy, type LintFinding } from '../policy/lint.js';
 import { loadPolicyDir } from '../policy/load.js';
@@ -119,6 +125,29 @@ export interface CheckOptions {
   /** Warnings fail the check too. */
   strict?: boolean;
   json?: boolean;
+  /** An Airlock config file: its passthrough hosts and (Docker) credential mounts are checked too. */
+  config?: string;
+  /** Secrets the gateways may read (the chart's gateway.credentialSecrets). */
+  secrets?: string[];
+}
+
+/**
+ * What `--config` and `--secrets` say about the deployment (credentials-lint.ts).
+ * @throws ConfigError for an invalid config file.
+ */
+export function credentialDeployment(opts: CheckOptions): CredentialDeployment {
+  const d: { -readonly [K in keyof CredentialDeployment]: CredentialDeployment[K] } = {};
+  if (opts.config !== undefined) {
+    const cfg = loadConfig(opts.config);
+    d.passthrough = cfg.gateway.tls.passthrough;
+    if (cfg.runtime.kind === 'docker')
+      d.docker = {
+        fileRoot: cfg.gateway.credentialsDir !== undefined ? GATEWAY_CREDENTIALS_DIR : null,
+        envNames: cfg.gateway.credentialEnv,
+      };
+  }
+  if (opts.secrets !== undefined) d.secretNames = opts.secrets;
+  return d;
 }
 
 /**
@@ -155,7 +184,7 @@ export async function policyCheck(dir: string, opts: CheckOptions = {}, io: Outp
   const lints: Array<LintFinding | DelegationFinding | CredentialFinding> = policy
     ? [
         ...[...lintPolicy(policy), ...lintDelegation(policy)].sort((a, b) => a.line - b.line),
-        ...lintCredentials(policy),
+        ...lintCredentials(policy, credentialDeployment(opts)),
       ]
     : [];
   for (const l of lints) {
@@ -681,6 +710,19 @@ export function registerPolicyCommands(program: Command): void {
     .argument('<dir>', 'policy directory (model.conf, policy.csv, tests/)')
     .option('--strict', 'warnings fail the check too')
     .option('--json', 'machine-readable output')
+    .option(
+      '--config <file>',
+      'also check credentials.yaml against this Airlock config (passthrough hosts; Docker credential mounts)',
+    )
+    .option(
+      '--secrets <names>',
+      "Secrets the gateways may read (the chart's gateway.credentialSecrets), comma-separated",
+      (v: string) =>
+        v
+          .split(',')
+          .map((n) => n.trim())
+          .filter((n) => n !== ''),
+    )
     .action(async (dir: string, opts: CheckOptions) => exitWith(await policyCheck(dir, opts)));
 
   policy
