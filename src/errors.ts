@@ -20,6 +20,8 @@ export const ErrorCodes = {
   EXEC_TIMEOUT: 'AIRLOCK_EXEC_TIMEOUT',
   SANDBOX_REJECTED: 'AIRLOCK_SANDBOX_REJECTED',
   ISOLATION_FAILED: 'AIRLOCK_ISOLATION_FAILED',
+  APPROVAL_NOT_FOUND: 'AIRLOCK_APPROVAL_NOT_FOUND',
+  APPROVAL_CONFLICT: 'AIRLOCK_APPROVAL_CONFLICT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -108,6 +110,25 @@ export class SessionNotFoundError extends AirlockError {
   constructor(readonly sessionId: string) {
     super(ErrorCodes.SESSION_NOT_FOUND, `session ${sessionId} not found`);
     this.name = 'SessionNotFoundError';
+  }
+}
+
+/** No approval has this id (never existed, or ended more than a day ago; docs/approvals.md). */
+export class ApprovalNotFoundError extends AirlockError {
+  constructor(readonly approvalId: string) {
+    super(ErrorCodes.APPROVAL_NOT_FOUND, `approval ${approvalId} not found`);
+    this.name = 'ApprovalNotFoundError';
+  }
+}
+
+/** The approval exists but is no longer pending (already decided, used, expired or cancelled). */
+export class ApprovalConflictError extends AirlockError {
+  constructor(
+    readonly approvalId: string,
+    message: string,
+  ) {
+    super(ErrorCodes.APPROVAL_CONFLICT, message);
+    this.name = 'ApprovalConflictError';
   }
 }
 
@@ -217,6 +238,9 @@ export const GatewayAnswers = {
   body_too_large: { status: 413, decision: 'deny' },
   mcp_denied: { status: 200, decision: 'deny' },
   audit_unavailable: { status: 503, decision: 'deny' },
+  approval_required: { status: 403, decision: 'deny' },
+  approval_timeout: { status: 403, decision: 'deny' },
+  approval_unavailable: { status: 503, decision: 'deny' },
   credential_unavailable: { status: 503, decision: 'upstream-error' },
   upstream_unreachable: { status: 502, decision: 'upstream-error' },
   upstream_tls_error: { status: 502, decision: 'upstream-error' },

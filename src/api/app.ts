@@ -3,7 +3,9 @@ import { silentLogger, type Logger } from '../log.js';
 import type { PolicySource } from '../policy/types.js';
 import type { SessionService } from '../sessions/types.js';
 import { TokenVerifier, type ApiToken } from './auth.js';
-import type { ApiContext, CredentialVersions } from './context.js';
+import type { ApiContext, CredentialUse, CredentialVersions, SessionGrants } from './context.js';
+import type { ApprovalService } from '../sessions/approvals.js';
+import { registerApprovalRoutes } from './routes/approvals.js';
 import { ApiMetrics } from './metrics.js';
 import { errorHandler, notFound, observe } from './middleware.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -31,11 +33,17 @@ export interface ApiAppOptions {
   logger?: Logger;
   /** Value versions `GET /v1/credentials` shows (Docker runtime). @default none: versions are null */
   credentialVersions?: CredentialVersions;
+  /** Last-use times `GET /v1/credentials` shows (from the audit trail). @default none: null */
+  credentialUse?: CredentialUse;
   /**
    * New audit events for `GET /v1/events` (the control plane's AuditIndex). @default none: the
    * event stream carries sessions and policy status only
    */
   auditFeed?: AuditFeed;
+  /** Approvals (docs/approvals.md): `/v1/approvals`. @default none: not served */
+  approvals?: ApprovalService;
+  /** Time-boxed grants: `POST /v1/sessions/{id}/grants`. @default none: not served */
+  grants?: SessionGrants;
 }
 
 /**
@@ -64,6 +72,9 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
     logger: opts.logger ?? silentLogger(),
     openapi: buildOpenApiDocument(),
     ...(opts.credentialVersions ? { credentialVersions: opts.credentialVersions } : {}),
+    ...(opts.credentialUse ? { credentialUse: opts.credentialUse } : {}),
+    ...(opts.approvals ? { approvals: opts.approvals } : {}),
+    ...(opts.grants ? { grants: opts.grants } : {}),
   };
 
   const app = express();
@@ -75,6 +86,7 @@ export function createApiApp(opts: ApiAppOptions): express.Express {
   app.use(observe(ctx));
   registerOperationsRoutes(app, ctx);
   registerSessionRoutes(app, ctx);
+  registerApprovalRoutes(app, ctx);
   registerPolicyRoutes(app, ctx);
   registerCredentialRoutes(app, ctx);
   registerEventRoutes(app, ctx, opts.auditFeed);

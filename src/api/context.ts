@@ -1,7 +1,8 @@
 import type { Logger } from '../log.js';
 import type { CredentialSource } from '../policy/credentials.js';
 import type { PolicySource } from '../policy/types.js';
-import type { SessionService } from '../sessions/types.js';
+import type { ApprovalService } from '../sessions/approvals.js';
+import type { SessionGrantView, SessionService } from '../sessions/types.js';
 import type { TokenVerifier } from './auth.js';
 import type { ApiMetrics } from './metrics.js';
 
@@ -18,6 +19,19 @@ export interface ApiContext {
   credentialUse?: CredentialUse;
   /** The OpenAPI document, built once. */
   openapi: Record<string, unknown>;
+  /** Approvals (docs/approvals.md); absent: `/v1/approvals` is not served. */
+  approvals?: ApprovalService;
+  /** Time-boxed grants; absent: `POST /v1/sessions/{id}/grants` is not served. */
+  grants?: SessionGrants;
+}
+
+/** Grants a session an allow rule for a limited time (SessionManager.grant). */
+export interface SessionGrants {
+  grant(
+    id: string,
+    caller: string,
+    g: { host: string; path: string; method: string; ttlSeconds: number; reason: string },
+  ): Promise<SessionGrantView>;
 }
 
 /** `res.locals` keys set by the API's middleware. */

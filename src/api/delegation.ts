@@ -5,7 +5,7 @@
  * while it has none.
  */
 import { ForbiddenError, GatewayUnavailableError } from '../errors.js';
-import { authorizeApi, delegationOf, type ApiOperation } from '../policy/delegation.js';
+import { apiRequest, authorizeApi, delegationOf, type ApiOperation } from '../policy/delegation.js';
 import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 
 const WHAT: Record<ApiOperation, string> = {
@@ -13,6 +13,9 @@ const WHAT: Record<ApiOperation, string> = {
   READ: 'read',
   EXEC: 'exec in',
   DELETE: 'delete',
+  GRANT: 'grant rules to',
+  APPROVE: 'approve the requests of',
+  APPROVE_OWN: 'approve the requests of own',
 };
 
 /**
@@ -47,7 +50,7 @@ export function authorizeSessionOp(
   const why =
     d?.reason === 'rule_deny' && d.rule !== null
       ? `denied by ${d.rule}`
-      : `no rule of "${caller}" allows ${op} on airlock.api /sessions/${role}`;
+      : `no rule of "${caller}" allows ${op} on airlock.api ${apiRequest(caller, op, role).path}`;
   throw new ForbiddenError(
     `caller "${caller}" may not ${WHAT[op]} sessions of role "${role}" (operation ${op}): ${why}`,
   );

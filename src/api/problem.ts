@@ -49,6 +49,8 @@ const byCode: Partial<Record<ApiErrorCode, Mapping>> = {
   [ErrorCodes.FORBIDDEN]: { status: 403, title: 'Forbidden' },
   [ErrorCodes.SESSION_NOT_FOUND]: { status: 404, title: 'Session not found' },
   [ErrorCodes.SESSION_CONFLICT]: { status: 409, title: 'Session conflict' },
+  [ErrorCodes.APPROVAL_NOT_FOUND]: { status: 404, title: 'Approval not found' },
+  [ErrorCodes.APPROVAL_CONFLICT]: { status: 409, title: 'Approval not pending' },
   [ErrorCodes.UNKNOWN_ROLE]: { status: 422, title: 'Unknown role' },
   [ErrorCodes.SANDBOX_REJECTED]: { status: 422, title: 'Sandbox rejected by the platform' },
   [ErrorCodes.RUNTIME_FAILED]: { status: 502, title: 'Container runtime failed' },

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DecisionReasons, type AuditEvent } from '../audit/event.js';
 import type { CreateSessionRequest, ExecOutput, SessionView } from '../sessions/types.js';
 import type { Readiness } from './readiness.js';
+import type { Approval } from '../sessions/approvals.js';
 
 /**
  * The API's wire shapes, as zod schemas. Request schemas validate bodies (strict: an unknown field is
@@ -173,8 +174,111 @@ export const sessionSchema = z
     expiresAt: isoTime.describe('After this instant the gateway refuses the session and it is removed.'),
     createdBy: z.string().describe('Name of the API token that created the session.'),
     labels: z.record(z.string(), z.string()),
+    grants: z
+      .array(z.lazy(() => grantSchema))
+      .optional()
+      .describe('Time-boxed grants in force (docs/approvals.md "Grants").'),
   })
   .describe('A session: one sandbox whose only network exit is the egress gateway.');
+
+/** A time-boxed grant of a session (docs/approvals.md "Grants"). */
+export const grantSchema = z
+  .object({
+    id: z.string(),
+    host: z.string(),
+    path: z.string(),
+    method: z.string(),
+    reason: z.string(),
+    grantedBy: z.string(),
+    grantedAt: isoTime,
+    expiresAt: isoTime.describe('The gateways stop honouring the grant at this instant.'),
+  })
+  .describe('An allow rule a person gave one session for a limited time; deny and ask rules still win.');
+
+/** Body of `POST /v1/sessions/{id}/grants`. */
+export const grantBody = z
+  .strictObject({
+    rule: z
+      .strictObject({
+        host: z
+          .string()
+          .min(1)
+          .max(256)
+          .describe('Host pattern, as in policy.csv (`forum.test`, `*.forum.test`).'),
+        path: z
+          .string()
+          .min(1)
+          .max(1024)
+          .describe('Path pattern, as in policy.csv (`/comments`, `/posts/:id`, `/a/*`).'),
+        method: z.string().min(1).max(32).describe('Method or `*`, as in policy.csv.'),
+      })
+      .describe("The rule granted, with the policy's pattern syntax."),
+    ttlSeconds: z.number().int().min(1).max(86_400).describe('How long the grant lasts, seconds.'),
+    reason: z.string().min(1, 'a reason is required').max(1000).describe('Why (recorded).'),
+  })
+  .describe('Grant a session an allow rule for a limited time.');
+
+/** An approval (docs/approvals.md). */
+export const approvalSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['pending', 'approved', 'denied', 'expired', 'cancelled', 'used']),
+    sessionId: z.string(),
+    role: z.string(),
+    sessionCreator: z.string().describe('The API caller that created the session.'),
+    method: z.string().describe('The method the upstream would execute.'),
+    url: z.string().describe('The canonical URL, as the gateway would forward it.'),
+    bodySha256: z.string().describe('SHA-256 (hex) of the body the approval is bound to.'),
+    bodyBytes: z.number().int(),
+    contentType: z.string(),
+    bodyPreview: z.string().describe('The first 4 KiB of the body, base64.'),
+    bodyText: z.string().nullable().describe('The preview as text when it reads as text, else null.'),
+    rule: z.string().describe('The ask rule that matched.'),
+    policyVersion: z.string(),
+    requestedAt: isoTime,
+    pendingUntil: isoTime.describe('A pending approval expires at this instant.'),
+    decidedBy: z.string().nullable(),
+    decidedAt: isoTime.nullable(),
+    reason: z.string().nullable(),
+    uses: z.number().int().describe('Uses granted (approved).'),
+    used: z.number().int().describe('Uses spent.'),
+    usableUntil: isoTime.nullable().describe('An approved approval may be used until this instant.'),
+  })
+  .describe('A call an ask rule matched, bound to its exact request, and what a person decided.');
+
+/** Answer of `GET /v1/approvals`. */
+export const approvalListSchema = z.object({ approvals: z.array(approvalSchema) });
+
+/** Body of `POST /v1/approvals/{id}/approve`. */
+export const approveBody = z
+  .strictObject({
+    reason: z.string().min(1, 'a reason is required').max(1000),
+    uses: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe('Times the exact request may be forwarded (default approvals.defaultUses).'),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 86_400)
+      .optional()
+      .describe('How long it may be used, seconds (default approvals.defaultTtlSeconds).'),
+  })
+  .describe('Approve exactly the request of a pending approval.');
+
+/** Body of `POST /v1/approvals/{id}/deny`. */
+export const denyBody = z
+  .strictObject({ reason: z.string().min(1, 'a reason is required').max(1000) })
+  .describe('Deny the request of a pending approval.');
+
+/** Path parameter `{id}` of an approval. */
+export const approvalIdParam = z
+  .string()
+  .regex(/^ap-[0-9a-f]{16}$/, 'expected an approval id (ap- and 16 hex digits)');
 
 /** Answer of `GET /v1/sessions`. */
 export const sessionListSchema = z.object({ sessions: z.array(sessionSchema) });
@@ -269,6 +373,23 @@ export const auditEventSchema = z
       .int()
       .optional()
       .describe('The gateway worker (1..N) that decided, when the gateway runs several.'),
+    approvalId: z
+      .string()
+      .optional()
+      .describe('A call an ask rule matched: the approval it opened or used (docs/approvals.md).'),
+    approval: z
+      .object({
+        event: z.enum(['requested', 'approved', 'denied', 'expired', 'cancelled', 'used']),
+        by: z.string().nullable(),
+        reason: z.string().nullable(),
+        uses: z.number().int(),
+        used: z.number().int(),
+        bodySha256: z.string(),
+      })
+      .optional()
+      .describe(
+        "A step in an approval's life (reasons approval_*), written by the control plane: who approved or denied, why, uses granted and spent, the body hash it is bound to.",
+      ),
     chain: z
       .object({ stream: z.string(), seq: z.number().int(), prev: z.string().nullable() })
       .optional()
@@ -442,5 +563,6 @@ const _sessionMatches: Equals<z.output<typeof sessionSchema>, SessionView> = tru
 const _readinessMatches: Equals<z.output<typeof readinessSchema>, Readiness> = true;
 const _execMatches: Equals<z.output<typeof execResultSchema>, ExecOutput> = true;
 const _auditMatches: Equals<z.output<typeof auditEventSchema>, AuditEvent> = true;
+const _approvalMatches: Equals<z.output<typeof approvalSchema>, Approval> = true;
 const _createAssignable: CreateSessionRequest = {} as z.output<typeof createSessionBody>;
-void [_sessionMatches, _readinessMatches, _execMatches, _auditMatches, _createAssignable];
+void [_approvalMatches, _sessionMatches, _readinessMatches, _execMatches, _auditMatches, _createAssignable];

@@ -47,6 +47,16 @@ export type DecisionOutcome = 'allow' | 'deny' | 'would_deny';
  * - `audit_unavailable`: the audit file could not be written (disk full, unwritable) and
  *   `audit.onFailure` is `deny`: every new call is refused 503 before it is decided; the event
  *   itself is kept in the sink's buffer and written when the file can be again.
+ * - `approval_required`: an `ask` rule matched (docs/approvals.md) and no approval of a person covers
+ *   exactly this request (session, method, URL, body hash) yet, or it was denied or is used up;
+ *   refused 403 with the `approvalId` (`approvalId` on the event), nothing forwarded.
+ * - `approval_timeout`: hold mode: no person decided within the hold time; refused 403.
+ * - `approval_unavailable`: the control plane, which holds approvals, did not answer; refused 503.
+ * - `approved`: an `ask` rule matched and an approval of a person covered exactly this request: one
+ *   of its uses was spent and the call allowed (`approvalId` on the event).
+ * - `approval_requested` / `approval_approved` / `approval_denied` / `approval_expired` /
+ *   `approval_cancelled` / `approval_used`: a step in an approval's life, written by the control plane
+ *   (not a gateway decision: `status` 0; `approval` on the event says who and why).
  * - `upstream_error`: allowed, but the upstream could not be reached or failed mid-response.
  * - `upstream_tls_error`: allowed, but the upstream's certificate failed verification (HTTPS).
  */
@@ -72,6 +82,16 @@ export const DecisionReasons = [
   'body_too_large',
   'tool_changed',
   'audit_unavailable',
+  'approval_required',
+  'approval_timeout',
+  'approval_unavailable',
+  'approved',
+  'approval_requested',
+  'approval_approved',
+  'approval_denied',
+  'approval_expired',
+  'approval_cancelled',
+  'approval_used',
   'upstream_error',
   'upstream_tls_error',
 ] as const;
@@ -171,6 +191,21 @@ export interface AuditEvent {
   credential?: { name: string; version: string | null };
   /** `exfiltration_attempt` only: where the value was found (`url` or `header:NAME`). */
   secretFoundIn?: string;
+  /**
+   * A call an `ask` rule matched (docs/approvals.md): the approval it opened or used (reasons
+   * `approval_required`, `approval_timeout`, `approved`).
+   */
+  approvalId?: string;
+  /** A step in an approval's life (control-plane events, reasons `approval_*`; docs/approvals.md). */
+  approval?: {
+    event: 'requested' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+    /** Who approved or denied (an API caller), else null. */
+    by: string | null;
+    reason: string | null;
+    uses: number;
+    used: number;
+    bodySha256: string;
+  };
   /**
    * A POST to an MCP endpoint of mcp.yaml (docs/mcp.md): the endpoint's name and each JSON-RPC
    * message of the body in order — its method, request id, and for `tools/call` / `prompts/get` /

@@ -7,6 +7,7 @@
  * directory, an unreadable or malformed audit file, an invalid policy given to explain/diff, a URL
  * that cannot be normalised).
  */
+import { verdictOf } from '../policy/policy-tests.js';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -109,8 +110,8 @@ async function loadOrExit(dir: string): Promise<CompiledPolicy> {
   }
 }
 
-function verdict(d: PolicyDecision): 'allow' | 'deny' {
-  return d.allowed ? 'allow' : 'deny';
+function verdict(d: PolicyDecision): 'allow' | 'deny' | 'ask' {
+  return verdictOf(d);
 }
 
 function ruleOf(d: PolicyDecision): string {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { ApiMetrics, createApiApp } from '../api/index.js';
 import { AuditSigner } from '../audit/chain.js';
 import { AuditIndex } from '../audit/index-reader.js';
+import { CredentialLastUse } from '../audit/credential-use.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import type { CompiledPolicy } from '../policy/compile.js';
@@ -14,7 +15,14 @@ import { dockerCredentialVersions } from '../runtime/docker/credentials.js';
 import { DockerRuntime } from '../runtime/docker/runtime.js';
 import type { SandboxRuntime } from '../runtime/types.js';
 import { SessionManager } from '../sessions/manager.js';
+import { OtlpAuditExporter } from '../telemetry/otlp.js';
+import { airlockVersion } from '../telemetry/version.js';
 import { auditKeysDir } from './audit-verify.js';
+import { FileAuditSink } from '../audit/file-sink.js';
+import { ApprovalService } from '../sessions/approvals.js';
+import { startApprovalsServer, type ApprovalsListen } from '../sessions/approvals-server.js';
+import { CONTROL_SOCKET_NAME, controlSocketDir } from '../runtime/docker/runtime.js';
+import { ConfigError } from '../errors.js';
 
 export interface RunningServer {
   url: string;
@@ -100,6 +108,9 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     logger.error({ dir: cfg.policy.dir, error: policy.lastError() }, 'no valid policy: every call is denied');
   }
   const auditIndex = new AuditIndex(cfg.audit.file);
+  // Last use of each credential, from the audit events that name it (GET /v1/credentials).
+  const credentialUse = new CredentialLastUse();
+  auditIndex.subscribe((e) => credentialUse.observe(e));
   await auditIndex.start();
   // The control plane signs the gateways' audit hash chains with its own key (src/audit/chain.ts).
   const auditSigner = new AuditSigner({
@@ -111,11 +122,34 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
   const runtime = await createRuntime(cfg, logger);
   // One registry for /metrics: the API's own metrics and the sessions' isolation self-test metrics.
   const metrics = new ApiMetrics();
+  // Audit export over OTLP (docs/telemetry.md): the events the index reads from now on.
+  const otlpCfg = cfg.telemetry.otlp;
+  const otlp = otlpCfg.endpoint
+    ? new OtlpAuditExporter({
+        endpoint: otlpCfg.endpoint,
+        headers: otlpCfg.headers,
+        serviceName: otlpCfg.serviceName,
+        version: airlockVersion(),
+        timeoutMs: otlpCfg.timeoutMs,
+        exportIntervalMs: otlpCfg.exportIntervalMs,
+        maxQueueSize: otlpCfg.maxQueueSize,
+        registry: metrics.registry,
+      })
+    : null;
+  const stopExport = otlp ? auditIndex.subscribe((e) => otlp.emit(e)) : null;
+  if (otlp) logger.info({ endpoint: otlpCfg.endpoint }, 'exporting audit events over OTLP');
   const manager = new SessionManager(cfg, runtime, policy, auditIndex, logger, {
     registry: metrics.registry,
   });
+  // The gateway container mounts this directory (the approvals socket) from its creation on.
+  if (cfg.runtime.kind === 'docker')
+    mkdirSync(controlSocketDir(cfg.stateDir), { recursive: true, mode: 0o755 });
   await manager.start();
+  // Approvals (docs/approvals.md): held here; gateways claim them over the internal endpoint.
+  const approvals = await startApprovals(cfg, manager, metrics, logger);
   const app = createApiApp({
+    approvals: approvals.service,
+    grants: manager,
     sessions: manager,
     policy,
     tokens,
@@ -124,6 +158,7 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     auditFeed: auditIndex,
     // Docker: versions read through the mapping the gateway container sees (docs/credentials.md).
     ...(cfg.runtime.kind === 'docker' ? { credentialVersions: dockerCredentialVersions(cfg) } : {}),
+    credentialUse,
   });
   const [host = '127.0.0.1', port = '8080'] = cfg.api.listen.split(/:(?=\d+$)/);
   const server = await new Promise<http.Server>((resolve, reject) => {
@@ -141,8 +176,11 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
     manager,
     policy,
     async close() {
+      await approvals.close();
       manager.stop();
       auditIndex.close();
+      stopExport?.();
+      await otlp?.shutdown();
       await auditSigner.close();
       await policy.close();
       await new Promise<void>((r) => {
@@ -150,6 +188,69 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
         server.closeAllConnections();
       });
       await runtime.close();
+    },
+  };
+}
+
+/**
+ * The approval service (src/sessions/approvals.ts), its audit writer (the audit file, a stream of its
+ * own), and the internal claim endpoint for the gateways: Docker a unix socket in
+ * `<stateDir>/control` (mounted into the gateway container), Kubernetes `approvals.internalListen`.
+ * Sessions that end cancel their approvals.
+ * @throws ConfigError when the webhook's secret variable is unset; Error when it cannot listen.
+ */
+async function startApprovals(
+  cfg: Config,
+  manager: SessionManager,
+  metrics: ApiMetrics,
+  logger: Logger,
+): Promise<{ service: ApprovalService; close(): Promise<void> }> {
+  const a = cfg.approvals;
+  let webhook: { url: string; secret: string } | null = null;
+  if (a.webhook) {
+    const secret = process.env[a.webhook.secretEnv];
+    if (!secret)
+      throw new ConfigError(
+        `approvals.webhook.secretEnv: environment variable ${a.webhook.secretEnv} is not set`,
+        'approvals.webhook.secretEnv',
+      );
+    webhook = { url: a.webhook.url, secret };
+  }
+  const sink = new FileAuditSink(cfg.audit.file, false);
+  const service = new ApprovalService(
+    {
+      pendingSeconds: a.pendingSeconds,
+      defaultUses: a.defaultUses,
+      defaultTtlSeconds: a.defaultTtlSeconds,
+      webhook,
+    },
+    manager,
+    sink,
+    { stateDir: cfg.stateDir, logger, registry: metrics.registry },
+  );
+  manager.onSessionEnded((id) => service.cancelSession(id));
+  let token: string;
+  let listen: ApprovalsListen;
+  if (cfg.runtime.kind === 'docker') {
+    token = readFileSync(path.join(cfg.stateDir, 'gateway-admin-token'), 'utf8').trim();
+    listen = { socketPath: path.join(controlSocketDir(cfg.stateDir), CONTROL_SOCKET_NAME) };
+  } else {
+    token =
+      process.env.AIRLOCK_ADMIN_TOKEN ??
+      readFileSync(cfg.runtime.kubernetes.gatewayAdmin.tokenFile, 'utf8').trim();
+    const [host = '0.0.0.0', port = '8081'] = a.internalListen.split(/:(?=\d+$)/);
+    listen = { host: host.replace(/^\[|\]$/g, ''), port: Number(port) };
+  }
+  const server = await startApprovalsServer(service, token, listen, logger);
+  return {
+    service,
+    async close() {
+      service.close();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+      await sink.close();
     },
   };
 }

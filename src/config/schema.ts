@@ -447,6 +447,88 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Approvals of calls that `ask` rules match (docs/approvals.md). */
+    approvals: z
+      .object({
+        /**
+         * How long the gateway holds a call for a person's decision, seconds, before answering 403
+         * `approval_timeout`; 0 answers `approval_required` at once. @default 0
+         */
+        holdSeconds: z.number().int().min(0).max(600).default(0),
+        /**
+         * Hold time per ask rule, by the rule's text as in policy.csv
+         * (`"p, analyst, forum.test, /comments, POST, ask": 60`). @default {}
+         */
+        holdRules: z.record(z.string().min(1), z.number().int().min(0).max(600)).default({}),
+        /** How long a pending approval waits for a decision before it expires, seconds. @default 3600 */
+        pendingSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .max(7 * 86_400)
+          .default(3600),
+        /** Uses of an approval when the approver names none. @default 1 */
+        defaultUses: z.number().int().min(1).max(1000).default(1),
+        /** How long an approval may be used when the approver names no ttlSeconds, seconds. @default 600 */
+        defaultTtlSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(7 * 86_400)
+          .default(600),
+        /**
+         * Told of each new approval: `POST url` with the approval as JSON, signed
+         * `x-airlock-signature: sha256=HMAC-SHA256(secret, "<x-airlock-timestamp>.<body>")`.
+         * The secret comes from the environment variable `secretEnv`. Unset: no webhook.
+         */
+        webhook: z.strictObject({ url: z.url(), secretEnv: z.string().min(1) }).optional(),
+        /**
+         * Kubernetes: where the controller listens for the gateways' approval claims (bearer = the
+         * gateway admin token). Docker uses a unix socket in stateDir instead. @default "0.0.0.0:8081"
+         */
+        internalListen: hostPort.default('0.0.0.0:8081'),
+      })
+      .strict()
+      .prefault({}),
+    /** Telemetry export beyond `/metrics` (docs/telemetry.md). */
+    telemetry: z
+      .object({
+        /**
+         * The audit trail as OpenTelemetry logs over OTLP/HTTP (JSON), one record per decision, its
+         * body an OCSF HTTP Activity (class 4002) event. Sent by the control plane (`airlock serve`)
+         * from the audit file it follows; the file stays the record (an export failure loses nothing
+         * from it).
+         */
+        otlp: z
+          .object({
+            /**
+             * The collector's OTLP/HTTP base URL (`http://otel-collector:4318`); records go to
+             * `<endpoint>/v1/logs`. Unset: no export.
+             */
+            endpoint: z
+              .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://127.0.0.1:4318' })
+              .optional(),
+            /** Extra HTTP headers on each export (e.g. an API key of the receiving service). @default {} */
+            headers: z
+              .record(
+                z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name'),
+                z.string(),
+              )
+              .default({}),
+            /** `service.name` of the records' resource. @default "airlock" */
+            serviceName: z.string().min(1).max(256).default('airlock'),
+            /** Time limit of one export request, ms. @default 10000 */
+            timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+            /** Longest wait before a batch of records is sent, ms. @default 1000 */
+            exportIntervalMs: z.number().int().min(10).max(60_000).default(1_000),
+            /** Records waiting to be sent, at most; beyond, new records are dropped (and counted). @default 10000 */
+            maxQueueSize: z.number().int().min(1).max(1_000_000).default(10_000),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     /** Where Airlock keeps its state (API token, audit file). @default ".airlock" */
     stateDir: z.string().min(1).default('.airlock'),
   })

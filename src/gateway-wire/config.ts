@@ -100,6 +100,23 @@ export const gatewayServiceSchema = z.strictObject({
    */
   workers: z.number().int().min(1).max(GATEWAY_MAX_WORKERS).optional(),
   /**
+   * Approvals (docs/approvals.md): where the control plane's claim endpoint is, and how long calls
+   * an `ask` rule matches are held for a decision. Without `url`, such calls are refused 503
+   * `approval_unavailable` (fail closed).
+   */
+  approvals: z
+    .strictObject({
+      /** Base URL of the control plane's internal API (`http://localhost` with `socketPath`). */
+      url: z.url().optional(),
+      /** Unix socket to reach `url` through (Docker: mounted into the gateway container only). */
+      socketPath: z.string().min(1).optional(),
+      /** Default hold time, seconds (`approvals.holdSeconds`); 0: answer `approval_required` at once. */
+      holdSeconds: z.number().int().min(0).max(600).default(0),
+      /** Hold time per ask rule, by its text (`p, analyst, forum.test, /comments, POST, ask`). */
+      holdRules: z.record(z.string(), z.number().int().min(0).max(600)).default({}),
+    })
+    .prefault({}),
+  /**
    * Where the session table comes from: `admin` (the control plane pushes sessions; Docker), or
    * `kubernetes` (a watch on the sandbox Pods by label: src/gateway/session-sources/kubernetes-pods.ts).
    */

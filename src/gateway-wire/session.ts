@@ -4,6 +4,7 @@
  * is inferred from it.
  */
 import { z } from 'zod';
+import { sessionGrantSchema } from './approvals.js';
 
 /** What the gateway needs to know about a session: no secret in clear, only its SHA-256. */
 export const gatewaySessionSchema = z.strictObject({
@@ -35,6 +36,11 @@ export const gatewaySessionSchema = z.strictObject({
       z.string().regex(/^airlock-ph-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{32}$/),
     )
     .optional(),
+  /**
+   * Time-boxed grants of the session (docs/approvals.md "Grants"): extra allow rules a person gave
+   * it, each until `expiresAt`. Deny and ask rules still win. Absent: none.
+   */
+  grants: z.array(sessionGrantSchema).max(256).optional(),
 });
 
 /** A session as the gateway holds it (see `gatewaySessionSchema` for each field). */

@@ -47,6 +47,7 @@
 import { API_HOST, decideEgress, delegationOf, sessionMayReachHost } from '../policy/delegation.js';
 import { SAFE_METHODS } from '../policy/modes.js';
 import type { PolicyDecision, PolicySnapshot, PolicySource } from '../policy/types.js';
+import { grantMatcher } from '../policy/grants.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { appliedAs, type CredentialMatch } from '../policy/credentials.js';
 import { isDynamicApply } from '../policy/credential-kinds.js';
@@ -224,6 +225,20 @@ export function decideBody(
 }
 
 /**
+ * Settles an `ask` decision of an HTTP request (docs/approvals.md; built by proxy.ts per request): reads
+ * and hashes the body, asks the control plane for an approval of exactly this request.
+ * @param decision the `rule_ask` decision; @param method the method the upstream executes;
+ * @param policyVersion the version of the policy that decided.
+ * @returns `approved` (one use spent) or the refusal (`approval_required`, `approval_timeout`,
+ *   `approval_unavailable`, `body_too_large`, `client_timeout`).
+ */
+export type AskHandler = (
+  decision: PolicyDecision,
+  method: string,
+  policyVersion: string,
+) => Promise<{ kind: 'approved'; approvalId: string } | Refusal>;
+
+/**
  * Complain mode (modes.yaml, src/policy/modes.ts) applies to the session: its role is listed there,
  * and no creator limits it (a creator's egress rules are enforced whatever the role's mode, so
  * complain mode never widens what a creator hands on).
@@ -257,6 +272,8 @@ function complainsAbout(
  * @param contentLength the request's declared body size (null: none declared), for bytes budgets.
  * @param request the raw request target and headers of an HTTP request (plain or intercepted), for
  *   the known-secret scan and credential injection; absent (CONNECT, WebSocket): neither happens.
+ * @param ask settles a call an `ask` rule matched (step 4b); absent (CONNECT, WebSocket): such a
+ *   call is refused `approval_required`.
  * @returns the outcome; never throws for a policy or DNS answer.
  */
 export async function decide(
@@ -266,6 +283,7 @@ export async function decide(
   ctx: DecideContext,
   contentLength: number | null = null,
   request?: ScannedRequest,
+  ask?: AskHandler,
 ): Promise<Outcome> {
   const policy = ctx.policy.current();
   const version = policy?.version ?? null;
@@ -319,7 +337,8 @@ export async function decide(
     return { kind: 'intercept', policyVersion: policy.version };
   }
 
-  const { decision, by } = decideEgress(
+  const grant = grantMatcher(session.grants, Date.now());
+  const egress = decideEgress(
     policy,
     {
       role: session.role,
@@ -328,16 +347,23 @@ export async function decide(
       method: x.method,
     },
     session.creator,
+    grant,
   );
+  const by = egress.by;
+  let decision = egress.decision;
+  // Step 4b, `ask` rules (docs/approvals.md): deny > ask > allow, over the wire method and the
+  // overriding method alike; the call goes on only with a person's approval of exactly this request.
+  let asked: PolicyDecision | null = decision.reason === 'rule_ask' ? decision : null;
   // Step 4a, complain mode: the first denial (wire method, then overriding method) is recorded, not enforced.
   const complain = complainsAbout(policy, session, x, request);
   let wouldDeny: PolicyDecision | null = null;
-  if (!decision.allowed) {
+  if (!decision.allowed && asked === null) {
     const hint =
       by === 'creator'
         ? creatorDenyHint(session.role, session.creator ?? '', x.method, x.url)
         : denyHint(session.role, x.method, x.url);
-    if (!complain) return egressDenied(x, session, decision.reason, decision.rule, policy.version, hint);
+    const reason = decision.reason as Refusal['reason'];
+    if (!complain) return egressDenied(x, session, reason, decision.rule, policy.version, hint);
     wouldDeny = decision;
   }
   if (x.methodOverride !== null) {
@@ -346,8 +372,10 @@ export async function decide(
       policy,
       { role: session.role, host: x.policyHost, path: x.path, method: x.methodOverride },
       session.creator,
+      grant,
     );
-    if (!over.decision.allowed) {
+    if (over.decision.reason === 'rule_ask') asked ??= over.decision;
+    else if (!over.decision.allowed) {
       const method = `${x.methodOverride} (a method override on ${x.method})`;
       const hint =
         over.by === 'creator'
@@ -362,6 +390,34 @@ export async function decide(
     // Step 4a: audited `would_deny` with the denial's reason and rule; never a credential for it.
     x.wouldDeny = { reason: wouldDeny.reason as Refusal['reason'], rule: wouldDeny.rule };
     binding = null;
+  }
+  if (asked !== null) {
+    if (!ask) {
+      // A CONNECT relayed unopened or a WebSocket handshake: no request body a person could approve.
+      return {
+        kind: 'refuse',
+        reason: 'approval_required',
+        rule: asked.rule,
+        policyVersion: policy.version,
+        body: {
+          error: 'approval_required',
+          sessionId: session.id,
+          role: session.role,
+          method: x.method,
+          url: x.url,
+          policyVersion: policy.version,
+          approvalId: null,
+          rule: asked.rule,
+          hint:
+            `${x.method} ${x.url} matches an ask rule (${asked.rule ?? ''}), and only HTTP requests ` +
+            'can be approved, not a tunnel or a WebSocket channel: this call cannot be made.',
+        },
+      };
+    }
+    const verdict = await ask(asked, x.methodOverride ?? x.method, policy.version);
+    if (verdict.kind === 'refuse') return verdict;
+    x.approvalId = verdict.approvalId;
+    decision = { allowed: true, reason: 'rule_allow', rule: asked.rule };
   }
 
   let meter: BudgetMeter | null = null;

@@ -90,6 +90,8 @@ export class Exchange {
   credential: { name: string; version: string | null } | null = null;
   /** Where a known secret was found (`url`, `header:NAME`), for an exfiltration attempt. */
   secretFoundIn: string | null = null;
+  /** The approval an `ask` rule's call opened or used (docs/approvals.md), else null. */
+  approvalId: string | null = null;
   /** The JSON-RPC messages of a POST to an MCP endpoint (src/gateway/mcp.ts); null otherwise. */
   mcp: McpAudit | null = null;
   private finished = false;
@@ -121,7 +123,7 @@ export class Exchange {
    */
   allow(rule: string | null, policyVersion: string): void {
     this.decision = 'allow';
-    this.reason = 'rule_allow';
+    this.reason = this.approvalId !== null ? 'approved' : 'rule_allow';
     this.rule = rule;
     this.policyVersion = policyVersion;
     if (this.wouldDeny) {
@@ -183,6 +185,7 @@ export class Exchange {
     if (this.clientAddress !== null) event.clientAddress = this.clientAddress;
     if (this.credential !== null) event.credential = this.credential;
     if (this.secretFoundIn !== null) event.secretFoundIn = this.secretFoundIn;
+    if (this.approvalId !== null) event.approvalId = this.approvalId;
     if (this.mcp !== null) event.mcp = this.mcp;
     this.sink.emit(event);
   }

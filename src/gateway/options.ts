@@ -4,6 +4,7 @@
  * {@link GatewayOptions} (everything set). Defaults come from the config schema (one place:
  * src/config/schema.ts); the gateway itself never defaults anything.
  */
+import type { ApprovalGate } from './approvals.js';
 import type { AuditSink } from '../audit/event.js';
 import {
   gatewayLimitsSchema,
@@ -73,6 +74,11 @@ export interface GatewayOptionsInput extends Partial<UpstreamTimeouts> {
    * (budgets.ts `SharedBudgets`). @default a `BudgetCounters` of this gateway
    */
   budgets?: BudgetAuthority;
+  /**
+   * Settles calls that `ask` rules match, by asking the control plane (approvals.ts,
+   * docs/approvals.md). @default none: such calls are refused 503 `approval_unavailable`.
+   */
+  approvals?: ApprovalGate;
 }
 
 /** Options with every default applied: what `EgressGateway` takes. */

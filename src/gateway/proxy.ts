@@ -23,7 +23,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { AmbiguousRequestError } from '../errors.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { methodOverrideOf } from './ambiguity.js';
-import { decide, decideBody, type DecideContext, type Outcome } from './decide.js';
+import { decide, decideBody, type AskHandler, type DecideContext, type Outcome } from './decide.js';
+import { ApprovalGate } from './approvals.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
 import { readBody } from './body.js';
@@ -90,6 +91,8 @@ export class EgressGateway {
   private readonly fwd: ForwardContext;
   /** Tool descriptions pinned per session and MCP endpoint (mcp-pins.ts). */
   private readonly pins: ToolPins;
+  /** Settles calls that `ask` rules match (approvals.ts). */
+  private readonly approvals: ApprovalGate;
 
   /** @param opts options with defaults applied ({@link withGatewayDefaults}). */
   constructor(private readonly opts: GatewayOptions) {
@@ -109,6 +112,7 @@ export class EgressGateway {
     };
     this.limits = new SessionLimits(opts.limits);
     this.pins = new ToolPins((id) => opts.sessions.isLive(id));
+    this.approvals = opts.approvals ?? new ApprovalGate(null, { holdSeconds: 0, holdRules: {} });
     this.identifier = new Identifier(opts.sessions, (address, session, suppressed) => {
       // One event for the refusals of an authentication backoff that were not audited one by one.
       const x = this.exchange('UNKNOWN', 'http', session);
@@ -311,10 +315,45 @@ export class EgressGateway {
     if (over) return this.refuse(req, res, x, over);
     // Counted until answered: released here when refused, by forward() when the response closes.
     const cl = req.headers['content-length'];
-    const outcome = await decide(x, session, 'forward', this.ctx, cl === undefined ? null : Number(cl), {
-      url: req.url ?? '',
-      rawHeaders: req.rawHeaders,
-    });
+    // An `ask` rule (docs/approvals.md): the body is read here, bound by its hash, and forwarded as read.
+    let asked = null as Buffer | null; // set by `ask` (a closure: not narrowed by TypeScript)
+    const ask: AskHandler = async (decision, method, policyVersion) => {
+      const read = await readBody(req, this.opts.limits);
+      if (!read.ok) {
+        res.shouldKeepAlive = false;
+        return {
+          kind: 'refuse',
+          reason: read.why === 'too_large' ? 'body_too_large' : 'client_timeout',
+          rule: decision.rule,
+          policyVersion,
+          body: {
+            error: read.why === 'too_large' ? 'body_too_large' : 'request_timeout',
+            detail: `${read.detail} (a call that needs approval is bound to its whole body)`,
+            sessionId: session.id,
+          },
+        };
+      }
+      asked = read.body;
+      const ct = req.headers['content-type'];
+      return this.approvals.settle({
+        x,
+        session,
+        decision,
+        method,
+        policyVersion,
+        body: read.body,
+        contentType: ct ?? '',
+      });
+    };
+    const outcome = await decide(
+      x,
+      session,
+      'forward',
+      this.ctx,
+      cl === undefined ? null : Number(cl),
+      { url: req.url ?? '', rawHeaders: req.rawHeaders },
+      ask,
+    );
     if (outcome.kind === 'refuse') {
       this.limits.releaseRequest(session.id);
       return this.refuse(req, res, x, outcome);
@@ -332,12 +371,12 @@ export class EgressGateway {
     // value, and of a session with placeholders.
     const scan = hasBody && this.ctx.credentials !== undefined && this.ctx.credentials.scans(session);
     if (!endpoint && !scan) {
-      forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential);
+      forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential, asked);
       return;
     }
     // The buffered-body stage: read once (body.ts), every consumer decides on the same bytes, and
     // exactly those bytes are forwarded.
-    const body = await this.bufferBody(req, res, x, session);
+    const body = asked ?? (await this.bufferBody(req, res, x, session));
     if (body === null) return;
     if (scan) {
       const leak = decideBody(x, session, body, outcome.policy, this.ctx);

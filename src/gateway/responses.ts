@@ -23,7 +23,10 @@ export interface DenyBody {
 
 /** Every other answer of the gateway: a stable `error` string and a sentence for people. */
 export interface GatewayErrorBody {
-  error: Exclude<GatewayAnswer, 'egress_denied' | 'budget_exceeded'>;
+  error: Exclude<
+    GatewayAnswer,
+    'egress_denied' | 'budget_exceeded' | 'approval_required' | 'approval_timeout'
+  >;
   detail: string;
   sessionId?: string | null;
   /** `limit_exceeded` only: which per-session limit (`concurrentRequests`, `connections`, `tunnels`). */
@@ -48,8 +51,26 @@ export interface BudgetBody {
   hint: string;
 }
 
+/**
+ * A call an `ask` rule matched waits for a person (docs/approvals.md; 403): the deny body's fields,
+ * plus the approval to wait for. The agent's way forward: retry the same request once it is approved.
+ */
+export interface ApprovalBody {
+  error: 'approval_required' | 'approval_timeout';
+  sessionId: string;
+  role: string;
+  method: string;
+  url: string;
+  policyVersion: string | null;
+  /** The approval opened for (or already open for) exactly this request; null when none can be. */
+  approvalId: string | null;
+  /** The `ask` rule that matched. */
+  rule: string | null;
+  hint: string;
+}
+
 /** What the gateway may send as a body of its own. */
-export type GatewayBody = DenyBody | GatewayErrorBody | BudgetBody;
+export type GatewayBody = DenyBody | GatewayErrorBody | BudgetBody | ApprovalBody;
 
 /**
  * The deny body as sent: the contract's fields plus those of a Kubernetes `Status` object

@@ -1,9 +1,9 @@
+import { ApprovalClient, ApprovalGate } from './approvals.js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import client from 'prom-client';
 import { FanoutSink, FileAuditSink, WorkerTagSink } from '../audit/file-sink.js';
-import type { AuditEvent, AuditSink } from '../audit/event.js';
 import { AuditRingSink } from '../audit/ring-sink.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -23,6 +23,11 @@ import { createSessionSource, type SessionSource } from './session-sources/index
 import type { SessionTable } from './sessions.js';
 import { checkCaFiles, loadCa, type CaMaterial } from '../pki/ca.js';
 import { LeafCache } from './tls/leaf-cache.js';
+import {
+  DecisionMetricsSink,
+  registerGatewaySessionsMetric,
+  registerPolicyReloadMetrics,
+} from '../telemetry/gateway-metrics.js';
 
 export interface RunningGateway {
   gateway: EgressGateway;
@@ -75,14 +80,6 @@ async function waitForCa(dir: string, waitMs: number, logger: Logger): Promise<C
   }
 }
 
-/** Counts decisions for /metrics without touching the request path beyond one increment. */
-class MetricsSink implements AuditSink {
-  constructor(private readonly counter: client.Counter<'decision' | 'reason'>) {}
-  emit(e: AuditEvent): void {
-    this.counter.inc({ decision: e.decision, reason: e.reason });
-  }
-}
-
 /**
  * Starts a complete gateway: policy store (watching `policyDir`), session source and its table
  * (./session-sources), audit file, forward proxy and admin API. `input` is the JSON of
@@ -103,13 +100,9 @@ export async function startGatewayService(
 
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
-  const decisions = new client.Counter({
-    name: 'airlock_gateway_decisions_total',
-    help: 'Gateway decisions by outcome and reason',
-    labelNames: ['decision', 'reason'] as const,
-    registers: [registry],
-  });
-  const policy = await PolicyStore.open(cfg.policyDir);
+  // Decisions by role/decision/reason, latency, sessions, reloads (src/telemetry, docs/telemetry.md).
+  const decisionMetrics = new DecisionMetricsSink(registry);
+  const policy = await PolicyStore.open(cfg.policyDir, registerPolicyReloadMetrics(registry));
   new client.Gauge({
     name: 'airlock_policy_loaded',
     help: '1 when a valid policy is loaded, else 0',
@@ -128,6 +121,7 @@ export async function startGatewayService(
     throw err;
   }
   const sessions = source.table;
+  registerGatewaySessionsMetric(registry, () => sessions.size);
   let leaves: LeafCache | null = null;
   let caReload: NodeJS.Timeout | null = null;
   let upstreamCaPem = cfg.upstreamCaPem ?? '';
@@ -209,15 +203,25 @@ export async function startGatewayService(
     registers: [registry],
   });
   warnPassthroughBindings(policy, cfg.passthrough, logger);
+  // Approvals (docs/approvals.md): the control plane holds them; this gateway asks it per call.
+  const ap = cfg.approvals;
+  const approvals = new ApprovalGate(
+    ap.url !== undefined
+      ? new ApprovalClient({
+          url: ap.url,
+          token: adminToken,
+          ...(ap.socketPath !== undefined ? { socketPath: ap.socketPath } : {}),
+        })
+      : null,
+    { holdSeconds: ap.holdSeconds, holdRules: ap.holdRules },
+  );
   // The admin API serves the recent events to the control plane's collector (Kubernetes, issue 16).
-  const auditRing = worker ? null : new AuditRingSink(new FanoutSink([fileSink, new MetricsSink(decisions)]));
+  const auditRing = worker ? null : new AuditRingSink(new FanoutSink([fileSink, decisionMetrics]));
   const gateway = new EgressGateway(
     withGatewayDefaults({
       policy,
       sessions,
-      audit: worker
-        ? new WorkerTagSink(new FanoutSink([fileSink, new MetricsSink(decisions)]), worker.id)
-        : auditRing!,
+      audit: worker ? new WorkerTagSink(new FanoutSink([fileSink, decisionMetrics]), worker.id) : auditRing!,
       resolver,
       connectTimeoutMs: cfg.connectTimeoutMs,
       headersTimeoutMs: cfg.headersTimeoutMs,
@@ -231,6 +235,7 @@ export async function startGatewayService(
       ...(upstreamCaPem ? { upstreamCaPem } : {}),
       ...(leaves ? { intercept: { leaves, passthrough: cfg.passthrough } } : {}),
       ...(worker?.budgets ? { budgets: worker.budgets } : {}),
+      approvals,
     }),
   );
   const admin = worker
@@ -279,6 +284,7 @@ export async function startGatewayService(
         });
       credentials.close();
       await secretValues?.stop();
+      await approvals.close();
       await source.stop();
       policy.close();
       const lost = await fileSink.close();

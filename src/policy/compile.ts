@@ -331,6 +331,13 @@ export class CompiledPolicy implements PolicySnapshot {
   readonly #denyByText: ReadonlyMap<string, PolicyDecision>;
   /** Whether some deny pattern has an uppercase letter (then even a lowercase path is checked folded). */
   readonly #upperDenyPattern: boolean;
+  /**
+   * The `ask` rules with case-folded path patterns, as allow rules of an index of their own (null when
+   * the policy has none). An ask, like a deny, restricts what an allow grants, so it too matches every
+   * case variant of its path; a match answers the original rule's ask decision ({@link #askByText}).
+   */
+  readonly #asks: CompiledPolicy | null;
+  readonly #askByText: ReadonlyMap<string, PolicyDecision>;
 
   /**
    * @param parsed the rules and role links of policy.csv.
@@ -372,7 +379,14 @@ export class CompiledPolicy implements PolicySnapshot {
     this.#methodIds = new Map([['*', STAR_ID]]);
     for (const r of parsed.rules)
       if (!this.#methodIds.has(r.method)) this.#methodIds.set(r.method, this.#methodIds.size);
-    const built = buildIndex(parsed.rules, this.#ancestors, this.#methodIds);
+    // `ask` rules are not in the main index: Casbin's effect ignores them too (it counts allow and
+    // deny only), so the main index stays exactly Casbin's answer; they get an index of their own.
+    const askRules = parsed.rules.filter((r) => r.effect === 'ask');
+    const built = buildIndex(
+      askRules.length === 0 ? parsed.rules : parsed.rules.filter((r) => r.effect !== 'ask'),
+      this.#ancestors,
+      this.#methodIds,
+    );
     this.#buckets = built.buckets;
     this.#wildKeys = built.wildKeys;
     this.#entries = built.entries;
@@ -390,14 +404,7 @@ export class CompiledPolicy implements PolicySnapshot {
         ? null
         : new CompiledPolicy(
             {
-              rules: denies.map((r) => ({
-                ...r,
-                effect: 'allow' as const,
-                pathPattern: {
-                  segments: r.pathPattern.segments.map((seg) => (seg === null ? null : foldPathCase(seg))),
-                  tail: r.pathPattern.tail,
-                },
-              })),
+              rules: denies.map((r) => foldedAsAllow(r)),
               links: parsed.links,
             },
             version,
@@ -405,6 +412,35 @@ export class CompiledPolicy implements PolicySnapshot {
             loadedAt,
             false,
           );
+    this.#askByText = new Map(
+      askRules.map((r) => [
+        r.text,
+        Object.freeze({ allowed: false, reason: 'rule_ask', rule: r.text } as const),
+      ]),
+    );
+    this.#asks =
+      askRules.length === 0
+        ? null
+        : new CompiledPolicy(
+            { rules: askRules.map((r) => foldedAsAllow(r)), links: parsed.links },
+            version,
+            source,
+            loadedAt,
+            false,
+          );
+  }
+
+  /** Whether the policy has `ask` rules (docs/approvals.md). */
+  get hasAskRules(): boolean {
+    return this.#asks !== null;
+  }
+
+  /** The ask rule matching a case variant of the request (the last in file order), else null. */
+  #ask(req: PolicyRequest, path: string): PolicyDecision | null {
+    const asks = this.#asks;
+    if (asks === null) return null;
+    const d = asks.decide({ role: req.role, host: req.host, path: foldPathCase(path), method: req.method });
+    return d.allowed && d.rule !== null ? (this.#askByText.get(d.rule) ?? null) : null;
   }
 
   /**
@@ -424,6 +460,7 @@ export class CompiledPolicy implements PolicySnapshot {
    * with no business on a host is refused at CONNECT, before any TLS handshake.
    */
   mayReachHost(role: string, host: string): boolean {
+    if (this.#asks !== null && this.#asks.mayReachHost(role, host)) return true; // approval may allow
     const h = host.toLowerCase();
     if ((this.#buckets.get(exactKey(role, h))?.allows ?? 0) > 0) return true;
     const key = this.#wildKeys.size !== 0 ? wildcardKeyOf(h) : undefined;
@@ -443,6 +480,13 @@ export class CompiledPolicy implements PolicySnapshot {
    * `casbin(policy)(req) && !casbin(foldedDenies)(fold(req))`, where `foldedDenies` is the deny rules
    * with lowercased paths turned into allow rules; test/unit/policy/differential.test.ts checks
    * exactly that against two casbin enforcers.
+   *
+   * `ask` rules (docs/approvals.md): precedence deny > ask > allow. With A = `casbin(foldedAsks)(fold(req))`
+   * (the ask rules with lowercased paths as allow rules of a policy of their own) and D the decision
+   * above: D denied by a rule → that deny; else A matched → `rule_ask` naming the last matching ask
+   * rule; else D. Casbin itself, given the whole file, ignores `ask` lines (its effect counts allow and
+   * deny only), so D is still casbin's answer; test/unit/policy/differential-ask.test.ts checks the
+   * composition against three casbin enforcers.
    */
   decide(req: PolicyRequest): PolicyDecision {
     const path = req.path;
@@ -455,7 +499,10 @@ export class CompiledPolicy implements PolicySnapshot {
       const key = wildcardKeyOf(host);
       if (key !== undefined && this.#wildKeys.has(key)) wild = this.#buckets.get(wildKey(req.role, key));
     }
-    if (exact === undefined && wild === undefined) return NO_MATCH;
+    if (exact === undefined && wild === undefined) {
+      // No allow or deny rule of the role names the host; an ask rule may (folded denies cannot).
+      return this.#asks === null ? NO_MATCH : (this.#ask(req, path) ?? NO_MATCH);
+    }
 
     const star = !NAMED_ONLY_METHODS.has(method);
     const mid = this.#methodIds.get(method) ?? -1;
@@ -471,6 +518,10 @@ export class CompiledPolicy implements PolicySnapshot {
     best.deny = null;
     best.allow = null;
     if (deny !== null) return deny.decision;
+    if (this.#asks !== null) {
+      const ask = this.#ask(req, path);
+      if (ask !== null) return this.#foldedDeny(req, path) ?? ask;
+    }
     if (allow === null) return NO_MATCH;
     return this.#foldedDeny(req, path) ?? allow.decision;
   }
@@ -492,7 +543,7 @@ export class CompiledPolicy implements PolicySnapshot {
         matchHostPattern(r.hostPattern, host) &&
         matchMethodPattern(r.method, method) &&
         (matchPathPattern(r.pathPattern, req.path) ||
-          (r.effect === 'deny' && matchFolded(r.pathPattern, req.path))),
+          (r.effect !== 'allow' && matchFolded(r.pathPattern, req.path))),
     );
     return { decision, roles, matched };
   }
@@ -503,7 +554,19 @@ export class CompiledPolicy implements PolicySnapshot {
   }
 }
 
-/** Whether a case variant of `path` matches the pattern (deny rules; see CompiledPolicy.decide). */
+/** A deny or ask rule as an allow rule with its path pattern case-folded (see CompiledPolicy.decide). */
+function foldedAsAllow(r: PolicyRule): PolicyRule {
+  return {
+    ...r,
+    effect: 'allow',
+    pathPattern: {
+      segments: r.pathPattern.segments.map((seg) => (seg === null ? null : foldPathCase(seg))),
+      tail: r.pathPattern.tail,
+    },
+  };
+}
+
+/** Whether a case variant of `path` matches the pattern (deny and ask rules; see CompiledPolicy.decide). */
 function matchFolded(p: PathPattern, path: string): boolean {
   const folded: PathPattern = {
     segments: p.segments.map((seg) => (seg === null ? null : foldPathCase(seg))),

@@ -28,7 +28,7 @@ export interface PolicyRule {
   readonly host: string;
   readonly path: string;
   readonly method: string;
-  readonly effect: 'allow' | 'deny';
+  readonly effect: 'allow' | 'deny' | 'ask';
   /** `policy.csv:LINE: p, role, host, path, method, eft` — what decisions and audit events name. */
   readonly text: string;
   readonly hostPattern: HostPattern;
@@ -102,7 +102,7 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
     if (kind === 'p') {
       if (fields.length !== 6) {
         throw new PolicyError(
-          `a "p" line has 5 fields after "p" (ROLE, HOST, PATH, METHOD, allow|deny), got ${fields.length - 1}`,
+          `a "p" line has 5 fields after "p" (ROLE, HOST, PATH, METHOD, allow|deny|ask), got ${fields.length - 1}`,
           loc,
         );
       }
@@ -111,8 +111,8 @@ export function parsePolicyCsv(text: string): ParsedPolicy {
         checkRole(role, 'role', loc);
         roleNames.add(role);
       }
-      if (effect !== 'allow' && effect !== 'deny') {
-        throw new PolicyError(`unknown effect "${effect}" (expected allow or deny)`, loc);
+      if (effect !== 'allow' && effect !== 'deny' && effect !== 'ask') {
+        throw new PolicyError(`unknown effect "${effect}" (expected allow, deny or ask)`, loc);
       }
       let hostPattern: HostPattern;
       let pathPattern: PathPattern;

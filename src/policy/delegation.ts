@@ -24,9 +24,25 @@ import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 export const API_HOST = 'airlock.api';
 
 /** Operations of the sessions API a management rule can grant (its METHOD field). */
-export const API_OPERATIONS = ['CREATE', 'READ', 'EXEC', 'DELETE'] as const;
-/** `CREATE` (POST /v1/sessions), `READ` (get, list, audit), `EXEC`, `DELETE`. */
+export const API_OPERATIONS = [
+  'CREATE',
+  'READ',
+  'EXEC',
+  'DELETE',
+  'GRANT',
+  'APPROVE',
+  'APPROVE_OWN',
+] as const;
+/**
+ * `CREATE` (POST /v1/sessions), `READ` (get, list, audit), `EXEC`, `DELETE` and `GRANT` (time-boxed
+ * grants) on `/sessions/ROLE`; `APPROVE` (approve or deny the approvals of sessions of ROLE) and
+ * `APPROVE_OWN` (also those of sessions the caller created itself: separation of duties, off unless a
+ * rule grants it) on `/approvals/ROLE` (docs/approvals.md).
+ */
 export type ApiOperation = (typeof API_OPERATIONS)[number];
+
+/** Operations decided on `/approvals/ROLE` rather than `/sessions/ROLE`. */
+const APPROVAL_OPERATIONS: ReadonlySet<string> = new Set(['APPROVE', 'APPROVE_OWN']);
 
 /** What delegation knows about one policy snapshot. */
 export interface DelegationView {
@@ -80,7 +96,8 @@ function build(policy: CompiledPolicy): DelegationView {
 
 /** The policy request that stands for `caller` doing `op` on sessions of `role`. */
 export function apiRequest(caller: string, op: ApiOperation, role: string): PolicyRequest {
-  return { role: caller, host: API_HOST, path: `/sessions/${role}`, method: op };
+  const collection = APPROVAL_OPERATIONS.has(op) ? 'approvals' : 'sessions';
+  return { role: caller, host: API_HOST, path: `/${collection}/${role}`, method: op };
 }
 
 /** Answer of {@link authorizeApi}. */
@@ -116,20 +133,38 @@ export interface EgressVerdict {
   readonly by: 'role' | 'creator';
 }
 
+/** Whether a decision lets the call go on: allowed, or allowed once a person approves (`ask`). */
+function passes(d: PolicyDecision): boolean {
+  return d.allowed || d.reason === 'rule_ask';
+}
+
 /**
  * The effective egress decision of a session call: the role's decision, AND — when the session's
  * `creator` has egress rules — the creator's decision for the same request. An allow names the role's
- * rule; a deny names the deciding rule of whichever side denied (the role is asked first).
+ * rule; a deny names the deciding rule of whichever side denied (the role is asked first). `ask`
+ * (docs/approvals.md) combines like a weaker allow: deny on either side → deny; else ask on either
+ * side → ask (naming that side's ask rule); else allow.
  * @param req the request with `role` = the session's role.
  * @param creator the API caller that created the session (undefined or empty: no creator limit).
+ * @param grant a time-boxed grant of the session matching the request (docs/approvals.md "Grants"),
+ *   as a decision: it stands in for the role's answer only where the role's rules have no match, so
+ *   deny and ask rules still win; the creator's limit still applies.
  */
-export function decideEgress(snapshot: PolicySnapshot, req: PolicyRequest, creator?: string): EgressVerdict {
-  const decision = snapshot.decide(req);
-  if (!decision.allowed || !creator || !delegationOf(snapshot).hasEgressRules(creator)) {
+export function decideEgress(
+  snapshot: PolicySnapshot,
+  req: PolicyRequest,
+  creator?: string,
+  grant?: (req: PolicyRequest) => PolicyDecision | null,
+): EgressVerdict {
+  let decision = snapshot.decide(req);
+  if (decision.reason === 'no_match' && grant !== undefined) decision = grant(req) ?? decision;
+  if (!passes(decision) || !creator || !delegationOf(snapshot).hasEgressRules(creator)) {
     return { decision, by: 'role' };
   }
   const limit = snapshot.decide({ role: creator, host: req.host, path: req.path, method: req.method });
-  return limit.allowed ? { decision, by: 'role' } : { decision: limit, by: 'creator' };
+  if (!passes(limit)) return { decision: limit, by: 'creator' };
+  if (decision.allowed && limit.reason === 'rule_ask') return { decision: limit, by: 'creator' };
+  return { decision, by: 'role' };
 }
 
 /**
@@ -190,7 +225,10 @@ export function lintDelegation(policy: CompiledPolicy): DelegationFinding[] {
     }
     const { segments, tail } = r.pathPattern;
     const first = segments[0];
-    const firstOk = first === 'sessions' || first === null;
+    const collection = r.method === '*' ? null : APPROVAL_OPERATIONS.has(r.method) ? 'approvals' : 'sessions';
+    const firstOk =
+      first === null ||
+      (collection === null ? first === 'sessions' || first === 'approvals' : first === collection);
     const shapeOk =
       (segments.length === 0 && tail) || // /*
       (segments.length === 1 && tail && firstOk) || // /sessions/*
@@ -199,8 +237,8 @@ export function lintDelegation(policy: CompiledPolicy): DelegationFinding[] {
       add(
         'error',
         r.line,
-        `path "${r.path}" never matches an API operation: management paths are /sessions/ROLE ` +
-          '(write /sessions/ROLE, /sessions/:role or /sessions/*)',
+        `path "${r.path}" never matches an API operation (${r.method}): management paths are /sessions/ROLE ` +
+          '(write /sessions/ROLE, /sessions/:role or /sessions/*), and /approvals/ROLE for APPROVE and APPROVE_OWN',
       );
       continue;
     }

@@ -83,6 +83,14 @@ export function explainRequest(policy: CompiledPolicy, req: PolicyRequest): Expl
       (allows.length > 0
         ? `; ${allows.length} matching allow ${allows.length === 1 ? 'rule is' : 'rules are'} overridden (lines ${lines(allows)})`
         : '');
+  } else if (ex.decision.reason === 'rule_ask' && decidingRule) {
+    why =
+      `needs a person's approval: ${POLICY_FILE}:${decidingRule.line} (role ${decidingRule.role}) is an ask rule ` +
+      '(deny > ask > allow; no deny rule matches)' +
+      (allows.length > 0
+        ? `; ${allows.length} matching allow ${allows.length === 1 ? 'rule waits' : 'rules wait'} for the approval (lines ${lines(allows)})`
+        : '') +
+      '. The gateway forwards this exact request (method, URL, body) once approved (docs/approvals.md)';
   } else if (ex.decision.reason === 'rule_allow' && decidingRule) {
     why =
       `allowed by ${POLICY_FILE}:${decidingRule.line} (role ${decidingRule.role}) and no deny rule matches` +

@@ -28,7 +28,7 @@ const caseSchema = z.strictObject({
   role: z.string().min(1),
   method: z.string().min(1),
   url: z.string().min(1),
-  expect: z.enum(['allow', 'deny']),
+  expect: z.enum(['allow', 'deny', 'ask']),
 });
 const fileSchema = z.strictObject({
   cases: z.array(caseSchema).min(1, 'a test file needs at least one case'),
@@ -127,8 +127,13 @@ export function parsePolicyTestFile(file: string, text: string): { case: PolicyT
   });
 }
 
+/** `allow`, `ask` (an ask rule: needs a person's approval, docs/approvals.md) or `deny`. */
+export function verdictOf(d: PolicyDecision): 'allow' | 'deny' | 'ask' {
+  return d.allowed ? 'allow' : d.reason === 'rule_ask' ? 'ask' : 'deny';
+}
+
 function describe(d: PolicyDecision): string {
-  const verdict = d.allowed ? 'allow' : 'deny';
+  const verdict = verdictOf(d);
   return d.rule ? `${verdict} (${d.reason}: ${d.rule})` : `${verdict} (${d.reason})`;
 }
 
@@ -192,7 +197,7 @@ export function runPolicyTestFiles(
         path: req.path,
         method: req.method,
       });
-      if ((actual.allowed ? 'allow' : 'deny') === c.expect) return;
+      if (verdictOf(actual) === c.expect) return;
       const message =
         `${file}:${line} ${caseLabel(c, index)}: ${req.method} ${c.url} as ${c.role}\n` +
         `  - expected: ${c.expect}\n` +

@@ -2,6 +2,7 @@
  * `airlock policy diff`: replays recorded calls (audit events, src/audit/event.ts) through two
  * policies and lists the calls whose decision would change — a policy PR's effect on real traffic.
  */
+import { verdictOf } from './policy-tests.js';
 import { policyHost } from '../request/normalize.js';
 import type { PolicyDecision, PolicyRequest, PolicySnapshot } from './types.js';
 
@@ -15,6 +16,8 @@ export interface RecordedCall {
   readonly port: number;
   /** Normalised path without query (`''` for CONNECT events, replayed as `/` like the gateway decides them). */
   readonly path: string;
+  /** How many recorded events this one stands for (a caller that grouped identical calls); absent: 1. */
+  readonly count?: number;
 }
 
 /** A distinct call (role, method, policy host, path) whose allow/deny differs between the policies. */
@@ -84,31 +87,41 @@ export function parseAuditLines(text: string): (RecordedCall | null)[] {
     } catch (err) {
       throw new AuditLineError(`not JSON (${(err as Error).message})`, i + 1);
     }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-      throw new AuditLineError('not a JSON object', i + 1);
-    }
-    const e = v as Record<string, unknown>;
-    const bad = (field: string, want: string): AuditLineError =>
-      new AuditLineError(`field "${field}" must be ${want}`, i + 1);
-    if (e.role !== null && typeof e.role !== 'string') throw bad('role', 'a string or null');
-    if (typeof e.method !== 'string') throw bad('method', 'a string');
-    if (e.scheme !== 'http' && e.scheme !== 'https') throw bad('scheme', '"http" or "https"');
-    if (typeof e.host !== 'string') throw bad('host', 'a string');
-    if (typeof e.port !== 'number' || !Number.isInteger(e.port)) throw bad('port', 'an integer');
-    if (typeof e.path !== 'string') throw bad('path', 'a string');
-    out.push(
-      e.role === null
-        ? null
-        : { role: e.role, method: e.method, scheme: e.scheme, host: e.host, port: e.port, path: e.path },
-    );
-    // An exchange with an MCP endpoint (docs/mcp.md): each decided message is a call of its own,
-    // method MCP on its virtual path.
-    const mcp = e.mcp as { messages?: unknown } | undefined;
-    if (e.role !== null && Array.isArray(mcp?.messages)) {
-      for (const m of mcp.messages as { path?: unknown }[]) {
-        if (typeof m?.path !== 'string') continue;
-        out.push({ role: e.role, method: 'MCP', scheme: e.scheme, host: e.host, port: e.port, path: m.path });
-      }
+    for (const c of callsOfAuditEvent(v, i + 1)) out.push(c);
+  }
+  return out;
+}
+
+/**
+ * The recorded calls of one parsed audit line (see {@link parseAuditLines}): `null` for an event
+ * without a role, else its call, then one per decided MCP message.
+ * @param line the 1-based line number errors name.
+ * @throws AuditLineError as {@link parseAuditLines}.
+ */
+export function callsOfAuditEvent(v: unknown, line: number): (RecordedCall | null)[] {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new AuditLineError('not a JSON object', line);
+  }
+  const e = v as Record<string, unknown>;
+  const bad = (field: string, want: string): AuditLineError =>
+    new AuditLineError(`field "${field}" must be ${want}`, line);
+  if (e.role !== null && typeof e.role !== 'string') throw bad('role', 'a string or null');
+  if (typeof e.method !== 'string') throw bad('method', 'a string');
+  if (e.scheme !== 'http' && e.scheme !== 'https') throw bad('scheme', '"http" or "https"');
+  if (typeof e.host !== 'string') throw bad('host', 'a string');
+  if (typeof e.port !== 'number' || !Number.isInteger(e.port)) throw bad('port', 'an integer');
+  if (typeof e.path !== 'string') throw bad('path', 'a string');
+  if (e.role === null) return [null];
+  const out: RecordedCall[] = [
+    { role: e.role, method: e.method, scheme: e.scheme, host: e.host, port: e.port, path: e.path },
+  ];
+  // An exchange with an MCP endpoint (docs/mcp.md): each decided message is a call of its own,
+  // method MCP on its virtual path.
+  const mcp = e.mcp as { messages?: unknown } | undefined;
+  if (Array.isArray(mcp?.messages)) {
+    for (const m of mcp.messages as { path?: unknown }[]) {
+      if (typeof m?.path !== 'string') continue;
+      out.push({ role: e.role, method: 'MCP', scheme: e.scheme, host: e.host, port: e.port, path: m.path });
     }
   }
   return out;
@@ -144,28 +157,30 @@ export function replayCalls(
     { req: PolicyRequest; count: number; old: PolicyDecision; new: PolicyDecision }
   >();
   for (const c of calls) {
-    events++;
+    const n = c?.count ?? 1;
+    events += n;
     if (c === null) {
       noRole++;
       continue;
     }
     const req = requestOfCall(c);
     if (req === null) {
-      badTarget++;
+      badTarget += n;
       continue;
     }
-    replayed++;
+    replayed += n;
     const key = `${req.role}\0${req.method}\0${req.host}\0${req.path}`;
     const hit = seen.get(key);
     if (hit) {
-      hit.count++;
+      hit.count += n;
       continue;
     }
-    seen.set(key, { req, count: 1, old: oldPolicy.decide(req), new: newPolicy.decide(req) });
+    seen.set(key, { req, count: n, old: oldPolicy.decide(req), new: newPolicy.decide(req) });
   }
   const changes: DecisionChange[] = [];
   for (const s of seen.values()) {
-    if (s.old.allowed === s.new.allowed) continue;
+    // allow, ask (needs approval) and deny are three outcomes: a change between any two is listed.
+    if (verdictOf(s.old) === verdictOf(s.new)) continue;
     changes.push({ ...s.req, count: s.count, old: s.old, new: s.new });
   }
   changes.sort(

@@ -20,11 +20,17 @@ export interface PolicyRequest {
   method: string;
 }
 
-/** The answer: data, not a boolean. */
+/**
+ * The answer: data, not a boolean. `allowed` is true only for `rule_allow`: an `ask` decision is not
+ * an allow (a consumer that does not know approvals refuses it, failing closed).
+ */
 export interface PolicyDecision {
   allowed: boolean;
-  /** `rule_allow`, `rule_deny` or `no_match`. */
-  reason: 'rule_allow' | 'rule_deny' | 'no_match';
+  /**
+   * `rule_allow`, `rule_deny`, `rule_ask` (an `ask` rule matched and no deny did: the call needs a
+   * person's approval, docs/approvals.md) or `no_match`.
+   */
+  reason: 'rule_allow' | 'rule_deny' | 'rule_ask' | 'no_match';
   /** The deciding rule as `file:line: text`, or null for `no_match`. */
   rule: string | null;
 }

@@ -14,6 +14,8 @@ import {
 } from '../errors.js';
 import { type GatewayControl, waitForGateway } from '../gateway-wire/control.js';
 import { newPlaceholder } from '../policy/credentials.js';
+import { PatternError } from '../policy/matchers.js';
+import { validateGrantRule } from '../policy/grants.js';
 import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { SandboxInfo, SandboxRuntime } from '../runtime/types.js';
 import { runIsolationSelfTest, SelfTestMetrics } from './self-test.js';
@@ -21,6 +23,7 @@ import type {
   CreateSessionRequest,
   ExecOutput,
   GatewaySession,
+  SessionGrantView,
   SessionService,
   SessionView,
 } from './types.js';
@@ -29,6 +32,8 @@ interface Record_ {
   info: SandboxInfo;
   status: SessionView['status'];
   timer: NodeJS.Timeout | null;
+  /** Time-boxed grants a person gave the session (docs/approvals.md "Grants"), expired ones dropped. */
+  grants: SessionGrantView[];
 }
 
 /** Options of {@link SessionManager} beyond its collaborators. */
@@ -48,7 +53,7 @@ function newSessionId(): string {
   return 's-' + randomBytes(8).toString('hex');
 }
 
-function toGatewaySession(info: SandboxInfo): GatewaySession {
+function toGatewaySession(info: SandboxInfo, grants: readonly SessionGrantView[] = []): GatewaySession {
   const s: GatewaySession = {
     id: info.sessionId,
     role: info.role,
@@ -59,6 +64,17 @@ function toGatewaySession(info: SandboxInfo): GatewaySession {
   // The creator limits the session's egress at the gateway (delegation); '' is "not recorded".
   if (info.createdBy) s.creator = info.createdBy;
   if (info.placeholders && Object.keys(info.placeholders).length > 0) s.placeholders = info.placeholders;
+  const now = Date.now();
+  const live = grants.filter((g) => Date.parse(g.expiresAt) > now);
+  if (live.length > 0) {
+    s.grants = live.map((g) => ({
+      id: g.id,
+      host: g.host,
+      path: g.path,
+      method: g.method,
+      expiresAt: Date.parse(g.expiresAt),
+    }));
+  }
   return s;
 }
 
@@ -104,6 +120,7 @@ function withPlaceholders(
  */
 export class SessionManager implements SessionService {
   private readonly sessions = new Map<string, Record_>();
+  private readonly endedListeners: ((id: string) => void)[] = [];
   private gateway: GatewayControl | null = null;
   private gatewayInstance: string | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -140,7 +157,7 @@ export class SessionManager implements SessionService {
         });
         continue;
       }
-      this.sessions.set(info.sessionId, { info, status: 'running', timer: null });
+      this.sessions.set(info.sessionId, { info, status: 'running', timer: null, grants: [] });
       this.arm(info.sessionId);
     }
     await this.gateway.sync(this.liveGatewaySessions());
@@ -158,7 +175,7 @@ export class SessionManager implements SessionService {
   private liveGatewaySessions(): GatewaySession[] {
     return [...this.sessions.values()]
       .filter((r) => r.status === 'running')
-      .map((r) => toGatewaySession(r.info));
+      .map((r) => toGatewaySession(r.info, r.grants));
   }
 
   private async checkGateway(): Promise<void> {
@@ -202,7 +219,87 @@ export class SessionManager implements SessionService {
       expiresAt: r.info.expiresAt.toISOString(),
       createdBy: r.info.createdBy,
       labels: r.info.labels,
+      grants: r.grants.filter((g) => Date.parse(g.expiresAt) > Date.now()),
     };
+  }
+
+  /**
+   * The live session's role and creator (approvals, src/sessions/approvals.ts), or null when it is
+   * unknown, stopping or ended.
+   */
+  lookup(id: string): { role: string; creator: string } | null {
+    const r = this.sessions.get(id);
+    if (!r || r.status !== 'running') return null;
+    return { role: r.info.role, creator: r.info.createdBy };
+  }
+
+  /** Called with the id of every session that ends (DELETE, kill switch, TTL): approvals are cancelled. */
+  onSessionEnded(listener: (id: string) => void): void {
+    this.endedListeners.push(listener);
+  }
+
+  /**
+   * Grants the session an allow rule until `ttlSeconds` from now (docs/approvals.md "Grants"): live on
+   * every gateway replica when this resolves, gone at expiry; deny and ask rules still win.
+   * @throws SessionNotFoundError; SessionConflictError when the session is not running;
+   *   RequestValidationError naming the rule field that is not a valid pattern;
+   *   GatewayUnavailableError when the gateway does not take it (the grant is then not recorded).
+   */
+  async grant(
+    id: string,
+    caller: string,
+    g: { host: string; path: string; method: string; ttlSeconds: number; reason: string },
+  ): Promise<SessionGrantView> {
+    const r = this.record(id);
+    if (r.status !== 'running') throw new SessionConflictError(id, `session ${id} is ${r.status}`);
+    for (const field of ['host', 'path', 'method'] as const) {
+      try {
+        validateGrantRule({ host: 'x.test', path: '/', method: 'GET', [field]: g[field] });
+      } catch (err) {
+        if (err instanceof PatternError)
+          throw new RequestValidationError(`rule.${field}: ${err.message}`, `rule.${field}`);
+        throw err;
+      }
+    }
+    const now = Date.now();
+    const view: SessionGrantView = {
+      id: 'gr-' + randomBytes(6).toString('hex'),
+      host: g.host,
+      path: g.path,
+      method: g.method,
+      reason: g.reason,
+      grantedBy: caller,
+      grantedAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + g.ttlSeconds * 1000).toISOString(),
+    };
+    const next = [...r.grants.filter((x) => Date.parse(x.expiresAt) > now), view];
+    const gateway = this.gateway;
+    if (!gateway) throw new GatewayUnavailableError('the gateway is not running');
+    await gateway.register(toGatewaySession(r.info, next));
+    r.grants = next;
+    this.logger?.info(
+      {
+        sessionId: id,
+        grant: view.id,
+        rule: `${g.host}, ${g.path}, ${g.method}`,
+        ttlSeconds: g.ttlSeconds,
+        by: caller,
+        reason: g.reason,
+      },
+      'session granted a rule',
+    );
+    // At expiry the gateway stops honouring it on its own; the table is tidied then too.
+    const t = setTimeout(
+      () => {
+        const cur = this.sessions.get(id);
+        if (!cur || cur.status !== 'running') return;
+        cur.grants = cur.grants.filter((x) => Date.parse(x.expiresAt) > Date.now());
+        this.gateway?.register(toGatewaySession(cur.info, cur.grants)).catch(() => undefined);
+      },
+      g.ttlSeconds * 1000 + 50,
+    );
+    t.unref();
+    return view;
   }
 
   async create(req: CreateSessionRequest, caller: string): Promise<SessionView> {
@@ -246,7 +343,7 @@ export class SessionManager implements SessionService {
       await this.runtime.remove(id).catch(() => undefined);
       throw err;
     }
-    const record: Record_ = { info: { ...info, running: true }, status: 'running', timer: null };
+    const record: Record_ = { info: { ...info, running: true }, status: 'running', timer: null, grants: [] };
     this.sessions.set(id, record);
     this.arm(id);
     this.logger?.info({ sessionId: id, role: req.role, caller }, 'session created');
@@ -343,6 +440,13 @@ export class SessionManager implements SessionService {
     }
     this.sessions.delete(id);
     this.logger?.info({ sessionId: id }, 'session removed');
+    for (const l of this.endedListeners) {
+      try {
+        l(id);
+      } catch (err) {
+        this.logger?.error({ err, sessionId: id }, 'session-ended listener failed');
+      }
+    }
   }
 
   readiness(): { ready: boolean; reasons: string[] } {

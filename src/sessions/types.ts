@@ -11,6 +11,25 @@ export interface SessionView {
   /** API caller (token name) that created the session. */
   createdBy: string;
   labels: Record<string, string>;
+  /** Time-boxed grants in force (docs/approvals.md "Grants"); expired ones are not shown. */
+  grants?: SessionGrantView[];
+}
+
+/** A time-boxed grant of a session as the API shows it. */
+export interface SessionGrantView {
+  id: string;
+  /** Rule fields, the policy's pattern syntax. */
+  host: string;
+  path: string;
+  method: string;
+  /** Why (required when granting). */
+  reason: string;
+  /** The API caller that granted it. */
+  grantedBy: string;
+  /** ISO-8601. */
+  grantedAt: string;
+  /** ISO-8601; the gateways stop honouring it at this instant. */
+  expiresAt: string;
 }
 
 /** What the gateway needs to know about a session (defined with the gateway's wire schema). */

@@ -43,6 +43,16 @@ const SANDBOX_BUNDLE = '/etc/airlock/ca-bundle.pem';
  * Per-session bridges are named `alk<12 hex>` (Linux allows 15 characters), so one host firewall
  * rule pair (`INPUT -i alk+ -j DROP`, IPv4 and IPv6) covers all of them.
  */
+
+/** Where the control plane's socket directory is mounted in the gateway container. */
+export const GATEWAY_CONTROL_MOUNT = '/var/run/airlock-control';
+/** The control plane's socket for the gateway's approval claims, in {@link controlSocketDir}. */
+export const CONTROL_SOCKET_NAME = 'control.sock';
+/** `<stateDir>/control`: holds the control plane's socket, mounted into the gateway container only. */
+export function controlSocketDir(stateDir: string): string {
+  return path.join(stateDir, 'control');
+}
+
 export const BRIDGE_PREFIX = 'alk';
 const bridgeName = (sessionId: string): string =>
   BRIDGE_PREFIX + createHash('sha256').update(sessionId).digest('hex').slice(0, 12);
@@ -264,6 +274,14 @@ export class DockerRuntime implements SandboxRuntime {
       leafCacheSize: g.tls.leafCacheSize,
       // One process unless configured: more workers only where the config says so (docs/config.md).
       workers: g.workers ?? 1,
+      // Approvals (docs/approvals.md): claims go to the control plane over a unix socket mounted
+      // into this container only (src/sessions/approvals-server.ts listens on it).
+      approvals: {
+        url: 'http://airlock-control',
+        socketPath: `${GATEWAY_CONTROL_MOUNT}/${CONTROL_SOCKET_NAME}`,
+        holdSeconds: this.cfg.approvals.holdSeconds,
+        holdRules: this.cfg.approvals.holdRules,
+      },
     };
   }
 
@@ -714,7 +732,11 @@ export function gatewayContainerSpec(input: GatewayContainerInput): {
   options: Docker.ContainerCreateOptions;
 } {
   const { cfg, imageId, serviceConfig, token, user, auditDir, caCert, credentials } = input;
-  const binds = [`${cfg.policy.dir}:/etc/airlock/policies:ro`, `${auditDir}:/var/lib/airlock/audit`];
+  const binds = [
+    `${cfg.policy.dir}:/etc/airlock/policies:ro`,
+    `${auditDir}:/var/lib/airlock/audit`,
+    `${controlSocketDir(cfg.stateDir)}:${GATEWAY_CONTROL_MOUNT}`,
+  ];
   if (caCert) binds.push(`${path.join(cfg.stateDir, 'ca')}:/var/lib/airlock/ca:ro`);
   binds.push(...credentials.binds);
   const hash = createHash('sha256')

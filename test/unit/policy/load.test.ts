@@ -48,7 +48,7 @@ describe('loadPolicyDir', () => {
   });
 
   it.each([
-    ['unknown-effect', 'policy.csv:3', /unknown effect "permit" \(expected allow or deny\)/],
+    ['unknown-effect', 'policy.csv:3', /unknown effect "permit" \(expected allow, deny or ask\)/],
     [
       'cycle',
       'policy.csv:4',
