@@ -348,6 +348,11 @@ export const configSchema = z
           .array(credentialEnvName)
           .default([])
           .refine((names) => new Set(names).size === names.length, 'a variable is listed twice'),
+        /**
+         * OAuth2 credentials (credentials.yaml `oauth2-*`): the gateway refreshes an access token
+         * this many seconds before it expires (docs/credentials.md "OAuth2"). @default 30
+         */
+        oauth2RefreshSkewSeconds: z.number().int().min(0).max(3600).default(30),
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */
