@@ -30,6 +30,10 @@ bash scripts/k8s-tools.sh --with-kubectl </dev/null # kube-apiserver, etcd, helm
 step "moto (S3-compatible server)"
 bash scripts/moto.sh </dev/null # moto[server] from PyPI in a venv cached in ~/.cache/airlock-tools, for test/integration/gateway-sigv4.test.ts
 
+step "python venv and OpenTelemetry Collector"
+bash scripts/python-venv.sh </dev/null # httpx + pytest for the Python SDK's tests (test/e2e/sdk.test.ts), cached in ~/.cache/airlock-tools
+bash scripts/otel-collector.sh </dev/null # OTLP receiver + debug exporter for test/integration/telemetry.test.ts (~3.5 min cold), cached likewise
+
 step "kubernetes node tools"
 bash scripts/k8s-node-tools.sh </dev/null # the one-node cluster's binaries (~12 min cold), cached like the above
 

@@ -96,3 +96,38 @@ export {
 // --- API wire types and the session service ---
 export type { Problem } from './api/problem.js';
 export type { CreateSessionRequest, ExecOutput, SessionService, SessionView } from './sessions/types.js';
+
+// --- the TypeScript SDK (docs/sdk.md; also `airlock/sdk` with unprefixed error names) ---
+export {
+  AirlockApiError,
+  AirlockClient,
+  AirlockConnectionError,
+  AirlockSdkError,
+  InvalidRequestError,
+  IsolationFailedError,
+  RuntimeFailedError,
+  Sandbox,
+  errorFromProblem,
+  ExecTimeoutError as SdkExecTimeoutError,
+  ForbiddenError as SdkForbiddenError,
+  GatewayUnavailableError as SdkGatewayUnavailableError,
+  SandboxRejectedError as SdkSandboxRejectedError,
+  SessionConflictError as SdkSessionConflictError,
+  SessionNotFoundError as SdkSessionNotFoundError,
+  UnauthorizedError as SdkUnauthorizedError,
+  UnknownRoleError as SdkUnknownRoleError,
+  type AirlockClientOptions,
+  type AirlockClientOptionsWithDefaults,
+  type ApiComponents,
+  type ApiOperations,
+  type ApiPaths,
+  type ApiProblem,
+  type CreateSessionInput,
+  type DecisionEvent,
+  type DecisionsOptions,
+  type ExecChunk,
+  type ExecOptions,
+  type ExecResult,
+  type SandboxCreateOptions,
+  type SessionInfo,
+} from './sdk/index.js';

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import {
   MAX_BODY_BYTES,
@@ -326,6 +327,16 @@ function paths(): Json {
 }
 
 /**
+ * The `version` of the package (package.json, one directory above src/ and dist/): the document's
+ * `info.version`, which the SDKs' package versions follow (clients/python/pyproject.toml).
+ */
+function packageVersion(): string {
+  return (
+    JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  ).version;
+}
+
+/**
  * Builds the OpenAPI 3.1 document of the v1 API: every route, its request and response schemas
  * (generated from the zod schemas), the bearer security scheme and the problem+json error answers.
  * The result is a plain JSON-serialisable object; build it once and serve it.
@@ -340,7 +351,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     openapi: '3.1.0',
     info: {
       title: 'Airlock API',
-      version: 'v1',
+      version: packageVersion(),
       description:
         'Sandbox sessions for AI agents whose only network exit is a policy-enforcing egress gateway. ' +
         'Errors are application/problem+json (RFC 9457) with a stable `code` (docs/errors.md).',

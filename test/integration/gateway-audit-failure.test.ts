@@ -213,7 +213,10 @@ describe('audit sink failure, audit.onFailure: deny (the default)', () => {
       expect(metric(metrics, 'airlock_gateway_audit_dropped_events_total')).toBe(0);
       expect(metric(metrics, 'airlock_gateway_audit_buffered_bytes')).toBeGreaterThan(0);
       expect(
-        metric(metrics, 'airlock_gateway_decisions_total{decision="deny",reason="audit_unavailable"}'),
+        metric(
+          metrics,
+          'airlock_gateway_decisions_total{decision="deny",reason="audit_unavailable",role="worker"}',
+        ),
       ).toBeGreaterThanOrEqual(5);
       const failed = g.logs.filter((l) => String(l.msg).startsWith('audit file cannot be written'));
       expect(failed).toHaveLength(1);

@@ -64,6 +64,24 @@ const RUNTIME_EXPORTS = [
   'requestFromUrl',
   'runPolicyTestFiles',
   'runPolicyTests',
+  // the TypeScript SDK (src/sdk, docs/sdk.md)
+  'AirlockApiError',
+  'AirlockClient',
+  'AirlockConnectionError',
+  'AirlockSdkError',
+  'InvalidRequestError',
+  'IsolationFailedError',
+  'RuntimeFailedError',
+  'Sandbox',
+  'SdkExecTimeoutError',
+  'SdkForbiddenError',
+  'SdkGatewayUnavailableError',
+  'SdkSandboxRejectedError',
+  'SdkSessionConflictError',
+  'SdkSessionNotFoundError',
+  'SdkUnauthorizedError',
+  'SdkUnknownRoleError',
+  'errorFromProblem',
 ];
 
 describe('public entry (src/index.ts)', () => {
