@@ -3,8 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { AirlockError, ConfigError } from '../errors.js';
-import { startGatewayCluster } from '../gateway/cluster.js';
-import { startGatewayService } from '../gateway/service.js';
+import type * as GatewayService from '../gateway/service.js';
 import { createLogger } from '../log.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { SessionView } from '../sessions/types.js';
@@ -63,7 +62,10 @@ program
       throw new ConfigError('AIRLOCK_GATEWAY_CONFIG is not valid JSON', 'AIRLOCK_GATEWAY_CONFIG');
     }
     const logger = createLogger({ component: 'gateway' });
-    const input = parsed as Parameters<typeof startGatewayService>[0];
+    // Loaded here, not at start-up: the gateway's modules cost most of every other command's start.
+    const { startGatewayService } = await import('../gateway/service.js');
+    const { startGatewayCluster } = await import('../gateway/cluster.js');
+    const input = parsed as Parameters<typeof GatewayService.startGatewayService>[0];
     // gateway.workers: unset means every core this process may use (docs/config.md).
     const workers = (input as { workers?: unknown }).workers ?? availableParallelism();
     const gw =

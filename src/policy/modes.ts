@@ -23,12 +23,13 @@ export const MODES_FILE = 'modes.yaml';
 /** Methods complain mode forwards when the rules deny them (they do not change the upstream's state). */
 export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** A role name as policy.csv allows it (no commas, quotes or whitespace; not a pattern). */
+/** A role name as policy.csv and the API allow it (the rule of src/policy/csv.ts and src/api/schemas.ts). */
 const roleName = z
   .string()
-  .min(1, 'must not be empty')
-  .max(200, 'must be at most 200 characters')
-  .regex(/^[^\s,"*]+$/, 'must be a role name (no whitespace, comma, quote or "*")');
+  .regex(
+    /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/,
+    'must be a role name (letters, digits, "_", ".", ":", "-"; at most 128)',
+  );
 
 const modesSchema = z.strictObject({
   version: z.literal(1),

@@ -547,4 +547,66 @@ describe('airlock policy suggest', { timeout: 180_000 }, () => {
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toMatch(/broken\.jsonl:1: not JSON/);
   });
+
+  it('complain mode: learns from would_deny events, explain says what the gateway would do', async () => {
+    const dir = await policyDir('complain', ['p, agent, forum.test:3000, /health, GET, allow']);
+    await writeFile(path.join(dir, 'modes.yaml'), 'version: 1\ncomplain: [learner]\n');
+    const check = await airlock('check', dir);
+    expect(check.code).toBe(0);
+    const ev = (method: string, p: string, decision: string) =>
+      JSON.stringify({
+        time: '2026-11-29T10:00:00.000Z',
+        sessionId: 's1',
+        role: 'learner',
+        method,
+        scheme: 'http',
+        host: 'forum.test',
+        port: 3000,
+        path: p,
+        decision,
+        rule: null,
+        reason: 'no_match',
+        status: decision === 'would_deny' ? 200 : 403,
+        durationMs: 1,
+        bytesOut: 0,
+        bytesIn: 0,
+        policyVersion: 'x',
+      });
+    const audit = path.join(tmp, 'complain.jsonl');
+    await writeFile(
+      audit,
+      [
+        ev('GET', '/posts/1', 'would_deny'),
+        ev('GET', '/posts/2', 'would_deny'),
+        ev('POST', '/posts', 'deny'),
+      ].join('\n') + '\n',
+    );
+    const j = JSON.parse(
+      (await airlock('suggest', dir, '-a', audit, '--role', 'learner', '--json')).stdout,
+    ) as {
+      lines: { text: string }[];
+    };
+    expect(j.lines.map((l) => l.text)).toEqual([
+      'p, learner, forum.test:3000, /posts/:id, GET, allow',
+      'p, learner, forum.test:3000, /posts, POST, allow',
+    ]);
+    const get = await airlock('explain', dir, '--role', 'learner', 'GET', 'http://forum.test:3000/posts/1');
+    expect(get.stdout).toContain('decision: deny (no_match)');
+    expect(get.stdout).toMatch(
+      /complain: role learner is in complain mode \(modes\.yaml\): the gateway forwards this denied GET and audits it would_deny/,
+    );
+    const post = await airlock('explain', dir, '--role', 'learner', 'POST', 'http://forum.test:3000/posts');
+    expect(post.stdout).toMatch(
+      /but POST is not a safe method \(GET, HEAD, OPTIONS\): the gateway refuses this call/,
+    );
+    const jx = JSON.parse(
+      (await airlock('explain', dir, '--json', '--role', 'agent', 'GET', 'http://forum.test:3000/posts/1'))
+        .stdout,
+    ) as { mode: string; wouldDeny: boolean };
+    expect(jx).toMatchObject({ mode: 'enforce', wouldDeny: false });
+    await writeFile(path.join(dir, 'modes.yaml'), 'version: 1\ncomplain: [learner, learner]\n');
+    const bad = await airlock('check', dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout + bad.stderr).toMatch(/modes\.yaml:2: error: complain\.1: role "learner" is listed twice/);
+  });
 });
