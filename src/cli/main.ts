@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { registerApprovalCommands } from './approvals.js';
 import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../config/load.js';
@@ -146,6 +147,7 @@ program
   );
 
 registerCredentialsCommands(program);
+registerApprovalCommands(program);
 
 const sessions = program.command('sessions').description('list, show and remove sessions');
 sessions

@@ -16,6 +16,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import type { Approval } from '../../src/sessions/approvals.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
+import { airlock } from '../helpers/cli.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
 
@@ -313,8 +314,22 @@ describe('an ACL change behind ask (etcd)', () => {
     expect(first.status).toBe(403);
     expect(await etcd.etcdctl('role', 'list')).not.toMatch(/reader/);
     const id = JSON.parse(first.body).approvalId as string;
-    const ok = await lead.raw('POST', `/v1/approvals/${id}/approve`, { reason: 'ticket OPS-7' });
-    expect(ok.status).toBe(200);
+    // The approver at a terminal: airlock approvals ls / show / approve.
+    const env = { AIRLOCK_API_URL: server.url, AIRLOCK_API_TOKEN: TOKENS.lead };
+    const ls = await airlock(['approvals', 'ls'], env);
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout).toMatch(
+      new RegExp(`${id}\\s+pending\\s+${dba}\\s+dba\\s+POST\\s+${CONFIG}/v3/auth/role/add`),
+    );
+    const show = await airlock(['approvals', 'show', id], env);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain(`request    POST ${CONFIG}/v3/auth/role/add`);
+    expect(show.stdout).toContain('{"name":"reader"}');
+    const noReason = await airlock(['approvals', 'approve', id], env);
+    expect(noReason.code).not.toBe(0);
+    const ok = await airlock(['approvals', 'approve', id, '--reason', 'ticket OPS-7'], env);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(`approved ${id}`);
     const second = await curl(dba, add);
     expect(second.status).toBe(200);
     expect(await etcd.etcdctl('role', 'list')).toMatch(/reader/);
