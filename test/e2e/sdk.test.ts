@@ -7,7 +7,9 @@
  * - the README's TypeScript and Python snippets, extracted from README.md and run as written;
  * - the Python SDK's pytest suite (clients/python/tests) in the venv of scripts/python-venv.sh;
  * - the examples (examples/): a sandbox as an agent loop's tool backend, in both languages;
- * - the Python package's version equals the served `/openapi.json` `info.version`.
+ * - the Python package's version equals the served `/openapi.json` `info.version`;
+ * - `airlock serve` with `telemetry.otlp` exports the session's decisions into a real OpenTelemetry
+ *   Collector (test/helpers/otel-collector.ts) as OCSF HTTP Activity records.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +30,7 @@ import {
   type ExecChunk,
 } from '../../src/sdk/index.js';
 import { ensureBuilt } from '../helpers/cli.js';
+import { startCollector, type Collector } from '../helpers/otel-collector.js';
 import { curlResult } from '../helpers/api-client.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
@@ -41,6 +44,7 @@ let stateDir: string;
 let server: RunningServer;
 let forum: JsonServer;
 let python: string;
+let collector: Collector;
 
 /** What the SDKs read (AIRLOCK_API_URL, AIRLOCK_API_TOKEN), for child processes. */
 function sdkEnv(): NodeJS.ProcessEnv {
@@ -79,6 +83,7 @@ beforeAll(async () => {
   python = /PYTHON=(.+)/.exec(
     execFileSync('bash', ['scripts/python-venv.sh'], { encoding: 'utf8', timeout: 240_000 }),
   )![1]!;
+  collector = await startCollector();
   stateDir = mkdtempSync(path.join(tmpdir(), 'airlock-e2e-sdk-'));
   const cfg = parseConfig(
     {
@@ -89,6 +94,7 @@ beforeAll(async () => {
         docker: { egressSubnet: EGRESS_SUBNET },
         resources: { cpus: 0.5, memoryMiB: 256, pids: 128 },
       },
+      telemetry: { otlp: { endpoint: collector.endpoint, exportIntervalMs: 100 } },
       stateDir,
     },
     process.cwd(),
@@ -101,6 +107,7 @@ afterAll(async () => {
   await server?.close();
   await removeAirlockObjects();
   await forum?.stop();
+  await collector?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
@@ -167,6 +174,28 @@ describe('TypeScript SDK', () => {
     );
     if (after instanceof Error) expect(after).toBeInstanceOf(SessionNotFoundError);
     else expect(after).not.toBe('running');
+  });
+
+  it('airlock serve exported those decisions over OTLP (OCSF HTTP Activity records)', async () => {
+    const logs = await collector.until(
+      (l) => l.filter((r) => r.body?.class_uid === 4002).length >= 2,
+      20_000,
+    );
+    const ocsf = logs.map((r) => r.body!).filter((b) => b.class_uid === 4002);
+    expect(ocsf).toContainEqual(
+      expect.objectContaining({
+        activity_id: 3,
+        disposition: 'Allowed',
+        http_request: expect.objectContaining({ url: expect.objectContaining({ path: '/posts/1' }) }),
+      }),
+    );
+    expect(ocsf).toContainEqual(
+      expect.objectContaining({
+        activity_id: 6,
+        disposition: 'Blocked',
+        http_request: expect.objectContaining({ url: expect.objectContaining({ path: '/comments' }) }),
+      }),
+    );
   });
 
   it('decisions() ends by itself once the session is killed, with its last events', async () => {
