@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+/**
+ * What the per-request credential kinds (issue 14 part B) cost the gateway, CPU per request, against
+ * a static bearer injection measured in the same run (the baseline):
+ *
+ * - `aws-sigv4`: CredentialVault.injectDynamic signing the forwarded request (@smithy/signature-v4;
+ *   the signing key is derived once per day and key, so this is the canonical request, one SHA-256
+ *   and one HMAC) for a GET with a query string and 12 headers;
+ * - `oauth2-client-credentials` with a cached token (the common case: a token request happens once
+ *   per token lifetime; the first one goes to a token endpoint on loopback and is not counted);
+ * - `bearer`: CredentialVault.inject (the part A path), the baseline.
+ *
+ * process.cpuUsage() over many sequential iterations (each awaited: the async paths include their
+ * promise overhead). Prints one JSON object and writes it to bench/results/credentials-dynamic-<time>.json.
+ * Needs dist/ (`npm run build`). Usage: node bench/credentials-dynamic.mjs [iterations=50000]
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = (p) => path.join(ROOT, 'dist', p);
+const { parseCredentials } = await import(dist('policy/credentials.js'));
+const { CredentialVault } = await import(dist('gateway/credentials.js'));
+const { OAuth2Tokens } = await import(dist('gateway/oauth2.js'));
+const { UpstreamResolver } = await import(dist('gateway/resolve.js'));
+const { DestinationPolicy } = await import(dist('gateway/address.js'));
+
+const N = Number(process.argv[2] ?? 50_000);
+const round3 = (x) => Math.round(x * 1000) / 1000;
+
+// A token endpoint on loopback for the one token request the OAuth2 path makes.
+let tokenRequests = 0;
+const idp = http.createServer((req, res) => {
+  req.resume();
+  tokenRequests++;
+  res.setHeader('content-type', 'application/json');
+  res.end(
+    JSON.stringify({ access_token: 'at-bench-0123456789abcdef', token_type: 'Bearer', expires_in: 3600 }),
+  );
+});
+await new Promise((r) => idp.listen(0, '127.0.0.1', r));
+const idpPort = idp.address().port;
+
+const yaml = [
+  'version: 1',
+  'credentials:',
+  '  - name: s3',
+  '    roles: [bot]',
+  '    bindings: [{ host: s3.example.com, path: /*, methods: [GET] }]',
+  '    apply: { type: aws-sigv4, region: eu-west-1 }',
+  '    source: { env: S3_KEYS }',
+  '  - name: cc',
+  '    roles: [bot]',
+  '    bindings: [{ host: api.example.com, path: /*, methods: [GET] }]',
+  `    apply: { type: oauth2-client-credentials, tokenUrl: "http://127.0.0.1:${idpPort}/token", clientId: bot }`,
+  '    source: { env: CC_SECRET }',
+  '  - name: gh',
+  '    roles: [bot]',
+  '    bindings: [{ host: gh.example.com, path: /*, methods: [GET] }]',
+  '    apply: { type: bearer }',
+  '    source: { env: GH_TOKEN }',
+  '',
+].join('\n');
+const set = parseCredentials(yaml);
+const vault = new CredentialVault({
+  env: {
+    S3_KEYS: 'AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    CC_SECRET: 'cc-secret-0123456789abcdef',
+    GH_TOKEN: 'ghp_bench_0123456789abcdefghij',
+  },
+  pollIntervalMs: 0,
+  oauth2: new OAuth2Tokens({
+    resolver: new UpstreamResolver(new DestinationPolicy(['127.0.0.0/8']), new Map()),
+  }),
+});
+await vault.sync(set);
+
+const rawHeaders = [
+  'User-Agent',
+  'aws-sdk-js/3.700.0 ua/2.1 os/linux lang/js md/nodejs#24.0.0',
+  'Accept',
+  '*/*',
+  'Accept-Encoding',
+  'gzip, deflate, br',
+  'X-Amz-User-Agent',
+  'aws-sdk-js/3.700.0',
+  'Amz-Sdk-Invocation-Id',
+  '6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b',
+  'Amz-Sdk-Request',
+  'attempt=1; max=3',
+  'X-Amz-Content-Sha256',
+  'UNSIGNED-PAYLOAD',
+  'X-Amz-Date',
+  '20260101T000000Z',
+  'Authorization',
+  'AWS4-HMAC-SHA256 Credential=AKIAAGENT/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00',
+  'X-Request-Id',
+  'bench-0001',
+  'Cache-Control',
+  'no-cache',
+  'Content-Type',
+  'application/xml',
+];
+const req = (authority) => ({
+  method: 'GET',
+  authority,
+  path: '/reports-bucket/',
+  query: '?list-type=2&prefix=2026%2F11%2F&max-keys=100',
+  rawHeaders,
+});
+const match = (host) => set.match('bot', host, '/reports-bucket/', 'GET');
+
+async function measure(fn) {
+  for (let i = 0; i < 2_000; i++) await fn(); // warm up
+  const t0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) await fn();
+  const d = process.cpuUsage(t0);
+  return round3((d.user + d.system) / N);
+}
+
+const s3 = match('s3.example.com');
+const cc = match('api.example.com');
+const gh = match('gh.example.com');
+const s3Req = req('s3.example.com');
+const ccReq = req('api.example.com');
+const check = async (m, r) => {
+  const got = await vault.injectDynamic(m, r);
+  if (got.kind !== 'inject') throw new Error(`not injected: ${JSON.stringify(got)}`);
+  return got;
+};
+await check(s3, s3Req);
+await check(cc, ccReq); // the one token request
+
+const bearerUs = await measure(async () => vault.inject(gh));
+const sigv4Us = await measure(() => check(s3, s3Req));
+const oauth2CachedUs = await measure(() => check(cc, ccReq));
+vault.close();
+await new Promise((r) => idp.close(r));
+
+const result = {
+  bench: 'credentials-dynamic',
+  time: new Date().toISOString(),
+  node: process.version,
+  cpus: os.cpus().length,
+  loadavg1: round3(os.loadavg()[0]),
+  iterations: N,
+  usPerRequest: { bearerBaseline: bearerUs, awsSigV4: sigv4Us, oauth2CachedToken: oauth2CachedUs },
+  ratioToBearer: {
+    awsSigV4: round3(sigv4Us / bearerUs),
+    oauth2CachedToken: round3(oauth2CachedUs / bearerUs),
+  },
+  tokenRequests,
+};
+const out = path.join(ROOT, 'bench', 'results');
+mkdirSync(out, { recursive: true });
+writeFileSync(
+  path.join(out, `credentials-dynamic-${result.time.replace(/[:.]/g, '-')}.json`),
+  JSON.stringify(result, null, 2) + '\n',
+);
+console.log(JSON.stringify(result, null, 2));
