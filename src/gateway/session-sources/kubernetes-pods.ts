@@ -1,6 +1,6 @@
 import { CoreV1Api, type Informer, type KubeConfig, makeInformer, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { GatewaySession } from '../../gateway-wire/session.js';
+import { gatewaySessionSchema, type GatewaySession } from '../../gateway-wire/session.js';
 import { kubeFailure } from '../../kube/client.js';
 import { K8S_ANNOTATION, K8S_LABEL, sandboxSelector } from '../../kube/labels.js';
 import { SessionTable } from '../sessions.js';
@@ -11,9 +11,17 @@ import type { SessionSource } from './types.js';
  * session is revoked (admin kill switch, TTL) an update for it is ignored, so an event still queued in
  * this replica's watch from before the revocation cannot bring the session back. Tombstones are dropped
  * when the Pod's deletion is seen, or after `tombstoneMs`.
+ *
+ * Two writers feed it: the control plane through the admin API (`upsert`: its word, time-boxed grants
+ * included) and this replica's Pod watch (`upsertFromPod`). A Pod carries no grants (they change
+ * while the Pod does not), so a Pod event keeps the grants the control plane last pushed for the
+ * session instead of dropping them; a replica that restarts learns them again from the control
+ * plane's resync (`sync` registers every session on every replica).
  */
 export class WatchedSessionTable extends SessionTable {
   private readonly tombstones = new Map<string, number>();
+  /** Grants the control plane last pushed per session id (absent: none pushed, or none left). */
+  private readonly pushedGrants = new Map<string, NonNullable<GatewaySession['grants']>>();
 
   constructor(
     private readonly clock: () => number = Date.now,
@@ -24,24 +32,51 @@ export class WatchedSessionTable extends SessionTable {
 
   override revoke(id: string): number {
     this.tombstones.set(id, this.clock());
+    this.pushedGrants.delete(id);
     return super.revoke(id);
   }
 
+  /**
+   * Adds or replaces a session as the control plane registers it (admin API): its `grants` (or their
+   * absence: none left) become the session's grants until the control plane pushes it again. Ignored
+   * while the session is revoked (tombstone).
+   */
   override upsert(session: GatewaySession): void {
+    if (!this.place(session)) return;
+    if (session.grants && session.grants.length > 0) this.pushedGrants.set(session.id, session.grants);
+    else this.pushedGrants.delete(session.id);
+  }
+
+  /**
+   * Adds or replaces a session as its Pod shows it (the Pod watch): identity, role, expiry, creator
+   * and placeholders from the Pod; the grants the control plane last pushed for it are kept.
+   */
+  upsertFromPod(session: GatewaySession): void {
+    const { grants: _fromPod, ...rest } = session;
+    const grants = this.pushedGrants.get(session.id);
+    this.place(grants ? { ...rest, grants } : rest);
+  }
+
+  /** Puts `session` in the table unless it is revoked; whether it did. */
+  private place(session: GatewaySession): boolean {
     const t = this.tombstones.get(session.id);
     if (t !== undefined) {
-      if (this.clock() - t < this.tombstoneMs) return;
+      if (this.clock() - t < this.tombstoneMs) return false;
       this.tombstones.delete(session.id);
     }
+    const grants = this.pushedGrants.get(session.id);
     super.upsert(session);
     // An address change inside upsert revokes the old binding, not the session itself.
     this.tombstones.delete(session.id);
+    if (grants) this.pushedGrants.set(session.id, grants);
+    return true;
   }
 
-  /** The Pod is gone for good: forget it and its tombstone. */
+  /** The Pod is gone for good: forget it, its tombstone and its grants. */
   forget(id: string): void {
     super.revoke(id);
     this.tombstones.delete(id);
+    this.pushedGrants.delete(id);
   }
 
   isRevoked(id: string): boolean {
@@ -58,7 +93,8 @@ export type PodVerdict =
 /**
  * Maps a Pod to a verdict. Served: it has the session label, role and credential annotations, a Pod IP,
  * no start gate, a future expiry (the `created-by` annotation, when present, becomes the session's
- * `creator`). Refused for good: revoked (`airlock.io/revoked`), deleting
+ * `creator`; the `placeholders` annotation its credential placeholders — one that is not a valid
+ * name → placeholder object waits). Refused for good: revoked (`airlock.io/revoked`), deleting
  * (`deletionTimestamp`), ended (Succeeded/Failed) or expired. Anything else (no IP yet, still gated,
  * annotations missing) waits: a later event may complete it, and nothing is revoked on its account.
  */
@@ -82,7 +118,26 @@ export function podVerdict(pod: V1Pod, nowMs = Date.now()): PodVerdict {
   // The creating API caller limits the session's egress when the policy gives it egress rules.
   const creator = md.annotations?.[K8S_ANNOTATION.createdBy];
   if (creator) session.creator = creator;
+  // Credential placeholders (docs/credentials.md "Placeholders"), as the control plane wrote them.
+  const placeholders = md.annotations?.[K8S_ANNOTATION.placeholders];
+  if (placeholders) {
+    const parsed = placeholdersOf(placeholders);
+    if (parsed === null) return { kind: 'wait', id };
+    if (Object.keys(parsed).length > 0) session.placeholders = parsed;
+  }
   return { kind: 'serve', session };
+}
+
+/** The placeholders annotation's JSON object, or null when it is not one the session schema accepts. */
+function placeholdersOf(text: string): Record<string, string> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const r = gatewaySessionSchema.shape.placeholders.safeParse(value);
+  return r.success ? (r.data ?? {}) : null;
 }
 
 export interface PodSessionSourceOptions {
@@ -170,7 +225,7 @@ export class PodSessionSource implements SessionSource {
   /** Applies one Pod (exported for tests of the mapping through a real table). */
   apply(pod: V1Pod): void {
     const v = podVerdict(pod);
-    if (v.kind === 'serve') this.table.upsert(v.session);
+    if (v.kind === 'serve') this.table.upsertFromPod(v.session);
     else if (v.kind === 'revoke') this.table.revoke(v.id);
   }
 
