@@ -172,6 +172,12 @@ export async function startGatewayService(
   // credentials.yaml (docs/credentials.md): values from files (watched), this process's environment,
   // or (Kubernetes) the Secrets listed in credentialSecrets (watched); OAuth2 tokens fetched through
   // the same destination checks as forwarded calls.
+  const tokenRequests = new client.Counter({
+    name: 'airlock_gateway_oauth2_token_requests_total',
+    help: 'Token endpoint requests the gateway made for OAuth2 credentials, by credential and result',
+    labelNames: ['credential', 'result'] as const,
+    registers: [registry],
+  });
   let vault: CredentialVault | null = null;
   let secretValues: KubernetesSecretValues | null = null;
   if (cfg.credentialSecrets && cfg.credentialSecrets.names.length > 0) {
@@ -194,6 +200,14 @@ export async function startGatewayService(
       resolver,
       refreshSkewMs: cfg.oauth2RefreshSkewMs,
       ...(upstreamCaPem ? { extraCaPem: upstreamCaPem } : {}),
+      onTokenRequest: (e) => {
+        tokenRequests.inc({ credential: e.credential, result: e.ok ? 'ok' : 'error' });
+        if (!e.ok)
+          logger.warn(
+            { credential: e.credential, grant: e.grant, detail: e.detail },
+            'OAuth2 token request failed',
+          );
+      },
     }),
   }));
   const exfiltration = new client.Counter({
