@@ -8,6 +8,8 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import { parseGatewayServiceConfig } from '../../src/gateway-wire/config.js';
 import { helm, k8sTools, repoRoot, type K8sTools } from '../helpers/k8s.js';
 
 const chart = path.join(repoRoot, 'charts/airlock');
@@ -54,7 +56,10 @@ async function render(args: string[]): Promise<K8sObject[]> {
 /** Validates an object with kubernetes-models (the Kubernetes OpenAPI schema of its apiVersion/kind). */
 async function validate(obj: K8sObject): Promise<void> {
   const [group, version] = obj.apiVersion.includes('/') ? obj.apiVersion.split('/') : ['', obj.apiVersion];
-  const mod = (await import(`kubernetes-models/${group ? `${group}/` : ''}${version}`)) as Record<
+  // The Prometheus Operator's CRDs (ServiceMonitor) have their models in a package of their own.
+  const pkg =
+    group === 'monitoring.coreos.com' ? '@kubernetes-models/prometheus-operator' : 'kubernetes-models';
+  const mod = (await import(`${pkg}/${group ? `${group}/` : ''}${version}`)) as Record<
     string,
     new (o: unknown) => { validate(): void }
   >;
@@ -477,6 +482,154 @@ describe('charts/airlock (helm, no cluster)', () => {
     );
   });
 
+  describe('approvals (issue 9): the gateways claim at the controller over its approvals port', () => {
+    const gatewayConfig = (objs: K8sObject[]): ReturnType<typeof parseGatewayServiceConfig> => {
+      const spec = (one(objs, 'Deployment', 'airlock-gateway').spec as { template: { spec: PodSpec } })
+        .template.spec;
+      // The gateway's own parser (src/gateway-wire/config.ts), as the gateway process runs it.
+      return parseGatewayServiceConfig(
+        JSON.parse(spec.containers[0]!.env!.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value!),
+        'admin-token-0123456789abcdef',
+      );
+    };
+    const controllerConfig = (objs: K8sObject[]): ReturnType<typeof parseConfig> =>
+      // The controller's own parser (src/config/load.ts), as `airlock serve --config` runs it.
+      parseConfig(
+        YAML.parse(
+          (one(objs, 'ConfigMap', 'airlock-controller') as unknown as { data: Record<string, string> }).data[
+            'config.yaml'
+          ]!,
+        ),
+        '/etc/airlock/config',
+      );
+    const controllerPod = (objs: K8sObject[]): PodSpec =>
+      (one(objs, 'Deployment', 'airlock-controller').spec as { template: { spec: PodSpec } }).template.spec;
+    interface Policy {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: Array<{
+        from?: Array<{ podSelector?: { matchLabels: Record<string, string> } }>;
+        ports: Array<{ protocol: string; port: number }>;
+      }>;
+    }
+
+    it('default: a ClusterIP Service on the controller port, the gateways pointed at it, the same hold times on both sides', async () => {
+      const objs = await render([]);
+      const svc = one(objs, 'Service', 'airlock-approvals');
+      expect(svc.spec).toEqual({
+        type: 'ClusterIP',
+        selector: {
+          'app.kubernetes.io/name': 'airlock',
+          'app.kubernetes.io/instance': 'airlock',
+          'app.kubernetes.io/component': 'controller',
+        },
+        ports: [{ name: 'approvals', port: 8081, targetPort: 'approvals', protocol: 'TCP' }],
+      });
+      const ctr = controllerPod(objs).containers[0]! as Container & {
+        ports: Array<{ name: string; containerPort: number }>;
+      };
+      expect(ctr.ports).toContainEqual({ name: 'approvals', containerPort: 8081, protocol: 'TCP' });
+      // The controller reads the gateway admin token (the claims' bearer) from the mounted Secret key.
+      expect(ctr.volumeMounts).toContainEqual({
+        name: 'admin-token',
+        mountPath: '/var/run/airlock',
+        readOnly: true,
+      });
+      const tokenVolume = controllerPod(objs).volumes!.find((v) => v.name === 'admin-token');
+      expect(tokenVolume?.secret).toMatchObject({
+        secretName: 'airlock-tokens',
+        items: [{ key: 'admin-token', path: 'admin-token' }],
+      });
+      const cc = controllerConfig(objs);
+      expect(cc.runtime.kind === 'kubernetes' && cc.runtime.kubernetes.gatewayAdmin.tokenFile).toBe(
+        '/var/run/airlock/admin-token',
+      );
+      expect(cc.approvals).toMatchObject({
+        internalListen: '0.0.0.0:8081',
+        holdSeconds: 0,
+        holdRules: {},
+        pendingSeconds: 3600,
+        defaultUses: 1,
+        defaultTtlSeconds: 600,
+      });
+      expect(cc.approvals.webhook).toBeUndefined();
+      expect(gatewayConfig(objs).approvals).toEqual({
+        url: 'http://airlock-approvals.airlock.svc.cluster.local:8081',
+        holdSeconds: 0,
+        holdRules: {},
+      });
+      // The controller's API Service does not carry the approvals port, whatever its type.
+      const exposed = await render(['--set', 'controller.service.type=LoadBalancer']);
+      expect(
+        (one(exposed, 'Service', 'airlock-controller').spec as { ports: Array<{ port: number }> }).ports.map(
+          (p) => p.port,
+        ),
+      ).toEqual([8080]);
+      expect(one(exposed, 'Service', 'airlock-approvals').spec).toMatchObject({ type: 'ClusterIP' });
+    });
+
+    it('NetworkPolicy: the API port stays open, the approvals port admits the gateway Pods only', async () => {
+      const objs = await render([]);
+      const np = one(objs, 'NetworkPolicy', 'airlock-controller').spec as unknown as Policy;
+      expect(np.podSelector.matchLabels).toMatchObject({ 'app.kubernetes.io/component': 'controller' });
+      expect(np.policyTypes).toEqual(['Ingress']); // egress untouched (API server, gateways, webhook)
+      expect(np.ingress).toEqual([
+        { ports: [{ protocol: 'TCP', port: 8080 }] },
+        {
+          from: [
+            {
+              podSelector: {
+                matchLabels: {
+                  'app.kubernetes.io/name': 'airlock',
+                  'app.kubernetes.io/instance': 'airlock',
+                  'app.kubernetes.io/component': 'gateway',
+                },
+              },
+            },
+          ],
+          ports: [{ protocol: 'TCP', port: 8081 }],
+        },
+      ]);
+      // Nothing else new: the gateways' and the sandboxes' policies do not name the approvals port.
+      for (const other of byKind(objs, 'NetworkPolicy').filter(
+        (o) => o.metadata.name !== 'airlock-controller',
+      ))
+        expect(JSON.stringify(other.spec), other.metadata.name).not.toContain('8081');
+      const off = await render(['--set', 'controller.networkPolicy.enabled=false']);
+      expect(byKind(off, 'NetworkPolicy').map((o) => o.metadata.name)).not.toContain('airlock-controller');
+    });
+
+    it('ci/hardened: hold times, port and webhook reach both sides; the webhook secret comes from a Secret key', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci', 'hardened-values.yaml')]);
+      const rule = 'p, analyst, forum.internal, /comments, POST, ask';
+      expect(gatewayConfig(objs).approvals).toEqual({
+        url: 'http://airlock-approvals.airlock.svc.cluster.local:9081',
+        holdSeconds: 20,
+        holdRules: { [rule]: 120 },
+      });
+      expect(controllerConfig(objs).approvals).toMatchObject({
+        internalListen: '0.0.0.0:9081',
+        holdSeconds: 20,
+        holdRules: { [rule]: 120 },
+        pendingSeconds: 1800,
+        webhook: {
+          url: 'https://chatops.example.com/airlock',
+          secretEnv: 'AIRLOCK_APPROVALS_WEBHOOK_SECRET',
+        },
+      });
+      expect(controllerPod(objs).containers[0]!.env).toContainEqual({
+        name: 'AIRLOCK_APPROVALS_WEBHOOK_SECRET',
+        valueFrom: { secretKeyRef: { name: 'airlock-approvals-webhook', key: 'secret' } },
+      });
+      expect(one(objs, 'Service', 'airlock-approvals').spec).toMatchObject({
+        ports: [{ name: 'approvals', port: 9081, targetPort: 'approvals', protocol: 'TCP' }],
+      });
+      expect(
+        (one(objs, 'NetworkPolicy', 'airlock-controller').spec as unknown as Policy).ingress[1]!.ports,
+      ).toEqual([{ protocol: 'TCP', port: 9081 }]);
+    });
+  });
+
   describe('bad values fail on the schema, naming the key path', () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['wrong type', ['--set', 'gateway.replicas=two'], /\/gateway\/replicas.*got string, want integer/],
@@ -502,10 +655,119 @@ describe('charts/airlock (helm, no cluster)', () => {
       ],
       ['CA reload too often', ['--set', 'tls.caReloadSeconds=1'], /\/tls\/caReloadSeconds/],
       ['no gateway workers', ['--set', 'gateway.workers=0'], /\/gateway\/workers/],
+      ['hold longer than 10 minutes', ['--set', 'approvals.holdSeconds=601'], /\/approvals\/holdSeconds/],
+      [
+        'approvals webhook without its Secret',
+        ['--set', 'approvals.webhook.url=https://chatops.example.com/h'],
+        /\/approvals\/webhook\/secretName/,
+      ],
+      [
+        'approvals port on the API port',
+        ['--set', 'approvals.internalPort=8080'],
+        /\/approvals\/internalPort/,
+      ],
+      ['unknown approvals key', ['--set', 'approvals.listen=x'], /\/approvals.*listen/],
     ];
     it.each(cases)('%s', async (_name, args, expected) => {
       await expect(render(args)).rejects.toThrow(expected);
     });
+  });
+});
+
+describe('charts/airlock metrics: ServiceMonitor and Grafana dashboard (docs/telemetry.md)', () => {
+  const metricsValues = path.join(chart, 'ci', 'metrics-values.yaml');
+
+  it('default: neither a ServiceMonitor nor a dashboard ConfigMap', async () => {
+    const objs = await render([]);
+    expect(byKind(objs, 'ServiceMonitor')).toEqual([]);
+    expect(objs.filter((o) => o.metadata.name.endsWith('-dashboard'))).toEqual([]);
+  });
+
+  it('ci/metrics: the ServiceMonitor selects the controller Service on `http` and the headless admin Service on `admin`', async () => {
+    const objs = await render(['-f', metricsValues]);
+    const [sm] = byKind(objs, 'ServiceMonitor');
+    expect(sm?.metadata.labels?.release).toBe('kube-prometheus-stack');
+    const spec = sm!.spec as {
+      selector: {
+        matchLabels: Record<string, string>;
+        matchExpressions: Array<{ key: string; values: string[] }>;
+      };
+      endpoints: Array<{ port: string; path: string; interval: string }>;
+      namespaceSelector: { matchNames: string[] };
+    };
+    expect(spec.namespaceSelector.matchNames).toEqual(['airlock']);
+    expect(spec.endpoints.map((e) => [e.port, e.path, e.interval])).toEqual([
+      ['http', '/metrics', '15s'],
+      ['admin', '/metrics', '15s'],
+    ]);
+    // What Prometheus would scrape: Services the selector matches, on the endpoint port names.
+    const selected = byKind(objs, 'Service').filter((svc) => {
+      const labels = svc.metadata.labels ?? {};
+      return (
+        Object.entries(spec.selector.matchLabels).every(([k, v]) => labels[k] === v) &&
+        spec.selector.matchExpressions.every((m) => m.values.includes(labels[m.key] ?? ''))
+      );
+    });
+    const scraped = selected.flatMap((svc) =>
+      ((svc.spec as { ports: Array<{ name: string }> }).ports ?? [])
+        .filter((p) => spec.endpoints.some((e) => e.port === p.name))
+        .map((p) => `${svc.metadata.name}:${p.name}`),
+    );
+    expect(scraped.sort()).toEqual(['airlock-controller:http', 'airlock-gateway-admin:admin']);
+  });
+
+  it("ci/metrics: a NetworkPolicy lets the monitoring namespace reach the gateways' admin port, nothing else", async () => {
+    const objs = await render(['-f', metricsValues]);
+    const np = one(objs, 'NetworkPolicy', 'airlock-gateway-metrics');
+    expect(np.spec).toMatchObject({
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+          ports: [{ protocol: 'TCP', port: 9090 }],
+        },
+      ],
+    });
+    const withoutPeers = await render([
+      '-f',
+      metricsValues,
+      '--set',
+      'metrics.serviceMonitor.scrapeFrom=null',
+    ]);
+    expect(withoutPeers.find((o) => o.metadata.name === 'airlock-gateway-metrics')).toBeUndefined();
+  });
+
+  it('ci/metrics: the dashboard ConfigMap carries valid JSON whose every metric exists in the code', async () => {
+    const objs = await render(['-f', metricsValues]);
+    const cm = one(objs, 'ConfigMap', 'airlock-dashboard');
+    expect(cm.metadata.labels?.grafana_dashboard).toBe('1');
+    expect(cm.metadata.annotations?.grafana_folder).toBe('Airlock');
+    const dashboard = JSON.parse((cm.data as Record<string, string>)['airlock.json']!) as {
+      panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+    };
+    expect(dashboard.panels.length).toBeGreaterThanOrEqual(10);
+    const names = new Set(
+      dashboard.panels.flatMap((p) =>
+        p.targets.flatMap((t) => [...t.expr.matchAll(/\bairlock_[a-z_]+/g)].map((m) => m[0])),
+      ),
+    );
+    expect(names.size).toBeGreaterThanOrEqual(10);
+    // Every series a panel queries is registered somewhere in src/ (histograms by their base name).
+    const { execFileSync } = await import('node:child_process');
+    for (const name of names) {
+      const base = name.replace(/_(bucket|count|sum)$/, '');
+      const found = execFileSync('grep', ['-rlF', `'${base}'`, path.join(repoRoot, 'src')], {
+        encoding: 'utf8',
+      });
+      expect(found, `${name} is not a metric of src/`).not.toBe('');
+    }
+  });
+
+  it('bad metrics values fail on the chart schema naming the key', async () => {
+    await expect(render(['--set', 'metrics.serviceMonitor.interval=soon'])).rejects.toThrow(/interval/);
+    await expect(render(['--set', 'metrics.grafanaDashboard.colour=red'])).rejects.toThrow(
+      /grafanaDashboard/,
+    );
   });
 });
 
@@ -519,7 +781,7 @@ interface Rule {
 interface Container {
   name: string;
   image: string;
-  env?: Array<{ name: string; value?: string }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: unknown }>;
   securityContext?: Record<string, unknown>;
   volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
   startupProbe?: Record<string, unknown>;

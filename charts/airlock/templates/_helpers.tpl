@@ -81,6 +81,11 @@ tag defaults to the chart's appVersion; a digest pins the image whatever the tag
 {{- define "airlock.controllerName" -}}{{ include "airlock.fullname" . }}-controller{{- end }}
 {{- define "airlock.gatewayName" -}}{{ include "airlock.fullname" . }}-gateway{{- end }}
 {{- define "airlock.gatewayAdminName" -}}{{ include "airlock.fullname" . }}-gateway-admin{{- end }}
+{{- /* The controller's internal port for the gateways' approval claims (ClusterIP only). */}}
+{{- define "airlock.approvalsName" -}}{{ include "airlock.fullname" . }}-approvals{{- end }}
+{{- define "airlock.approvalsUrl" -}}
+http://{{ include "airlock.approvalsName" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:{{ .Values.approvals.internalPort }}
+{{- end }}
 {{- define "airlock.sandboxName" -}}{{ include "airlock.fullname" . }}-sandbox{{- end }}
 {{- define "airlock.policiesName" -}}{{ include "airlock.fullname" . }}-policies{{- end }}
 
