@@ -9,20 +9,32 @@
  *      trickling 1 byte every BENCH_FAIR_TRICKLE_MS ms (nginx answers 204 only after the whole body,
  *      so every upload holds its upstream connection until it ends).
  *
- * Phases, alternated in every round: B alone; B while A's uploads are in flight. Per round and tree:
- * B's p50/p99 with A over without A. With BENCH_BASELINE_DIST (e.g. /tmp/bench-e3c8311/dist, the
- * tree before per-session pools: one shared 128-connection pool per origin) a second gateway runs
- * that tree and the same phases are taken against it in the same rounds (tree order rotates).
+ * Phases of every round, in an order that rotates between rounds, each B at the fixed rate:
+ *   alone   — B only;
+ *   alone2  — B only, again: the noise floor (what "B alone" vs "B alone" gives on this machine);
+ *   idle    — B while A holds the same BENCH_FAIR_UPLOADS uploads open without sending (the same
+ *             number of open sockets and requests in flight, no chunks): the cost of the connections;
+ *   trickle — B while A's uploads trickle: the cost of the slow uploads' chunks.
+ * Per round: B's p50/p99 in each phase over B's in `alone` (ratios), reported as the median over the
+ * rounds with the interquartile range and min-max. The gateway's CPU (process.cpuUsage) and event
+ * loop delay (monitorEventLoopDelay, p99/max) are taken per phase (bench/gateway-child.mjs), and the
+ * rate client's own send lag shows when the load generator itself stalled. With BENCH_BASELINE_DIST
+ * (or BENCH_FAIR_BASELINE=<commit>, built by bench/trees.mjs) a second gateway runs that tree and the
+ * same phases are taken against it in the same rounds (e3c8311: one shared 128-connection pool).
  *
  * The gateway under test runs with `gateway.limits` {concurrentRequests: 1024, connections: 1024,
  * bodyMinBytesPerSecond: 0}: all of A's uploads reach the upstream pool and none is cut by the
  * slow-body rule, so what is measured is pool isolation, not the limits (BENCH_FAIR_LIMITS, JSON,
  * replaces these; the baseline tree has no limits).
  *
- * Environment (all optional): BENCH_FAIR_ROUNDS (3), BENCH_FAIR_RATE (500), BENCH_FAIR_SECONDS (5),
+ * With BENCH_FAIR_WORKERS=N (N > 1) the same tree also runs as a multi-worker gateway, where A and B
+ * are served by different workers (its CPU and loop-delay columns are the primary's only).
+ *
+ * Environment (all optional): BENCH_FAIR_ROUNDS (5), BENCH_FAIR_RATE (500), BENCH_FAIR_SECONDS (5),
  * BENCH_FAIR_WARMUP_SECONDS (1), BENCH_FAIR_UPLOADS (150), BENCH_FAIR_TRICKLE_MS (500),
- * BENCH_FAIR_LIMITS, BENCH_BASELINE_DIST, BENCH_DIST (the tree under test instead of ./dist),
- * BENCH_WAIT_QUIET (10), BENCH_KEEP. About 2 minutes with a baseline; writes
+ * BENCH_FAIR_LIMITS, BENCH_BASELINE_DIST, BENCH_FAIR_BASELINE, BENCH_DIST (the tree under test instead
+ * of ./dist), BENCH_FAIR_KINDS (alone,alone2,idle,trickle), BENCH_WAIT_QUIET (10), BENCH_KEEP. About
+ * 3 minutes without a baseline; writes
  * bench/results/fairness-<timestamp>.json. Loopback only; every phase is bounded in time.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,9 +63,12 @@ import {
   toolVersion,
   withBackground,
 } from './lib.mjs';
+import { buildTree } from './trees.mjs';
+
+const KINDS = (process.env.BENCH_FAIR_KINDS ?? 'alone,alone2,idle,trickle').split(',');
 
 const FAIR = {
-  rounds: env('BENCH_FAIR_ROUNDS', 3),
+  rounds: env('BENCH_FAIR_ROUNDS', 5),
   rate: env('BENCH_FAIR_RATE', 500),
   seconds: env('BENCH_FAIR_SECONDS', 5),
   warmupSeconds: env('BENCH_FAIR_WARMUP_SECONDS', 1),
@@ -77,11 +92,6 @@ const SESSION_B = {
 const basic = (s) => `Basic ${Buffer.from(`${s.id}:${s.cred}`).toString('base64')}`;
 
 const r3 = (x) => (x === null || x === undefined || Number.isNaN(x) ? null : Math.round(x * 1000) / 1000);
-const median = (a) => {
-  const s = a.filter((x) => x !== null).sort((x, y) => x - y);
-  if (s.length === 0) return null;
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Waits (bounded) until other processes use less than NOISY_CORES; returns what was seen last. */
 async function waitForQuiet(maxSeconds) {
@@ -118,7 +128,7 @@ async function nginxActive(statusPort) {
  * chunked POST trickling one byte every `trickleMs`. `end()` sends the last chunk and waits (at most
  * 10 s) for the answers; an answer that arrives before `end()` is counted as early (refused or cut).
  */
-function startUploads(port, target, host, auth, n, trickleMs) {
+function startUploads(port, target, host, auth, n, trickleMs, trickle = true) {
   const uploads = [];
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
@@ -148,13 +158,16 @@ function startUploads(port, target, host, auth, n, trickleMs) {
     });
     uploads.push(u);
   }
-  const timer = setInterval(() => {
-    for (const u of uploads) if (u.status === null && !u.socket.destroyed) u.socket.write('1\r\na\r\n');
-  }, trickleMs);
+  // Without `trickle` the uploads stay open after their first chunk, sending nothing more.
+  const timer = trickle
+    ? setInterval(() => {
+        for (const u of uploads) if (u.status === null && !u.socket.destroyed) u.socket.write('1\r\na\r\n');
+      }, trickleMs)
+    : null;
   return {
     uploads,
     async end() {
-      clearInterval(timer);
+      if (timer) clearInterval(timer);
       const heldMs = performance.now() - t0;
       for (const u of uploads) {
         u.ending = true;
@@ -181,9 +194,57 @@ function startUploads(port, target, host, auth, n, trickleMs) {
   };
 }
 
-/** One phase: B at the fixed rate, with or without A's uploads; bounded by the phase lengths. */
-async function phase(tree, withA, statusPort) {
-  return withBackground(async () => {
+/** The gateway child's CPU seconds so far and its event loop delay since the last query. */
+function gatewayProbe(gw) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new Error('gateway did not report its CPU')), 5_000);
+    const onData = (d) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      gw.child.stdout.off('data', onData);
+      clearTimeout(t);
+      const { cpu, eld } = JSON.parse(buf.slice(0, nl));
+      resolve({ cpuSeconds: (cpu.user + cpu.system) / 1e6, eld });
+    };
+    gw.child.stdout.on('data', onData);
+    gw.child.stdin.write('cpu\n');
+  });
+}
+
+/**
+ * What one trickled chunk costs the gateway, without B: A's uploads held open (idle) for `seconds`,
+ * then trickling one byte every CHUNK_TRICKLE_MS for `seconds`, alternated `reps` times; per chunk =
+ * (gateway CPU while trickling - CPU while idle) / chunks sent. @returns µs per chunk, per repetition.
+ */
+const CHUNK_TRICKLE_MS = 50;
+async function chunkCost(tree, seconds = 3, reps = 3) {
+  const out = [];
+  for (let i = 0; i < reps; i++) {
+    const cpu = {};
+    for (const trickle of i % 2 === 0 ? [false, true] : [true, false]) {
+      const p = tree.pathA;
+      const a = startUploads(p.port, p.target, p.host, p.auth, FAIR.uploads, CHUNK_TRICKLE_MS, trickle);
+      await sleep(1_000); // every upload reached the gateway
+      const before = await gatewayProbe(tree.gw);
+      await sleep(seconds * 1000);
+      const after = await gatewayProbe(tree.gw);
+      cpu[trickle] = after.cpuSeconds - before.cpuSeconds;
+      await a.end();
+    }
+    const chunks = (FAIR.uploads * seconds * 1000) / CHUNK_TRICKLE_MS;
+    out.push(r3(((cpu[true] - cpu[false]) / chunks) * 1e6));
+  }
+  return out;
+}
+
+/** One phase of `kind` (see the top): B at the fixed rate; bounded by the phase lengths. */
+async function phase(tree, kind, statusPort) {
+  const withA = kind === 'idle' || kind === 'trickle';
+  const before = await gatewayProbe(tree.gw);
+  const t0 = performance.now();
+  const r = await withBackground(async () => {
     let a = null;
     let activeDuringA = null;
     const b = await runRate(tree.pathB, {
@@ -195,7 +256,15 @@ async function phase(tree, withA, statusPort) {
       onWarm: async () => {
         if (withA) {
           const p = tree.pathA;
-          a = startUploads(p.port, p.target, p.host, p.auth, FAIR.uploads, FAIR.trickleMs);
+          a = startUploads(
+            p.port,
+            p.target,
+            p.host,
+            p.auth,
+            FAIR.uploads,
+            FAIR.trickleMs,
+            kind === 'trickle',
+          );
         }
         await sleep(FAIR.leadMs);
         if (withA) activeDuringA = await nginxActive(statusPort);
@@ -208,6 +277,7 @@ async function phase(tree, withA, statusPort) {
     await sleep(300);
     return {
       tree: tree.name,
+      kind,
       withA,
       b: {
         scheduled: b.scheduled,
@@ -223,13 +293,25 @@ async function phase(tree, withA, statusPort) {
       nginxActiveConnections: activeDuringA,
     };
   });
+  const after = await gatewayProbe(tree.gw);
+  const wall = (performance.now() - t0) / 1000;
+  r.gateway = {
+    cores: r3((after.cpuSeconds - before.cpuSeconds) / wall),
+    cpuSeconds: r3(after.cpuSeconds - before.cpuSeconds),
+    loopDelayMs: after.eld,
+  };
+  return r;
 }
 
 async function main() {
   const startedAt = new Date();
   const wall0 = Date.now();
   const distUnder = process.env.BENCH_DIST ? path.resolve(process.env.BENCH_DIST) : path.join(ROOT, 'dist');
-  const distBase = process.env.BENCH_BASELINE_DIST ? path.resolve(process.env.BENCH_BASELINE_DIST) : null;
+  const distBase = process.env.BENCH_BASELINE_DIST
+    ? path.resolve(process.env.BENCH_BASELINE_DIST)
+    : process.env.BENCH_FAIR_BASELINE
+      ? buildTree(process.env.BENCH_FAIR_BASELINE).dist
+      : null;
   for (const d of [distUnder, distBase].filter(Boolean)) {
     if (!existsSync(path.join(d, 'gateway', 'service.js')))
       throw new Error(`${d}/gateway/service.js is missing`);
@@ -260,6 +342,18 @@ async function main() {
       dist: distUnder,
     });
     trees.push({ name: 'per-session pools', dist: distUnder, gw: gwUnder });
+    const workers = Number(process.env.BENCH_FAIR_WORKERS ?? 0);
+    if (workers > 1) {
+      // The same tree with gateway.workers: A (127.0.0.1) and B (127.0.0.2) are handed to different
+      // workers (cluster.ts pickWorker), so A's chunks run on another event loop than B's requests.
+      const gwWorkers = await startGateway(path.join(dir, 'workers'), nginxPort, {
+        config: { limits: LIMITS, workers },
+        policyLines,
+        sessions,
+        dist: distUnder,
+      });
+      trees.push({ name: `${workers} workers`, dist: distUnder, gw: gwWorkers, primaryOnly: true });
+    }
     if (distBase) {
       const gwBase = await startGateway(path.join(dir, 'baseline'), nginxPort, {
         policyLines,
@@ -318,18 +412,30 @@ async function main() {
     log('sanity ok: B 200 from 127.0.0.2, B refused from A address, A chunked POST 204 after its body');
 
     const quietAtStart = await waitForQuiet(Number(process.env.BENCH_WAIT_QUIET ?? 10));
+    for (const t of trees) {
+      // A multi-worker gateway's probe sees only its primary: no chunk cost there.
+      t.chunkCostUs = t.primaryOnly
+        ? { perRep: [], backgroundCores: null }
+        : await withBackground(async () => ({ perRep: await chunkCost(t) }));
+      log(
+        `${t.name}: gateway CPU per trickled chunk ${JSON.stringify(t.chunkCostUs.perRep)} us ` +
+          `(A alone, ${FAIR.uploads} uploads, 1 byte / ${CHUNK_TRICKLE_MS} ms vs idle; bg ${t.chunkCostUs.backgroundCores} cores)`,
+      );
+    }
     const phases = [];
     for (let round = 0; round < FAIR.rounds; round++) {
       const order = trees.map((_, i) => trees[(i + round) % trees.length]);
       for (const t of order) {
-        const kinds = round % 2 === 0 ? [false, true] : [true, false];
-        for (const withA of kinds) {
-          const r = await phase(t, withA, statusPort);
+        // The phase order rotates too, so no kind always follows another.
+        const kinds = KINDS.map((_, i) => KINDS[(i + round) % KINDS.length]);
+        for (const kind of kinds) {
+          const r = await phase(t, kind, statusPort);
           r.round = round + 1;
           phases.push(r);
           log(
-            `round ${round + 1} ${t.name} ${withA ? 'with A' : 'B alone'}: B p50 ${r.b.latencyMs.p50} ms, ` +
-              `p99 ${r.b.latencyMs.p99} ms, ok ${r.b.ok}/${r.b.scheduled}` +
+            `round ${round + 1} ${t.name} ${kind}: B p50 ${r.b.latencyMs.p50} ms, p99 ${r.b.latencyMs.p99} ms, ` +
+              `ok ${r.b.ok}/${r.b.scheduled}, send lag p99 ${r.b.sendLagMs?.p99} ms; gateway ${r.gateway.cores} cores, ` +
+              `loop delay p99 ${r.gateway.loopDelayMs.p99Ms} max ${r.gateway.loopDelayMs.maxMs} ms` +
               (r.a
                 ? `; A ${JSON.stringify(r.a.statuses)} (early ${r.a.early}), nginx active ${r.nginxActiveConnections}`
                 : '') +
@@ -339,44 +445,79 @@ async function main() {
       }
     }
 
-    // Per round and tree: B's percentiles with A over without A.
+    // Per round and tree: B's percentiles in each phase over B's in `alone`.
+    const quartiles = (xs) => {
+      const s = xs.filter((x) => x !== null && x !== undefined).sort((x, y) => x - y);
+      if (s.length === 0) return null;
+      const q = (f) => {
+        const i = (s.length - 1) * f;
+        const lo = Math.floor(i);
+        return s[lo] + (s[Math.ceil(i)] - s[lo]) * (i - lo);
+      };
+      return { median: r3(q(0.5)), q1: r3(q(0.25)), q3: r3(q(0.75)), min: r3(s[0]), max: r3(s.at(-1)) };
+    };
     const rounds = [];
     for (const t of trees) {
       for (let round = 1; round <= FAIR.rounds; round++) {
-        const alone = phases.find((p) => p.tree === t.name && p.round === round && !p.withA);
-        const withA = phases.find((p) => p.tree === t.name && p.round === round && p.withA);
-        const ratio = (k) =>
-          alone.b.latencyMs[k] && withA.b.latencyMs[k] !== null
-            ? r3(withA.b.latencyMs[k] / alone.b.latencyMs[k])
-            : null;
-        rounds.push({
-          tree: t.name,
-          round,
-          aloneP50: alone.b.latencyMs.p50,
-          aloneP99: alone.b.latencyMs.p99,
-          withAP50: withA.b.latencyMs.p50,
-          withAP99: withA.b.latencyMs.p99,
-          p50Ratio: ratio('p50'),
-          p99Ratio: ratio('p99'),
-          bMissing: withA.b.scheduled - withA.b.ok + (alone.b.scheduled - alone.b.ok),
-          aStatuses: withA.a?.statuses ?? null,
-          aEarly: withA.a?.early ?? null,
-          nginxActive: withA.nginxActiveConnections,
-          bgCores: Math.max(alone.backgroundCores, withA.backgroundCores),
-        });
+        const of = (kind) => phases.find((p) => p.tree === t.name && p.round === round && p.kind === kind);
+        const alone = of('alone');
+        const row = { tree: t.name, round, bgCores: 0 };
+        for (const kind of KINDS) {
+          const ph = of(kind);
+          if (!ph) continue;
+          row[kind] = {
+            p50: ph.b.latencyMs.p50,
+            p99: ph.b.latencyMs.p99,
+            missing: ph.b.scheduled - ph.b.ok,
+            sendLagP99: ph.b.sendLagMs?.p99 ?? null,
+            gatewayCores: ph.gateway.cores,
+            loopDelayP99: ph.gateway.loopDelayMs.p99Ms,
+            loopDelayMax: ph.gateway.loopDelayMs.maxMs,
+            ...(ph.a
+              ? { aStatuses: ph.a.statuses, aEarly: ph.a.early, nginxActive: ph.nginxActiveConnections }
+              : {}),
+            p50Ratio: alone && alone.b.latencyMs.p50 ? r3(ph.b.latencyMs.p50 / alone.b.latencyMs.p50) : null,
+            p99Ratio: alone && alone.b.latencyMs.p99 ? r3(ph.b.latencyMs.p99 / alone.b.latencyMs.p99) : null,
+          };
+          row.bgCores = Math.max(row.bgCores, ph.backgroundCores);
+        }
+        rounds.push(row);
       }
     }
+    const chunksPerSecond = (FAIR.uploads * 1000) / FAIR.trickleMs;
     const summary = trees.map((t) => {
       const rs = rounds.filter((r) => r.tree === t.name);
+      const by = {};
+      for (const kind of KINDS) {
+        by[kind] = {
+          p50: quartiles(rs.map((r) => r[kind]?.p50)),
+          p99: quartiles(rs.map((r) => r[kind]?.p99)),
+          p50Ratio: quartiles(rs.map((r) => r[kind]?.p50Ratio)),
+          p99Ratio: quartiles(rs.map((r) => r[kind]?.p99Ratio)),
+          gatewayCores: quartiles(rs.map((r) => r[kind]?.gatewayCores)),
+          loopDelayP99: quartiles(rs.map((r) => r[kind]?.loopDelayP99)),
+          loopDelayMax: quartiles(rs.map((r) => r[kind]?.loopDelayMax)),
+          sendLagP99: quartiles(rs.map((r) => r[kind]?.sendLagP99)),
+        };
+      }
+      // CPU the gateway spends per trickled chunk: trickle minus idle, per chunk A sent.
+      const perChunk = rs
+        .filter((r) => r.trickle && r.idle)
+        .map((r) => ((r.trickle.gatewayCores - r.idle.gatewayCores) / chunksPerSecond) * 1e6);
       return {
         tree: t.name,
         dist: t.dist,
-        medianP99Ratio: r3(median(rs.map((r) => r.p99Ratio))),
-        medianP50Ratio: r3(median(rs.map((r) => r.p50Ratio))),
-        medianAloneP99: r3(median(rs.map((r) => r.aloneP99))),
-        medianWithAP99: r3(median(rs.map((r) => r.withAP99))),
-        /** Median p99 with A over median p99 alone: less sensitive to one stalled round. */
-        p99RatioOfMedians: r3(median(rs.map((r) => r.withAP99)) / median(rs.map((r) => r.aloneP99))),
+        byKind: by,
+        /** From the B phases (trickle minus idle gateway CPU): B's own CPU noise swamps it. */
+        gatewayCpuUsPerChunkFromPhases: quartiles(perChunk),
+        /** Measured without B ({@link chunkCost}). */
+        gatewayCpuUsPerChunk: {
+          ...quartiles(t.chunkCostUs.perRep),
+          backgroundCores: t.chunkCostUs.backgroundCores,
+        },
+        medianP99Ratio: by.trickle?.p99Ratio?.median ?? null,
+        medianP50Ratio: by.trickle?.p50Ratio?.median ?? null,
+        noiseP99Ratio: by.alone2?.p99Ratio ?? null,
       };
     });
     const backgroundMax = Math.max(quietAtStart, ...phases.map((p) => p.backgroundCores));
@@ -401,7 +542,16 @@ async function main() {
         text: "one session's slow uploads change another session's p99 by at most 10 %",
         medianP99Ratio: under.medianP99Ratio,
         met: under.medianP99Ratio !== null && under.medianP99Ratio <= 1.1,
-        conclusive: backgroundMax <= NOISY_CORES,
+        /**
+         * Resolvable at 10 % only when B alone against B alone (alone2/alone) stays within 10 % in
+         * the middle half of the rounds, and the machine was quiet.
+         */
+        noiseFloorP99Ratio: under.noiseP99Ratio,
+        conclusive:
+          backgroundMax <= NOISY_CORES &&
+          under.noiseP99Ratio !== null &&
+          under.noiseP99Ratio.q1 >= 0.9 &&
+          under.noiseP99Ratio.q3 <= 1.1,
       },
       noise: { quietAtStart, backgroundMaxCores: backgroundMax, noisy: backgroundMax > NOISY_CORES },
     };
@@ -410,25 +560,34 @@ async function main() {
     const file = path.join(resultsDir, `fairness-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 
+    const fmt = (q) => (q ? `${q.median} (IQR ${q.q1}-${q.q3}; ${q.min}-${q.max})` : '-');
     const lines = [
       '',
-      `B at ${FAIR.rate} req/s for ${FAIR.seconds} s (GET, 127.0.0.2) with/without A's ${FAIR.uploads} slow uploads (POST, 127.0.0.1, 1 byte / ${FAIR.trickleMs} ms)`,
+      `B at ${FAIR.rate} req/s for ${FAIR.seconds} s (GET, 127.0.0.2); A: ${FAIR.uploads} uploads (POST, 127.0.0.1) ` +
+        `held open (idle) or trickling 1 byte / ${FAIR.trickleMs} ms (trickle); ${FAIR.rounds} rounds`,
       '',
-      '| tree | round | B p50 alone | B p99 alone | B p50 with A | B p99 with A | p99 ratio | A answers | nginx conns | bg cores |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
-      ...rounds.map(
-        (r) =>
-          `| ${r.tree} | ${r.round} | ${r.aloneP50} | ${r.aloneP99} | ${r.withAP50} | ${r.withAP99} | ${r.p99Ratio} | ` +
-          `${JSON.stringify(r.aStatuses)}${r.aEarly ? ` (${r.aEarly} early)` : ''} | ${r.nginxActive} | ${r.bgCores} |`,
+      '| tree | phase | B p50 ms | B p99 ms | p50 / alone | p99 / alone | gateway cores | loop delay p99 / max ms | client send lag p99 ms |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      ...summary.flatMap((s) =>
+        KINDS.map((k) => {
+          const x = s.byKind[k];
+          return (
+            `| ${s.tree} | ${k} | ${x.p50?.median} | ${x.p99?.median} | ${fmt(x.p50Ratio)} | ${fmt(x.p99Ratio)} | ` +
+            `${x.gatewayCores?.median} | ${x.loopDelayP99?.median} / ${x.loopDelayMax?.median} | ${x.sendLagP99?.median} |`
+          );
+        }),
       ),
       '',
       ...summary.map(
         (s) =>
-          `${s.tree}: median p99 ratio ${s.medianP99Ratio} (p50 ratio ${s.medianP50Ratio}); ` +
-          `median B p99 ${s.medianAloneP99} ms alone, ${s.medianWithAP99} ms with A (ratio ${s.p99RatioOfMedians})`,
+          `${s.tree}: gateway CPU per trickled chunk ${fmt(s.gatewayCpuUsPerChunk)} us (A alone; ` +
+          `${Math.round((FAIR.uploads * 1000) / FAIR.trickleMs)} chunks/s in the trickle phase); ` +
+          `B p99 with A trickling / alone ${fmt(s.byKind.trickle?.p99Ratio)}; noise floor (alone2 / alone) ${fmt(s.noiseP99Ratio)}`,
       ),
       `target (p99 ratio <= 1.10, ${under.tree}): ${result.target.met ? 'met' : 'NOT met'}` +
-        (result.target.conclusive ? '' : ' (not conclusive: noisy machine)'),
+        (result.target.conclusive
+          ? ''
+          : ' (not conclusive: the noise floor or the machine is too noisy for 10 %)'),
       ...(backgroundMax > NOISY_CORES
         ? [
             `WARNING: other processes used up to ${backgroundMax} of the cores during the run; figures are noisy`,

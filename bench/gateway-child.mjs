@@ -8,9 +8,13 @@
  * With `workers` > 1 in the config it runs the multi-worker gateway (primary + workers, all children of
  * this process, so the bench's process-tree CPU accounting covers them).
  * Output: one JSON line on stdout when ready: {proxyPort, adminPort, policyVersion}.
+ * Then, for each line "cpu" written to its stdin, a JSON line {cpu: {user, system}, eld: {p50Ms, p99Ms,
+ * maxMs}}: process.cpuUsage() in µs (this process only, not a multi-worker gateway's workers) and the
+ * event loop delay since the previous query.
  * Stops on SIGTERM/SIGINT (flushes the audit file) or when stdin closes (parent died).
  */
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // BENCH_DIST: another compiled tree (a patched scratch copy) to compare against ./dist.
@@ -78,4 +82,19 @@ const stop = () => {
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
 process.stdin.on('end', stop);
+// A line "cpu" on stdin: this process's CPU time so far (process.cpuUsage(), µs) and its event loop's
+// delay since the previous query (p50/p99/max ms; 1 ms sampling) as one JSON line.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+process.stdin.on('data', (d) => {
+  if (!d.toString().includes('cpu')) return;
+  const ms = (ns) => Math.round(ns / 1e3) / 1e3;
+  const eld = {
+    p50Ms: ms(loopDelay.percentile(50)),
+    p99Ms: ms(loopDelay.percentile(99)),
+    maxMs: ms(loopDelay.max),
+  };
+  loopDelay.reset();
+  process.stdout.write(JSON.stringify({ cpu: process.cpuUsage(), eld }) + '\n');
+});
 process.stdin.resume();
