@@ -511,10 +511,9 @@ async function main() {
         /** From the B phases (trickle minus idle gateway CPU): B's own CPU noise swamps it. */
         gatewayCpuUsPerChunkFromPhases: quartiles(perChunk),
         /** Measured without B ({@link chunkCost}). */
-        gatewayCpuUsPerChunk: {
-          ...quartiles(t.chunkCostUs.perRep),
-          backgroundCores: t.chunkCostUs.backgroundCores,
-        },
+        gatewayCpuUsPerChunk: t.chunkCostUs.perRep.length
+          ? { ...quartiles(t.chunkCostUs.perRep), backgroundCores: t.chunkCostUs.backgroundCores }
+          : null,
         medianP99Ratio: by.trickle?.p99Ratio?.median ?? null,
         medianP50Ratio: by.trickle?.p50Ratio?.median ?? null,
         noiseP99Ratio: by.alone2?.p99Ratio ?? null,
