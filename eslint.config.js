@@ -22,6 +22,8 @@ const ALL_PARTS = [
   'policy',
   'runtime',
   'sessions',
+  'sdk',
+  'telemetry',
   ...LEAF_PARTS,
 ];
 /** @type {Record<string, string[]>} */
@@ -32,6 +34,10 @@ const FORBIDDEN_IMPORTS = {
   audit: ['gateway', 'api', 'cli', 'sessions', 'runtime', 'policy'],
   sessions: ['api', 'cli', 'gateway'],
   api: ['cli', 'gateway', 'runtime'],
+  // The SDK is what library users call the API with: it stands alone (wire types are generated).
+  sdk: ALL_PARTS.filter((p) => p !== 'sdk'),
+  // Telemetry reads audit events and config; the gateway and the CLI use it.
+  telemetry: ['gateway', 'api', 'cli', 'sessions', 'runtime', 'policy', 'images', 'sdk'],
   ...Object.fromEntries(
     LEAF_PARTS.map((leaf) => [leaf, ALL_PARTS.filter((p) => p !== leaf && p !== 'config')]),
   ),

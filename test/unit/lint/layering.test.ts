@@ -52,6 +52,11 @@ describe('import directions (issue 8)', () => {
     ['src/kube/probe.ts', '../gateway/session-sources/kubernetes-pods.js'],
     ['src/gateway-wire/probe.ts', '../gateway/sessions.js'],
     ['src/gateway-wire/probe.ts', '../sessions/types.js'],
+    ['src/sdk/probe.ts', '../api/openapi.js'],
+    ['src/sdk/probe.ts', '../audit/event.js'],
+    ['src/sdk/probe.ts', '../config/schema.js'],
+    ['src/telemetry/probe.ts', '../gateway/service.js'],
+    ['src/telemetry/probe.ts', '../policy/store.js'],
   ])('%s importing %s is an error (static, type-only, re-export and dynamic)', async (file, spec) => {
     const [s, t, r, d] = await Promise.all([
       layeringErrors(file, staticImport(spec)),
@@ -83,6 +88,9 @@ describe('import directions (issue 8)', () => {
     ['src/cli/probe.ts', '../gateway/service.js'],
     ['src/kube/probe.ts', '../errors.js'],
     ['src/gateway-wire/probe.ts', '../config/schema.js'],
+    ['src/telemetry/probe.ts', '../audit/event.js'],
+    ['src/gateway/probe.ts', '../telemetry/gateway-metrics.js'],
+    ['src/cli/probe.ts', '../telemetry/otlp.js'],
   ])('%s importing %s is allowed', async (file, spec) => {
     expect(await layeringErrors(file, staticImport(spec))).toEqual([]);
     expect(await layeringErrors(file, dynamicImport(spec))).toEqual([]);
