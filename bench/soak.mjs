@@ -140,20 +140,31 @@ try {
   let sent = 0;
   let answered = 0;
   const addError = (kind) => (errors[kind] = (errors[kind] ?? 0) + 1);
-  let lat = new Float64Array(1 << 16);
-  let latN = 0;
-  const record = (ms) => {
-    if (latN === lat.length) {
-      const bigger = new Float64Array(lat.length * 2);
-      bigger.set(lat);
-      lat = bigger;
+  /** Latency samples (ms): `interval` is reset by each 10 s sample, `phase` by each phase. */
+  const series = () => ({ a: new Float64Array(1 << 16), n: 0 });
+  const interval = series();
+  const phase = series();
+  const push = (s, ms) => {
+    if (s.n === s.a.length) {
+      const bigger = new Float64Array(s.a.length * 2);
+      bigger.set(s.a);
+      s.a = bigger;
     }
-    lat[latN++] = ms;
+    s.a[s.n++] = ms;
   };
-  const takeLatency = () => {
-    const p = percentiles(lat, latN);
-    latN = 0;
+  const record = (ms) => {
+    push(interval, ms);
+    push(phase, ms);
+  };
+  const take = (s) => {
+    const p = percentiles(s.a, s.n);
+    s.n = 0;
     return p;
+  };
+  const takeLatency = () => take(interval);
+  const takePhase = () => {
+    interval.n = 0;
+    return take(phase);
   };
 
   let rr = 0;
@@ -261,7 +272,7 @@ try {
   const t0 = Date.now();
   // A short warm-up (JIT, pools), then the start figures.
   await openLoop(RATE, 5_000);
-  takeLatency();
+  takePhase();
   const startStats = procStats(gw.child.pid);
   samples.push({ phase: 'start', atS: Math.round((Date.now() - t0) / 1000), ...startStats, latencyMs: null });
   log(
@@ -271,7 +282,7 @@ try {
   await openLoop(RATE, MINUTES * 60_000, () => sample('soak'));
   const soakSent = sent - soakSent0;
   const endStats = procStats(gw.child.pid);
-  const soakLatency = takeLatency();
+  const soakLatency = takePhase();
   samples.push({
     phase: 'soak-end',
     atS: Math.round((Date.now() - t0) / 1000),
@@ -283,10 +294,10 @@ try {
   const b0 = performance.now();
   const burstDone = await closedLoop(64, BURST_MS);
   const burstRate = Math.round(burstDone / ((performance.now() - b0) / 1000));
-  const burstLatency = takeLatency();
+  const burstLatency = takePhase();
   log(`burst: ${burstRate} req/s (closed loop, 64 in flight), p99 ${burstLatency.p99} ms`);
   await openLoop(RATE, RECOVER_MS);
-  const recoverLatency = takeLatency();
+  const recoverLatency = takePhase();
   const afterBurst = procStats(gw.child.pid);
   churning = false;
   await churn;
