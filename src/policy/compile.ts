@@ -59,6 +59,14 @@ interface Bucket {
   readonly allows: number;
   /** Path trie over the same rules, for buckets of more than TRIE_MIN_RULES rules; otherwise null. */
   readonly trie: TrieNode | null;
+  /** The method patterns of its rules (`GET`, `*`): a request with none of them cannot match. */
+  readonly methods: ReadonlySet<string>;
+  /**
+   * The method patterns of the `ask` rules for the same (role, host key), or null when there are
+   * none: set once after construction, so an allow decision pays one null check where no ask rule
+   * could apply.
+   */
+  askMethods: ReadonlySet<string> | null;
 }
 
 /**
@@ -428,6 +436,41 @@ export class CompiledPolicy implements PolicySnapshot {
             loadedAt,
             false,
           );
+    if (this.#asks !== null) {
+      // Every (role, host key) with ask rules gets a main bucket (empty when the role has no allow or
+      // deny rule there) carrying the ask rules' methods, so the one bucket lookup of a decision
+      // also tells whether an ask rule could apply.
+      for (const [key, b] of this.#asks.#buckets) {
+        const main = this.#buckets.get(key);
+        if (main !== undefined) main.askMethods = b.methods;
+        else
+          this.#buckets.set(key, {
+            start: 0,
+            denies: 0,
+            allows: 0,
+            trie: null,
+            methods: new Set(),
+            askMethods: b.methods,
+          });
+      }
+      for (const k of this.#asks.#wildKeys) (this.#wildKeys as Set<string>).add(k);
+    }
+  }
+
+  /**
+   * Whether any rule of `role` (or its ancestors) names `host` with `method` or `*`: a cheap
+   * pre-check (two map lookups) before a full decision on this index.
+   */
+  #mayMatch(role: string, host: string, method: string): boolean {
+    const h = host.toLowerCase();
+    const m = method.toUpperCase();
+    const exact = this.#buckets.get(exactKey(role, h));
+    if (exact !== undefined && (exact.methods.has(m) || exact.methods.has('*'))) return true;
+    if (this.#wildKeys.size === 0) return false;
+    const key = wildcardKeyOf(h);
+    const wild =
+      key !== undefined && this.#wildKeys.has(key) ? this.#buckets.get(wildKey(role, key)) : undefined;
+    return wild !== undefined && (wild.methods.has(m) || wild.methods.has('*'));
   }
 
   /** Whether the policy has `ask` rules (docs/approvals.md). */
@@ -438,8 +481,12 @@ export class CompiledPolicy implements PolicySnapshot {
   /** The ask rule matching a case variant of the request (the last in file order), else null. */
   #ask(req: PolicyRequest, path: string): PolicyDecision | null {
     const asks = this.#asks;
-    if (asks === null) return null;
-    const d = asks.decide({ role: req.role, host: req.host, path: foldPathCase(path), method: req.method });
+    if (asks === null || !asks.#mayMatch(req.role, req.host, req.method)) return null; // no fold, no allocation
+    // The ask index's patterns are lowercase: a request path without uppercase is its own fold.
+    const folded = hasUpperCase(path) ? foldPathCase(path) : path;
+    const d = asks.decide(
+      folded === path ? req : { role: req.role, host: req.host, path: folded, method: req.method },
+    );
     return d.allowed && d.rule !== null ? (this.#askByText.get(d.rule) ?? null) : null;
   }
 
@@ -518,7 +565,11 @@ export class CompiledPolicy implements PolicySnapshot {
     best.deny = null;
     best.allow = null;
     if (deny !== null) return deny.decision;
-    if (this.#asks !== null) {
+    if (
+      this.#asks !== null &&
+      ((exact !== undefined && mayAsk(exact.askMethods, method)) ||
+        (wild !== undefined && mayAsk(wild.askMethods, method)))
+    ) {
       const ask = this.#ask(req, path);
       if (ask !== null) return this.#foldedDeny(req, path) ?? ask;
     }
@@ -552,6 +603,11 @@ export class CompiledPolicy implements PolicySnapshot {
   inheritedRoles(role: string): readonly string[] {
     return (this.#ancestors.get(role) ?? []).slice(1);
   }
+}
+
+/** Whether ask rules with these method patterns (null: none) can match `method` (uppercase). */
+function mayAsk(methods: ReadonlySet<string> | null, method: string): boolean {
+  return methods !== null && (methods.has(method) || methods.has('*'));
 }
 
 /** A deny or ask rule as an allow rule with its path pattern case-folded (see CompiledPolicy.decide). */
@@ -660,7 +716,10 @@ function buildIndex(
       }
     }
     const trie = deny.length + allow.length > TRIE_MIN_RULES ? buildTrie(deny, allow) : null;
-    return { start, denies: deny.length, allows: allow.length, trie };
+    const methods = new Set<string>();
+    for (const c of deny) methods.add(c.method);
+    for (const c of allow) methods.add(c.method);
+    return { start, denies: deny.length, allows: allow.length, trie, methods, askMethods: null };
   };
   const buckets = new Map<string, Bucket>();
   for (const [role, chain] of ancestors) {

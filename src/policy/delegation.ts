@@ -214,6 +214,14 @@ export function lintDelegation(policy: CompiledPolicy): DelegationFinding[] {
       );
       continue;
     }
+    if (r.effect === 'ask') {
+      add(
+        'error',
+        r.line,
+        `an ask rule on "${API_HOST}" has no meaning: approvals are for egress calls of sessions, and API operations are allowed or denied (use allow or deny)`,
+      );
+      continue;
+    }
     if (r.method !== '*' && !ops.includes(r.method)) {
       add(
         'error',

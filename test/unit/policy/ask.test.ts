@@ -11,14 +11,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { newCasbinEnforcer } from '../../../src/policy/casbin.js';
-import { decideEgress } from '../../../src/policy/delegation.js';
+import { decideEgress, lintDelegation } from '../../../src/policy/delegation.js';
 import { grantMatcher } from '../../../src/policy/grants.js';
 import { compilePolicy } from '../../../src/policy/load.js';
 import { CANONICAL_MODEL } from '../../../src/policy/model.js';
 import type { PolicyRequest } from '../../../src/policy/types.js';
 
 const ROLES = ['r0', 'r1', 'r2', 'r3'];
-const HOSTS = ['a.test', '*.a.test', 'b.test'];
+const HOSTS = ['a.test', '*.a.test', 'b.test', 'x.a.test'];
 const SEGMENTS = ['api', 'v1', 'items', 'comments'];
 const METHODS = ['GET', 'POST', 'DELETE', '*'];
 
@@ -188,5 +188,35 @@ describe('ask rules', () => {
     expect(decideEgress(policy, req('nobody', 'PUT', '/old'), undefined, expired).decision.reason).toBe(
       'no_match',
     );
+  });
+
+  it('policy check refuses an ask rule on airlock.api (API operations are allowed or denied)', () => {
+    const p = compilePolicy(
+      CANONICAL_MODEL,
+      'p, lead, airlock.api, /approvals/bot, APPROVE, ask\np, bot, a.test, /*, GET, allow\n',
+    );
+    const f = lintDelegation(p);
+    expect(f).toEqual([
+      expect.objectContaining({
+        severity: 'error',
+        line: 1,
+        message: expect.stringMatching(/ask rule on "airlock.api"/),
+      }),
+    ]);
+  });
+
+  it('policy check accepts APPROVE and APPROVE_OWN on /approvals/ROLE and refuses them on /sessions/ROLE', () => {
+    const p = compilePolicy(
+      CANONICAL_MODEL,
+      [
+        'p, lead, airlock.api, /approvals/bot, APPROVE, allow',
+        'p, lead, airlock.api, /approvals/*, APPROVE_OWN, allow',
+        'p, lead, airlock.api, /sessions/bot, GRANT, allow',
+        'p, lead, airlock.api, /sessions/bot, APPROVE, allow',
+        'p, bot, a.test, /*, GET, allow',
+      ].join('\n'),
+    );
+    const f = lintDelegation(p);
+    expect(f.map((x) => [x.severity, x.line])).toEqual([['error', 4]]);
   });
 });
