@@ -157,6 +157,7 @@ export class CredentialVault {
   readonly #secrets: SecretValueReader | undefined;
   readonly #oauth2: OAuth2Tokens | undefined;
   readonly #signers = new SigV4Signers();
+  readonly #unsubscribe: (() => void) | null;
   /** source key → the source (a definition may read two: `source` and an OAuth2 `clientSecret`). */
   #sources = new Map<string, CredentialSource>();
   /** Source keys refused by `fileRoot`/`envNames`, warned about once. */
@@ -184,6 +185,8 @@ export class CredentialVault {
     this.#envNames = opts.envNames === undefined ? undefined : new Set(opts.envNames);
     this.#secrets = opts.secrets;
     this.#oauth2 = opts.oauth2;
+    // Access tokens the gateway fetched are known secrets too (the leak stop).
+    this.#unsubscribe = opts.oauth2?.onChange(() => this.#rebuildScanner()) ?? null;
     const every = opts.pollIntervalMs ?? 5_000;
     this.#poll = every > 0 ? setInterval(() => void this.refresh(), every) : null;
     this.#poll?.unref();
@@ -337,6 +340,7 @@ export class CredentialVault {
   /** Stops watching and polling. */
   close(): void {
     this.#closed = true;
+    this.#unsubscribe?.();
     if (this.#poll) clearInterval(this.#poll);
     for (const w of this.#watchers.values()) w.close();
     this.#watchers.clear();
@@ -433,6 +437,7 @@ export class CredentialVault {
       // A SigV4 value's secret key is searched for on its own too (credential-dynamic.ts).
       for (const part of secretPartsOf(def, v.value)) values.push([def.name, part]);
     }
+    if (this.#synced !== null) for (const t of this.#oauth2?.tokens() ?? []) values.push(t);
     this.#scanner = new SecretScanner(values);
   }
 

@@ -74,6 +74,8 @@ interface Entry {
   version: string;
   accessToken: string | null;
   expiresAtMs: number;
+  /** The token a refresh replaced, still valid at the server until it expires (the leak stop keeps it). */
+  previous: { token: string; expiresAtMs: number } | null;
   /** The refresh token to use next (rotated answers replace it). */
   refreshToken: string | null;
   inflight: Promise<TokenResult> | null;
@@ -88,6 +90,7 @@ export class OAuth2Tokens {
   readonly #timeout: number;
   readonly #now: () => number;
   readonly #ca: string[];
+  readonly #listeners = new Set<() => void>();
 
   constructor(opts: OAuth2TokensOptions) {
     this.#opts = opts;
@@ -106,6 +109,7 @@ export class OAuth2Tokens {
         version: input.version,
         accessToken: null,
         expiresAtMs: 0,
+        previous: null,
         refreshToken: input.apply.type === 'oauth2-refresh-token' ? input.secret : null,
         inflight: null,
         failure: null,
@@ -123,15 +127,57 @@ export class OAuth2Tokens {
 
   /** Forgets the tokens of credentials not named (a policy without them). */
   retain(names: ReadonlySet<string>): void {
-    for (const n of this.#entries.keys()) if (!names.has(n)) this.#entries.delete(n);
+    let changed = false;
+    for (const n of this.#entries.keys()) {
+      if (!names.has(n)) {
+        this.#entries.delete(n);
+        changed = true;
+      }
+    }
+    if (changed) this.#notify();
+  }
+
+  /**
+   * The access tokens held now, as `[credential name, token]`: the current one and the one it replaced
+   * while that is still unexpired (the leak stop searches for them: a token an upstream echoed to the
+   * agent is refused anywhere but where the gateway sets it).
+   */
+  tokens(): [string, string][] {
+    const out: [string, string][] = [];
+    const now = this.#now();
+    for (const [name, e] of this.#entries) {
+      if (e.accessToken !== null) out.push([name, e.accessToken]);
+      if (e.previous !== null && now < e.previous.expiresAtMs) out.push([name, e.previous.token]);
+    }
+    return out;
+  }
+
+  /** Calls `fn` after the held tokens changed. @returns a function that unsubscribes. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #notify(): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn();
+      } catch {
+        // a listener's failure is not the cache's
+      }
+    }
   }
 
   #fetch(e: Entry, input: OAuth2Input): Promise<TokenResult> {
     const run = this.#request(e, input)
       .then(
         (answer): TokenResult => {
+          const changed = e.accessToken !== answer.accessToken;
+          if (changed && e.accessToken !== null)
+            e.previous = { token: e.accessToken, expiresAtMs: e.expiresAtMs };
           e.accessToken = answer.accessToken;
           e.expiresAtMs = this.#now() + answer.ttlMs;
+          if (changed) this.#notify();
           if (answer.refreshToken !== null) e.refreshToken = answer.refreshToken;
           e.failure = null;
           this.#opts.onTokenRequest?.({

@@ -275,6 +275,34 @@ describe('OAuth2 credentials (issue 14 part B)', () => {
     expect(rt.every((t) => t.ok && t.grant === 'refresh_token')).toBe(true);
   }, 40_000);
 
+  it('an access token the agent got hold of (an upstream echoed it) is a known secret: refused anywhere but where the gateway sets it', async () => {
+    const ok = await proxyRequest(proxy, api('/cc/echo'), { auth });
+    expect(ok.status).toBe(200);
+    const token = seen.at(-1)!.token!;
+    const before = seen.length;
+    // In a header of the bound endpoint other than Authorization: refused, nothing sent.
+    const inHeader = await proxyRequest(proxy, api('/cc/x'), { auth, headers: { 'x-forward-token': token } });
+    expect(inHeader.status).toBe(403);
+    expect(inHeader.json()).toMatchObject({ error: 'credential_not_bound' });
+    // As Authorization to a path the binding does not name (the rules allow it): refused too.
+    const unbound = await proxyRequest(proxy, api('/elsewhere'), {
+      auth,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(unbound.status).toBe(403);
+    expect(seen.length).toBe(before);
+    expect(audit.events.at(-1)).toMatchObject({
+      reason: 'exfiltration_attempt',
+      credential: { name: 'api-cc' },
+    });
+    // Where the binding applies, the gateway sets Authorization itself: the agent's copy is replaced.
+    const bound = await proxyRequest(proxy, api('/cc/y'), {
+      auth,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(bound.status).toBe(200);
+  });
+
   it('a refused grant: 503 credential_unavailable with the reason, nothing reaches the resource server', async () => {
     const before = seen.length;
     const r = await proxyRequest(proxy, api('/bad/x'), { auth });
