@@ -133,6 +133,7 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
         timeoutMs: otlpCfg.timeoutMs,
         exportIntervalMs: otlpCfg.exportIntervalMs,
         maxQueueSize: otlpCfg.maxQueueSize,
+        traces: otlpCfg.traces,
         registry: metrics.registry,
       })
     : null;

@@ -528,6 +528,11 @@ export const configSchema = z
             exportIntervalMs: z.number().int().min(10).max(60_000).default(1_000),
             /** Records waiting to be sent, at most; beyond, new records are dropped (and counted). @default 10000 */
             maxQueueSize: z.number().int().min(1).max(1_000_000).default(10_000),
+            /**
+             * Also one span per decision to `<endpoint>/v1/traces` (the decision's start and duration,
+             * status error for a denial). @default false
+             */
+            traces: z.boolean().default(false),
           })
           .strict()
           .prefault({}),

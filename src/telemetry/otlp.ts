@@ -1,11 +1,13 @@
 /**
  * Audit export over OTLP (docs/telemetry.md): every audit event becomes one OpenTelemetry log record
- * whose body is the OCSF HTTP Activity event (./ocsf.ts), sent in batches over OTLP/HTTP (JSON) with
- * the official `@opentelemetry/*` SDK. The control plane feeds it from the audit file it follows, so the
+ * whose body is the OCSF HTTP Activity event (./ocsf.ts), and with `traces` also one span (the
+ * decision's start and duration), sent in batches over OTLP/HTTP (JSON) with the official
+ * `@opentelemetry/*` SDK. The control plane feeds it from the audit file it follows, so the
  * file stays the record: a collector that is down costs exported records (counted), never audit.
  */
-import { SeverityNumber } from '@opentelemetry/api';
+import { SeverityNumber, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchLogRecordProcessor,
@@ -13,6 +15,7 @@ import {
   type LogRecordExporter,
   type ReadableLogRecord,
 } from '@opentelemetry/sdk-logs';
+import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import client from 'prom-client';
 import type { AuditEvent } from '../audit/event.js';
 import { toOcsfHttpActivity, type OcsfEvent } from './ocsf.js';
@@ -35,6 +38,12 @@ export interface OtlpAuditExporterOptions {
   maxQueueSize?: number;
   /** Registry for `airlock_otlp_*` metrics (the API's, so `/metrics` shows them). */
   registry?: client.Registry;
+  /**
+   * Also send one span per decision to `<endpoint>/v1/traces` (name `airlock.decision METHOD`, kind
+   * client, the decision's start and duration, the record's attributes, status error for a denial).
+   * @default false
+   */
+  traces?: boolean;
 }
 
 /** Attributes every record carries next to its OCSF body, in OpenTelemetry semantic-convention names. */
@@ -88,6 +97,8 @@ export class OtlpAuditExporter {
   readonly #logger: ReturnType<LoggerProvider['getLogger']>;
   readonly #version: string;
   readonly #queued: client.Counter;
+  readonly #tracerProvider: TracerProvider | null;
+  readonly #tracer: Tracer | null;
 
   /** @throws Error when `endpoint` is not an http(s) URL. */
   constructor(opts: OtlpAuditExporterOptions) {
@@ -116,11 +127,12 @@ export class OtlpAuditExporter {
       exported,
       failed,
     );
+    const resource = resourceFromAttributes({
+      'service.name': opts.serviceName ?? 'airlock',
+      'service.version': opts.version,
+    });
     this.#provider = new LoggerProvider({
-      resource: resourceFromAttributes({
-        'service.name': opts.serviceName ?? 'airlock',
-        'service.version': opts.version,
-      }),
+      resource,
       processors: [
         new BatchLogRecordProcessor({
           exporter,
@@ -133,6 +145,25 @@ export class OtlpAuditExporter {
     });
     this.#logger = this.#provider.getLogger('airlock.audit', opts.version);
     this.#version = opts.version;
+    this.#tracerProvider = opts.traces
+      ? new TracerProvider({
+          resource,
+          spanProcessors: [
+            new BatchSpanProcessor({
+              exporter: new OTLPTraceExporter({
+                url: `${opts.endpoint.replace(/\/+$/, '')}/v1/traces`,
+                headers: opts.headers ?? {},
+                timeoutMillis: opts.timeoutMs ?? 10_000,
+              }),
+              maxQueueSize: opts.maxQueueSize ?? 10_000,
+              maxExportBatchSize: Math.min(512, opts.maxQueueSize ?? 10_000),
+              scheduledDelayMillis: opts.exportIntervalMs ?? 1_000,
+              exportTimeoutMillis: opts.timeoutMs ?? 10_000,
+            }),
+          ],
+        })
+      : null;
+    this.#tracer = this.#tracerProvider?.getTracer('airlock.audit', opts.version) ?? null;
   }
 
   /** Queues one audit event. */
@@ -147,15 +178,25 @@ export class OtlpAuditExporter {
       body: toOcsfHttpActivity(e, { version: this.#version }) as OcsfEvent as never,
       attributes: attributesOf(e),
     });
+    if (this.#tracer) {
+      const start = Date.parse(e.time);
+      const span = this.#tracer.startSpan(`airlock.decision ${e.method}`, {
+        kind: SpanKind.CLIENT,
+        startTime: start,
+        attributes: attributesOf(e),
+      });
+      if (!allowed) span.setStatus({ code: SpanStatusCode.ERROR, message: e.reason });
+      span.end(start + Math.max(0, e.durationMs));
+    }
   }
 
   /** Sends what is queued now; resolves when the export finished (or failed). */
-  flush(): Promise<void> {
-    return this.#provider.forceFlush();
+  async flush(): Promise<void> {
+    await Promise.all([this.#provider.forceFlush(), this.#tracerProvider?.forceFlush()]);
   }
 
   /** Sends what is queued, then stops. */
-  shutdown(): Promise<void> {
-    return this.#provider.shutdown();
+  async shutdown(): Promise<void> {
+    await Promise.all([this.#provider.shutdown(), this.#tracerProvider?.shutdown()]);
   }
 }

@@ -22,11 +22,26 @@ export interface CollectedLog {
   attributes: Record<string, string>;
 }
 
+/** One span as the debug exporter printed it. */
+export interface CollectedSpan {
+  name: string;
+  /** `Client`, `Server`, … */
+  kind: string;
+  startTime: string;
+  endTime: string;
+  /** `Unset`, `Ok` or `Error`. */
+  statusCode: string;
+  statusMessage: string;
+  attributes: Record<string, string>;
+}
+
 export interface Collector {
   /** OTLP/HTTP base URL (`http://127.0.0.1:PORT`). */
   endpoint: string;
   /** Every log record received so far. */
   logs(): CollectedLog[];
+  /** Every span received so far. */
+  spans(): CollectedSpan[];
   /** Waits (bounded) until `ready(logs)` holds. @throws with the count seen on timeout. */
   until(ready: (logs: CollectedLog[]) => boolean, timeoutMs?: number): Promise<CollectedLog[]>;
   stop(): Promise<void>;
@@ -100,6 +115,56 @@ export function parseDebugOutput(text: string): CollectedLog[] {
   return logs;
 }
 
+/** Parses the debug exporter's detailed span output. */
+export function parseDebugSpans(text: string): CollectedSpan[] {
+  const spans: CollectedSpan[] = [];
+  let current: CollectedSpan | null = null;
+  let inAttributes = false;
+  for (const line of text.split('\n')) {
+    if (/^Span #\d+/.test(line)) {
+      current = {
+        name: '',
+        kind: '',
+        startTime: '',
+        endTime: '',
+        statusCode: '',
+        statusMessage: '',
+        attributes: {},
+      };
+      spans.push(current);
+      inAttributes = false;
+      continue;
+    }
+    if (!current) continue;
+    if (
+      /^(ResourceSpans|ResourceLog|ScopeSpans|LogRecord) /.test(line) ||
+      /^(ResourceSpans|ScopeSpans) #/.test(line)
+    ) {
+      current = null;
+      continue;
+    }
+    if (line.startsWith('Attributes:')) {
+      inAttributes = true;
+      continue;
+    }
+    const attr = /^\s+-> ([^:]+): (.*)$/.exec(line);
+    if (attr && inAttributes) {
+      current.attributes[attr[1]!] = attr[2]!;
+      continue;
+    }
+    const field = /^\s+(Name|Kind|Start time|End time|Status code|Status message)\s*: ?(.*)$/.exec(line);
+    if (!field) continue;
+    const value = field[2]!.trim();
+    if (field[1] === 'Name') current.name = value;
+    else if (field[1] === 'Kind') current.kind = value;
+    else if (field[1] === 'Start time') current.startTime = value;
+    else if (field[1] === 'End time') current.endTime = value;
+    else if (field[1] === 'Status code') current.statusCode = value;
+    else current.statusMessage = value;
+  }
+  return spans;
+}
+
 /** Starts the collector on a free loopback port; retries start-up on a port taken meanwhile. */
 export async function startCollector(): Promise<Collector> {
   const bin = collectorBinary();
@@ -124,6 +189,9 @@ export async function startCollector(): Promise<Collector> {
         '      level: none',
         '  pipelines:',
         '    logs:',
+        '      receivers: [otlp]',
+        '      exporters: [debug]',
+        '    traces:',
         '      receivers: [otlp]',
         '      exporters: [debug]',
         '',
@@ -154,6 +222,7 @@ export async function startCollector(): Promise<Collector> {
     return {
       endpoint: `http://127.0.0.1:${port}`,
       logs,
+      spans: () => parseDebugSpans(stderr),
       async until(check, timeoutMs = 15_000) {
         const deadline = Date.now() + timeoutMs;
         for (;;) {

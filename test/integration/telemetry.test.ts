@@ -134,7 +134,12 @@ beforeAll(async () => {
   // The control plane's wiring (src/cli/serve.ts): the audit file's index feeds the exporter.
   index = new AuditIndex(auditFile, 50);
   await index.start();
-  exporter = new OtlpAuditExporter({ endpoint: collector.endpoint, version: '9.9.9', exportIntervalMs: 50 });
+  exporter = new OtlpAuditExporter({
+    endpoint: collector.endpoint,
+    version: '9.9.9',
+    exportIntervalMs: 50,
+    traces: true,
+  });
   index.subscribe((e) => exporter.emit(e));
 }, 900_000);
 
@@ -223,8 +228,33 @@ describe('audit export over OTLP into a real OpenTelemetry Collector', () => {
     });
   });
 
+  it('with traces: one span per decision, its start and duration, status error for a denial', async () => {
+    const [getEvent, postEvent] = auditEvents();
+    const mine = async () =>
+      collector.spans().filter((sp) => sp.attributes['airlock.session.id'] === `Str(${S.id})`);
+    const deadline = Date.now() + 15_000;
+    while ((await mine()).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const spans = await mine();
+    expect(
+      spans.map((sp) => [sp.name, sp.kind]),
+      JSON.stringify(collector.spans()),
+    ).toEqual([
+      ['airlock.decision GET', 'Client'],
+      ['airlock.decision POST', 'Client'],
+    ]);
+    expect(spans[0]!.statusCode).toBe('Unset');
+    expect([spans[1]!.statusCode, spans[1]!.statusMessage]).toEqual(['Error', postEvent!.reason]);
+    expect(spans[0]!.attributes).toMatchObject({
+      'airlock.decision': 'Str(allow)',
+      'url.path': 'Str(/posts/1)',
+    });
+    // Start time is the decision time (the debug exporter prints UTC with a space: 2026-11-30 01:02:03.456 +0000 UTC).
+    const printed = new Date(getEvent!.time).toISOString().replace('T', ' ').replace('Z', '');
+    expect(spans[0]!.startTime.startsWith(printed), `${spans[0]!.startTime} vs ${printed}`).toBe(true);
+  });
+
   it('never carries the query string or the session credential', () => {
-    const all = JSON.stringify(collector.logs());
+    const all = JSON.stringify([collector.logs(), collector.spans()]);
     expect(all).not.toContain('QUERYSECRET123');
     expect(all).not.toContain(S.cred);
     expect(allowed.body?.http_request).toMatchObject({

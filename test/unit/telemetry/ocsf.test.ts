@@ -176,6 +176,7 @@ describe('config telemetry.otlp', () => {
       timeoutMs: 10_000,
       exportIntervalMs: 1_000,
       maxQueueSize: 10_000,
+      traces: false,
     });
   });
   it.each([
