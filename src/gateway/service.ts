@@ -386,8 +386,8 @@ function auditFileSink(
 
 /**
  * Logs a warning for each credential binding naming a `gateway.tls.passthrough` host: the gateway does
- * not open those tunnels, so it can neither inject there nor see a leak (only the gateway's config
- * knows the list; `airlock policy check` cannot).
+ * not open those tunnels, so it can neither inject there nor see a leak (`airlock policy check DIR
+ * --config FILE` reports the same as an error before a policy ships).
  */
 function warnPassthroughBindings(
   policy: PolicyStore,
