@@ -271,7 +271,8 @@ function complainsAbout(
  * @param mode `intercept` only for a CONNECT the gateway will terminate itself.
  * @param contentLength the request's declared body size (null: none declared), for bytes budgets.
  * @param request the raw request target and headers of an HTTP request (plain or intercepted), for
- *   the known-secret scan and credential injection; absent (CONNECT, WebSocket): neither happens.
+ *   the known-secret scan and credential injection; of a WebSocket handshake, for the scan only (no
+ *   credential is injected into it); absent (CONNECT): neither happens.
  * @param ask settles a call an `ask` rule matched (step 4b); absent (CONNECT, WebSocket): such a
  *   call is refused `approval_required`.
  * @returns the outcome; never throws for a policy or DNS answer.
@@ -313,7 +314,8 @@ export async function decide(
   const creds = policy.credentials;
   let binding: CredentialMatch | null = null;
   if (vault && request && mode === 'forward') {
-    if (creds && creds.size > 0) {
+    // A WebSocket handshake is scanned but never gets a credential (nothing is exempt either).
+    if (creds && creds.size > 0 && x.method !== 'WEBSOCKET') {
       if (!vault.isSynced(creds)) await vault.sync(creds);
       binding = creds.match(session.role, x.policyHost, x.path, x.methodOverride ?? x.method);
     }

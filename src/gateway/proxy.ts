@@ -638,7 +638,11 @@ export class EgressGateway {
         body: { ...unsupported, sessionId: session.id },
       });
     }
-    const outcome = await decide(x, session, 'forward', this.ctx);
+    // The handshake's URL and headers go through the leak stop (no credential is injected into it).
+    const outcome = await decide(x, session, 'forward', this.ctx, null, {
+      url: req.url ?? '',
+      rawHeaders: req.rawHeaders,
+    });
     if (outcome.kind === 'refuse') return this.refuseRaw(socket, x, outcome);
     if (outcome.kind === 'intercept') throw new Error('intercept outcome for an upgrade'); // unreachable
     // A channel outlives its handshake: a kill switch during the decision (DNS) must not open one.

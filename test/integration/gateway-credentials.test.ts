@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -503,6 +503,31 @@ describe('placeholders (issue 14)', () => {
       expect(exfiltrations.slice(before)).toEqual(['forum-bearer']);
     },
   );
+
+  it('a WebSocket handshake carrying the placeholder is refused too (handshakes are scanned, never injected)', async () => {
+    const before = exfiltrations.length;
+    const socket = net.connect({ port: proxy.port, host: '127.0.0.1', localAddress: PH.address });
+    await once(socket, 'connect');
+    const host = `rec.test:${ports.rec}`;
+    socket.write(
+      `GET http://${host}/ws HTTP/1.1\r\nHost: ${host}\r\n` +
+        `Proxy-Authorization: Basic ${Buffer.from(auth(PH)).toString('base64')}\r\n` +
+        'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+        `Sec-WebSocket-Key: ${Buffer.from('0123456789abcdef').toString('base64')}\r\n` +
+        `Sec-WebSocket-Protocol: ${Buffer.from(ph).toString('hex')}\r\n\r\n`,
+    );
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    await once(socket, 'close');
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+    expect(answer).toContain('credential_not_bound');
+    expect(audit.events.at(-1)).toMatchObject({
+      method: 'WEBSOCKET',
+      reason: 'exfiltration_attempt',
+      secretFoundIn: 'header:sec-websocket-protocol:placeholder',
+    });
+    expect(exfiltrations.length).toBe(before + 1);
+  });
 
   it("another session's placeholder is unknown data to this one (placeholders are per session)", async () => {
     seen.length = 0;
