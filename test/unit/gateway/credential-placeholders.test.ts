@@ -16,6 +16,8 @@ import { gatewaySessionSchema, type GatewaySession } from '../../../src/gateway-
 import { newPlaceholder, parseCredentials } from '../../../src/policy/credentials.js';
 import type { PolicySource } from '../../../src/policy/types.js';
 import { parsePlaceholders } from '../../../src/runtime/placeholders.js';
+import { sandboxPod } from '../../../src/runtime/kubernetes/manifests.js';
+import { K8S_ANNOTATION } from '../../../src/kube/labels.js';
 import type { ExecResult, SandboxInfo, SandboxRuntime, SandboxSpec } from '../../../src/runtime/types.js';
 import { SessionManager } from '../../../src/sessions/manager.js';
 
@@ -159,6 +161,38 @@ describe('SessionManager gives placeholders', () => {
       'env.GITHUB_TOKEN is the placeholder variable of credential "github"',
     );
     expect(rt.specs).toHaveLength(0);
+  });
+});
+
+describe('Kubernetes sandbox Pod', () => {
+  it('carries the placeholder in the env and the annotation read back on restart', () => {
+    const ph = newPlaceholder('github');
+    const cfg = parseConfig({ runtime: { kind: 'kubernetes' } }, '/tmp');
+    const pod = sandboxPod(
+      {
+        sessionId: 's-0000000000000001',
+        role: 'analyst',
+        image: 'airlock-sandbox:dev',
+        env: { GITHUB_TOKEN: ph },
+        placeholders: { github: ph },
+        credential: 'c',
+        credentialSha256: 'a'.repeat(64),
+        createdAt: new Date(0),
+        expiresAt: new Date(60_000),
+        createdBy: 'tester',
+        labels: {},
+      },
+      {
+        kubernetes: cfg.runtime.kubernetes,
+        resources: cfg.runtime.resources,
+        gatewayPort: 3128,
+        trustBundleConfigMap: null,
+      },
+    );
+    expect(pod.spec!.containers[0]!.env).toContainEqual({ name: 'GITHUB_TOKEN', value: ph });
+    expect(parsePlaceholders(pod.metadata!.annotations![K8S_ANNOTATION.placeholders])).toEqual({
+      github: ph,
+    });
   });
 });
 
