@@ -52,9 +52,12 @@ class EventHub {
   private readonly ring: AuditEvent[] = [];
   private readonly counts = new Map<string, { allowed: number; denied: number }>();
   private readonly counted = new Set<string>();
+  /** Sessions whose trail is being read for their first counts: events that arrive meanwhile. */
+  private readonly reading = new Map<string, AuditEvent[]>();
   private readonly clients = new Set<Client>();
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
+  private soon: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ctx: ApiContext,
@@ -66,12 +69,20 @@ class EventHub {
   private onEvent(e: AuditEvent): void {
     this.ring.push(e);
     if (this.ring.length > RING_SIZE) this.ring.splice(0, this.ring.length - RING_SIZE);
+    if (e.sessionId) this.reading.get(e.sessionId)?.push(e);
     if (e.sessionId && this.counted.has(e.sessionId)) {
       const c = this.counts.get(e.sessionId)!;
       if (e.decision === 'allow') c.allowed++;
       else c.denied++;
     }
     for (const c of this.clients) c.decision(e);
+    // Counts changed: send them soon rather than at the next 1 s tick.
+    if (this.clients.size > 0 && !this.soon) {
+      this.soon = setTimeout(() => {
+        this.soon = null;
+        void this.tick();
+      }, 100);
+    }
   }
 
   /** Events of the last {@link BACKLOG_MS}, oldest first. */
@@ -97,13 +108,21 @@ class EventHub {
   async sessions(): Promise<SessionSummary[]> {
     const list: SessionView[] = this.ctx.sessions.list();
     for (const s of list) {
-      if (this.counted.has(s.id)) continue;
+      if (this.counted.has(s.id) || this.reading.has(s.id)) continue;
+      // Events that arrive while the trail is read are counted unless the trail holds them already
+      // (the index hands the feed and the trail the same objects).
+      const during: AuditEvent[] = [];
+      this.reading.set(s.id, during);
       const events = await this.ctx.sessions.audit(s.id).catch(() => [] as AuditEvent[]);
-      if (this.counted.has(s.id)) continue;
+      this.reading.delete(s.id);
+      const inTrail = new Set(events);
       let allowed = 0;
-      for (const e of events) if (e.decision === 'allow') allowed++;
-      // Events indexed from here on arrive through the feed; the trail read covers everything before.
-      this.counts.set(s.id, { allowed, denied: events.length - allowed });
+      let denied = 0;
+      for (const e of [...events, ...during.filter((x) => !inTrail.has(x))]) {
+        if (e.decision === 'allow') allowed++;
+        else denied++;
+      }
+      this.counts.set(s.id, { allowed, denied });
       this.counted.add(s.id);
     }
     const live = new Set(list.map((s) => s.id));
