@@ -100,6 +100,11 @@ export interface AskedRequest {
   policyVersion: string;
   body: Buffer;
   contentType: string;
+  /**
+   * What the approval is bound to instead of the body's SHA-256 (MCP: the decided messages without
+   * their JSON-RPC ids, mcp.ts `mcpApprovalBinding`); absent: the body's hash.
+   */
+  bindingSha256?: string;
 }
 
 /** Settles calls that `ask` rules matched, one control-plane claim each. */
@@ -152,7 +157,7 @@ export class ApprovalGate {
           creator: session.creator ?? '',
           method: a.method,
           url: x.url,
-          bodySha256: createHash('sha256').update(a.body).digest('hex'),
+          bodySha256: a.bindingSha256 ?? createHash('sha256').update(a.body).digest('hex'),
           bodyBytes: a.body.length,
           contentType: a.contentType.slice(0, 256),
           preview: a.body.subarray(0, APPROVAL_PREVIEW_BYTES).toString('base64'),

@@ -18,6 +18,7 @@
  *    JSON-RPC error for each request of the body ({@link denialResponse}), `x-airlock-decision: deny`;
  *    otherwise the same bytes are forwarded.
  */
+import { createHash } from 'node:crypto';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import type { McpAuditMessage } from '../audit/event.js';
 import { decideEgress } from '../policy/delegation.js';
@@ -40,6 +41,8 @@ export interface McpMessage {
   name: string | null;
   /** Whether the message is decided on its own virtual path. */
   decided: boolean;
+  /** A decided message's `params` (the tool's arguments...), for binding an approval to it. */
+  params?: Record<string, unknown>;
 }
 
 /** The parsed body of a POST to an MCP endpoint. */
@@ -120,7 +123,7 @@ function parseMessage(v: unknown, at: string): McpMessage | string {
   const field = method === 'resources/read' ? 'uri' : 'name';
   if (!isObject(params) || typeof params[field] !== 'string')
     return `${at}: ${method} needs a string "params.${field}"`;
-  return { method, id: id ?? null, name: params[field], decided: true };
+  return { method, id: id ?? null, name: params[field], decided: true, params };
 }
 
 /**
@@ -166,12 +169,18 @@ export interface McpMessageDecision {
   by: 'role' | 'creator';
   /** Refused because the tool's description changed during the session (mcp-pins.ts). */
   changed?: boolean;
+  /** An `ask` rule matched (docs/approvals.md): allowed only with a person's approval. */
+  ask?: boolean;
 }
 
-/** The decisions of one body: every decided message, and the first refused one (or null). */
+/**
+ * The decisions of one body: every decided message, the first refused one (or null), and the first
+ * one an `ask` rule matched (or null; only meaningful when none is refused).
+ */
 export interface McpBodyDecision {
   decisions: McpMessageDecision[];
   denied: McpMessageDecision | null;
+  asked: McpMessageDecision | null;
 }
 
 /**
@@ -190,6 +199,7 @@ export function decideMcpMessages(
 ): McpBodyDecision {
   const decisions: McpMessageDecision[] = [];
   let denied: McpMessageDecision | null = null;
+  let asked: McpMessageDecision | null = null;
   messages.forEach((message, index) => {
     if (!message.decided) return;
     const path = mcpVirtualPath(endpointPath, message.method as McpDecidedMethod, message.name!);
@@ -203,13 +213,15 @@ export function decideMcpMessages(
         session.creator,
       );
       d = { index, message, path, allowed: decision.allowed, rule: decision.rule, by };
-      if (d.allowed && message.method === 'tools/call' && changedTool(message.name!))
-        d = { ...d, allowed: false, changed: true };
+      if (decision.reason === 'rule_ask') d.ask = true;
+      if ((d.allowed || d.ask) && message.method === 'tools/call' && changedTool(message.name!))
+        d = { ...d, allowed: false, ask: false, changed: true };
     }
     decisions.push(d);
-    if (!d.allowed && denied === null) denied = d;
+    if (d.ask) asked ??= d;
+    else if (!d.allowed && denied === null) denied = d;
   });
-  return { decisions, denied };
+  return { decisions, denied, asked };
 }
 
 /**
@@ -225,8 +237,32 @@ export function mayCallTool(
 ): boolean {
   const path = mcpVirtualPath(endpointPath, 'tools/call', tool);
   if (path === null) return false;
-  return decideEgress(policy, { role: session.role, host, path, method: MCP_METHOD }, session.creator)
-    .decision.allowed;
+  const { decision } = decideEgress(policy, { role: session.role, host, path, method: MCP_METHOD }, session.creator);
+  // A tool behind an ask rule can be called with a person's approval: the agent may plan with it.
+  return decision.allowed || decision.reason === 'rule_ask';
+}
+
+/** JSON with object keys sorted at every level: equal values, equal text. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/**
+ * What an approval of an MCP body is bound to (docs/approvals.md "MCP"): the SHA-256 (hex) of the
+ * canonical JSON of its decided messages' methods and params, in order — the JSON-RPC ids excluded,
+ * since a client retries a call under a new id. Same tool, same arguments → same binding.
+ */
+export function mcpApprovalBinding(messages: readonly McpMessage[]): string {
+  const decided = messages.filter((m) => m.decided).map((m) => ({ method: m.method, params: m.params ?? {} }));
+  return createHash('sha256').update(canonicalJson(decided)).digest('hex');
 }
 
 /** The audit record of a body's messages (AuditEvent `mcp.messages`). */

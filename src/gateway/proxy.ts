@@ -31,6 +31,7 @@ import { readBody } from './body.js';
 import {
   auditMessages,
   decideMcpMessages,
+  mcpApprovalBinding,
   denialMessage,
   denialResponse,
   mayCallTool,
@@ -454,7 +455,7 @@ export class EgressGateway {
     }
     // The messages are decided by the snapshot that allowed the POST (its version is audited).
     const policy = outcome.policy;
-    const { decisions, denied } = decideMcpMessages(
+    const { decisions, denied, asked } = decideMcpMessages(
       policy,
       session,
       x.policyHost,
@@ -504,6 +505,43 @@ export class EgressGateway {
       sendJsonRpc(res, text, 'deny');
       x.finish();
       return;
+    }
+    if (asked) {
+      // An ask rule (docs/approvals.md "MCP"): the approval is bound to the decided messages' methods
+      // and params (not the JSON-RPC ids: a client retries under a new id).
+      const decision = { allowed: false, reason: 'rule_ask', rule: asked.rule } as const;
+      const verdict = await this.approvals.settle({
+        x,
+        session,
+        decision,
+        method: req.method ?? 'POST',
+        policyVersion: policy.version,
+        body,
+        contentType: req.headers['content-type'] ?? '',
+        bindingSha256: mcpApprovalBinding(parsed.messages),
+      });
+      if (verdict.kind === 'refuse') {
+        if (endpoint.transport === 'sse') return refuse(verdict);
+        const b = verdict.body as { hint?: string; detail?: string };
+        const message = `Airlock: ${b.hint ?? b.detail ?? "this call needs a person's approval"}`;
+        const text = denialResponse(parsed, asked, message, {
+          sessionId: session.id,
+          policyVersion: policy.version,
+          approvalId: x.approvalId,
+        });
+        this.limits.releaseRequest(session.id);
+        x.refuse({
+          kind: 'refuse',
+          reason: verdict.reason,
+          rule: asked.rule,
+          policyVersion: policy.version,
+          body: { error: 'mcp_denied', detail: message, sessionId: session.id },
+        });
+        sendJsonRpc(res, text, 'deny');
+        x.finish();
+        return;
+      }
+      x.reason = 'approved';
     }
     // A single decided call is audited with its MCP rule; a batch keeps the endpoint's HTTP rule.
     if (!parsed.batch && decisions.length === 1) x.rule = decisions[0]!.rule;

@@ -37,6 +37,9 @@ import { loadOrCreateCa, type CaMaterial } from '../../src/pki/ca.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import { proxyRequest } from '../helpers/proxy-client.js';
+import { ApprovalClient, ApprovalGate } from '../../src/gateway/approvals.js';
+import { ApprovalService } from '../../src/sessions/approvals.js';
+import { startApprovalsServer } from '../../src/sessions/approvals-server.js';
 import { makeTestPki } from '../helpers/tls-upstream.js';
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -55,6 +58,8 @@ const L = {
 };
 /** Role lead without a creator limit; revoked by the kill switch in its test. */
 const K = { id: 's-lead-killed', cred: 'cred-killed-0123456789', address: '127.0.0.5', role: 'lead' };
+/** Role triager: may search, and create issues only with a person's approval (an ask rule). */
+const T = { id: 's-triager', cred: 'cred-triager-0123456789', address: '127.0.0.6', role: 'triager' };
 /** A second analyst session (tool pins are per session). */
 const A2 = { id: 's-analyst-2', cred: 'cred-analyst2-0123456789', address: '127.0.0.3', role: 'analyst' };
 
@@ -166,6 +171,8 @@ let sessions: SessionTable;
 let audit: MemoryAuditSink;
 let gateway: EgressGateway;
 let proxyPort: number;
+let approvals: ApprovalService;
+let approvalsServer: http.Server;
 const agents: ProxyAgent[] = [];
 
 beforeAll(async () => {
@@ -196,6 +203,9 @@ beforeAll(async () => {
       // lead may create issues; the API caller bot, whose sessions never exceed it, may only search.
       `p, lead, ${gh}, /mcp, POST, allow`,
       `p, lead, ${gh}, /mcp/tools/call/*, MCP, allow`,
+      `p, triager, ${gh}, /mcp, POST, allow`,
+      `p, triager, ${gh}, /mcp/tools/call/search_issues, MCP, allow`,
+      `p, triager, ${gh}, /mcp/tools/call/create_issue, MCP, ask`,
       `p, bot, ${gh}, /mcp, POST, allow`,
       `p, bot, ${gh}, /mcp/tools/call/search_issues, MCP, allow`,
       '',
@@ -226,7 +236,7 @@ beforeAll(async () => {
   policy = await PolicyStore.open(policyDir, { watch: false });
   expect(policy.current(), policy.lastError() ?? '').not.toBeNull();
   sessions = new SessionTable();
-  for (const s of [A, W, A2, L, K] as {
+  for (const s of [A, W, A2, L, K, T] as {
     id: string;
     role: string;
     address: string;
@@ -242,6 +252,19 @@ beforeAll(async () => {
       expiresAtMs: Date.now() + 3_600_000,
     });
   audit = new MemoryAuditSink();
+  // Approvals (docs/approvals.md): the control plane's service and claim endpoint, on a unix socket.
+  approvals = new ApprovalService(
+    { pendingSeconds: 600, defaultUses: 1, defaultTtlSeconds: 600, webhook: null },
+    {
+      lookup: (id) => {
+        const s = sessions.list().find((x) => x.id === id);
+        return s && sessions.isLive(id) ? { role: s.role, creator: s.creator ?? '' } : null;
+      },
+    },
+    new MemoryAuditSink(),
+  );
+  const socketPath = path.join(dir, 'control.sock');
+  approvalsServer = await startApprovalsServer(approvals, 'gateway-admin-token-0123', { socketPath });
   gateway = new EgressGateway(
     withGatewayDefaults({
       policy,
@@ -257,6 +280,10 @@ beforeAll(async () => {
       upstreamCaPem: pki.caPem,
       intercept: { leaves: new LeafCache(ca), passthrough: [] },
       limits: { bufferedBodyBytes: 4_096 },
+      approvals: new ApprovalGate(
+        new ApprovalClient({ url: 'http://airlock-control', socketPath, token: 'gateway-admin-token-0123' }),
+        { holdSeconds: 0, holdRules: {} },
+      ),
     }),
   );
   proxyPort = (await gateway.listen(0, '127.0.0.1')).port;
@@ -265,6 +292,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const a of agents) await a.close();
   await gateway?.close();
+  approvals?.close();
+  await new Promise<void>((r) => (approvalsServer ? approvalsServer.close(() => r()) : r()));
   policy?.close();
   await plain?.close();
   await secure?.close();
@@ -621,6 +650,61 @@ describe('delegation and the kill switch hold for MCP sessions', () => {
     await client.close().catch(() => undefined);
     expect(plain.created).toEqual(['before-kill']);
     expect(plain.log.length).toBe(before);
+    plain.created.length = 0;
+  });
+});
+
+describe('MCP tool calls behind an ask rule (docs/approvals.md "MCP")', () => {
+  it('a write tool waits for a person: JSON-RPC error with the approvalId, the server never sees it; approved once, the retry (new JSON-RPC id) runs; a second retry is refused', async () => {
+    const client = await sdkClient(T, mcpUrl());
+    // The tool is listed: the agent may plan with it, a person approves each call.
+    expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual([
+      'create_issue',
+      'search_issues',
+    ]);
+    const from = audit.events.length;
+    const first = await client
+      .callTool({ name: 'create_issue', arguments: { title: 'rotate the key' } })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(first).toBeInstanceOf(McpError);
+    expect((first as McpError).message).toMatch(/needs a person's approval.*ap-[0-9a-f]{16}/);
+    expect(plain.created).toEqual([]);
+    const [pending] = approvals.list({ status: 'pending', sessionId: T.id });
+    expect(pending).toMatchObject({ method: 'POST', url: mcpUrl() });
+    expect(pending!.bodyText).toContain('"name":"create_issue"');
+    expect(pending!.bodyText).toContain('rotate the key');
+    const ev = eventsFrom(from, (e) => e.reason === 'approval_required');
+    expect(ev).toHaveLength(1);
+    expect(ev[0]).toMatchObject({ decision: 'deny', approvalId: pending!.id, status: 200 });
+
+    // Other arguments are another request: not covered by this approval.
+    approvals.approve(pending!.id, 'lead', { reason: 'ok' });
+    const other = await client
+      .callTool({ name: 'create_issue', arguments: { title: 'something else' } })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(other).toBeInstanceOf(McpError);
+    expect(plain.created).toEqual([]);
+
+    // The same call under a new JSON-RPC id (what a client's retry is) runs, once.
+    const ok = await client.callTool({ name: 'create_issue', arguments: { title: 'rotate the key' } });
+    expect(ok.content).toEqual([{ type: 'text', text: 'created rotate the key' }]);
+    expect(plain.created).toEqual(['rotate the key']);
+    expect(eventsFrom(from, (e) => e.reason === 'approved')).toHaveLength(1);
+    const again = await client
+      .callTool({ name: 'create_issue', arguments: { title: 'rotate the key' } })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(again).toBeInstanceOf(McpError);
+    expect(plain.created).toEqual(['rotate the key']);
+    await client.close();
     plain.created.length = 0;
   });
 });

@@ -19,6 +19,7 @@ import {
   duplicateKey,
   MCP_DENIED_CODE,
   parseJsonRpc,
+  mcpApprovalBinding,
 } from '../../../src/gateway/mcp.js';
 import type { GatewaySession } from '../../../src/gateway-wire/session.js';
 import { compilePolicy } from '../../../src/policy/load.js';
@@ -38,7 +39,15 @@ describe('parseJsonRpc', () => {
     expect(one).toEqual({
       ok: true,
       batch: false,
-      messages: [{ method: 'tools/call', id: 1, name: 'search_issues', decided: true }],
+      messages: [
+        {
+          method: 'tools/call',
+          id: 1,
+          name: 'search_issues',
+          decided: true,
+          params: { name: 'search_issues', arguments: {} },
+        },
+      ],
     });
     const batch = parseJsonRpc(
       b([
@@ -54,8 +63,8 @@ describe('parseJsonRpc', () => {
       { method: 'initialize', id: 'i', name: null, decided: false },
       { method: 'notifications/initialized', id: null, name: null, decided: false },
       { method: null, id: 9, name: null, decided: false },
-      { method: 'resources/read', id: 2, name: 'repo://a/b', decided: true },
-      { method: 'prompts/get', id: 3, name: 'summarise', decided: true },
+      { method: 'resources/read', id: 2, name: 'repo://a/b', decided: true, params: { uri: 'repo://a/b' } },
+      { method: 'prompts/get', id: 3, name: 'summarise', decided: true, params: { name: 'summarise' } },
     ]);
   });
 
@@ -403,5 +412,42 @@ describe('tool pinning (mcp-pins.ts)', () => {
     const d = decideMcpMessages(policy, session('analyst'), 'gh.test', '/mcp', parsed.messages, () => true);
     expect(d.denied).toMatchObject({ changed: true, allowed: false });
     expect(denialMessage(d.denied!, session('analyst'), 'github', 'gh.test')).toContain('tool pinning');
+  });
+});
+
+describe('mcpApprovalBinding', () => {
+  it('binds the decided messages by method and params, not by JSON-RPC id or key order', () => {
+    const parse = (v: unknown) => {
+      const p = parseJsonRpc(b(v));
+      if (!p.ok) throw new Error(p.detail);
+      return p.messages;
+    };
+    const a = mcpApprovalBinding(
+      parse({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 't', arguments: { x: 1, y: 2 } },
+      }),
+    );
+    const sameNewId = mcpApprovalBinding(
+      parse({
+        jsonrpc: '2.0',
+        id: 'z',
+        method: 'tools/call',
+        params: { arguments: { y: 2, x: 1 }, name: 't' },
+      }),
+    );
+    const otherArgs = mcpApprovalBinding(
+      parse({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 't', arguments: { x: 2, y: 2 } },
+      }),
+    );
+    expect(sameNewId).toBe(a);
+    expect(otherArgs).not.toBe(a);
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
   });
 });
