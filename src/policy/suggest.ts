@@ -66,6 +66,11 @@ export interface ObservedCall extends RecordedCall {
   readonly time: string;
   /** The recorded reason ('' when absent). */
   readonly reason: string;
+  /**
+   * The CONNECT of a tunnel the gateway intercepted (the event counts the `requests` inside): no
+   * CONNECT rule decided it, the requests inside were decided one by one. Absent: false.
+   */
+  readonly intercepted?: boolean;
 }
 
 /**
@@ -90,11 +95,12 @@ export function parseObservedLines(text: string): (ObservedCall | null)[] {
       throw new AuditLineError(`not JSON (${(err as Error).message})`, i);
     }
     const calls = callsOfAuditEvent(v, i);
-    const e = v as { sessionId?: unknown; time?: unknown; reason?: unknown };
+    const e = v as { sessionId?: unknown; time?: unknown; reason?: unknown; requests?: unknown };
     const sessionId = typeof e.sessionId === 'string' ? e.sessionId : null;
     const time = typeof e.time === 'string' ? e.time : '';
     const reason = typeof e.reason === 'string' ? e.reason : '';
-    for (const c of calls) out.push(c === null ? null : { ...c, sessionId, time, reason });
+    const intercepted = typeof e.requests === 'number';
+    for (const c of calls) out.push(c === null ? null : { ...c, sessionId, time, reason, intercepted });
   }
   return out;
 }
@@ -137,7 +143,10 @@ export interface SuggestReport {
   readonly skipped: {
     readonly noRole: number;
     readonly badTarget: number;
-    /** Not a policy decision (identity failure, malformed request, refused destination). */
+    /**
+     * Not a policy decision (identity failure, malformed request, refused destination), or the
+     * CONNECT of an intercepted tunnel (the requests inside are learned instead).
+     */
     readonly notPolicy: number;
     /** Excluded by --role, --session or --since. */
     readonly filtered: number;
@@ -363,7 +372,8 @@ export function suggestPolicy(
       noRole++;
       continue;
     }
-    if (NOT_POLICY_REASONS.has(c.reason)) {
+    // An intercepted tunnel's CONNECT is not a call to learn: what went through it is learned instead.
+    if (NOT_POLICY_REASONS.has(c.reason) || (c.intercepted === true && c.method === 'CONNECT')) {
       notPolicy++;
       continue;
     }

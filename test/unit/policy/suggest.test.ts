@@ -233,4 +233,40 @@ describe('parseObservedLines', () => {
     ]);
     expect(() => parseObservedLines(`${JSON.stringify(ev)}\n{"role": 1}\n`)).toThrow(/^line 2: field "role"/);
   });
+
+  it('learns from would_deny events (complain mode) like denials; an intercepted CONNECT is not learned', () => {
+    const base = { time: '2026-11-23T10:00:00.000Z', sessionId: 's1', role: 'agent', reason: 'no_match' };
+    const text = [
+      // the tunnel the gateway opened in complain mode, and a GET inside it
+      {
+        ...base,
+        method: 'CONNECT',
+        scheme: 'https',
+        host: 'g.test',
+        port: 443,
+        path: '',
+        decision: 'would_deny',
+        requests: 1,
+      },
+      {
+        ...base,
+        method: 'GET',
+        scheme: 'https',
+        host: 'g.test',
+        port: 443,
+        path: '/repo/info/refs',
+        decision: 'would_deny',
+      },
+      // a refused CONNECT (no tunnel opened) is a denial to learn from
+      { ...base, method: 'CONNECT', scheme: 'https', host: 'h.test', port: 443, path: '', decision: 'deny' },
+    ]
+      .map((e) => JSON.stringify(e))
+      .join('\n');
+    const r = suggestPolicy(BASE, parseObservedLines(text));
+    expect(r.lines.map((l) => l.text)).toEqual([
+      'p, agent, g.test, /repo/info/refs, GET, allow',
+      'p, agent, h.test, /, CONNECT, allow',
+    ]);
+    expect(r.skipped.notPolicy).toBe(1);
+  });
 });
