@@ -248,12 +248,12 @@ describe('faults', () => {
   it('kill -9 of the control plane: sessions keep working, TTL still enforced, all recovered once', async () => {
     const api = serve!.api;
     const b = (await api.create({ role: 'analyst' })).id;
-    const short = await api.create({ role: 'analyst', ttlSeconds: 12 });
+    const short = await api.create({ role: 'analyst', ttlSeconds: 20 });
     const expiresAt = Date.parse(short.expiresAt);
     const bCalls: Call[] = [];
     const sCalls: Call[] = [];
     const bDone = loop(b, 120, bCalls);
-    const sDone = loop(short.id, 160, sCalls);
+    const sDone = loop(short.id, 220, sCalls);
     await until(() => bCalls.length >= 10 && sCalls.length >= 10, 60_000, 'calls before the fault');
     const tKill = Date.now();
     serve!.child.kill('SIGKILL');
