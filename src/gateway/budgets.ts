@@ -387,8 +387,11 @@ export class SharedBudgets implements BudgetAuthority {
       host,
       contentLength,
     });
-    if (r.t === 'timeout')
-      return { ok: false, budget: matching[0]!, what: 'requestsPerMinute', retryAfterSeconds: 1 };
+    if (r.t === 'timeout') {
+      const first = matching[0]!;
+      const what = first.requestsPerMinute !== undefined ? 'requestsPerMinute' : 'bytesOutPerHour';
+      return { ok: false, budget: first, what, retryAfterSeconds: 1 };
+    }
     if (r.t !== 'airlock:budget-answer') throw new Error('unexpected budget answer'); // unreachable
     if (!r.ok) return { ok: false, budget: r.budget, what: r.what, retryAfterSeconds: r.retryAfterSeconds };
     return { ok: true, meter: r.bytes ? new SharedMeter(this, matching, subject, host) : null };

@@ -103,7 +103,11 @@ describe('SharedBudgets (multi-worker: counted in the primary)', () => {
     const silent = new SharedBudgets(() => undefined);
     const pending = silent.admit(set, a, 'api.test', 'GET', null);
     await vi.advanceTimersByTimeAsync(5_000);
-    expect(await pending).toMatchObject({ ok: false, retryAfterSeconds: 1 });
+    expect(await pending).toMatchObject({ ok: false, what: 'requestsPerMinute', retryAfterSeconds: 1 });
+    // A bytes budget is named as such (the 429 body quotes the figure that applies).
+    const bytes = silent.admit(set, a, 'api.test', 'POST', null);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(await bytes).toMatchObject({ ok: false, what: 'bytesOutPerHour' });
   });
 });
 
