@@ -17,8 +17,9 @@
  *   BENCH_KEEP (1: keep the temp dir), BENCH_NO_INSTALL (1: never apt-get install)
  *   BENCH_GATEWAY_NODE_ARGS: extra node flags for the gateway process ("--cpu-prof --cpu-prof-dir=/tmp/p")
  *   BENCH_DIST: a compiled tree to run instead of ./dist (e.g. a patched scratch copy)
- *   BENCH_GATEWAY_WORKERS ("2"): more Airlock paths with a multi-worker gateway (gateway.workers), comma
- *     separated: "2", "2,4", "2:none" (cluster scheduling none instead of rr); "" for none
+ *   BENCH_GATEWAY_WORKERS (off; e.g. "2"): more Airlock paths with a multi-worker gateway (gateway.workers),
+ *     comma separated: "2", "2,4". Every connection from one address goes to one worker (wrk's all do:
+ *     these paths measure one worker); the ":none" scheduling suffix no longer changes the proxy port
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -94,7 +95,8 @@ async function main() {
     log(`nginx :${nginxPort}, squid :${squidPort}, airlock :${gw.proxyPort} (policy ${gw.policyVersion})`);
     // Multi-worker gateways (gateway.workers), each in its own dir with its own audit file.
     const multi = [];
-    for (const spec of (process.env.BENCH_GATEWAY_WORKERS ?? '2').split(',').filter(Boolean)) {
+    // Off by default: the primary hands all of one source address's connections (wrk's) to one worker.
+    for (const spec of (process.env.BENCH_GATEWAY_WORKERS ?? '').split(',').filter(Boolean)) {
       const [n, sched] = spec.split(':');
       const name = `airlock-${n}w${sched ? `-${sched}` : ''}`;
       const g = await startGateway(path.join(dir, name), nginxPort, {
