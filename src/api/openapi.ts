@@ -18,6 +18,12 @@ import {
   credentialListSchema,
   sessionSummarySchema,
   streamEventSchema,
+  approvalSchema,
+  approvalListSchema,
+  approveBody,
+  denyBody,
+  grantSchema,
+  grantBody,
 } from './schemas.js';
 
 /**
@@ -44,6 +50,12 @@ const components: ReadonlyArray<[string, z.ZodType]> = [
   ['CredentialList', credentialListSchema],
   ['SessionSummary', sessionSummarySchema],
   ['StreamEvent', streamEventSchema],
+  ['Approval', approvalSchema],
+  ['ApprovalList', approvalListSchema],
+  ['ApproveRequest', approveBody],
+  ['DenyRequest', denyBody],
+  ['Grant', grantSchema],
+  ['GrantRequest', grantBody],
   ['Health', healthSchema],
   ['Readiness', readinessSchema],
   ['Problem', problemSchema],
@@ -121,6 +133,13 @@ const body = (schema: string): Json => ({
 
 const bearer = [{ bearer: [] }];
 const idParam = [{ $ref: '#/components/parameters/SessionId' }];
+const approvalParam = {
+  name: 'approvalId',
+  in: 'path',
+  required: true,
+  description: 'An approval id: `ap-` and 16 hex digits.',
+  schema: { type: 'string', pattern: '^ap-[0-9a-f]{16}$' },
+};
 
 function paths(): Json {
   return {
@@ -274,6 +293,104 @@ function paths(): Json {
             content: { 'text/event-stream': { schema: ref('StreamEvent') } },
           },
           ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'GatewayUnavailable'),
+        },
+      },
+    },
+    '/v1/sessions/{id}/grants': {
+      parameters: idParam,
+      post: {
+        operationId: 'grantSession',
+        summary:
+          'Give the session an allow rule for ttlSeconds (docs/approvals.md "Grants"): live on every gateway replica ' +
+          'when answered, gone at expiresAt; deny and ask rules still win. Needs GRANT under delegation.',
+        tags: ['approvals'],
+        security: bearer,
+        requestBody: body('GrantRequest'),
+        responses: {
+          '201': json('Grant', 'The grant.'),
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'Conflict', 'GatewayUnavailable'),
+        },
+      },
+    },
+    '/v1/approvals': {
+      get: {
+        operationId: 'listApprovals',
+        summary:
+          'Calls an ask rule matched, bound to their exact request, newest first; only those the caller may READ or APPROVE.',
+        tags: ['approvals'],
+        security: bearer,
+        parameters: [
+          {
+            name: 'status',
+            in: 'query',
+            required: false,
+            schema: {
+              type: 'string',
+              enum: ['pending', 'approved', 'denied', 'expired', 'cancelled', 'used'],
+            },
+          },
+          { name: 'sessionId', in: 'query', required: false, schema: { type: 'string' } },
+        ],
+        responses: { '200': json('ApprovalList', 'The approvals.'), ...errors('BadRequest', 'Unauthorized') },
+      },
+    },
+    '/v1/approvals/stream': {
+      get: {
+        operationId: 'streamApprovals',
+        summary:
+          'Server-sent events: `requested` for each pending approval, then one event per change (requested, ' +
+          'approved, denied, expired, cancelled, used) with the Approval as data.',
+        tags: ['approvals'],
+        security: bearer,
+        responses: {
+          '200': {
+            description: 'The stream; `: keepalive` every 15 s.',
+            content: { 'text/event-stream': { schema: ref('Approval') } },
+          },
+          ...errors('Unauthorized'),
+        },
+      },
+    },
+    '/v1/approvals/{approvalId}': {
+      parameters: [approvalParam],
+      get: {
+        operationId: 'getApproval',
+        summary: 'One approval: the exact request (method, URL, body preview and hash) and its state.',
+        tags: ['approvals'],
+        security: bearer,
+        responses: {
+          '200': json('Approval', 'The approval.'),
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound'),
+        },
+      },
+    },
+    '/v1/approvals/{approvalId}/approve': {
+      parameters: [approvalParam],
+      post: {
+        operationId: 'approve',
+        summary:
+          'Approve exactly this request (uses, ttlSeconds). Needs APPROVE on /approvals/ROLE under delegation, and ' +
+          'APPROVE_OWN for a session the caller created (separation of duties). 409 when it is no longer pending.',
+        tags: ['approvals'],
+        security: bearer,
+        requestBody: body('ApproveRequest'),
+        responses: {
+          '200': json('Approval', 'The approved approval.'),
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'Conflict'),
+        },
+      },
+    },
+    '/v1/approvals/{approvalId}/deny': {
+      parameters: [approvalParam],
+      post: {
+        operationId: 'denyApproval',
+        summary: 'Deny this request; the agent sees the reason. 409 when it is no longer pending.',
+        tags: ['approvals'],
+        security: bearer,
+        requestBody: body('DenyRequest'),
+        responses: {
+          '200': json('Approval', 'The denied approval.'),
+          ...errors('BadRequest', 'Unauthorized', 'Forbidden', 'NotFound', 'Conflict'),
         },
       },
     },

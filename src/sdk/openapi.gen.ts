@@ -135,6 +135,120 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/sessions/{id}/grants': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Session id. */
+        id: components['parameters']['SessionId'];
+      };
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Give the session an allow rule for ttlSeconds (docs/approvals.md "Grants"): live on every gateway replica when answered, gone at expiresAt; deny and ask rules still win. Needs GRANT under delegation. */
+    post: operations['grantSession'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/approvals': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Calls an ask rule matched, bound to their exact request, newest first; only those the caller may READ or APPROVE. */
+    get: operations['listApprovals'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/approvals/stream': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Server-sent events: `requested` for each pending approval, then one event per change (requested, approved, denied, expired, cancelled, used) with the Approval as data. */
+    get: operations['streamApprovals'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/approvals/{approvalId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description An approval id: `ap-` and 16 hex digits. */
+        approvalId: string;
+      };
+      cookie?: never;
+    };
+    /** One approval: the exact request (method, URL, body preview and hash) and its state. */
+    get: operations['getApproval'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/approvals/{approvalId}/approve': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description An approval id: `ap-` and 16 hex digits. */
+        approvalId: string;
+      };
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Approve exactly this request (uses, ttlSeconds). Needs APPROVE on /approvals/ROLE under delegation, and APPROVE_OWN for a session the caller created (separation of duties). 409 when it is no longer pending. */
+    post: operations['approve'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/approvals/{approvalId}/deny': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description An approval id: `ap-` and 16 hex digits. */
+        approvalId: string;
+      };
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Deny this request; the agent sees the reason. 409 when it is no longer pending. */
+    post: operations['denyApproval'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/healthz': {
     parameters: {
       query?: never;
@@ -282,21 +396,7 @@ export interface components {
         [key: string]: string;
       };
       /** @description Time-boxed grants in force (docs/approvals.md "Grants"). */
-      grants?: {
-        id: string;
-        host: string;
-        path: string;
-        method: string;
-        reason: string;
-        grantedBy: string;
-        /** Format: date-time */
-        grantedAt: string;
-        /**
-         * Format: date-time
-         * @description The gateways stop honouring the grant at this instant.
-         */
-        expiresAt: string;
-      }[];
+      grants?: components['schemas']['Grant'][];
     };
     SessionList: {
       sessions: components['schemas']['Session'][];
@@ -515,21 +615,7 @@ export interface components {
         [key: string]: string;
       };
       /** @description Time-boxed grants in force (docs/approvals.md "Grants"). */
-      grants?: {
-        id: string;
-        host: string;
-        path: string;
-        method: string;
-        reason: string;
-        grantedBy: string;
-        /** Format: date-time */
-        grantedAt: string;
-        /**
-         * Format: date-time
-         * @description The gateways stop honouring the grant at this instant.
-         */
-        expiresAt: string;
-      }[];
+      grants?: components['schemas']['Grant'][];
       /** @description Calls allowed so far (audit events with decision allow). */
       allowed: number;
       /** @description Calls denied so far. */
@@ -569,6 +655,94 @@ export interface components {
             sessionId: string;
           };
         };
+    /** @description A call an ask rule matched, bound to its exact request, and what a person decided. */
+    Approval: {
+      id: string;
+      /** @enum {string} */
+      status: 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+      sessionId: string;
+      role: string;
+      /** @description The API caller that created the session. */
+      sessionCreator: string;
+      /** @description The method the upstream would execute. */
+      method: string;
+      /** @description The canonical URL, as the gateway would forward it. */
+      url: string;
+      /** @description SHA-256 (hex) of the body the approval is bound to. */
+      bodySha256: string;
+      bodyBytes: number;
+      contentType: string;
+      /** @description The first 4 KiB of the body, base64. */
+      bodyPreview: string;
+      /** @description The preview as text when it reads as text, else null. */
+      bodyText: string | null;
+      /** @description The ask rule that matched. */
+      rule: string;
+      policyVersion: string;
+      /** Format: date-time */
+      requestedAt: string;
+      /**
+       * Format: date-time
+       * @description A pending approval expires at this instant.
+       */
+      pendingUntil: string;
+      decidedBy: string | null;
+      decidedAt: string | null;
+      reason: string | null;
+      /** @description Uses granted (approved). */
+      uses: number;
+      /** @description Uses spent. */
+      used: number;
+      /** @description An approved approval may be used until this instant. */
+      usableUntil: string | null;
+    };
+    ApprovalList: {
+      approvals: components['schemas']['Approval'][];
+    };
+    /** @description Approve exactly the request of a pending approval. */
+    ApproveRequest: {
+      reason: string;
+      /** @description Times the exact request may be forwarded (default approvals.defaultUses). */
+      uses?: number;
+      /** @description How long it may be used, seconds (default approvals.defaultTtlSeconds). */
+      ttlSeconds?: number;
+    };
+    /** @description Deny the request of a pending approval. */
+    DenyRequest: {
+      reason: string;
+    };
+    /** @description An allow rule a person gave one session for a limited time; deny and ask rules still win. */
+    Grant: {
+      id: string;
+      host: string;
+      path: string;
+      method: string;
+      reason: string;
+      grantedBy: string;
+      /** Format: date-time */
+      grantedAt: string;
+      /**
+       * Format: date-time
+       * @description The gateways stop honouring the grant at this instant.
+       */
+      expiresAt: string;
+    };
+    /** @description Grant a session an allow rule for a limited time. */
+    GrantRequest: {
+      /** @description The rule granted, with the policy's pattern syntax. */
+      rule: {
+        /** @description Host pattern, as in policy.csv (`forum.test`, `*.forum.test`). */
+        host: string;
+        /** @description Path pattern, as in policy.csv (`/comments`, `/posts/:id`, `/a/*`). */
+        path: string;
+        /** @description Method or `*`, as in policy.csv. */
+        method: string;
+      };
+      /** @description How long the grant lasts, seconds. */
+      ttlSeconds: number;
+      /** @description Why (recorded). */
+      reason: string;
+    };
     Health: {
       /** @constant */
       status: 'ok';
@@ -964,6 +1138,182 @@ export interface operations {
       404: components['responses']['NotFound'];
       500: components['responses']['InternalError'];
       503: components['responses']['GatewayUnavailable'];
+    };
+  };
+  grantSession: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Session id. */
+        id: components['parameters']['SessionId'];
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['GrantRequest'];
+      };
+    };
+    responses: {
+      /** @description The grant. */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Grant'];
+        };
+      };
+      400: components['responses']['BadRequest'];
+      401: components['responses']['Unauthorized'];
+      403: components['responses']['Forbidden'];
+      404: components['responses']['NotFound'];
+      409: components['responses']['Conflict'];
+      500: components['responses']['InternalError'];
+      503: components['responses']['GatewayUnavailable'];
+    };
+  };
+  listApprovals: {
+    parameters: {
+      query?: {
+        status?: 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+        sessionId?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The approvals. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ApprovalList'];
+        };
+      };
+      400: components['responses']['BadRequest'];
+      401: components['responses']['Unauthorized'];
+      500: components['responses']['InternalError'];
+    };
+  };
+  streamApprovals: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The stream; `: keepalive` every 15 s. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'text/event-stream': components['schemas']['Approval'];
+        };
+      };
+      401: components['responses']['Unauthorized'];
+      500: components['responses']['InternalError'];
+    };
+  };
+  getApproval: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description An approval id: `ap-` and 16 hex digits. */
+        approvalId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The approval. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Approval'];
+        };
+      };
+      400: components['responses']['BadRequest'];
+      401: components['responses']['Unauthorized'];
+      403: components['responses']['Forbidden'];
+      404: components['responses']['NotFound'];
+      500: components['responses']['InternalError'];
+    };
+  };
+  approve: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description An approval id: `ap-` and 16 hex digits. */
+        approvalId: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ApproveRequest'];
+      };
+    };
+    responses: {
+      /** @description The approved approval. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Approval'];
+        };
+      };
+      400: components['responses']['BadRequest'];
+      401: components['responses']['Unauthorized'];
+      403: components['responses']['Forbidden'];
+      404: components['responses']['NotFound'];
+      409: components['responses']['Conflict'];
+      500: components['responses']['InternalError'];
+    };
+  };
+  denyApproval: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description An approval id: `ap-` and 16 hex digits. */
+        approvalId: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['DenyRequest'];
+      };
+    };
+    responses: {
+      /** @description The denied approval. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Approval'];
+        };
+      };
+      400: components['responses']['BadRequest'];
+      401: components['responses']['Unauthorized'];
+      403: components['responses']['Forbidden'];
+      404: components['responses']['NotFound'];
+      409: components['responses']['Conflict'];
+      500: components['responses']['InternalError'];
     };
   };
   health: {

@@ -131,18 +131,18 @@ export function registerApprovalRoutes(app: Express, ctx: ApiContext): void {
       .all(methodNotAllowed(['GET']));
 
     app
-      .route('/v1/approvals/:id')
+      .route('/v1/approvals/:approvalId')
       .get(auth, (req, res) => {
-        const a = approvals.get(param(approvalIdParam, req.params.id, 'id'));
+        const a = approvals.get(param(approvalIdParam, req.params.approvalId, 'approvalId'));
         if (!visibleTo(ctx, callerOf(res))(a)) authorizeSessionOp(ctx.policy, callerOf(res), 'READ', a.role);
         res.json(a);
       })
       .all(methodNotAllowed(['GET']));
 
     app
-      .route('/v1/approvals/:id/approve')
+      .route('/v1/approvals/:approvalId/approve')
       .post(auth, readJson, (req, res) => {
-        const id = param(approvalIdParam, req.params.id, 'id');
+        const id = param(approvalIdParam, req.params.approvalId, 'approvalId');
         const body = parseBody(approveBody, req.body);
         authorizeDecision(ctx, callerOf(res), approvals.get(id));
         res.json(
@@ -156,9 +156,9 @@ export function registerApprovalRoutes(app: Express, ctx: ApiContext): void {
       .all(methodNotAllowed(['POST']));
 
     app
-      .route('/v1/approvals/:id/deny')
+      .route('/v1/approvals/:approvalId/deny')
       .post(auth, readJson, (req, res) => {
-        const id = param(approvalIdParam, req.params.id, 'id');
+        const id = param(approvalIdParam, req.params.approvalId, 'approvalId');
         const body = parseBody(denyBody, req.body);
         authorizeDecision(ctx, callerOf(res), approvals.get(id));
         res.json(approvals.deny(id, callerOf(res), body.reason));

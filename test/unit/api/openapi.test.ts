@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiApp } from '../../../src/api/app.js';
+import { MemoryAuditSink } from '../../../src/audit/file-sink.js';
+import { ApprovalService } from '../../../src/sessions/approvals.js';
 import { ApiMetrics } from '../../../src/api/metrics.js';
 import { FakeSessions, FixedPolicy, SNAPSHOT, startApi, TOKENS, type TestApi } from './helpers.js';
 
@@ -55,6 +57,12 @@ describe('GET /openapi.json', () => {
       policy: new FixedPolicy(SNAPSHOT),
       tokens: TOKENS,
       metrics: new ApiMetrics({ defaultMetrics: false }),
+      approvals: new ApprovalService(
+        { pendingSeconds: 60, defaultUses: 1, defaultTtlSeconds: 60, webhook: null },
+        { lookup: () => null },
+        new MemoryAuditSink(),
+      ),
+      grants: { grant: () => Promise.reject(new Error('not in this test')) },
     });
     const served = new Set<string>();
     const stack = (
