@@ -1,9 +1,10 @@
 /**
  * Decision cost with `ask` rules present (docs/approvals.md): the same generated policy
- * (bench/policy/gen.mjs, 10,000 `p` lines) compiled twice — as generated, and with 500 ask rules
- * added on paths of their own (`/approve/...` under each rule's host) — and the same 200,000 requests,
- * none of which an ask rule matches, decided by both, in alternating rounds. The question is whether
- * the allow/deny path gets slower; the answer is the ratio of the medians.
+ * (bench/policy/gen.mjs, 10,000 `p` lines) compiled three times — as generated; with 500 ask rules
+ * (POST, paths of their own) on the hosts of existing rules, so that many requests hit a (role, host)
+ * with ask rules; and with the 500 ask rules on hosts no request uses — and the same 200,000
+ * requests, none of which an ask rule matches, decided by all three in rotating rounds. The question
+ * is what ask rules cost the allow/deny path; the answers are the ratios of the medians.
  *
  * Usage: npm run build && node bench/ask.mjs [--rules N] [--rounds R]
  * Writes bench/results/ask-<timestamp>.json (gitignored) and prints the figures.
@@ -27,21 +28,26 @@ const { CANONICAL_MODEL } = await import(path.join(ROOT, 'dist/policy/model.js')
 
 const policy = makePolicy(N, 42);
 const rand = rng(7);
-const extra = [];
+const sameHosts = [];
+const otherHosts = [];
 for (let i = 0; i < 500; i++) {
   const r = policy.rules[Math.floor(rand() * policy.rules.length)];
-  extra.push(`p, ${r.role}, ${r.host}, /approve/${i}/*, POST, ask`);
+  sameHosts.push(`p, ${r.role}, ${r.host}, /approve/${i}/*, POST, ask`);
+  otherHosts.push(`p, ${r.role}, approvals${i}.example, /approve/${i}/*, POST, ask`);
 }
 const plain = compilePolicy(CANONICAL_MODEL, policy.text);
-const withAsk = compilePolicy(CANONICAL_MODEL, policy.text + extra.join('\n') + '\n');
+const same = compilePolicy(CANONICAL_MODEL, policy.text + sameHosts.join('\n') + '\n');
+const other = compilePolicy(CANONICAL_MODEL, policy.text + otherHosts.join('\n') + '\n');
 const requests = makeRequests(policy, REQUESTS, 11);
 
 // Same answers for every request (no ask rule matches them): the comparison is like for like.
 for (const r of requests) {
   const a = plain.decide(r);
-  const b = withAsk.decide(r);
-  if (a.allowed !== b.allowed || a.rule !== b.rule)
-    throw new Error(`answers differ for ${JSON.stringify(r)}`);
+  for (const p of [same, other]) {
+    const b = p.decide(r);
+    if (a.allowed !== b.allowed || a.rule !== b.rule)
+      throw new Error(`answers differ for ${JSON.stringify(r)}`);
+  }
 }
 
 function round(p) {
@@ -50,43 +56,44 @@ function round(p) {
   const c0 = process.cpuUsage();
   for (const r of requests) if (p.decide(r).allowed) sink++;
   const c = process.cpuUsage(c0);
-  const ns = ((c.user + c.system) * 1e3) / requests.length;
-  return { ns, sink };
+  return { ns: ((c.user + c.system) * 1e3) / requests.length, sink };
 }
 
-// Warm-up, then alternating rounds.
-round(plain);
-round(withAsk);
-const a = [];
-const b = [];
-for (let i = 0; i < ROUNDS; i++) {
-  if (i % 2 === 0) {
-    a.push(round(plain).ns);
-    b.push(round(withAsk).ns);
-  } else {
-    b.push(round(withAsk).ns);
-    a.push(round(plain).ns);
+const variants = [
+  { name: 'withoutAsk', policy: plain, ns: [] },
+  { name: 'askSameHosts', policy: same, ns: [] },
+  { name: 'askOtherHosts', policy: other, ns: [] },
+];
+for (const v of variants) round(v.policy); // warm-up
+// Rotating order, so no variant always runs first or last in a round.
+for (let i = 0; i < ROUNDS; i++)
+  for (let k = 0; k < variants.length; k++) {
+    const v = variants[(i + k) % variants.length];
+    v.ns.push(round(v.policy).ns);
   }
-}
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const m = Object.fromEntries(variants.map((v) => [v.name, median(v.ns)]));
 const result = {
   when: new Date().toISOString(),
   node: process.version,
   rules: policy.pLines,
-  askRules: extra.length,
+  askRules: sameHosts.length,
   requests: REQUESTS,
   rounds: ROUNDS,
-  nsPerDecision: { withoutAsk: a, withAsk: b },
-  medianNs: { withoutAsk: median(a), withAsk: median(b) },
-  ratio: median(b) / median(a),
-  spread: { withoutAsk: [Math.min(...a), Math.max(...a)], withAsk: [Math.min(...b), Math.max(...b)] },
+  cpuNsPerDecision: Object.fromEntries(variants.map((v) => [v.name, v.ns])),
+  medianCpuNs: m,
+  ratioSameHosts: m.askSameHosts / m.withoutAsk,
+  ratioOtherHosts: m.askOtherHosts / m.withoutAsk,
 };
 mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
 const file = path.join(ROOT, 'bench', 'results', `ask-${Date.now()}.json`);
 writeFileSync(file, JSON.stringify(result, null, 2));
+const spread = (xs) => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}`;
 console.log(
-  `${policy.pLines} rules, +${extra.length} ask rules; ${REQUESTS} allow/deny requests x ${ROUNDS} alternating rounds\n` +
-    `median CPU ns/decision: without ask ${result.medianNs.withoutAsk.toFixed(1)}  with ask ${result.medianNs.withAsk.toFixed(1)}  ratio ${result.ratio.toFixed(3)}\n` +
-    `spread (min-max): without ${result.spread.withoutAsk.map((x) => x.toFixed(1)).join('-')}  with ${result.spread.withAsk.map((x) => x.toFixed(1)).join('-')}\n` +
+  `${policy.pLines} rules, +${sameHosts.length} ask rules; ${REQUESTS} allow/deny requests x ${ROUNDS} rotating rounds (CPU ns per decision, median [min-max])\n` +
+    variants
+      .map((v) => `  ${v.name.padEnd(14)} ${m[v.name].toFixed(0).padStart(6)}  [${spread(v.ns)}]`)
+      .join('\n') +
+    `\n  ratio, ask rules on the same hosts: ${result.ratioSameHosts.toFixed(3)}; on other hosts: ${result.ratioOtherHosts.toFixed(3)}\n` +
     `results: ${path.relative(ROOT, file)}`,
 );
