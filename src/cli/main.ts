@@ -187,6 +187,7 @@ const audit = program
   .action(async (id: string, opts: { api?: string; follow?: boolean }) => {
     const api = client(opts);
     let seen = 0;
+    let ended = false;
     for (;;) {
       let events: AuditEvent[];
       try {
@@ -197,8 +198,17 @@ const audit = program
       }
       for (const e of events.slice(seen)) process.stdout.write(JSON.stringify(e) + '\n');
       seen = events.length;
-      if (!opts.follow) return;
-      await new Promise((r) => setTimeout(r, 500));
+      if (!opts.follow || ended) return;
+      // --follow ends with the session (an ended session keeps its trail, so the audit route alone
+      // never says so): one more read after it has ended picks up its last events.
+      ended = await api.call<{ status: string }>('GET', `/v1/sessions/${id}`).then(
+        (s) => s.status === 'stopped',
+        (err: unknown) => {
+          if (err instanceof CliError && err.message.includes('AIRLOCK_SESSION_NOT_FOUND')) return true;
+          throw err;
+        },
+      );
+      if (!ended) await new Promise((r) => setTimeout(r, 500));
     }
   });
 
