@@ -11,7 +11,7 @@
  * ```
  */
 import { AirlockClient, type AirlockClientOptions } from './client.js';
-import { AirlockSdkError, SessionNotFoundError, errorFromProblem } from './errors.js';
+import { AirlockApiError, AirlockSdkError, SessionNotFoundError, errorFromProblem } from './errors.js';
 import type { components } from './openapi.gen.js';
 
 /** A session as the API describes it (generated from the OpenAPI document). */
@@ -43,7 +43,7 @@ export type ExecChunk = { stream: 'stdout' | 'stderr'; data: string } | { exitCo
 /** Options of {@link Sandbox.decisions}. */
 export interface DecisionsOptions {
   /**
-   * How often the session's audit trail is read, in ms.
+   * How often the session's audit trail is read, in ms, against an API without `GET /v1/events`.
    * @default 500
    */
   pollMs?: number;
@@ -167,23 +167,73 @@ export class Sandbox implements AsyncDisposable {
 
   /**
    * The session's gateway decisions (audit events) as they happen: first those already recorded
-   * (unless `fromStart: false`), then each new one, oldest first. Ends when the session is gone
-   * (killed or expired: its trail is read once more so no last event is lost), or on `signal`.
-   * Reads `GET /v1/sessions/{id}/audit` every `pollMs` (retried like every GET).
+   * (unless `fromStart: false`), then each new one. Follows the API's server-sent events
+   * (`GET /v1/events?sessionId=…`, live); against an API without that route, reads
+   * `GET /v1/sessions/{id}/audit` every `pollMs`. Ends when the session is gone (killed or expired:
+   * its trail is read once more so no last event is lost), or on `signal`.
    * @throws ForbiddenError when the token may not read the session; AirlockConnectionError.
    */
   async *decisions(opts: DecisionsOptions = {}): AsyncGenerator<DecisionEvent, void, undefined> {
     const pollMs = opts.pollMs ?? 500;
     if (!Number.isInteger(pollMs) || pollMs < 10)
       throw new AirlockSdkError(`pollMs must be an integer of at least 10 ms, got ${String(pollMs)}`);
+    const since = opts.fromStart === false ? Date.now() : -Infinity;
+    const seen = new Set<string>();
+    const fresh = (e: DecisionEvent): boolean => {
+      const key = JSON.stringify(e);
+      if (seen.has(key) || Date.parse(e.time) < since) return false;
+      seen.add(key);
+      return true;
+    };
     const audit = `${sessionPath(this.id)}/audit`;
-    let seen: number | null = opts.fromStart === false ? null : 0;
-    for (;;) {
+    const trail = async (): Promise<DecisionEvent[]> =>
+      (await this.client.json<{ events: DecisionEvent[] }>('GET', audit)).events;
+
+    let stream: Response | null = null;
+    try {
+      stream = await this.client.send(
+        'GET',
+        `/v1/events?sessionId=${encodeURIComponent(this.id)}`,
+        undefined,
+        opts.signal,
+      );
+    } catch (err) {
       if (opts.signal?.aborted) return;
-      const { events } = await this.client.json<{ events: DecisionEvent[] }>('GET', audit);
-      if (seen === null) seen = events.length;
-      for (const e of events.slice(seen)) yield e;
-      seen = Math.max(seen, events.length);
+      // Already gone (404): its trail below. No events route (an older API): poll.
+      const gone = err instanceof SessionNotFoundError;
+      if (!gone && !(err instanceof AirlockApiError && err.code === 'AIRLOCK_ROUTE_NOT_FOUND')) throw err;
+      if (!gone) {
+        yield* this.#pollDecisions(pollMs, fresh, trail, opts.signal);
+        return;
+      }
+    }
+    if (stream?.body) {
+      try {
+        for await (const frame of sseFrames(stream.body)) {
+          if (frame.event === 'decision') {
+            const e = JSON.parse(frame.data) as DecisionEvent;
+            if (fresh(e)) yield e;
+          } else if (frame.event === 'end') break;
+        }
+      } catch (err) {
+        if (opts.signal?.aborted) return;
+        throw err;
+      }
+    }
+    if (opts.signal?.aborted) return;
+    // The session ended: one last read, since the gateway writes an event as its exchange ends.
+    for (const e of await trail()) if (fresh(e)) yield e;
+  }
+
+  async *#pollDecisions(
+    pollMs: number,
+    fresh: (e: DecisionEvent) => boolean,
+    trail: () => Promise<DecisionEvent[]>,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<DecisionEvent, void, undefined> {
+    for (;;) {
+      if (signal?.aborted) return;
+      for (const e of await trail()) if (fresh(e)) yield e;
       let alive: boolean;
       try {
         alive = (await this.refresh()).status === 'running';
@@ -192,12 +242,10 @@ export class Sandbox implements AsyncDisposable {
         alive = false;
       }
       if (!alive) {
-        // The session ended: one last read, since the gateway writes an event as its exchange ends.
-        const last = (await this.client.json<{ events: DecisionEvent[] }>('GET', audit)).events;
-        for (const e of last.slice(seen)) yield e;
+        for (const e of await trail()) if (fresh(e)) yield e;
         return;
       }
-      await sleep(pollMs, opts.signal);
+      await sleep(pollMs, signal);
     }
   }
 
@@ -238,8 +286,32 @@ function execBody(
   };
 }
 
-/** The non-empty lines of an NDJSON body. */
-async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+/**
+ * The frames of a server-sent event stream (text/event-stream, WHATWG HTML "Server-sent events"):
+ * `event:` and `data:` fields up to a blank line; comments (`:`) skipped.
+ */
+async function* sseFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
+  let event = 'message';
+  let data: string[] = [];
+  for await (const raw of ndjsonLines(body, true)) {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (line === '') {
+      if (data.length > 0) yield { event, data: data.join('\n') };
+      event = 'message';
+      data = [];
+    } else if (line.startsWith(':')) continue;
+    else {
+      const colon = line.indexOf(':');
+      const name = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (name === 'event') event = value;
+      else if (name === 'data') data.push(value);
+    }
+  }
+}
+
+/** The lines of a body (`keepEmpty`: blank lines too, for server-sent events). */
+async function* ndjsonLines(body: ReadableStream<Uint8Array>, keepEmpty = false): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buf = '';
   for await (const chunk of body) {
@@ -248,7 +320,7 @@ async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<st
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
-      if (line.trim()) yield line;
+      if (keepEmpty || line.trim()) yield line;
     }
   }
   buf += decoder.decode();

@@ -100,6 +100,35 @@ def exec_body(command: list, timeout_seconds: Optional[int], stream: bool) -> Di
     return body
 
 
+class SseParser:
+    """Server-sent event frames (WHATWG HTML "Server-sent events"): feed lines, get (event, data)."""
+
+    def __init__(self) -> None:
+        self.event = "message"
+        self.data: list = []
+
+    def feed(self, line: str) -> Optional[tuple]:
+        line = line[:-1] if line.endswith("\r") else line
+        if line == "":
+            frame = (self.event, "\n".join(self.data)) if self.data else None
+            self.event, self.data = "message", []
+            return frame
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self.event = value
+        elif name == "data":
+            self.data.append(value)
+        return None
+
+
+def event_key(event: Dict[str, Any]) -> str:
+    """Identity of an audit event, to skip one the stream and the trail both carry."""
+    return json.dumps(event, sort_keys=True)
+
+
 def stream_item(line: str, call: str) -> Dict[str, Any]:
     item = json.loads(line)
     if "error" in item:

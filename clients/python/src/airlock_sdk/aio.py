@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any, AsyncIterator, Dict, List, Optional, cast
+from urllib.parse import quote
 
 import httpx
 
 from ._common import (
     RETRIABLE_STATUS,
     ClientOptions,
+    SseParser,
     backoff_s,
     client_options,
+    event_key,
     exec_body,
     headers,
     problem_error,
     session_path,
     stream_item,
 )
-from .errors import AirlockConnectionError, AirlockError, SessionNotFoundError
+from .errors import AirlockApiError, AirlockConnectionError, AirlockError, SessionNotFoundError
+from .sync import _epoch
 from .types import DecisionEvent, ExecChunk, ExecResult, SessionInfo
 
 
@@ -56,16 +62,20 @@ class AsyncAirlockClient:
             await asyncio.sleep(backoff_s(attempt, self.options))
             attempt += 1
 
-    async def stream_lines(self, path: str, body: Dict[str, Any]) -> AsyncIterator[str]:
-        """POSTs and yields the non-empty lines of an NDJSON answer (never retried)."""
-        call = f"POST {path}"
+    async def stream_lines(
+        self, path: str, body: Optional[Dict[str, Any]], method: str = "POST", keep_empty: bool = False
+    ) -> AsyncIterator[str]:
+        """Calls and yields the lines of a streamed answer (NDJSON; SSE with ``keep_empty``)."""
+        call = f"{method} {path}"
         try:
-            async with self._http.stream("POST", path, json=body) as res:
+            async with self._http.stream(
+                method, path, json=body, timeout=httpx.Timeout(self.options.timeout_s, read=None)
+            ) as res:
                 if not res.is_success:
                     await res.aread()
                     raise problem_error(res, call)
                 async for line in res.aiter_lines():
-                    if line.strip():
+                    if keep_empty or line.strip():
                         yield line
         except httpx.TransportError as err:
             raise AirlockConnectionError(f"{call}: {err}", call) from err
@@ -134,24 +144,54 @@ class AsyncSandbox:
             raise AirlockError(f"POST {path}: the output stream ended without an exit code")
 
     async def decisions(self, *, poll_s: float = 0.5, from_start: bool = True) -> AsyncIterator[DecisionEvent]:
+        """As :meth:`airlock_sdk.Sandbox.decisions`: server-sent events, polling as the fallback."""
+        since = time.time() if not from_start else float("-inf")
+        seen: set = set()
         audit = f"{session_path(self.id)}/audit"
-        seen: Optional[int] = 0 if from_start else None
-        while True:
-            events: List[DecisionEvent] = (await self.client.request("GET", audit))["events"]
-            if seen is None:
-                seen = len(events)
-            for e in events[seen:]:
-                yield e
-            seen = max(seen, len(events))
-            try:
-                alive = (await self.refresh())["status"] == "running"
-            except SessionNotFoundError:
-                alive = False
-            if not alive:
-                for e in (await self.client.request("GET", audit))["events"][seen:]:
+
+        def fresh(e: DecisionEvent) -> bool:
+            key = event_key(dict(e))
+            if key in seen or _epoch(e["time"]) < since:
+                return False
+            seen.add(key)
+            return True
+
+        async def trail() -> List[DecisionEvent]:
+            return list((await self.client.request("GET", audit))["events"])
+
+        poll = False
+        try:
+            sse = SseParser()
+            path = f"/v1/events?sessionId={quote(self.id, safe='')}"
+            async for line in self.client.stream_lines(path, None, method="GET", keep_empty=True):
+                frame = sse.feed(line)
+                if frame is None:
+                    continue
+                if frame[0] == "decision":
+                    event = cast(DecisionEvent, json.loads(frame[1]))
+                    if fresh(event):
+                        yield event
+                elif frame[0] == "end":
+                    break
+        except SessionNotFoundError:
+            pass
+        except AirlockApiError as err:
+            if err.code != "AIRLOCK_ROUTE_NOT_FOUND":
+                raise
+            poll = True
+        while poll:
+            for e in await trail():
+                if fresh(e):
                     yield e
-                return
-            await asyncio.sleep(poll_s)
+            try:
+                poll = (await self.refresh())["status"] == "running"
+            except SessionNotFoundError:
+                poll = False
+            if poll:
+                await asyncio.sleep(poll_s)
+        for e in await trail():
+            if fresh(e):
+                yield e
 
     async def kill(self) -> None:
         try:

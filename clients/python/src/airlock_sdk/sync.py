@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any, Dict, Iterator, List, Optional, cast
+from datetime import datetime
+from typing import Any, Callable, Dict, Iterator, List, Optional, cast
+from urllib.parse import quote
 
 import httpx
 
 from ._common import (
     RETRIABLE_STATUS,
     ClientOptions,
+    SseParser,
     backoff_s,
     client_options,
+    event_key,
     exec_body,
     headers,
     problem_error,
     session_path,
     stream_item,
 )
-from .errors import AirlockConnectionError, AirlockError, SessionNotFoundError
+from .errors import AirlockApiError, AirlockConnectionError, AirlockError, SessionNotFoundError
 from .types import DecisionEvent, ExecChunk, ExecResult, SessionInfo
+
+
+def _epoch(iso: str) -> float:
+    """Seconds since the epoch of an ISO-8601 time (``...Z``)."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class AirlockClient:
@@ -58,16 +68,19 @@ class AirlockClient:
             time.sleep(backoff_s(attempt, self.options))
             attempt += 1
 
-    def stream_lines(self, path: str, body: Dict[str, Any]) -> Iterator[str]:
-        """POSTs and yields the non-empty lines of an NDJSON answer (never retried)."""
-        call = f"POST {path}"
+    def stream_lines(
+        self, path: str, body: Optional[Dict[str, Any]], method: str = "POST", keep_empty: bool = False
+    ) -> Iterator[str]:
+        """Calls and yields the lines of a streamed answer (NDJSON; SSE with ``keep_empty``). Never
+        retried once it started."""
+        call = f"{method} {path}"
         try:
-            with self._http.stream("POST", path, json=body) as res:
+            with self._http.stream(method, path, json=body, timeout=httpx.Timeout(self.options.timeout_s, read=None)) as res:
                 if not res.is_success:
                     res.read()
                     raise problem_error(res, call)
                 for line in res.iter_lines():
-                    if line.strip():
+                    if keep_empty or line.strip():
                         yield line
         except httpx.TransportError as err:
             raise AirlockConnectionError(f"{call}: {err}", call) from err
@@ -148,22 +161,57 @@ class Sandbox:
             raise AirlockError(f"POST {path}: the output stream ended without an exit code")
 
     def decisions(self, *, poll_s: float = 0.5, from_start: bool = True) -> Iterator[DecisionEvent]:
-        """The session's gateway decisions as they happen (audit events, oldest first); ends when the
-        session is gone (after one last read)."""
+        """The session's gateway decisions as they happen (audit events): those already recorded
+        (unless ``from_start=False``), then each new one, from the API's server-sent events
+        (``GET /v1/events?sessionId=``; polling the audit every ``poll_s`` against an API without
+        it). Ends when the session is gone, after one last read of its trail."""
+        since = time.time() if not from_start else float("-inf")
+        seen: set = set()
         audit = f"{session_path(self.id)}/audit"
-        seen: Optional[int] = 0 if from_start else None
+
+        def fresh(e: DecisionEvent) -> bool:
+            key = event_key(dict(e))
+            if key in seen or _epoch(e["time"]) < since:
+                return False
+            seen.add(key)
+            return True
+
+        def trail() -> List[DecisionEvent]:
+            return list(self.client.request("GET", audit)["events"])
+
+        try:
+            sse = SseParser()
+            path = f"/v1/events?sessionId={quote(self.id, safe='')}"
+            for line in self.client.stream_lines(path, None, method="GET", keep_empty=True):
+                frame = sse.feed(line)
+                if frame is None:
+                    continue
+                if frame[0] == "decision":
+                    event = cast(DecisionEvent, json.loads(frame[1]))
+                    if fresh(event):
+                        yield event
+                elif frame[0] == "end":
+                    break
+        except SessionNotFoundError:
+            pass  # already gone: its trail below
+        except AirlockApiError as err:
+            if err.code != "AIRLOCK_ROUTE_NOT_FOUND":
+                raise
+            yield from self._poll_decisions(poll_s, fresh, trail)
+            return
+        yield from (e for e in trail() if fresh(e))
+
+    def _poll_decisions(
+        self, poll_s: float, fresh: Callable[[DecisionEvent], bool], trail: Callable[[], List[DecisionEvent]]
+    ) -> Iterator[DecisionEvent]:
         while True:
-            events: List[DecisionEvent] = self.client.request("GET", audit)["events"]
-            if seen is None:
-                seen = len(events)
-            yield from events[seen:]
-            seen = max(seen, len(events))
+            yield from (e for e in trail() if fresh(e))
             try:
                 alive = self.refresh()["status"] == "running"
             except SessionNotFoundError:
                 alive = False
             if not alive:
-                yield from self.client.request("GET", audit)["events"][seen:]
+                yield from (e for e in trail() if fresh(e))
                 return
             time.sleep(poll_s)
 
