@@ -96,9 +96,14 @@ export function parseAuditLines(text: string): (RecordedCall | null)[] {
  * The recorded calls of one parsed audit line (see {@link parseAuditLines}): `null` for an event
  * without a role, else its call, then one per decided MCP message.
  * @param line the 1-based line number errors name.
+ * @param extra fields copied into each call (a caller keeping more of the event: one object per call).
  * @throws AuditLineError as {@link parseAuditLines}.
  */
-export function callsOfAuditEvent(v: unknown, line: number): (RecordedCall | null)[] {
+export function callsOfAuditEvent<X extends object = object>(
+  v: unknown,
+  line: number,
+  extra?: X,
+): ((RecordedCall & X) | null)[] {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
     throw new AuditLineError('not a JSON object', line);
   }
@@ -112,8 +117,9 @@ export function callsOfAuditEvent(v: unknown, line: number): (RecordedCall | nul
   if (typeof e.port !== 'number' || !Number.isInteger(e.port)) throw bad('port', 'an integer');
   if (typeof e.path !== 'string') throw bad('path', 'a string');
   if (e.role === null) return [null];
-  const out: RecordedCall[] = [
-    { role: e.role, method: e.method, scheme: e.scheme, host: e.host, port: e.port, path: e.path },
+  const x = (extra ?? {}) as X;
+  const out: (RecordedCall & X)[] = [
+    { role: e.role, method: e.method, scheme: e.scheme, host: e.host, port: e.port, path: e.path, ...x },
   ];
   // An exchange with an MCP endpoint (docs/mcp.md): each decided message is a call of its own,
   // method MCP on its virtual path.
@@ -121,7 +127,15 @@ export function callsOfAuditEvent(v: unknown, line: number): (RecordedCall | nul
   if (Array.isArray(mcp?.messages)) {
     for (const m of mcp.messages as { path?: unknown }[]) {
       if (typeof m?.path !== 'string') continue;
-      out.push({ role: e.role, method: 'MCP', scheme: e.scheme, host: e.host, port: e.port, path: m.path });
+      out.push({
+        role: e.role,
+        method: 'MCP',
+        scheme: e.scheme,
+        host: e.host,
+        port: e.port,
+        path: m.path,
+        ...x,
+      });
     }
   }
   return out;
