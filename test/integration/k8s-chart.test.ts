@@ -204,6 +204,17 @@ describe('charts/airlock (helm, no cluster)', () => {
       ]);
     });
 
+    it('gateway Service: ClientIP session affinity, so one sandbox stays on one replica (MCP tool pins)', () => {
+      const svc = one(objs, 'Service', 'airlock-gateway') as unknown as {
+        spec: {
+          sessionAffinity?: string;
+          sessionAffinityConfig?: { clientIP?: { timeoutSeconds?: number } };
+        };
+      };
+      expect(svc.spec.sessionAffinity).toBe('ClientIP');
+      expect(svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds).toBe(86400);
+    });
+
     it('sandbox namespace: Pod Security restricted and a default-deny NetworkPolicy', () => {
       const ns = one(objs, 'Namespace', 'airlock-sandboxes');
       expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
