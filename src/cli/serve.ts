@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
+import { Registry } from 'prom-client';
 import { ApiMetrics, createApiApp } from '../api/index.js';
 import { AuditSigner } from '../audit/chain.js';
 import { AuditIndex } from '../audit/index-reader.js';
@@ -15,6 +16,7 @@ import { dockerCredentialVersions } from '../runtime/docker/credentials.js';
 import { DockerRuntime } from '../runtime/docker/runtime.js';
 import type { SandboxRuntime } from '../runtime/types.js';
 import { SessionManager } from '../sessions/manager.js';
+import { registerPolicyReloadMetrics } from '../telemetry/gateway-metrics.js';
 import { OtlpAuditExporter } from '../telemetry/otlp.js';
 import { airlockVersion } from '../telemetry/version.js';
 import { auditKeysDir } from './audit-verify.js';
@@ -98,9 +100,13 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
       logger.error({ err, dir: liveDir }, 'cannot write the policy for the gateway');
     }
   };
+  // The registry /metrics serves; policy reloads are counted from the first load on.
+  const registry = new Registry();
+  const reloads = registerPolicyReloadMetrics(registry);
   const policy = await openPolicySource(cfg.policy, cfg.stateDir, {
     logger,
     onChange: (next) => materialize(next as CompiledPolicy),
+    onReload: reloads.onReload,
   });
   materialize(policy.current());
   if (cfg.policy.git) cfg = { ...cfg, policy: { ...cfg.policy, dir: liveDir } };
@@ -121,7 +127,7 @@ export async function startServer(cfg: Config, logger: Logger = createLogger()):
   await auditSigner.start();
   const runtime = await createRuntime(cfg, logger);
   // One registry for /metrics: the API's own metrics and the sessions' isolation self-test metrics.
-  const metrics = new ApiMetrics();
+  const metrics = new ApiMetrics({ registry });
   // Audit export over OTLP (docs/telemetry.md): the events the index reads from now on.
   const otlpCfg = cfg.telemetry.otlp;
   const otlp = otlpCfg.endpoint

@@ -198,6 +198,21 @@ describe('TypeScript SDK', () => {
     );
   });
 
+  it("airlock serve's /metrics: the policy's first load and the OTLP export counted", async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const value = (series: string): number =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(series + ' '))
+          ?.slice(series.length + 1) ?? NaN,
+      );
+    expect(value('airlock_policy_reloads_total{result="success"}')).toBeGreaterThanOrEqual(1);
+    expect(value('airlock_policy_reloads_total{result="failure"}')).toBe(0);
+    expect(value('airlock_otlp_exported_records_total')).toBeGreaterThanOrEqual(2);
+    expect(value('airlock_otlp_export_failed_records_total')).toBe(0);
+  });
+
   it('decisions() ends by itself once the session is killed, with its last events', async () => {
     const sandbox = await Sandbox.create({ ...opts(), role: 'analyst' });
     await sandbox.exec(['curl', '-s', `${FORUM}/posts/2`]);
