@@ -53,7 +53,8 @@ function filterMessage(
   mayCall: ToolPredicate,
   hidden: HiddenTools,
 ): boolean {
-  if (!isObject(msg) || !ids.has(msg.id as string | number) || !isObject(msg.result)) return false;
+  if (!isObject(msg) || !isObject(msg.result)) return false;
+  if (ids !== ANY_ID && !ids.has(msg.id as string | number)) return false;
   const tools = msg.result.tools;
   if (!Array.isArray(tools)) return false;
   const kept = tools.filter((t: unknown) => {
@@ -112,6 +113,13 @@ function filterEvent(
  *   and unchanged since its pin).
  * @param hidden filled with the names of the tools removed.
  */
+/**
+ * `ids` of {@link toolsListFilter} for the older HTTP+SSE transport's stream, where answers are not
+ * in the response of the POST that asked: every response whose `result.tools` is an array is a
+ * `tools/list` answer (no other MCP method answers with `tools`).
+ */
+export const ANY_ID: ReadonlySet<string | number> = new Set();
+
 export function toolsListFilter(
   ids: ReadonlySet<string | number>,
   mayCall: ToolPredicate,

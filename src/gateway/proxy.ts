@@ -37,7 +37,8 @@ import {
   mayCallTool,
   parseJsonRpc,
 } from './mcp.js';
-import { toolsListFilter, type ResponseRewriter } from './mcp-response.js';
+import { ANY_ID, toolsListFilter, type ResponseRewriter } from './mcp-response.js';
+import type { PolicySnapshot } from '../policy/types.js';
 import { ToolPins } from './mcp-pins.js';
 import { foldPathCase } from '../request/normalize.js';
 import { requestHeaderBytes } from './headers.js';
@@ -368,6 +369,25 @@ export class EgressGateway {
       (req.headers['content-length'] ?? '0') !== '0' ||
       req.headers['transfer-encoding'] !== undefined;
     const endpoint = hasBody ? outcome.policy.mcp?.match(x.policyHost, x.path) : null;
+    // The older HTTP+SSE transport: its tools/list answers travel on the GET stream (docs/mcp.md).
+    const stream =
+      !hasBody && req.method === 'GET' ? outcome.policy.mcp?.matchStream(x.policyHost, x.path) : null;
+    if (stream) {
+      const rewrite = this.toolsListRewriter(x, session, stream, outcome.policy, ANY_ID);
+      forward(
+        req,
+        res,
+        target,
+        outcome.address,
+        x,
+        this.fwd,
+        outcome.meter,
+        outcome.credential,
+        null,
+        rewrite,
+      );
+      return;
+    }
     // The leak stop covers bodies (docs/credentials.md): of every session while the gateway holds a
     // value, and of a session with placeholders.
     const scan = hasBody && this.ctx.credentials !== undefined && this.ctx.credentials.scans(session);
@@ -549,27 +569,41 @@ export class EgressGateway {
     let rewrite: ResponseRewriter | null = null;
     const listIds = new Set<string | number>();
     for (const m of parsed.messages) if (m.method === 'tools/list' && m.id !== null) listIds.add(m.id);
-    if (listIds.size > 0 && endpoint.transport === 'streamable-http') {
-      // Filtered (toolsList: filter) and pinned (mcp-pins.ts): a tool whose description changed
-      // since the session first saw it is removed, and its calls refused from then on.
-      const hidden: string[] = [];
-      const changed: string[] = [];
-      x.mcp.hiddenTools = hidden;
-      x.mcp.changedTools = changed;
-      const host = x.policyHost;
-      const filter = endpoint.toolsList === 'filter';
-      rewrite = toolsListFilter(
-        listIds,
-        (name, tool) => {
-          if (filter && !mayCallTool(policy, session, host, endpoint.path, name)) return false;
-          if (this.pins.check(session.id, endpoint.name, name, tool)) return true;
-          changed.push(name);
-          return false;
-        },
-        hidden,
-      );
-    }
+    if (listIds.size > 0 && endpoint.transport === 'streamable-http')
+      rewrite = this.toolsListRewriter(x, session, endpoint, policy, listIds);
     forward(req, res, target, outcome.address, x, this.fwd, outcome.meter, outcome.credential, body, rewrite);
+  }
+
+  /**
+   * The rewriter of `tools/list` answers (mcp-response.ts): filtered (`toolsList: filter`) and pinned
+   * (mcp-pins.ts) — a tool whose description changed since the session first saw it is removed, and
+   * its calls refused from then on. Records hidden and changed tools on the exchange's `mcp`.
+   * @param ids the list requests' ids, or ANY_ID on the older transport's SSE stream.
+   */
+  private toolsListRewriter(
+    x: Exchange,
+    session: GatewaySession,
+    endpoint: McpEndpoint,
+    policy: PolicySnapshot,
+    ids: ReadonlySet<string | number>,
+  ): ResponseRewriter {
+    const hidden: string[] = [];
+    const changed: string[] = [];
+    x.mcp ??= { endpoint: endpoint.name, batch: false, messages: [] };
+    x.mcp.hiddenTools = hidden;
+    x.mcp.changedTools = changed;
+    const host = x.policyHost;
+    const filter = endpoint.toolsList === 'filter';
+    return toolsListFilter(
+      ids,
+      (name, tool) => {
+        if (filter && !mayCallTool(policy, session, host, endpoint.path, name)) return false;
+        if (this.pins.check(session.id, endpoint.name, name, tool)) return true;
+        changed.push(name);
+        return false;
+      },
+      hidden,
+    );
   }
 
   /** CONNECT: identified like plain HTTP, then intercepted or (granted passthrough) relayed. */

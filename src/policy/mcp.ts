@@ -67,9 +67,19 @@ const endpointSchema = z.strictObject({
    * `streamable-http` (default): answers come in the POST's response, so a denial is a JSON-RPC error
    * there (HTTP 200). `sse`: the older HTTP+SSE transport, whose answers travel on a separate SSE
    * stream and whose POSTs are answered 202: a denial is then HTTP 403 `egress_denied` (the SDK's
-   * client rejects the call with it), and `tools/list` answers are not filtered or pinned.
+   * client rejects the call with it); `tools/list` answers are filtered and pinned on the stream
+   * when `ssePath` names it.
    */
   transport: z.enum(['streamable-http', 'sse']).default('streamable-http'),
+  /**
+   * `transport: sse` only: the path of the server's SSE stream (`GET /sse`), on the same host. The
+   * gateway reads the `tools/list` answers that travel on it (filtered and pinned like Streamable
+   * HTTP answers). Unset: the stream is relayed as it is (calls are still decided on the POSTs).
+   */
+  ssePath: z
+    .string()
+    .refine((p) => isNormalizedPath(p), 'expected a normalised absolute path such as /sse')
+    .optional(),
 });
 
 const fileSchema = z
@@ -96,6 +106,12 @@ const fileSchema = z
         });
       names.add(e.name);
       places.add(place);
+      if (e.ssePath !== undefined && e.transport !== 'sse')
+        ctx.addIssue({
+          code: 'custom',
+          message: 'ssePath is for transport: sse only (Streamable HTTP answers travel on the POST)',
+          path: ['endpoints', i, 'ssePath'],
+        });
     });
   });
 
@@ -107,9 +123,20 @@ export class McpEndpointSet {
   readonly endpoints: readonly McpEndpoint[];
   readonly #byPlace: ReadonlyMap<string, McpEndpoint>;
 
+  readonly #byStream: ReadonlyMap<string, McpEndpoint>;
+
   constructor(endpoints: readonly McpEndpoint[]) {
     this.endpoints = Object.freeze([...endpoints]);
     this.#byPlace = new Map(endpoints.map((e) => [`${e.host} ${e.path}`, e]));
+    this.#byStream = new Map(
+      endpoints.filter((e) => e.ssePath !== undefined).map((e) => [`${e.host} ${e.ssePath}`, e]),
+    );
+  }
+
+  /** The `transport: sse` endpoint whose SSE stream (`ssePath`) is at this host and path, or null. */
+  matchStream(host: string, path: string): McpEndpoint | null {
+    if (this.#byStream.size === 0) return null;
+    return this.#byStream.get(`${host} ${path}`) ?? null;
   }
 
   get size(): number {

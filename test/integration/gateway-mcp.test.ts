@@ -226,6 +226,7 @@ beforeAll(async () => {
       `    host: ${gh}`,
       '    path: /messages',
       '    transport: sse',
+      '    ssePath: /sse',
       '  - name: secure-github',
       `    host: ${sgh}`,
       '    path: /mcp',
@@ -550,7 +551,10 @@ describe('the older HTTP+SSE transport (transport: sse)', () => {
       eventSourceInit: { fetch: fetchThrough },
     });
     const client = new Client({ name: 'airlock-test-agent', version: '1.0.0' });
+    const from = audit.events.length;
     await client.connect(transport);
+    // The list answer travels on the GET stream (ssePath): filtered there like a Streamable HTTP answer.
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['search_issues']);
     const ok = await client.callTool({ name: 'search_issues', arguments: { q: 'sse' } });
     expect(ok.content).toEqual([{ type: 'text', text: 'found 1 issue for sse' }]);
     const before = plain.log.length;
@@ -564,8 +568,24 @@ describe('the older HTTP+SSE transport (transport: sse)', () => {
     expect((err as Error).message).toContain('may not call tool \\"create_issue\\"');
     expect(plain.created).toEqual([]);
     expect(plain.log.slice(before).some((m) => m.tool === 'create_issue')).toBe(false);
+    // The stream's own audit event (written when it closes) names the tool it hid.
+    const stream = await until(
+      () => eventsFrom(from, (e) => e.method === 'GET' && e.path === '/sse' && e.mcp !== undefined)[0],
+    );
+    expect(stream.mcp).toMatchObject({ endpoint: 'github-sse', hiddenTools: ['create_issue'] });
   });
 });
+
+/** Polls `get` (every 20 ms, at most 5 s) until it returns a value. */
+async function until<T>(get: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const v = get();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 describe('MCP inside intercepted HTTPS (same pipeline)', () => {
   it('allows the granted tool and denies another by no_match, through a TLS front', async () => {

@@ -56,6 +56,15 @@ describe('mcp.yaml', () => {
     expect(set.match('tools.test:8080', '/')?.name).toBe('local');
   });
 
+  it("matches the older transport's SSE stream by its ssePath", () => {
+    const set = parseMcp(
+      'version: 1\nendpoints:\n  - name: legacy\n    host: gh.test\n    path: /messages\n    transport: sse\n    ssePath: /sse\n',
+    );
+    expect(set.matchStream('gh.test', '/sse')?.name).toBe('legacy');
+    expect(set.matchStream('gh.test', '/messages')).toBeNull();
+    expect(set.match('gh.test', '/sse')).toBeNull();
+  });
+
   it.each([
     ['version: 2\nendpoints: []\n', 'mcp.yaml:1', 'version'],
     [
@@ -85,6 +94,11 @@ describe('mcp.yaml', () => {
     ],
     ['version: 1\nendpoints: [\n', 'mcp.yaml:', 'YAML syntax error'],
     ['- a\n', 'mcp.yaml:1', 'expected a mapping'],
+    [
+      'version: 1\nendpoints:\n  - name: a\n    host: gh.test\n    path: /mcp\n    ssePath: /sse\n',
+      'mcp.yaml:6',
+      'ssePath is for transport: sse only',
+    ],
   ])('refuses %j at %s', (text, where, words) => {
     const e = errorOf(text);
     expect(e.message).toContain(where);
