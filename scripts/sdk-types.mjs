@@ -2,7 +2,7 @@
 // (src/api/openapi.ts) with openapi-typescript, formatted with the repository's prettier settings so
 // the checked-in file passes `prettier --check`.
 //
-//   npm run build && node scripts/sdk-types.mjs          # rewrite src/sdk/openapi.gen.ts
+//   npm run sdk:types                                    # build, then rewrite src/sdk/openapi.gen.ts
 //   node scripts/sdk-types.mjs --check                    # exit 1 when the checked-in file differs
 //
 // test/unit/sdk/openapi-types.test.ts runs the same generation on the current source and fails when
@@ -18,8 +18,8 @@ export const SDK_TYPES_FILE = fileURLToPath(new URL('../src/sdk/openapi.gen.ts',
 const HEADER =
   '/**\n' +
   ' * Wire types of the Airlock API, generated from its OpenAPI document (`GET /openapi.json`,\n' +
-  ' * src/api/openapi.ts) by openapi-typescript. Do not edit: run `npm run build && node\n' +
-  ' * scripts/sdk-types.mjs`. test/unit/sdk/openapi-types.test.ts fails when this file is stale.\n' +
+  ' * src/api/openapi.ts) by openapi-typescript. Do not edit: run `npm run sdk:types`.\n' +
+  ' * test/unit/sdk/openapi-types.test.ts fails when this file is stale.\n' +
   ' */\n\n';
 
 /**
@@ -44,7 +44,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (process.argv.includes('--check')) {
     const current = await readFile(SDK_TYPES_FILE, 'utf8').catch(() => '');
     if (current !== text) {
-      process.stderr.write(`${SDK_TYPES_FILE} is stale: run npm run build && node scripts/sdk-types.mjs\n`);
+      process.stderr.write(`${SDK_TYPES_FILE} is stale: run npm run sdk:types\n`);
       process.exit(1);
     }
   } else {

@@ -1,7 +1,7 @@
 /**
  * Wire types of the Airlock API, generated from its OpenAPI document (`GET /openapi.json`,
- * src/api/openapi.ts) by openapi-typescript. Do not edit: run `npm run build && node
- * scripts/sdk-types.mjs`. test/unit/sdk/openapi-types.test.ts fails when this file is stale.
+ * src/api/openapi.ts) by openapi-typescript. Do not edit: run `npm run sdk:types`.
+ * test/unit/sdk/openapi-types.test.ts fails when this file is stale.
  */
 
 export interface paths {

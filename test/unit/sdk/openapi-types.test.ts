@@ -1,7 +1,7 @@
 /**
  * The TypeScript SDK's wire types (src/sdk/openapi.gen.ts) are generated from the API's OpenAPI
  * document; this fails when the checked-in file differs from what the current document generates
- * (fix: `npm run build && node scripts/sdk-types.mjs`).
+ * (fix: `npm run sdk:types`).
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ describe('src/sdk/openapi.gen.ts', () => {
   it('is what openapi-typescript generates from the current /openapi.json', async () => {
     const expected = await generateSdkTypes(buildOpenApiDocument());
     const actual = readFileSync(SDK_TYPES_FILE, 'utf8');
-    expect(actual === expected, 'stale: run `npm run build && node scripts/sdk-types.mjs`').toBe(true);
+    expect(actual === expected, 'stale: run `npm run sdk:types`').toBe(true);
   });
 
   it('types every API route the SDK calls', () => {
