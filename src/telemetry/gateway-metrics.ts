@@ -54,14 +54,15 @@ export class DecisionMetricsSink implements AuditSink {
 }
 
 /**
- * `airlock_gateway_sessions` — gauge read at scrape time: sessions in this gateway's table (a
- * multi-worker gateway's primary sums its workers').
+ * `airlock_gateway_sessions` — gauge read at scrape time: sessions in this gateway's table. Every
+ * worker of a multi-worker gateway holds the whole table, so the primary reports the largest.
  */
 export function registerGatewaySessionsMetric(registry: client.Registry, sessionCount: () => number): void {
   new client.Gauge({
     name: 'airlock_gateway_sessions',
     help: "Sessions in this gateway's table",
     registers: [registry],
+    aggregator: 'max',
     collect() {
       this.set(sessionCount());
     },
