@@ -777,6 +777,33 @@ describe('charts/airlock metrics: ServiceMonitor and Grafana dashboard (docs/tel
     }
   });
 
+  it('telemetry.otlp reaches the controller config (parsed by the real config parser); none by default', async () => {
+    const config = async (args: string[]): Promise<ReturnType<typeof parseConfig>> =>
+      parseConfig(
+        YAML.parse(
+          (
+            one(await render(args), 'ConfigMap', 'airlock-controller') as unknown as {
+              data: Record<string, string>;
+            }
+          ).data['config.yaml']!,
+        ),
+        '/etc/airlock/config',
+      );
+    expect((await config([])).telemetry.otlp.endpoint).toBeUndefined();
+    const set = await config([
+      '--set',
+      'telemetry.otlp.endpoint=http://otel-collector.monitoring:4318',
+      '--set',
+      'telemetry.otlp.traces=true',
+    ]);
+    expect(set.telemetry.otlp).toMatchObject({
+      endpoint: 'http://otel-collector.monitoring:4318',
+      serviceName: 'airlock',
+      traces: true,
+    });
+    await expect(render(['--set', 'telemetry.otlp.endpoint=collector:4318'])).rejects.toThrow(/endpoint/);
+  });
+
   it('bad metrics values fail on the chart schema naming the key', async () => {
     await expect(render(['--set', 'metrics.serviceMonitor.interval=soon'])).rejects.toThrow(/interval/);
     await expect(render(['--set', 'metrics.grafanaDashboard.colour=red'])).rejects.toThrow(
