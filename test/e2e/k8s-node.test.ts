@@ -10,6 +10,10 @@
  *  4. every other way out of the sandbox Pod fails, and once, with the enforcer off, a probe
  *     connects (the probes are not vacuous);
  *  5. kill switch with two gateway replicas, DELETE -> last allowed call measured;
+ *     approvals (issue 9) across the replicas: an `ask` call refused 403 approval_required, approved
+ *     through the controller's API, the retry forwarded once whichever replica takes it; a grant
+ *     honoured by every replica, after Pod updates and by a replacement replica; 503
+ *     approval_unavailable while the controller is down;
  *  6. upgrade and uninstall leave no sandbox Pods, Secrets or NetworkPolicies.
  *
  * Upstreams listen on the node's own address (json-server) or on a link-local address of a bridge
@@ -30,6 +34,7 @@ import {
   kubectl,
   linkLocalListener,
   podConnects,
+  podSh,
   portForward,
   requireNode,
   setEnforcer,
@@ -47,6 +52,15 @@ const TOKEN = 'ci-api-token-0123456789abcdef'; // ci/local-images-values.yaml
 const chart = path.join(repoRoot, 'charts/airlock');
 /** nginx's TLS ports on the node (fixed: the policy names them; not the Docker e2e's 9443-9445). */
 const HTTPS_PORTS = { secure: 19443, expired: 19444, wrongName: 19445 };
+/**
+ * The tier's `ask` rule (issue 9): an analyst's edit of a post waits for a person's approval (not a
+ * comment: policies/tests expect analysts' comments denied and responders', who inherit, allowed).
+ */
+const ASK_RULE = 'p, analyst, forum.test:3000, /posts/:id, PATCH, ask';
+/** A caller name the policy gives egress rules (PUT /posts/:id only); no API token carries it. */
+const LIMITED_CREATOR = 'e2e-limited';
+/** The controller's approvals port (the chart's approvals.internalPort default). */
+const APPROVALS_PORT = 8081;
 
 let n: NodeEnv;
 let forum: JsonServer;
@@ -82,6 +96,10 @@ beforeAll(async () => {
           `p, analyst, secure.test:${HTTPS_PORTS.secure}, /posts/*, GET, allow`,
           `p, analyst, secure.test:${HTTPS_PORTS.secure}, /git/repo.git/info/refs, GET, allow`,
           `p, analyst, secure.test:${HTTPS_PORTS.secure}, /git/repo.git/git-upload-pack, POST, allow`,
+          // Approvals (issue 9): an edit waits for a person.
+          ASK_RULE,
+          // A creator with egress rules of its own (docs/policy.md "Delegation"): only replacing posts.
+          `p, ${LIMITED_CREATOR}, forum.test:3000, /posts/:id, PUT, allow`,
         ].join('\n') +
         '\n',
     );
@@ -344,10 +362,138 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
     expect(bare.exitCode).not.toBe(0);
   });
 
+  describe('approvals across gateway replicas (issue 9)', () => {
+    const EDIT = '{"title":"k8s: approved once"}';
+    const edit = (ip: string): string =>
+      viaReplica(
+        ip,
+        `-X PATCH -H 'content-type: application/json' -d '${EDIT}' http://forum.test:3000/posts/1`,
+      );
+    const title = (): unknown => forum.db().posts.find((p) => p.id === 1)?.title;
+
+    it('an ask call is refused 403 approval_required on every replica (one approval), approved through the API, forwarded once, a second identical retry refused', async () => {
+      const original = title();
+      const [a, b] = await gatewayIps();
+      const first = curlResult((await api.sh(session, edit(a!))).stdout);
+      expect(first.status, first.body).toBe(403);
+      const refusal = JSON.parse(first.body) as { error: string; approvalId: string; sessionId: string };
+      expect(refusal).toMatchObject({ error: 'approval_required', sessionId: session });
+      // The other replica asks the same controller about the same request: the same pending approval.
+      const other = curlResult((await api.sh(session, edit(b!))).stdout);
+      expect(other.status).toBe(403);
+      expect(JSON.parse(other.body)).toMatchObject({
+        error: 'approval_required',
+        approvalId: refusal.approvalId,
+      });
+      expect(title()).toBe(original); // checked on the upstream itself
+      const list = await api.raw('GET', `/v1/approvals?status=pending&sessionId=${session}`);
+      expect(list.status).toBe(200);
+      const pending = ((await list.json()) as { approvals: Array<Record<string, unknown>> }).approvals;
+      expect(pending).toEqual([
+        expect.objectContaining({
+          id: refusal.approvalId,
+          method: 'PATCH',
+          url: 'http://forum.test:3000/posts/1',
+          bodyText: EDIT,
+        }),
+      ]);
+      const ok = await api.raw('POST', `/v1/approvals/${refusal.approvalId}/approve`, {
+        reason: 'k8s e2e: the edit is fine',
+      });
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toMatchObject({ status: 'approved', uses: 1 });
+      // The retry through the replica that did not open it is forwarded; the next identical one,
+      // through the replica that did, is refused: the single use was spent at the controller.
+      const retry = curlResult((await api.sh(session, edit(b!))).stdout);
+      expect(retry.status, retry.body).toBe(200);
+      expect(title()).toBe('k8s: approved once');
+      // Put the title back on the upstream directly, so a forwarded second retry would show.
+      const restore = await fetch(`${forum.url}/posts/1`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ title: original }),
+      });
+      expect(restore.status).toBe(200);
+      const again = curlResult((await api.sh(session, edit(a!))).stdout);
+      expect(again.status).toBe(403);
+      const second = JSON.parse(again.body) as { error: string; approvalId: string };
+      expect(second.error).toBe('approval_required');
+      expect(second.approvalId).not.toBe(refusal.approvalId);
+      expect(title()).toBe(original);
+      const got = await api.raw('GET', `/v1/approvals/${refusal.approvalId}`);
+      expect(await got.json()).toMatchObject({ status: 'used', used: 1 });
+      // The forwarded call's audit event, collected from whichever replica decided it.
+      const approved = (e: AuditEvent[]): AuditEvent | undefined =>
+        e.find((x) => x.reason === 'approved' && x.approvalId === refusal.approvalId);
+      const events = await api.auditUntil(session, (e) => approved(e) !== undefined, 30_000);
+      expect(approved(events)).toMatchObject({ decision: 'allow', method: 'PATCH', status: 200 });
+      // The second approval (the refused retry) is denied, so nothing is left open.
+      const deny = await api.raw('POST', `/v1/approvals/${second.approvalId}/deny`, {
+        reason: 'one is enough',
+      });
+      expect(deny.status).toBe(200);
+    });
+
+    it('a grant given through the API is honoured by every replica, and kept when the Pod changes', async () => {
+      const ips = await gatewayIps();
+      const body = forum.db().posts.find((p) => p.id === 1)?.body;
+      // PUT /posts/1 matches no rule of the analyst role: refused until the grant.
+      for (const ip of ips)
+        expect(curlResult((await api.sh(session, replace(ip, 'x'))).stdout).status).toBe(403);
+      const g = await api.raw('POST', `/v1/sessions/${session}/grants`, {
+        rule: { host: 'forum.test:3000', path: '/posts/:id', method: 'PUT' },
+        ttlSeconds: 900,
+        reason: 'k8s e2e: replace a post',
+      });
+      expect(g.status, await g.clone().text()).toBe(201);
+      const putThrough = async (ip: string, t: string): Promise<void> => {
+        const r = curlResult((await api.sh(session, replace(ip, t))).stdout);
+        expect(r.status, `${ip}: ${r.body}`).toBe(200);
+        expect(forum.db().posts.find((p) => p.id === 1)).toMatchObject({ title: t, body });
+      };
+      for (const [i, ip] of ips.entries()) await putThrough(ip, `replica ${i}`);
+      // A Pod update reaches every replica's watch. To know when a replica has applied it, the
+      // update also changes the session's creator to one whose own rules allow only PUT /posts/:id:
+      // a replica that applied it refuses GET /posts/1 (the creator's limit). The grant must survive.
+      const creator = await kubectl(n, [
+        '-n',
+        SANDBOX_NS,
+        'get',
+        'pod',
+        sandboxPod,
+        '-o',
+        'jsonpath={.metadata.annotations.airlock\\.io/created-by}',
+      ]);
+      expect(creator).toBe('operator'); // the chart's API token name
+      const getStatus = async (ip: string): Promise<number> =>
+        curlResult((await api.sh(session, viaReplica(ip, 'http://forum.test:3000/posts/1'))).stdout).status;
+      await setCreator(sandboxPod, LIMITED_CREATOR);
+      for (const [i, ip] of ips.entries()) {
+        await waitUntil(
+          async () => (await getStatus(ip)) === 403,
+          `replica ${i} applied the Pod update`,
+          30_000,
+        );
+        await putThrough(ip, `after a Pod update, replica ${i}`);
+      }
+      // Back to the real creator (the kill switch case below needs GET allowed on both replicas).
+      await setCreator(sandboxPod, creator);
+      for (const [i, ip] of ips.entries()) {
+        await waitUntil(
+          async () => (await getStatus(ip)) === 200,
+          `replica ${i} applied the second update`,
+          30_000,
+        );
+        await putThrough(ip, `after two Pod updates, replica ${i}`);
+      }
+    });
+  });
+
   describe('every other way out of the sandbox Pod fails', () => {
     let other = '';
     let otherIp = '';
     let gatewayIp = '';
+    let controllerIp = '';
     beforeAll(async () => {
       if (setupError || !session) return;
       const s = await api.create({ role: 'analyst', ttlSeconds: 900 });
@@ -377,6 +523,18 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
           'jsonpath={.items[0].status.podIP}',
         ])
       ).trim();
+      controllerIp = (
+        await kubectl(n, [
+          '-n',
+          NS,
+          'get',
+          'pods',
+          '-l',
+          'app.kubernetes.io/component=controller',
+          '-o',
+          'jsonpath={.items[0].status.podIP}',
+        ])
+      ).trim();
     }, 120_000);
 
     const targets = (): Array<[string, string, number]> => [
@@ -385,6 +543,7 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       ['the kubelet on the node', n.nodeIp, 10250],
       ['the API server ClusterIP', n.apiClusterIp, 443],
       ['the gateway admin port', gatewayIp, 9090],
+      ["the controller's approvals port", controllerIp, APPROVALS_PORT],
       ['another sandbox Pod', otherIp, 8080],
       ['the cluster DNS (TCP)', n.clusterDns, 53],
       ['a link-local listener on a bridge of the node', metadata?.ip ?? '', metadata?.port ?? 0],
@@ -533,6 +692,8 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
   describe('faults', () => {
     let f = '';
     let fPod = '';
+    /** The gateway replicas (Pod IPs) when `f` got its grant. */
+    let grantedReplicas: string[] = [];
     const reconnect = async (): Promise<void> => {
       await stopForward?.();
       const fwd = await portForward(n, NS, `svc/${RELEASE}-controller`, 8080);
@@ -546,6 +707,14 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
     it('a gateway Pod deleted mid-session: calls go on through the other replica', async () => {
       f = (await api.create({ role: 'analyst', ttlSeconds: 900 })).id;
       fPod = `airlock-${f}`;
+      // A grant from before the restart: the replacement replica must get it back (next case).
+      const g = await api.raw('POST', `/v1/sessions/${f}/grants`, {
+        rule: { host: 'forum.test:3000', path: '/posts/:id', method: 'PUT' },
+        ttlSeconds: 900,
+        reason: 'k8s e2e: survives a gateway restart',
+      });
+      expect(g.status).toBe(201);
+      grantedReplicas = await gatewayIps();
       const lines = loopInPod(
         fPod,
         `while :; do c=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://forum.test:3000/posts/1); echo "$(date +%s%3N) 0 $c"; done`,
@@ -629,17 +798,51 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       }
     });
 
-    it('the controller restarted: sessions recovered, TTL still enforced', async () => {
+    it('a replacement gateway replica gets the grants back from the controller (resync)', async () => {
+      const ips = await gatewayIps();
+      expect(ips.filter((ip) => !grantedReplicas.includes(ip)).length).toBeGreaterThanOrEqual(1);
+      // The controller notices the new replica (its instance id) within its 2 s watchdog and
+      // registers every session there again, grants included.
+      for (const [i, ip] of ips.entries()) {
+        const t = `restarted, replica ${i}`;
+        await waitUntil(
+          async () => curlResult((await api.sh(f, replace(ip, t))).stdout).status === 200,
+          `replica ${ip}${grantedReplicas.includes(ip) ? '' : ' (new)'} honours the grant`,
+          30_000,
+        );
+        expect(forum.db().posts.find((p) => p.id === 1)?.title).toBe(t);
+      }
+    });
+
+    it('the controller restarted: sessions recovered, TTL still enforced; while it is down ask calls get 503 approval_unavailable', async () => {
       const short = await api.create({ role: 'analyst', ttlSeconds: 45 });
-      await kubectl(n, [
-        '-n',
-        NS,
-        'delete',
-        'pod',
-        '-l',
-        'app.kubernetes.io/component=controller',
-        '--wait=false',
-      ]);
+      // Down first (no endpoint behind its Services), then back: the gateways cannot ask anyone.
+      await kubectl(n, ['-n', NS, 'scale', `deploy/${RELEASE}-controller`, '--replicas=0']);
+      await waitUntil(
+        async () => (await listNames(NS, 'pods', 'app.kubernetes.io/component=controller')).length === 0,
+        'the controller Pod gone',
+        120_000,
+      );
+      // Straight into the sandbox Pod (the API is down): the ask call is refused, fail closed, and
+      // never reaches the upstream; an allowed call goes on.
+      const before = forum.db().posts;
+      const ask = await podSh(
+        n,
+        SANDBOX_NS,
+        fPod,
+        `curl -s -m 30 -w '\\n%{http_code}' -X PATCH -H 'content-type: application/json' -d '{"title":"while down"}' http://forum.test:3000/posts/1`,
+      );
+      expect(curlResult(ask.stdout).status, ask.stdout + ask.stderr).toBe(503);
+      expect(JSON.parse(curlResult(ask.stdout).body)).toMatchObject({ error: 'approval_unavailable' });
+      expect(forum.db().posts).toEqual(before);
+      const get = await podSh(
+        n,
+        SANDBOX_NS,
+        fPod,
+        "curl -s -m 10 -o /dev/null -w '%{http_code}' http://forum.test:3000/posts/1",
+      );
+      expect(get.stdout).toBe('200');
+      await kubectl(n, ['-n', NS, 'scale', `deploy/${RELEASE}-controller`, '--replicas=1']);
       await kubectl(
         n,
         ['-n', NS, 'rollout', 'status', `deploy/${RELEASE}-controller`, '--timeout=180s'],
@@ -802,6 +1005,58 @@ interface PodStatusView {
 }
 const podReady = (p: PodStatusView): boolean =>
   p.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+
+/** The Pod IPs of the gateway replicas (running ones with an IP). */
+async function gatewayIps(): Promise<string[]> {
+  const ips = (
+    await kubectl(n, [
+      '-n',
+      NS,
+      'get',
+      'pods',
+      '-l',
+      'app.kubernetes.io/component=gateway',
+      '--field-selector=status.phase=Running',
+      '-o',
+      'jsonpath={.items[*].status.podIP}',
+    ])
+  )
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
+  expect(ips).toHaveLength(2);
+  return ips;
+}
+
+/**
+ * A curl (printing the body, then the status on its own line) through one gateway replica: the
+ * sandbox's proxy URL (its credential) with the host swapped for that replica's Pod IP.
+ */
+function viaReplica(ip: string, curlArgs: string): string {
+  return `p=$(echo "$HTTP_PROXY" | sed -E 's#@[^:/]+#@${ip}#'); curl -s -m 30 -w '\\n%{http_code}' -x "$p" ${curlArgs}`;
+}
+
+/** PUT /posts/1 with `title` (the post's body kept) through one replica: what the tier's grants allow. */
+function replace(ip: string, title: string): string {
+  const post = JSON.stringify({ title, body: 'Asking for a colleague.' });
+  return viaReplica(
+    ip,
+    `-X PUT -H 'content-type: application/json' -d '${post}' http://forum.test:3000/posts/1`,
+  );
+}
+
+/** Sets the `created-by` annotation of a session Pod (a Pod update every replica sees). */
+async function setCreator(pod: string, creator: string): Promise<void> {
+  await kubectl(n, [
+    '-n',
+    SANDBOX_NS,
+    'annotate',
+    'pod',
+    pod,
+    `airlock.io/created-by=${creator}`,
+    '--overwrite',
+  ]);
+}
 
 /** What the cluster looked like, for a failure message. */
 async function clusterState(): Promise<string> {

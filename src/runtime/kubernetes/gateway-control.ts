@@ -12,6 +12,13 @@ export interface KubernetesControlHooks {
    * @throws RuntimeError when the Pod cannot be labelled.
    */
   beforeRevoke(sessionId: string): Promise<void>;
+  /**
+   * The Pod IPs of the given sessions' running sandbox Pods, by session id (sessions whose Pod has no
+   * IP, or is gated, ending or revoked, are absent). The SessionManager knows a session by the
+   * address it had when prepared (`pod:<name>`), so a later register (a grant) or a resync needs it.
+   * @throws RuntimeError when the Pods cannot be read.
+   */
+  podAddresses?(sessionIds: readonly string[]): Promise<Map<string, string>>;
 }
 
 /**
@@ -19,9 +26,11 @@ export interface KubernetesControlHooks {
  * that learn sessions from the Kubernetes API (their Pod watch) and are reached through GatewayReplicas:
  *
  * - `status`: every replica's status folded into one (GatewayReplicas.status);
- * - `register`: sent to every replica when the session has a Pod IP; before that (a prepared Pod has
- *   none) there is nothing to bind, and the replicas' watch will see the IP;
- * - `sync` (after a gateway restart): each session with a Pod IP is registered on every replica;
+ * - `register`: sent to every replica when the session has a Pod IP — its own, or else its running
+ *   Pod's (`podAddresses`: a grant registered after the Pod started); before that (a prepared Pod
+ *   has none) there is nothing to bind, and the replicas' watch will see the IP;
+ * - `sync` (after a gateway restart): each session with a Pod IP (found the same way) is registered
+ *   on every replica, grants included;
  *   nothing is revoked by a resync here, since revocations travel through the Pod label and `revoke`;
  * - `revoke`: the Pod is labelled revoked, then every replica revokes the session and answers after
  *   closing its sockets: the kill switch resolves only when all replicas refuse.
@@ -41,13 +50,27 @@ export class KubernetesGatewayControl implements GatewayControl {
 
   register(session: GatewaySession): Promise<void> {
     return unavailable(async () => {
-      if (hasPodIp(session)) await this.replicas.register(session);
+      for (const s of await this.withPodIp([session])) await this.replicas.register(s);
     });
   }
 
   sync(sessions: GatewaySession[]): Promise<void> {
     return unavailable(async () => {
-      for (const s of sessions.filter(hasPodIp)) await this.replicas.register(s);
+      for (const s of await this.withPodIp(sessions)) await this.replicas.register(s);
+    });
+  }
+
+  /** The sessions that have a Pod IP: their own, or their running Pod's; the others are left out. */
+  private async withPodIp(sessions: readonly GatewaySession[]): Promise<GatewaySession[]> {
+    const missing = sessions.filter((s) => !hasPodIp(s)).map((s) => s.id);
+    const ips =
+      missing.length > 0 && this.hooks.podAddresses
+        ? await this.hooks.podAddresses(missing)
+        : new Map<string, string>();
+    return sessions.flatMap((s) => {
+      if (hasPodIp(s)) return [s];
+      const ip = ips.get(s.id);
+      return ip !== undefined && isIP(ip) !== 0 ? [{ ...s, address: ip }] : [];
     });
   }
 

@@ -247,6 +247,7 @@ export class KubernetesRuntime implements SandboxRuntime {
       this.replicas = new GatewayReplicas({ service: a.service, urls: a.urls, port: a.port, token });
       this.control = new KubernetesGatewayControl(this.replicas, {
         beforeRevoke: (id) => this.markRevoked(id),
+        podAddresses: (ids) => this.runningPodIps(ids),
       });
       const replicas = this.replicas;
       this.collector = new AuditCollector({
@@ -460,6 +461,43 @@ export class KubernetesRuntime implements SandboxRuntime {
     } catch (err) {
       throw wrapKube('list sandboxes', err);
     }
+  }
+
+  /**
+   * The Pod IPs of the sessions' running Pods (started, not ending, not revoked), by session id: one
+   * read for one session, one list for more. @throws RuntimeError when the API server refuses.
+   */
+  private async runningPodIps(ids: readonly string[]): Promise<Map<string, string>> {
+    let pods: V1Pod[];
+    try {
+      if (ids.length === 1) {
+        try {
+          pods = [
+            await this.core.readNamespacedPod({ name: sandboxObjectName(ids[0]!), namespace: this.ns }),
+          ];
+        } catch (err) {
+          if (isNotFound(err)) return new Map();
+          throw err;
+        }
+      } else {
+        pods = (
+          await this.core.listNamespacedPod({
+            namespace: this.ns,
+            labelSelector: sandboxSelector(this.k.instance),
+          })
+        ).items;
+      }
+    } catch (err) {
+      throw wrapKube('read sandbox Pod addresses', err);
+    }
+    const want = new Set(ids);
+    const out = new Map<string, string>();
+    for (const pod of pods) {
+      const info = this.infoOf(pod);
+      if (want.has(info.sessionId) && info.running && isIP(info.address) !== 0)
+        out.set(info.sessionId, info.address);
+    }
+    return out;
   }
 
   /**
