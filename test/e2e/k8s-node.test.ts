@@ -468,16 +468,19 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       const getStatus = async (ip: string): Promise<number> =>
         curlResult((await api.sh(session, viaReplica(ip, 'http://forum.test:3000/posts/1'))).stdout).status;
       await setCreator(sandboxPod, LIMITED_CREATOR);
-      for (const [i, ip] of ips.entries()) {
-        await waitUntil(
-          async () => (await getStatus(ip)) === 403,
-          `replica ${i} applied the Pod update`,
-          30_000,
-        );
-        await putThrough(ip, `after a Pod update, replica ${i}`);
+      try {
+        for (const [i, ip] of ips.entries()) {
+          await waitUntil(
+            async () => (await getStatus(ip)) === 403,
+            `replica ${i} applied the Pod update`,
+            30_000,
+          );
+          await putThrough(ip, `after a Pod update, replica ${i}`);
+        }
+      } finally {
+        // Back to the real creator (the kill switch case below needs GET allowed on both replicas).
+        await setCreator(sandboxPod, creator);
       }
-      // Back to the real creator (the kill switch case below needs GET allowed on both replicas).
-      await setCreator(sandboxPod, creator);
       for (const [i, ip] of ips.entries()) {
         await waitUntil(
           async () => (await getStatus(ip)) === 200,
