@@ -9,17 +9,21 @@
  *   sessions, and calls succeed again (time measured); the audit trail still verifies (hash chain);
  * - kill -9 of the control plane: sessions keep working through the gateway, TTL still enforced by it
  *   (a short-lived session's calls are refused once it expires), and on restart every live session is
- *   recovered once, the expired one removed.
+ *   recovered once, the expired one removed;
+ * - a restart of dockerd (last: it stops every container of the engine): the API answers problem
+ *   codes meanwhile, the gateway comes back and new sessions work; the sandboxes stopped with the
+ *   engine (no restart policy; unless the engine has live-restore) and their sessions do not survive.
  * Error-level lines of the serve process fail the test unless listed in EXPECTED_ERRORS with why.
  *
  * Run alone, under the Docker lock: `flock /tmp/airlock-e2e.lock npx vitest run --project e2e test/e2e/faults.test.ts`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAudit, loadAuditPublicKeys } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
@@ -148,6 +152,67 @@ const querySha = (i: number): string => createHash('sha256').update(`call=${i}`)
 
 const countBy = (calls: Call[]): Record<string, number> =>
   calls.reduce<Record<string, number>>((acc, c) => ((acc[c.code] = (acc[c.code] ?? 0) + 1), acc), {});
+
+const run = promisify(execFile);
+
+interface Answer {
+  status: number;
+  type: string | null;
+  body: string;
+}
+
+/**
+ * Stops the Docker engine the way it is managed here (systemd's docker.service, or the dockerd
+ * scripts/setup.sh started with nohup), runs `whileDown`, starts it again and waits until it
+ * answers (120 s). @returns what `whileDown` returned.
+ */
+async function restartDockerd<T>(whileDown: () => Promise<T>): Promise<T> {
+  const systemd = await run('systemctl', ['is-active', '--quiet', 'docker']).then(
+    () => true,
+    () => false,
+  );
+  if (systemd) await run('systemctl', ['stop', 'docker.socket', 'docker']);
+  else {
+    const pids = (await run('pidof', ['dockerd'])).stdout.trim().split(/\s+/).map(Number);
+    for (const pid of pids) process.kill(pid, 'SIGTERM');
+    await until(() => pids.every((pid) => !alive(pid)), 120_000, 'dockerd to stop');
+  }
+  let result: T;
+  try {
+    result = await whileDown();
+  } finally {
+    if (systemd) await run('systemctl', ['start', 'docker']);
+    else {
+      const out = openSync('/var/log/airlock-dockerd.log', 'a');
+      // Detached (its own session), and holding none of this process's descriptors but its log:
+      // an inherited one (a lock file of the test runner's) would stay held by the daemon.
+      const closeFds = 'for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done';
+      spawn('bash', ['-c', `${closeFds}; exec dockerd`], {
+        detached: true,
+        stdio: ['ignore', out, out],
+      }).unref();
+    }
+    await until(
+      () =>
+        docker.ping().then(
+          () => true,
+          () => false,
+        ),
+      120_000,
+      'the Docker engine to answer again',
+    );
+  }
+  return result;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 beforeAll(async () => {
   await requireDockerAndImages(['airlock-gateway:dev', 'airlock-sandbox:dev']);
@@ -319,5 +384,72 @@ describe('faults', () => {
     expect(r.stdout + r.stderr).toMatch(/^OK: \d+ event\(s\), \d+ stream\(s\), \d+ signature\(s\) verified/);
     expect(r.code).toBe(0);
     expect(readFileSync(`${auditFile}.sig`, 'utf8').length).toBeGreaterThan(0);
+  });
+
+  // Last: it restarts the whole engine (every container of the machine stops with it).
+  it('dockerd restart: the API answers problem codes meanwhile, the gateway comes back, new sessions work', async () => {
+    serve = await startServe();
+    const api = serve.api;
+    const old = (await api.create({ role: 'analyst' })).id;
+    const down = await restartDockerd(async () => {
+      // While the engine is down: answers with a stable code, never a 500 with a stack.
+      const create = await api.raw('POST', '/v1/sessions', { role: 'analyst' });
+      const list = await api.raw('GET', '/v1/sessions');
+      const exec = await api.raw('POST', `/v1/sessions/${old}/exec`, { command: ['true'] });
+      return Promise.all(
+        [create, list, exec].map(async (r) => ({
+          status: r.status,
+          type: r.headers.get('content-type'),
+          body: await r.text(),
+        })),
+      );
+    });
+    console.log(
+      JSON.stringify({
+        fault: 'dockerd restart',
+        whileDown: down.map((d) => ({ status: d.status, body: d.body.slice(0, 200) })),
+      }),
+    );
+    const [create, list, exec] = down as [Answer, Answer, Answer];
+    expect(list.status).toBe(200); // the control plane's own view
+    for (const a of [create, exec]) {
+      expect([502, 503]).toContain(a.status);
+      expect(a.type).toMatch(/^application\/problem\+json/);
+      const body = JSON.parse(a.body) as { code: string; detail?: string };
+      expect(body.code).toMatch(/^AIRLOCK_(RUNTIME_FAILED|GATEWAY_UNAVAILABLE)$/);
+      expect(body.detail ?? '').not.toMatch(/\n\s+at /); // no stack trace
+    }
+    // Back: the restart policy starts the gateway, the control plane follows its new port and
+    // resyncs; a new session works end to end.
+    let fresh: string | null = null;
+    await until(
+      async () => {
+        const r = await api.raw('POST', '/v1/sessions', { role: 'analyst' });
+        if (r.status === 201) fresh = ((await r.json()) as { id: string }).id;
+        return fresh !== null;
+      },
+      120_000,
+      'a session to be created after the engine restart',
+    );
+    const calls: Call[] = [];
+    await loop(fresh!, 3, calls);
+    expect(calls.map((c) => c.code)).toEqual([200, 200, 200]);
+    // What does not survive: the old session's sandbox stopped with the engine (sandboxes have no
+    // restart policy: a restarted agent process would have lost its state). Its calls cannot
+    // happen; exec answers a problem code, and removing it works.
+    // (With the engine's live-restore on, containers keep running through a daemon restart.)
+    const liveRestore =
+      ((await docker.info()) as { LiveRestoreEnabled?: boolean }).LiveRestoreEnabled === true;
+    const sandbox = await docker.getContainer(sandboxContainerName(old)).inspect();
+    expect(sandbox.State.Running).toBe(liveRestore);
+    const oldExec = await api.raw('POST', `/v1/sessions/${old}/exec`, { command: ['true'] });
+    console.log(JSON.stringify({ fault: 'dockerd restart', liveRestore, oldSessionExec: oldExec.status }));
+    if (liveRestore) expect(oldExec.status).toBe(200);
+    else {
+      expect(oldExec.status).not.toBe(500);
+      expect(oldExec.status).toBeGreaterThanOrEqual(400);
+      expect(oldExec.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    }
+    await api.remove(old);
   });
 });
