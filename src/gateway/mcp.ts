@@ -237,7 +237,11 @@ export function mayCallTool(
 ): boolean {
   const path = mcpVirtualPath(endpointPath, 'tools/call', tool);
   if (path === null) return false;
-  const { decision } = decideEgress(policy, { role: session.role, host, path, method: MCP_METHOD }, session.creator);
+  const { decision } = decideEgress(
+    policy,
+    { role: session.role, host, path, method: MCP_METHOD },
+    session.creator,
+  );
   // A tool behind an ask rule can be called with a person's approval: the agent may plan with it.
   return decision.allowed || decision.reason === 'rule_ask';
 }
@@ -261,7 +265,9 @@ function canonicalJson(v: unknown): string {
  * since a client retries a call under a new id. Same tool, same arguments → same binding.
  */
 export function mcpApprovalBinding(messages: readonly McpMessage[]): string {
-  const decided = messages.filter((m) => m.decided).map((m) => ({ method: m.method, params: m.params ?? {} }));
+  const decided = messages
+    .filter((m) => m.decided)
+    .map((m) => ({ method: m.method, params: m.params ?? {} }));
   return createHash('sha256').update(canonicalJson(decided)).digest('hex');
 }
 

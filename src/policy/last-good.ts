@@ -137,7 +137,7 @@ export class LastKnownGood {
       // Complain mode is a learning aid, never a steady state: say so at every load and reload.
       this.#logger?.warn(
         { ...context, version: snapshot.version, complain: [...snapshot.complainRoles].sort() },
-        'complain mode (modes.yaml): calls these roles\' rules deny are forwarded for GET, HEAD and OPTIONS and audited would_deny',
+        "complain mode (modes.yaml): calls these roles' rules deny are forwarded for GET, HEAD and OPTIONS and audited would_deny",
       );
     }
     const changed = previous?.version !== snapshot.version;

@@ -607,6 +607,8 @@ describe('airlock policy suggest', { timeout: 180_000 }, () => {
     await writeFile(path.join(dir, 'modes.yaml'), 'version: 1\ncomplain: [learner, learner]\n');
     const bad = await airlock('check', dir);
     expect(bad.code).toBe(1);
-    expect(bad.stdout + bad.stderr).toMatch(/modes\.yaml:2: error: complain\.1: role "learner" is listed twice/);
+    expect(bad.stdout + bad.stderr).toMatch(
+      /modes\.yaml:2: error: complain\.1: role "learner" is listed twice/,
+    );
   });
 });
