@@ -211,7 +211,23 @@ describe('README quick start, verbatim', () => {
     expect(find(results, 'airlock credentials ls').rc, report).toBe(0);
     const audit = find(results, 'airlock audit <session-id> --follow');
     expect(audit.rc, report).toBe(0);
-    expect(audit.out).toMatch(/GET.*forum\.test:3000.*\/posts\/1/);
+    // JSON lines, one per decision of the finished session; --follow returned once it had ended.
+    const trail = audit.out
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as { method: string; host: string; port: number; path: string; decision: string },
+      );
+    expect(trail).toContainEqual(
+      expect.objectContaining({
+        method: 'GET',
+        host: 'forum.test',
+        port: 3000,
+        path: '/posts/1',
+        decision: 'allow',
+      }),
+    );
     const suggest = find(results, 'airlock policy suggest policies');
     expect(suggest.rc, report).toBe(0);
     expect(suggest.out).toContain('analyst');
