@@ -285,14 +285,21 @@ export class EgressGateway {
       res.destroy();
       return;
     }
-    const x = this.exchange(req.method ?? 'UNKNOWN', 'https', tunnel.session, req);
+    const x = this.exchange(req.method ?? 'UNKNOWN', tunnel.scheme, tunnel.session, req);
     tunnel.connect.requests = (tunnel.connect.requests ?? 0) + 1;
     x.host = tunnel.host;
     x.port = tunnel.port;
     let target: Target;
     try {
       target = this.upstreamForm(
-        parseTunnelledRequest(req.url ?? '', req.headers.host, req.rawHeaders, tunnel.host, tunnel.port),
+        parseTunnelledRequest(
+          req.url ?? '',
+          req.headers.host,
+          req.rawHeaders,
+          tunnel.host,
+          tunnel.port,
+          tunnel.scheme,
+        ),
       );
       x.methodOverride = methodOverrideOf(req, target.query);
     } catch (err) {
@@ -666,8 +673,25 @@ export class EgressGateway {
       return;
     }
     const method = isWebSocketUpgrade(req) ? WEBSOCKET_METHOD : (req.method ?? 'UNKNOWN');
-    const x = this.exchange(method, tunnel ? 'https' : 'http', tunnel?.session ?? null, req);
+    const x = this.exchange(method, tunnel ? tunnel.scheme : 'http', tunnel?.session ?? null, req);
     if (tunnel) tunnel.connect.requests = (tunnel.connect.requests ?? 0) + 1;
+    if (tunnel?.scheme === 'http') {
+      // Plain HTTP inside a CONNECT tunnel (tunnel.ts): requests are decided, upgrades are not relayed.
+      x.host = tunnel.host;
+      x.port = tunnel.port;
+      return this.refuseRaw(socket, x, {
+        kind: 'refuse',
+        reason: 'bad_request',
+        rule: null,
+        policyVersion: x.policyVersion,
+        body: {
+          error: 'not_supported',
+          detail:
+            'an upgrade inside a plain (not TLS) CONNECT tunnel is not supported: send ws:// requests to the proxy in absolute form, or use wss://',
+          sessionId: tunnel.session.id,
+        },
+      });
+    }
     const address = normalizeRemoteAddress(socket.remoteAddress);
     let target: Target;
     try {

@@ -87,15 +87,17 @@ export function parseTunnelTarget(
   hostHeader: string | undefined,
   host: string,
   port: number,
+  scheme: 'http' | 'https' = 'https',
 ): Target {
   let pathAndQuery = url;
   if (!url.startsWith('/')) {
-    if (!url.toLowerCase().startsWith('https://')) {
+    const prefix = `${scheme}://`;
+    if (!url.toLowerCase().startsWith(prefix)) {
       throw new RequestValidationError('expected an origin-form target inside the tunnel', 'request-target');
     }
-    const rest = url.slice(8);
+    const rest = url.slice(prefix.length);
     const slash = rest.search(/[/?]/);
-    const a = parseAuthority(slash < 0 ? rest : rest.slice(0, slash), 'https', 'request-target');
+    const a = parseAuthority(slash < 0 ? rest : rest.slice(0, slash), scheme, 'request-target');
     if (a.host !== host || a.port !== port) {
       throw new RequestValidationError(
         'request target names another host than the CONNECT',
@@ -105,19 +107,19 @@ export function parseTunnelTarget(
     pathAndQuery = slash < 0 ? '/' : rest.slice(slash);
   }
   if (hostHeader === undefined) throw new RequestValidationError('missing Host header', 'host');
-  const h = parseAuthority(hostHeader, 'https', 'host');
+  const h = parseAuthority(hostHeader, scheme, 'host');
   if (h.host !== host || h.port !== port) {
     throw new RequestValidationError('Host header names another host than the CONNECT', 'host');
   }
   const { path, query } = splitPathQuery(pathAndQuery);
   return {
-    scheme: 'https',
+    scheme,
     host,
     port,
     path,
     query,
-    policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'https'),
-    authority: authorityOf(host, port, 'https'),
+    policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, scheme),
+    authority: authorityOf(host, port, scheme),
   };
 }
 
@@ -204,10 +206,11 @@ export function parseTunnelledRequest(
   rawHeaders: readonly string[],
   host: string,
   port: number,
+  scheme: 'http' | 'https' = 'https',
 ): Target {
   const framing = framingProblem(rawHeaders);
   if (framing) throw new RequestValidationError(framing, 'headers');
-  return parseTunnelTarget(url, hostHeader, host, port);
+  return parseTunnelTarget(url, hostHeader, host, port, scheme);
 }
 
 /** `scheme://authority/path` without the query: the `url` of deny bodies. */

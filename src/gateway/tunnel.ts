@@ -23,6 +23,11 @@ export interface Tunnel {
   port: number;
   /** The CONNECT's exchange, finished when the tunnel closes; counts the requests decided inside. */
   connect: Exchange;
+  /**
+   * `http`: the client spoke plain HTTP inside the tunnel (no TLS handshake: Node's fetch with
+   * NODE_USE_ENV_PROXY, undici's ProxyAgent and others tunnel `http://` URLs too); `https`: TLS.
+   */
+  scheme: 'http' | 'https';
 }
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
@@ -83,6 +88,25 @@ export class Tunnels {
     socket.write(ESTABLISHED);
     x.status = 200;
     if (head.length > 0) socket.unshift(head);
+    // A TLS handshake starts with a handshake record (0x16); anything else is plain HTTP, read
+    // request by request exactly as inside TLS (every request decided on its own, scheme http).
+    const first = await firstByte(socket);
+    if (first === null) {
+      x.finish();
+      return;
+    }
+    if (first !== 0x16) {
+      this.open.add(socket);
+      this.byTlsSocket.set(socket, { session, host, port: x.port, connect: x, scheme: 'http' });
+      socket.once('close', () => {
+        this.open.delete(socket);
+        x.bytesOut = socket.bytesRead;
+        x.bytesIn = socket.bytesWritten;
+        x.finish();
+      });
+      this.inner.emit('connection', socket);
+      return;
+    }
     let sniMismatch = false;
     let secured = false;
     const tlsSocket = new tls.TLSSocket(socket, {
@@ -102,7 +126,13 @@ export class Tunnels {
       },
     });
     this.open.add(socket);
-    this.byTlsSocket.set(tlsSocket as unknown as Socket, { session, host, port: x.port, connect: x });
+    this.byTlsSocket.set(tlsSocket as unknown as Socket, {
+      session,
+      host,
+      port: x.port,
+      connect: x,
+      scheme: 'https',
+    });
     tlsSocket.once('secure', () => (secured = true));
     tlsSocket.once('close', () => {
       this.open.delete(socket);
@@ -188,4 +218,32 @@ export class Tunnels {
     socket.once('close', done);
     socket.once('error', done);
   }
+}
+
+/**
+ * The first byte the client sends on `socket` (left unread for the next reader), or null when the
+ * socket ends or fails first.
+ */
+function firstByte(socket: Socket): Promise<number | null> {
+  return new Promise((resolve) => {
+    const done = (v: number | null): void => {
+      socket.off('readable', onReadable);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.off('error', onEnd);
+      resolve(v);
+    };
+    const onEnd = (): void => done(null);
+    const onReadable = (): void => {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null || chunk.length === 0) return;
+      socket.unshift(chunk);
+      done(chunk[0] as number);
+    };
+    socket.on('readable', onReadable);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.once('error', onEnd);
+    onReadable();
+  });
 }

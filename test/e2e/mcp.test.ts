@@ -198,6 +198,35 @@ describe('MCP tool calls decided one by one, the SDK client in a sandbox', () =>
     expect(posts()).toBe(forwardedPosts);
   });
 
+  it("Node's own fetch through the sandbox's env proxy (CONNECT, then plain HTTP) is decided per request", async () => {
+    const s = (await api.create({ role: 'agent' })).id;
+    const init = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-03-26',
+        capabilities: {},
+        clientInfo: { name: 'node-fetch', version: '1' },
+      },
+    });
+    const r = await api.exec(s, [
+      'node',
+      '--input-type=module',
+      '-e',
+      `const r = await fetch('${URL_}', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: ${JSON.stringify(init)} }); console.log(r.status);`,
+    ]);
+    expect(r.stdout.trim(), r.stderr).toBe('200');
+    const events = await api.auditUntil(s, (e) => e.some((x) => x.method === 'POST' && x.scheme === 'http'));
+    expect(events.some((x) => x.method === 'CONNECT' && x.reason === 'tls_handshake_failed')).toBe(false);
+    expect(events.find((x) => x.method === 'POST')).toMatchObject({
+      scheme: 'http',
+      decision: 'allow',
+      status: 200,
+    });
+    await api.remove(s);
+  });
+
   it('after the kill switch the session is gone and its MCP traffic with it', async () => {
     const before = posts();
     await api.remove(session);
