@@ -587,8 +587,9 @@ describe('kill switch (property 5)', () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const opts = { auth: `${E.id}:${E.cred}`, localAddress: E.address, agent };
     expect((await proxyRequest(proxy, forumUrl('/posts/1'), opts)).status).toBe(200);
-    // Same registration, now expired (the gateway's own clock decides; no control-plane call).
-    session.expiresAtMs = Date.now() - 1;
+    // The same session, registered again with an expiry now past (the gateway keeps a monotonic
+    // deadline per registration, src/gateway/sessions.ts; the keep-alive socket stays open).
+    sessions.upsert({ ...session, expiresAtMs: Date.now() - 1 });
     const late = await proxyRequest(proxy, forumUrl('/posts/1'), opts);
     expect(late.status).toBe(403);
     expect(late.json()).toMatchObject({ error: 'session_expired', sessionId: E.id });
