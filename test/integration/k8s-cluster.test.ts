@@ -149,6 +149,7 @@ describe('helm install on a real kube-apiserver', () => {
     ]);
     const svcs = await core.listNamespacedService({ namespace: NS });
     expect(svcs.items.map((s) => s.metadata?.name).sort()).toEqual([
+      'airlock-approvals', // the controller's approvals port, for the gateways (docs/kubernetes.md)
       'airlock-controller',
       'airlock-gateway',
       'airlock-gateway-admin',
