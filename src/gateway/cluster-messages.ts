@@ -41,6 +41,12 @@ export type WorkerMessage =
 export const WORKER_ENV = 'AIRLOCK_GATEWAY_WORKER';
 
 /** What the primary hands a worker when it forks it. */
+/**
+ * Environment variable carrying the token a worker presents to the control plane's approvals
+ * endpoint (the gateway admin token, which the primary does not give workers as their admin token).
+ */
+export const CONTROL_TOKEN_ENV = 'AIRLOCK_CONTROL_TOKEN';
+
 export interface WorkerSpec {
   /** 1..N; a restarted worker keeps its number. */
   id: number;

@@ -18,6 +18,7 @@ import {
   isAirlockMessage,
   type PrimaryMessage,
   WORKER_ENV,
+  CONTROL_TOKEN_ENV,
   type WorkerMessage,
   type WorkerSpec,
 } from './cluster-messages.js';
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
   const config = { ...spec.config, port: 0, listenHost: '127.0.0.1' };
   gw = await startGatewayService(config, 'worker-has-no-admin-api', logger, {
     id: spec.id,
+    ...(process.env[CONTROL_TOKEN_ENV] ? { controlToken: process.env[CONTROL_TOKEN_ENV] } : {}),
     budgets,
     beforeListen: (sessions) =>
       new Promise<void>((resolve) => {

@@ -42,6 +42,7 @@ import {
   isAirlockMessage,
   type PrimaryMessage,
   WORKER_ENV,
+  CONTROL_TOKEN_ENV,
   type WorkerMessage,
   type WorkerSpec,
 } from './cluster-messages.js';
@@ -228,7 +229,13 @@ export async function startGatewayCluster(
 
   const fork = (id: number, restarts: number): void => {
     const spec: WorkerSpec = { id, config: input };
-    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(spec), AIRLOCK_ADMIN_TOKEN: '' });
+    // Workers serve no admin API (no admin token); they claim approvals from the control plane with
+    // the same shared secret (docs/approvals.md), passed under its own name.
+    const worker = cluster.fork({
+      [WORKER_ENV]: JSON.stringify(spec),
+      AIRLOCK_ADMIN_TOKEN: '',
+      [CONTROL_TOKEN_ENV]: adminToken,
+    });
     const slot: Slot = {
       id,
       worker,

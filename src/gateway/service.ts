@@ -59,6 +59,11 @@ export interface GatewayWorkerOptions {
   onAuditFailure?(reason: string | null): void;
   /** The budget counters shared through the primary (budgets.ts `SharedBudgets`). */
   budgets?: BudgetAuthority;
+  /**
+   * The token for the control plane's approvals endpoint (the gateway admin token): a worker has no
+   * admin token of its own. @default the admin token
+   */
+  controlToken?: string;
 }
 
 /**
@@ -223,7 +228,7 @@ export async function startGatewayService(
     ap.url !== undefined
       ? new ApprovalClient({
           url: ap.url,
-          token: adminToken,
+          token: worker?.controlToken ?? adminToken,
           ...(ap.socketPath !== undefined ? { socketPath: ap.socketPath } : {}),
         })
       : null,

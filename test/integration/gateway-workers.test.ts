@@ -21,6 +21,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { pickWorker } from '../../src/gateway/cluster.js';
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
+import { MemoryAuditSink } from '../../src/audit/file-sink.js';
+import { ApprovalService } from '../../src/sessions/approvals.js';
+import { startApprovalsServer } from '../../src/sessions/approvals-server.js';
 
 const MAIN = path.resolve('dist/cli/main.js');
 const TOKEN = 'workers-admin-token-0123456789';
@@ -34,6 +37,8 @@ let stderr = '';
 let proxyPort: number;
 let adminPort: number;
 let auditFile: string;
+let approvals: ApprovalService;
+let approvalsServer: http.Server;
 
 interface Session {
   id: string;
@@ -197,6 +202,8 @@ beforeAll(async () => {
       `p, worker, up.test:${upstreamPort}, /, CONNECT, allow`,
       `p, worker, metered.test:${upstreamPort}, /*, GET, allow`,
       `p, worker, metered.test:${upstreamPort}, /*, POST, allow`,
+      // Approvals (docs/approvals.md): claimed by the worker that serves the call.
+      `p, worker, asked.test:${upstreamPort}, /*, GET, ask`,
       '',
     ].join('\n'),
   );
@@ -230,10 +237,20 @@ beforeAll(async () => {
     auditFile,
     auditStdout: false,
     allowPrivateCidrs: ['127.0.0.0/8'],
-    hostAliases: { 'up.test': '127.0.0.1', 'metered.test': '127.0.0.1' },
+    hostAliases: { 'up.test': '127.0.0.1', 'metered.test': '127.0.0.1', 'asked.test': '127.0.0.1' },
     workers: 2,
     limits: LIMITS,
+    approvals: { url: 'http://airlock-control', socketPath: path.join(dir, 'control.sock') },
   };
+  // The control plane's side of approvals, on the socket the workers claim through.
+  approvals = new ApprovalService(
+    { pendingSeconds: 600, defaultUses: 1, defaultTtlSeconds: 600, webhook: null },
+    { lookup: () => ({ role: 'worker', creator: '' }) },
+    new MemoryAuditSink(),
+  );
+  approvalsServer = await startApprovalsServer(approvals, TOKEN, {
+    socketPath: path.join(dir, 'control.sock'),
+  });
   child = spawn(process.execPath, [MAIN, 'gateway'], {
     env: {
       ...process.env,
@@ -262,6 +279,8 @@ afterAll(async () => {
     await exited;
   }
   await new Promise<void>((r) => upstream?.close(() => r()));
+  approvals?.close();
+  await new Promise<void>((r) => (approvalsServer ? approvalsServer.close(() => r()) : r()));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -440,6 +459,19 @@ describe('gateway with 2 workers', () => {
     expect(await call(y!, false, { host: 'metered.test', method: 'POST', body })).toBe(429);
     const [e] = (await eventsOf(y!.id, 1)).filter((ev) => ev.reason === 'budget_exceeded');
     expect(e).toMatchObject({ worker: 2, status: 429, method: 'POST' });
+  });
+
+  it('each worker claims approvals from the control plane with the shared token (ask rules)', async () => {
+    for (const s of [ON1, ON2]) {
+      await register(s);
+      // Not 503 approval_unavailable: the worker reached the control plane and opened an approval.
+      expect(await call(s, false, { host: 'asked.test' })).toBe(403);
+      const [pending] = approvals.list({ status: 'pending', sessionId: s.id });
+      expect(pending).toBeDefined();
+      approvals.approve(pending!.id, 'lead', { reason: 'ok' });
+      expect(await call(s, false, { host: 'asked.test' })).toBe(200);
+      expect(await call(s, false, { host: 'asked.test' })).toBe(403); // used once
+    }
   });
 
   it('both workers append whole lines to the one audit file under concurrent load', async () => {
