@@ -20,6 +20,7 @@ export const ErrorCodes = {
   EXEC_TIMEOUT: 'AIRLOCK_EXEC_TIMEOUT',
   SANDBOX_REJECTED: 'AIRLOCK_SANDBOX_REJECTED',
   ISOLATION_FAILED: 'AIRLOCK_ISOLATION_FAILED',
+  RUNTIME_UNAVAILABLE: 'AIRLOCK_RUNTIME_UNAVAILABLE',
   APPROVAL_NOT_FOUND: 'AIRLOCK_APPROVAL_NOT_FOUND',
   APPROVAL_CONFLICT: 'AIRLOCK_APPROVAL_CONFLICT',
 } as const;
@@ -151,9 +152,20 @@ export class UnknownRoleError extends AirlockError {
 
 /** The sandbox runtime (the Docker engine or the Kubernetes API) failed; `cause` carries its error. */
 export class RuntimeError extends AirlockError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(ErrorCodes.RUNTIME_FAILED, message, options);
+  constructor(message: string, options?: { cause?: unknown }, code: ErrorCode = ErrorCodes.RUNTIME_FAILED) {
+    super(code, message, options);
     this.name = 'RuntimeError';
+  }
+}
+
+/**
+ * The container engine cannot be reached at all (its socket is gone or refuses: dockerd stopped or
+ * restarting). A RuntimeError, answered 503 `AIRLOCK_RUNTIME_UNAVAILABLE`: retry later.
+ */
+export class RuntimeUnavailableError extends RuntimeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options, ErrorCodes.RUNTIME_UNAVAILABLE);
+    this.name = 'RuntimeUnavailableError';
   }
 }
 

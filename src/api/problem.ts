@@ -54,6 +54,7 @@ const byCode: Partial<Record<ApiErrorCode, Mapping>> = {
   [ErrorCodes.UNKNOWN_ROLE]: { status: 422, title: 'Unknown role' },
   [ErrorCodes.SANDBOX_REJECTED]: { status: 422, title: 'Sandbox rejected by the platform' },
   [ErrorCodes.RUNTIME_FAILED]: { status: 502, title: 'Container runtime failed' },
+  [ErrorCodes.RUNTIME_UNAVAILABLE]: { status: 503, title: 'Container runtime unavailable' },
   [ErrorCodes.GATEWAY_UNAVAILABLE]: { status: 503, title: 'Egress gateway unavailable' },
   [ErrorCodes.ISOLATION_FAILED]: { status: 503, title: 'Sandbox isolation self-test failed' },
   [ErrorCodes.EXEC_TIMEOUT]: { status: 504, title: 'Command timed out' },

@@ -89,6 +89,10 @@ export class SandboxRejectedError extends AirlockApiError {
 export class RuntimeFailedError extends AirlockApiError {
   override name = 'RuntimeFailedError';
 }
+/** 503 `AIRLOCK_RUNTIME_UNAVAILABLE`: the container engine cannot be reached (stopped, restarting): retry later. */
+export class RuntimeUnavailableError extends AirlockApiError {
+  override name = 'RuntimeUnavailableError';
+}
 /** 503 `AIRLOCK_GATEWAY_UNAVAILABLE`: the egress gateway (or a valid policy) is not available. */
 export class GatewayUnavailableError extends AirlockApiError {
   override name = 'GatewayUnavailableError';
@@ -114,6 +118,7 @@ const byCode: Readonly<Record<string, ApiErrorClass>> = {
   AIRLOCK_UNKNOWN_ROLE: UnknownRoleError,
   AIRLOCK_SANDBOX_REJECTED: SandboxRejectedError,
   AIRLOCK_RUNTIME_FAILED: RuntimeFailedError,
+  AIRLOCK_RUNTIME_UNAVAILABLE: RuntimeUnavailableError,
   AIRLOCK_GATEWAY_UNAVAILABLE: GatewayUnavailableError,
   AIRLOCK_ISOLATION_FAILED: IsolationFailedError,
   AIRLOCK_EXEC_TIMEOUT: ExecTimeoutError,

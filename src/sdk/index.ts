@@ -25,6 +25,7 @@ export {
   InvalidRequestError,
   IsolationFailedError,
   RuntimeFailedError,
+  RuntimeUnavailableError,
   SandboxRejectedError,
   SessionConflictError,
   SessionNotFoundError,

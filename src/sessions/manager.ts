@@ -121,6 +121,8 @@ function withPlaceholders(
 export class SessionManager implements SessionService {
   private readonly sessions = new Map<string, Record_>();
   private readonly endedListeners: ((id: string) => void)[] = [];
+  /** Monotonic expiry deadlines (`performance.now()` ms) by session id; see {@link arm}. */
+  private readonly deadlines = new Map<string, number>();
   private gateway: GatewayControl | null = null;
   private gatewayInstance: string | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -193,14 +195,26 @@ export class SessionManager implements SessionService {
     }
   }
 
+  /**
+   * Removes the session at its expiry. The wall-clock expiry is turned into a monotonic deadline once
+   * (when the session is first armed), so setting the clock back does not keep a sandbox past its TTL
+   * and setting it forward does not end it early (the gateway enforces the TTL the same way).
+   */
   private arm(id: string): void {
     const r = this.sessions.get(id);
     if (!r) return;
     if (r.timer) clearTimeout(r.timer);
-    const delay = r.info.expiresAt.getTime() - Date.now();
+    let deadline = this.deadlines.get(id);
+    if (deadline === undefined) {
+      deadline = performance.now() + (r.info.expiresAt.getTime() - Date.now());
+      this.deadlines.set(id, deadline);
+    }
+    const due = deadline;
+    const delay = due - performance.now();
     r.timer = setTimeout(
       () => {
-        if (Date.now() < r.info.expiresAt.getTime()) return this.arm(id);
+        if (performance.now() < due) return this.arm(id);
+        this.deadlines.delete(id);
         this.logger?.info({ sessionId: id }, 'session TTL expired');
         this.remove(id).catch((err: unknown) => this.logger?.error({ err, sessionId: id }, 'expiry failed'));
       },
@@ -439,6 +453,7 @@ export class SessionManager implements SessionService {
       throw err;
     }
     this.sessions.delete(id);
+    this.deadlines.delete(id);
     this.logger?.info({ sessionId: id }, 'session removed');
     for (const l of this.endedListeners) {
       try {

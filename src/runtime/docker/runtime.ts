@@ -10,7 +10,7 @@ import Docker from 'dockerode';
 import tar from 'tar-stream';
 import { loadOrCreateCa } from '../../pki/ca.js';
 import { GATEWAY_ADMIN_PORT, type Config } from '../../config/schema.js';
-import { ExecTimeoutError, RuntimeError } from '../../errors.js';
+import { ExecTimeoutError, RuntimeError, RuntimeUnavailableError } from '../../errors.js';
 import { DockerGatewayControl } from './gateway-control.js';
 import type { GatewayServiceConfig } from '../../gateway-wire/config.js';
 import type { GatewayControl } from '../../gateway-wire/control.js';
@@ -109,8 +109,20 @@ function isNotFound(err: unknown): boolean {
   return (err as { statusCode?: number }).statusCode === 404;
 }
 
+/** Socket errors that mean the engine itself is not there (stopped, restarting), not a failed call. */
+const ENGINE_DOWN: ReadonlySet<string> = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
+
 function wrap(what: string, err: unknown): RuntimeError {
   const msg = (err as { json?: { message?: string } }).json?.message ?? (err as Error).message;
+  const code = (err as NodeJS.ErrnoException).code;
+  // dockerode reports a missing or refusing engine socket as the connect error itself.
+  if (code !== undefined && ENGINE_DOWN.has(code) && (err as { json?: unknown }).json === undefined)
+    return new RuntimeUnavailableError(
+      `${what}: the container engine cannot be reached (${msg}); retry later`,
+      {
+        cause: err,
+      },
+    );
   return new RuntimeError(`${what}: ${msg}`, { cause: err });
 }
 

@@ -3,7 +3,7 @@
  * the probe script, so the manager's handling of pass, fail and error is shown without Docker.
  */
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { AuditIndex } from '../../../src/audit/index-reader.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { IsolationFailedError } from '../../../src/errors.js';
@@ -163,5 +163,28 @@ describe('SessionManager: isolation self-test', () => {
     const { m } = await manager(rt);
     expect((await m.create({ role: 'analyst' }, 'tester')).status).toBe('running');
     expect(rt.execs).toBe(0);
+  });
+});
+
+describe('SessionManager: TTL on a monotonic clock', () => {
+  it('removes an expired sandbox on time even when the wall clock is set back (or forward)', async () => {
+    vi.useFakeTimers({
+      toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
+    });
+    try {
+      for (const jumpMs of [-3_600_000, 3_600_000]) {
+        const rt = new FakeRuntime(gatewayOnly);
+        const { m } = await manager(rt, false);
+        const view = await m.create({ role: 'analyst', ttlSeconds: 10 }, 'tester');
+        vi.setSystemTime(Date.now() + jumpMs); // someone sets the clock back (or forward) an hour
+        await vi.advanceTimersByTimeAsync(9_000);
+        expect(rt.calls).not.toContain(`remove ${view.id}`); // not early
+        await vi.advanceTimersByTimeAsync(1_100);
+        expect(rt.calls, `jump ${jumpMs} ms`).toContain(`remove ${view.id}`); // and not late
+        m.stop();
+      }
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

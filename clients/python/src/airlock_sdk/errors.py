@@ -68,6 +68,10 @@ class RuntimeFailedError(AirlockApiError):
     """502 AIRLOCK_RUNTIME_FAILED: the container runtime failed."""
 
 
+class RuntimeUnavailableError(AirlockApiError):
+    """503 AIRLOCK_RUNTIME_UNAVAILABLE: the container engine cannot be reached; retry later."""
+
+
 class GatewayUnavailableError(AirlockApiError):
     """503 AIRLOCK_GATEWAY_UNAVAILABLE: no gateway or no valid policy."""
 
@@ -89,6 +93,7 @@ _BY_CODE: Dict[str, Type[AirlockApiError]] = {
     "AIRLOCK_UNKNOWN_ROLE": UnknownRoleError,
     "AIRLOCK_SANDBOX_REJECTED": SandboxRejectedError,
     "AIRLOCK_RUNTIME_FAILED": RuntimeFailedError,
+    "AIRLOCK_RUNTIME_UNAVAILABLE": RuntimeUnavailableError,
     "AIRLOCK_GATEWAY_UNAVAILABLE": GatewayUnavailableError,
     "AIRLOCK_ISOLATION_FAILED": IsolationFailedError,
     "AIRLOCK_EXEC_TIMEOUT": ExecTimeoutError,
