@@ -19,7 +19,7 @@ export const MAX_PINNED_TOOLS = 4_096;
 const SWEEP_AT = 1_024;
 
 /** The JSON text of `v` with object keys sorted at every level (a hash that ignores key order). */
-function canonical(v: unknown): string {
+export function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (typeof v === 'object' && v !== null) {
     const o = v as Record<string, unknown>;

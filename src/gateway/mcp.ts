@@ -19,6 +19,7 @@
  *    otherwise the same bytes are forwarded.
  */
 import { createHash } from 'node:crypto';
+import { canonical } from './mcp-pins.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import type { McpAuditMessage } from '../audit/event.js';
 import { decideEgress } from '../policy/delegation.js';
@@ -246,19 +247,6 @@ export function mayCallTool(
   return decision.allowed || decision.reason === 'rule_ask';
 }
 
-/** JSON with object keys sorted at every level: equal values, equal text. */
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
-
 /**
  * What an approval of an MCP body is bound to (docs/approvals.md "MCP"): the SHA-256 (hex) of the
  * canonical JSON of its decided messages' methods and params, in order — the JSON-RPC ids excluded,
@@ -268,7 +256,7 @@ export function mcpApprovalBinding(messages: readonly McpMessage[]): string {
   const decided = messages
     .filter((m) => m.decided)
     .map((m) => ({ method: m.method, params: m.params ?? {} }));
-  return createHash('sha256').update(canonicalJson(decided)).digest('hex');
+  return createHash('sha256').update(canonical(decided)).digest('hex');
 }
 
 /** The audit record of a body's messages (AuditEvent `mcp.messages`). */
