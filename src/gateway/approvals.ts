@@ -131,7 +131,7 @@ export class ApprovalGate {
       sessionId: session.id,
       role: session.role,
       method: a.method,
-      url: x.url,
+      url: x.urlWithQuery,
       policyVersion: version,
       rule: decision.rule,
     };
@@ -156,7 +156,7 @@ export class ApprovalGate {
           role: session.role,
           creator: session.creator ?? '',
           method: a.method,
-          url: x.url,
+          url: x.urlWithQuery,
           bodySha256: a.bindingSha256 ?? createHash('sha256').update(a.body).digest('hex'),
           bodyBytes: a.body.length,
           contentType: a.contentType.slice(0, 256),

@@ -107,6 +107,11 @@ export class Exchange {
     this.policyVersion = policyVersion;
   }
 
+  /** `url` with the query as forwarded (`?a=1`): what an approval is bound to (approvals.ts). */
+  get urlWithQuery(): string {
+    return this.url + this.query;
+  }
+
   /** Records the parsed target. */
   setTarget(t: ExchangeTarget): void {
     this.host = t.host;

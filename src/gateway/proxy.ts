@@ -27,7 +27,7 @@ import { decide, decideBody, type AskHandler, type DecideContext, type Outcome }
 import { ApprovalGate } from './approvals.js';
 import { Exchange, type Refusal } from './exchange.js';
 import { BudgetCounters } from './budgets.js';
-import { readBody } from './body.js';
+import { readBody, type BodyRead } from './body.js';
 import {
   auditMessages,
   decideMcpMessages,
@@ -330,17 +330,8 @@ export class EgressGateway {
       const read = await readBody(req, this.opts.limits);
       if (!read.ok) {
         res.shouldKeepAlive = false;
-        return {
-          kind: 'refuse',
-          reason: read.why === 'too_large' ? 'body_too_large' : 'client_timeout',
-          rule: decision.rule,
-          policyVersion,
-          body: {
-            error: read.why === 'too_large' ? 'body_too_large' : 'request_timeout',
-            detail: `${read.detail} (a call that needs approval is bound to its whole body)`,
-            sessionId: session.id,
-          },
-        };
+        const why = `${read.detail} (a call that needs approval is bound to its whole body)`;
+        return bodyRefusal(read.why, why, decision.rule, policyVersion, session.id);
       }
       asked = read.body;
       const ct = req.headers['content-type'];
@@ -437,15 +428,8 @@ export class EgressGateway {
       x.finish();
       return null;
     }
-    const error = read.why === 'too_large' ? 'body_too_large' : 'request_timeout';
     res.shouldKeepAlive = false;
-    this.refuse(req, res, x, {
-      kind: 'refuse',
-      reason: read.why === 'too_large' ? 'body_too_large' : 'client_timeout',
-      rule: x.rule,
-      policyVersion: x.policyVersion,
-      body: { error, detail: read.detail, sessionId: session.id },
-    });
+    this.refuse(req, res, x, bodyRefusal(read.why, read.detail, x.rule, x.policyVersion, session.id));
     return null;
   }
 
@@ -834,4 +818,25 @@ export class EgressGateway {
       ),
     );
   }
+}
+
+/**
+ * The refusal of a body the gateway had to read whole and could not: 413 `body_too_large` (over
+ * `gateway.limits.bufferedBodyBytes`) or 408 `request_timeout` (too slow), nothing forwarded.
+ */
+function bodyRefusal(
+  why: Exclude<BodyRead, { ok: true }>['why'],
+  detail: string,
+  rule: string | null,
+  policyVersion: string | null,
+  sessionId: string,
+): Refusal {
+  const tooLarge = why === 'too_large';
+  return {
+    kind: 'refuse',
+    reason: tooLarge ? 'body_too_large' : 'client_timeout',
+    rule,
+    policyVersion,
+    body: { error: tooLarge ? 'body_too_large' : 'request_timeout', detail, sessionId },
+  };
 }

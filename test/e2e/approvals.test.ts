@@ -218,6 +218,15 @@ describe('approval of the exact request', () => {
     expect(JSON.parse(changed.body).approvalId).not.toBe(approvalId);
     expect(forum.db().comments.some((c) => String(c.body).includes('port 22'))).toBe(false);
 
+    // The same body to the same path with a query the approver never saw: another request.
+    const withQuery = await curl(
+      analyst,
+      `-X POST -H 'content-type: application/json' -d '${REPLY}' '${FORUM}/comments?postId=2'`,
+    );
+    expect(withQuery.status).toBe(403);
+    expect(JSON.parse(withQuery.body).approvalId).not.toBe(approvalId);
+    expect((await pending(lead, analyst)).some((a) => a.url === `${FORUM}/comments?postId=2`)).toBe(true);
+
     const posted = await postComment(analyst, REPLY);
     expect(posted.status).toBe(201);
     expect(forum.db().comments.filter((c) => c.body === JSON.parse(REPLY).body)).toHaveLength(1);
