@@ -129,7 +129,7 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080');
 
-const cidr = z.string().refine((v) => {
+export const cidr = z.string().refine((v) => {
   const [addr, bits, extra] = v.split('/');
   if (extra !== undefined || addr === undefined || bits === undefined || !/^\d{1,3}$/.test(bits))
     return false;

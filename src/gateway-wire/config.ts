@@ -16,6 +16,7 @@ import {
   upstreamsSchema,
   auditQuerySchema,
   auditOnFailureSchema,
+  cidr,
 } from '../config/schema.js';
 
 /**
@@ -37,6 +38,11 @@ export const gatewayServiceSchema = z.strictObject({
   /** name -> IP, already resolved (no "host-gateway" here). */
   hostAliases: z.record(z.string(), z.string()).default({}),
   allowPrivateCidrs: z.array(z.string()).default([]),
+  /**
+   * Source ranges (CIDR) the admin API refuses whoever asks (the Docker runtime: the sandboxes'
+   * `runtime.docker.subnetPool`), besides every address the session table knows.
+   */
+  adminRefuseSources: z.array(cidr).default([]),
   /** Upstream timeouts in ms, defined with their defaults once in the config schema. */
   ...upstreamTimeoutsSchema.shape,
   /** Per-session limits (`gateway.limits.*`), defined with their defaults once in the config schema. */

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { BlockList, isIP, type AddressInfo } from 'node:net';
 import { gatewaySessionSchema, gatewaySyncSchema } from '../gateway-wire/session.js';
 import type { AuditRingSink } from '../audit/ring-sink.js';
 import type { PolicySource } from '../policy/types.js';
@@ -38,6 +38,29 @@ export interface AdminOptions {
   notReady?: () => string | null;
   /** The recent audit events served by `GET /admin/audit` (absent: 404). */
   audit?: Pick<AuditRingSink, 'page'>;
+  /**
+   * Source ranges (CIDR) refused whatever the session table says: the sandboxes' networks (Docker:
+   * `runtime.docker.subnetPool`). The table alone is not enough: a gateway that has just restarted
+   * knows no session until the control plane resyncs it.
+   */
+  refuseSources?: readonly string[];
+}
+
+/**
+ * A BlockList of CIDRs (`10.213.0.0/16`, `fd00::/8`); a bare address is a /32 (/128).
+ * @throws Error naming the entry that is not a CIDR
+ */
+export function cidrBlockList(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [addr = '', bits] = c.split('/');
+    const family = isIP(addr);
+    const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits);
+    if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 6 ? 128 : 32))
+      throw new Error(`not a CIDR: "${c}"`);
+    list.addSubnet(addr, prefix, family === 6 ? 'ipv6' : 'ipv4');
+  }
+  return list;
 }
 
 /** Most events one `GET /admin/audit` answers. */
@@ -90,12 +113,18 @@ export function createAdminServer(opts: AdminOptions): http.Server {
     return timingSafeEqual(d, digest);
   };
   const startedAt = new Date().toISOString();
+  const refused = cidrBlockList(opts.refuseSources ?? []);
+  const fromSandbox = (address: string): boolean => {
+    if (opts.sessions.atAddress(address)) return true;
+    const family = isIP(address);
+    return family !== 0 && refused.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  };
 
   return http.createServer((req, res) => {
     void (async () => {
       const url = req.url ?? '/';
       // A sandbox must never drive the admin API, even holding a token.
-      if (opts.sessions.atAddress(normalizeRemoteAddress(req.socket.remoteAddress)))
+      if (fromSandbox(normalizeRemoteAddress(req.socket.remoteAddress)))
         return send(res, 403, { error: 'forbidden' });
       if (url === '/healthz') return send(res, 200, { status: 'ok' });
       if (url === '/readyz') {

@@ -384,6 +384,7 @@ export async function startGatewayCluster(
     policy,
     token: adminToken,
     instanceId: randomUUID(),
+    refuseSources: cfg.adminRefuseSources,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.clusterMetrics() }),
     notReady: () => {
       const s = [...slots.values()].find((w) => w.auditFailure);

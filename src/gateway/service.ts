@@ -264,6 +264,7 @@ export async function startGatewayService(
         policy,
         token: adminToken,
         instanceId: randomUUID(),
+        refuseSources: cfg.adminRefuseSources,
         metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
         notReady: auditNotReady,
         ...(auditRing ? { audit: auditRing } : {}),

@@ -47,6 +47,8 @@ export interface SessionManagerOptions {
 
 /** Largest delay setTimeout accepts (~24.8 days); longer TTLs re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The watchdog ticks every 2 s; sessions are reconciled with the runtime every 5th tick (10 s). */
+const RECONCILE_EVERY = 5;
 
 /** Session ids: `s-` + 16 lowercase hex (64 random bits). */
 function newSessionId(): string {
@@ -126,6 +128,14 @@ export class SessionManager implements SessionService {
   private gateway: GatewayControl | null = null;
   private gatewayInstance: string | null = null;
   private watchdog: NodeJS.Timeout | null = null;
+  /**
+   * Sessions being created (registered with the gateway, not yet in `sessions`): a resync in that
+   * window must keep them, or the gateway would forget a session its create is about to return.
+   */
+  private readonly starting = new Map<string, SandboxInfo>();
+  /** Watchdog ticks since the last reconcile (every {@link RECONCILE_EVERY} ticks). */
+  private ticks = 0;
+  private reconciling: Promise<void> | null = null;
   private gatewayError: string | null = 'gateway not started';
   private readonly selfTestMetrics: SelfTestMetrics;
   private selfTestUnsupportedLogged = false;
@@ -175,17 +185,59 @@ export class SessionManager implements SessionService {
   }
 
   private liveGatewaySessions(): GatewaySession[] {
-    return [...this.sessions.values()]
-      .filter((r) => r.status === 'running')
-      .map((r) => toGatewaySession(r.info, r.grants));
+    return [
+      ...[...this.sessions.values()]
+        .filter((r) => r.status === 'running')
+        .map((r) => toGatewaySession(r.info, r.grants)),
+      ...[...this.starting.values()].map((info) => toGatewaySession(info)),
+    ];
+  }
+
+  /**
+   * Sessions whose sandbox stopped or vanished behind the control plane's back (the engine restarted
+   * without live-restore, the container was stopped or removed by hand, the Pod was evicted) become
+   * `stopped`: revoked at the gateway and kept in the list, so the user sees what happened; DELETE
+   * or the TTL removes them. Runs every {@link RECONCILE_EVERY} watchdog ticks and before a resync;
+   * does nothing while the runtime cannot list (the engine is down). Concurrent calls share one run.
+   */
+  reconcile(): Promise<void> {
+    this.reconciling ??= this.reconcileOnce().finally(() => (this.reconciling = null));
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    // Only sessions already running before the listing: one whose create finishes meanwhile was
+    // listed while still prepared (not started) and must not be taken for stopped.
+    const before = new Set([...this.sessions].filter(([, r]) => r.status === 'running').map(([id]) => id));
+    let listed: SandboxInfo[];
+    try {
+      listed = await this.runtime.list();
+    } catch {
+      return; // the runtime is away: nothing is known, nothing changes
+    }
+    const running = new Set(listed.filter((i) => i.running).map((i) => i.sessionId));
+    for (const [id, r] of this.sessions) {
+      if (!before.has(id) || r.status !== 'running' || running.has(id)) continue;
+      r.status = 'stopped';
+      r.info = { ...r.info, running: false };
+      this.logger?.warn({ sessionId: id }, 'sandbox is no longer running: session stopped');
+      await this.gateway?.revoke(id).catch((err: unknown) => {
+        this.logger?.warn({ err, sessionId: id }, 'could not revoke a stopped session at the gateway');
+      });
+    }
   }
 
   private async checkGateway(): Promise<void> {
     if (!this.gateway) return;
+    if (++this.ticks >= RECONCILE_EVERY) {
+      this.ticks = 0;
+      await this.reconcile();
+    }
     try {
       const status = await this.gateway.status();
       if (status.instanceId !== this.gatewayInstance) {
         this.logger?.warn('gateway restarted: resyncing sessions');
+        await this.reconcile();
         await this.gateway.sync(this.liveGatewaySessions());
         this.gatewayInstance = status.instanceId;
       }
@@ -348,17 +400,20 @@ export class SessionManager implements SessionService {
       createdBy: caller,
       labels: req.labels ?? {},
     });
+    this.starting.set(id, info);
     try {
       await gateway.register(toGatewaySession(info));
       await this.runtime.start(id);
       if (this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);
     } catch (err) {
+      this.starting.delete(id);
       await gateway.revoke(id).catch(() => undefined);
       await this.runtime.remove(id).catch(() => undefined);
       throw err;
     }
     const record: Record_ = { info: { ...info, running: true }, status: 'running', timer: null, grants: [] };
     this.sessions.set(id, record);
+    this.starting.delete(id);
     this.arm(id);
     this.logger?.info({ sessionId: id, role: req.role, caller }, 'session created');
     return this.view(record);

@@ -27,7 +27,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAudit, loadAuditPublicKeys } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
-import { GATEWAY_CONTAINER, sandboxContainerName } from '../../src/runtime/docker/labels.js';
+import { GATEWAY_ADMIN_PORT } from '../../src/config/schema.js';
+import {
+  GATEWAY_CONTAINER,
+  sandboxContainerName,
+  sessionNetworkName,
+} from '../../src/runtime/docker/labels.js';
 import { TestApi } from '../helpers/api-client.js';
 import { ensureBuilt } from '../helpers/cli.js';
 import { docker, networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
@@ -115,11 +120,23 @@ interface Call {
  * Runs `n` calls (`GET /posts/1?call=I`, 100 ms apart) inside a sandbox with `docker exec` and
  * streams their results into `calls` as they happen. @returns when the loop ends.
  */
-async function loop(sessionId: string, n: number, calls: Call[]): Promise<void> {
+/**
+ * Runs `n` calls inside the session's sandbox, 100 ms apart (`pauseS`), pushing each call's index,
+ * HTTP status (0: no answer) and time. Default: GET the forum through the gateway (the sandbox's
+ * proxy settings); `direct`: that URL without any proxy.
+ */
+async function loop(
+  sessionId: string,
+  n: number,
+  calls: Call[],
+  opts: { direct?: string; pauseS?: number } = {},
+): Promise<void> {
+  const curl = opts.direct
+    ? `curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 1 '${opts.direct}'`
+    : `curl -s -o /dev/null -w '%{http_code}' --max-time 3 '${FORUM}/posts/1?call='$i`;
   const script =
     `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); t=$(date +%s%3N); ` +
-    `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 '${FORUM}/posts/1?call='$i); ` +
-    `echo "$i $c $t"; sleep 0.1; done`;
+    `c=$(${curl}); echo "$i $c $t"; sleep ${opts.pauseS ?? 0.1}; done`;
   const exec = await docker.getContainer(sandboxContainerName(sessionId)).exec({
     Cmd: ['sh', '-c', script],
     AttachStdout: true,
@@ -260,9 +277,24 @@ describe('faults', () => {
     await until(() => calls.length >= 20, 60_000, '20 calls before the fault');
     const gw = await docker.getContainer(GATEWAY_CONTAINER).inspect();
     const restartsBefore = gw.RestartCount;
+    // Meanwhile the sandbox also tries the admin API on the gateway's address on its network: a
+    // restarted gateway knows no session until the control plane resyncs it, and must still refuse.
+    const gwIp = gw.NetworkSettings.Networks[sessionNetworkName(a)]?.IPAddress;
+    expect(gwIp).toMatch(/^10\.213\./);
+    const adminProbes: Call[] = [];
+    const probing = loop(a, 200, adminProbes, {
+      direct: `http://${gwIp}:${GATEWAY_ADMIN_PORT}/healthz`,
+      pauseS: 0.05,
+    });
     const tKill = Date.now();
     process.kill(gw.State.Pid, 'SIGKILL'); // the gateway process (the container's init) dies at once
     await done;
+    await probing;
+    console.log(JSON.stringify({ fault: 'gateway kill -9', adminProbesFromSandbox: countBy(adminProbes) }));
+    // Refused (403) or not connected (0, while it is down) — never answered as to the control plane.
+    expect(adminProbes).toHaveLength(200);
+    for (const c of adminProbes) expect([0, 403]).toContain(c.code);
+    expect(adminProbes.some((c) => c.code === 403 && c.t > tKill)).toBe(true);
     const after = calls.filter((c) => c.t >= tKill);
     const firstFailure = after.find((c) => c.code !== 200);
     const recovered = firstFailure ? after.find((c) => c.t > firstFailure.t && c.code === 200) : undefined;
@@ -443,6 +475,15 @@ describe('faults', () => {
       ((await docker.info()) as { LiveRestoreEnabled?: boolean }).LiveRestoreEnabled === true;
     const sandbox = await docker.getContainer(sandboxContainerName(old)).inspect();
     expect(sandbox.State.Running).toBe(liveRestore);
+    // The control plane says so: the session is listed `stopped` (reconciled with the engine).
+    await until(
+      async () => {
+        const r = await api.raw('GET', `/v1/sessions/${old}`);
+        return ((await r.json()) as { status: string }).status === (liveRestore ? 'running' : 'stopped');
+      },
+      30_000,
+      'the old session to be listed as its sandbox is',
+    );
     const oldExec = await api.raw('POST', `/v1/sessions/${old}/exec`, { command: ['true'] });
     console.log(JSON.stringify({ fault: 'dockerd restart', liveRestore, oldSessionExec: oldExec.status }));
     if (liveRestore) expect(oldExec.status).toBe(200);

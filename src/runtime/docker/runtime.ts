@@ -275,6 +275,9 @@ export class DockerRuntime implements SandboxRuntime {
         ]),
       ),
       allowPrivateCidrs: g.allowPrivateCidrs,
+      // Sandboxes live on /29s of this pool: none may drive the admin API, even before the
+      // control plane has told a restarted gateway which addresses are sessions.
+      adminRefuseSources: [this.cfg.runtime.docker.subnetPool],
       connectTimeoutMs: g.connectTimeoutMs,
       headersTimeoutMs: g.headersTimeoutMs,
       bodyTimeoutMs: g.bodyTimeoutMs,
