@@ -18,6 +18,7 @@
  */
 import {
   createHash,
+  hash,
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
@@ -31,9 +32,13 @@ import { appendFile, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditChainLink, AuditEvent } from './event.js';
 
-/** SHA-256 (hex) of one audit line as written, without its newline. */
-export function lineHash(line: string): string {
-  return createHash('sha256').update(line, 'utf8').digest('hex');
+/**
+ * SHA-256 (hex) of one audit line as written, without its newline: the line's text (hashed as
+ * UTF-8) or its bytes. One-shot `crypto.hash` (no Hash object per line: about half the CPU of
+ * `createHash().update().digest()` for a 500-byte line on Node 24).
+ */
+export function lineHash(line: string | Uint8Array): string {
+  return hash('sha256', line, 'hex');
 }
 
 /**
@@ -52,8 +57,11 @@ export class AuditChain {
     return { stream: this.stream, seq: this.seq + 1, prev: this.prev };
   }
 
-  /** Records `line` (the event serialised with {@link link}'s value) as the stream's head. */
-  commit(line: string): void {
+  /**
+   * Records `line` (the event serialised with {@link link}'s value, as text or as its UTF-8 bytes
+   * without the newline) as the stream's head.
+   */
+  commit(line: string | Uint8Array): void {
     this.seq += 1;
     this.prev = lineHash(line);
   }
