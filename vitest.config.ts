@@ -21,6 +21,8 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           exclude: ['test/e2e/k8s-node*.test.ts'],
+          // Fails a file on error-level control-plane log lines it did not declare (issue 15).
+          setupFiles: ['test/helpers/e2e-setup.ts'],
           testTimeout: 240_000,
           hookTimeout: 300_000,
           fileParallelism: false,

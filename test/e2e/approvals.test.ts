@@ -10,7 +10,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
@@ -19,6 +18,7 @@ import { TestApi, curlResult } from '../helpers/api-client.js';
 import { airlock } from '../helpers/cli.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TOKENS = {
@@ -129,7 +129,7 @@ beforeAll(async () => {
     },
     process.cwd(),
   );
-  server = await startServer(cfg, pino({ level: 'warn' }));
+  server = await startServer(cfg, watchedLogger());
   api = new TestApi(server.url, TOKENS.e2e);
   lead = new TestApi(server.url, TOKENS.lead);
   intern = new TestApi(server.url, TOKENS.intern);

@@ -20,7 +20,6 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
@@ -35,6 +34,7 @@ import {
   requireDockerAndImages,
 } from '../helpers/docker.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const EGRESS_SUBNET = '10.214.0.0/24';
@@ -85,7 +85,7 @@ beforeAll(async () => {
     process.cwd(),
   );
   auditFile = cfg.audit.file;
-  server = await startServer(cfg, pino({ level: 'warn' }));
+  server = await startServer(cfg, watchedLogger());
   api = new TestApi(server.url, TOKEN);
   shots = process.env.AIRLOCK_CONSOLE_SCREENSHOTS ?? '';
   if (shots) mkdirSync(shots, { recursive: true });

@@ -19,13 +19,13 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { parseConfig } from '../../src/config/load.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TRIAGE = 'triage-token-0123456789abcdef';
@@ -86,7 +86,7 @@ beforeAll(async () => {
     },
     process.cwd(),
   );
-  server = await startServer(cfg, pino({ level: 'warn' }));
+  server = await startServer(cfg, watchedLogger());
   expect(server.policy.current(), server.policy.lastError() ?? '').not.toBeNull();
   triage = new TestApi(server.url, TRIAGE);
   helper = new TestApi(server.url, HELPER);

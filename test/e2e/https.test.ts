@@ -7,7 +7,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
@@ -17,6 +16,7 @@ import { TestApi, curlResult } from '../helpers/api-client.js';
 import { docker, networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startTlsUpstreams, type TlsUpstreams } from '../helpers/tls-upstream.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -63,13 +63,13 @@ beforeAll(async () => {
     stateDir: path.join(dir, 'state'),
   };
   // Start once to create the egress network, then again with the upstream CA in place.
-  server = await startServer(parseConfig(cfgRaw, dir), pino({ level: 'warn' }));
+  server = await startServer(parseConfig(cfgRaw, dir), watchedLogger());
   const hostGateway = await networkGateway('airlock-egress');
   forum = await startJsonServer(hostGateway);
   up = await startTlsUpstreams(hostGateway, forum.url, PORTS);
   writeFileSync(upstreamCa, up.caPem);
   await server.close();
-  server = await startServer(parseConfig(cfgRaw, dir), pino({ level: 'warn' }));
+  server = await startServer(parseConfig(cfgRaw, dir), watchedLogger());
   api = new TestApi(server.url, TOKEN);
   reader = (await api.create({ role: 'reader' })).id;
 });

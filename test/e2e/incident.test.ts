@@ -10,7 +10,6 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -27,6 +26,7 @@ import {
   requireDockerAndImages,
 } from '../helpers/docker.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const run = promisify(execFile);
 const EGRESS_SUBNET = '10.214.0.0/24';
@@ -63,7 +63,7 @@ function makeConfig(policyDir: string): Config {
 }
 
 async function start(c: Config): Promise<RunningServer> {
-  const s = await startServer(c, pino({ level: 'warn' }));
+  const s = await startServer(c, watchedLogger());
   api = new TestApi(s.url, TOKEN);
   return s;
 }

@@ -12,7 +12,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
@@ -22,6 +21,7 @@ import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { TestApi } from '../helpers/api-client.js';
 import { docker, networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { k8sTools, kubectl, requireKubectl, startTestCluster, type TestCluster } from '../helpers/k8s.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -144,7 +144,7 @@ beforeAll(async () => {
       stateDir: path.join(dir, 'state'),
     };
     // First start creates the egress network, whose host address the API server must bind.
-    server = await startServer(parseConfig(cfgRaw, dir), pino({ level: 'warn' }));
+    server = await startServer(parseConfig(cfgRaw, dir), watchedLogger());
     hostGateway = await networkGateway('airlock-egress');
     // Both settle before a failure is reported, so that afterAll finds whatever was started.
     const [started, built] = await Promise.allSettled([
@@ -194,7 +194,7 @@ beforeAll(async () => {
     writeFileSync(upstreamCa, cluster.caPem);
     writeFileSync(path.join(policyDir, 'policy.csv'), policyCsv(apiPort));
     await server.close();
-    server = await startServer(parseConfig(cfgRaw, dir), pino({ level: 'warn' }));
+    server = await startServer(parseConfig(cfgRaw, dir), watchedLogger());
     api = new TestApi(server.url, TOKEN);
     session = (await api.create({ role: 'cluster-reader', image: KUBECTL_IMAGE })).id;
     // The agent's kubeconfig: the real API server's name, the agent's token, and the Airlock CA bundle

@@ -8,7 +8,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
@@ -16,6 +15,7 @@ import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const run = promisify(execFile);
 const EGRESS_SUBNET = '10.214.0.0/24';
@@ -56,7 +56,7 @@ beforeAll(async () => {
     },
     dir,
   );
-  server = await startServer(cfg, pino({ level: 'warn' }));
+  server = await startServer(cfg, watchedLogger());
   api = new TestApi(server.url, TOKEN);
   forum = await startJsonServer(await networkGateway('airlock-egress'), 3000);
 });

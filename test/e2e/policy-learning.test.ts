@@ -29,6 +29,7 @@ import { TestApi, curlResult } from '../helpers/api-client.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startTlsUpstreams, type TlsUpstreams } from '../helpers/tls-upstream.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -131,7 +132,7 @@ beforeAll(async () => {
   };
   // Start once to create the egress network (the upstreams bind its host address), then again with
   // the upstream CA in place.
-  const quiet = pino({ level: 'warn' });
+  const quiet = watchedLogger();
   server = await startServer(parseConfig(cfgRaw, dir), quiet);
   const hostGateway = await networkGateway('airlock-egress');
   forum = await startJsonServer(hostGateway, 3000);

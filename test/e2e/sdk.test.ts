@@ -15,7 +15,6 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -34,6 +33,7 @@ import { startCollector, type Collector } from '../helpers/otel-collector.js';
 import { curlResult } from '../helpers/api-client.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
+import { watchedLogger } from '../helpers/log-watch.js';
 
 const EGRESS_SUBNET = '10.214.0.0/24';
 const TOKEN = 'sdk-test-token-0123456789abcdef';
@@ -99,7 +99,7 @@ beforeAll(async () => {
     },
     process.cwd(),
   );
-  server = await startServer(cfg, pino({ level: 'warn' }));
+  server = await startServer(cfg, watchedLogger());
   forum = await startJsonServer(await networkGateway('airlock-egress'), 3000);
 });
 
