@@ -3,9 +3,12 @@
  * What the per-request credential kinds (issue 14 part B) cost the gateway, CPU per request, against
  * a static bearer injection measured in the same run (the baseline):
  *
- * - `aws-sigv4`: CredentialVault.injectDynamic signing the forwarded request (@smithy/signature-v4;
- *   the signing key is derived once per day and key, so this is the canonical request, one SHA-256
- *   and one HMAC) for a GET with a query string and 12 headers;
+ * - `aws-sigv4`: CredentialVault.injectDynamic signing the forwarded request (src/gateway/sigv4.ts on
+ *   node:crypto: the signing key is derived once per key, day, region and service, so this is the
+ *   canonical request, one SHA-256 and one HMAC) for a GET with a query string and 12 headers;
+ * - `aws-sigv4` with `@smithy/signature-v4` (the signer the gateway used before, with its SHA-256/HMAC
+ *   on node:crypto and KeyObject keys, as src/gateway/sigv4.ts had it): the "before" figure, same
+ *   request, same run;
  * - `oauth2-client-credentials` with a cached token (the common case: a token request happens once
  *   per token lifetime; the first one goes to a token endpoint on loopback and is not counted);
  * - `bearer`: CredentialVault.inject (the part A path), the baseline.
@@ -27,6 +30,8 @@ const { CredentialVault } = await import(dist('gateway/credentials.js'));
 const { OAuth2Tokens } = await import(dist('gateway/oauth2.js'));
 const { UpstreamResolver } = await import(dist('gateway/resolve.js'));
 const { DestinationPolicy } = await import(dist('gateway/address.js'));
+const { SignatureV4 } = await import('@smithy/signature-v4');
+const { createHash, createHmac, createSecretKey } = await import('node:crypto');
 
 const N = Number(process.argv[2] ?? 50_000);
 const round3 = (x) => Math.round(x * 1000) / 1000;
@@ -134,7 +139,82 @@ const check = async (m, r) => {
 await check(s3, s3Req);
 await check(cc, ccReq); // the one token request
 
+// The previous signer (before): @smithy/signature-v4 over node:crypto, HMAC keys as KeyObjects.
+const bytesOf = (d) =>
+  typeof d === 'string'
+    ? Buffer.from(d, 'utf8')
+    : ArrayBuffer.isView(d)
+      ? Buffer.from(d.buffer, d.byteOffset, d.byteLength)
+      : Buffer.from(d);
+const keyObjects = new Map();
+class Sha256 {
+  constructor(secret) {
+    if (secret !== undefined) {
+      const b = bytesOf(secret);
+      const id = b.toString('base64');
+      if (!keyObjects.has(id)) keyObjects.set(id, createSecretKey(b));
+      this.secret = keyObjects.get(id);
+    } else this.secret = null;
+    this.reset();
+  }
+  update(d) {
+    this.h.update(bytesOf(d));
+  }
+  digest() {
+    return Promise.resolve(this.h.digest());
+  }
+  reset() {
+    this.h = this.secret ? createHmac('sha256', this.secret) : createHash('sha256');
+  }
+}
+const smithy = new SignatureV4({
+  credentials: {
+    accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+    secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  },
+  region: 'eu-west-1',
+  service: 's3',
+  sha256: Sha256,
+  uriEscapePath: false,
+  applyChecksum: true,
+});
+const smithySign = async () => {
+  const headers = { host: s3Req.authority };
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    if (
+      ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', 'host'].includes(name)
+    )
+      continue;
+    if (name !== 'content-type' && name !== 'content-md5' && !name.startsWith('x-amz-')) continue;
+    headers[name] = name in headers ? `${headers[name]},${rawHeaders[i + 1]}` : rawHeaders[i + 1];
+  }
+  headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+  const query = {};
+  for (const part of s3Req.query.slice(1).split('&')) {
+    const eq = part.indexOf('=');
+    query[decodeURIComponent(part.slice(0, eq))] = decodeURIComponent(part.slice(eq + 1));
+  }
+  return smithy.sign(
+    { method: 'GET', protocol: 'https:', hostname: s3Req.authority, path: s3Req.path, query, headers },
+    { signingDate: new Date() },
+  );
+};
+// Both sign the same request identically (the unit test's differential checks it more widely).
+{
+  const now = new Date();
+  const ours = await check(s3, s3Req);
+  const ref = await smithySign();
+  const sig = (a) => /Signature=([0-9a-f]{64})/.exec(a)[1];
+  if (
+    new Date().getSeconds() === now.getSeconds() &&
+    sig(ours.credential.value) !== sig(ref.headers.authorization)
+  )
+    throw new Error('the gateway signer and @smithy/signature-v4 disagree on the bench request');
+}
+
 const bearerUs = await measure(async () => vault.inject(gh));
+const smithyUs = await measure(smithySign);
 const sigv4Us = await measure(() => check(s3, s3Req));
 const oauth2CachedUs = await measure(() => check(cc, ccReq));
 vault.close();
@@ -147,11 +227,18 @@ const result = {
   cpus: os.cpus().length,
   loadavg1: round3(os.loadavg()[0]),
   iterations: N,
-  usPerRequest: { bearerBaseline: bearerUs, awsSigV4: sigv4Us, oauth2CachedToken: oauth2CachedUs },
+  usPerRequest: {
+    bearerBaseline: bearerUs,
+    awsSigV4: sigv4Us,
+    awsSigV4SmithyBefore: smithyUs,
+    oauth2CachedToken: oauth2CachedUs,
+  },
   ratioToBearer: {
     awsSigV4: round3(sigv4Us / bearerUs),
+    awsSigV4SmithyBefore: round3(smithyUs / bearerUs),
     oauth2CachedToken: round3(oauth2CachedUs / bearerUs),
   },
+  speedupOverSmithy: round3(smithyUs / sigv4Us),
   tokenRequests,
 };
 const out = path.join(ROOT, 'bench', 'results');

@@ -5,10 +5,16 @@
  * values and calls {@link injectDynamic} after the allow decision (decide.ts step 7).
  */
 import type { CredentialDefinition, CredentialSource } from '../policy/credentials.js';
-import { sourcesOf } from '../policy/credential-kinds.js';
+import { sourcesOf, type OAuth2Apply } from '../policy/credential-kinds.js';
 import type { InjectedCredential } from './credentials.js';
 import type { OAuth2Tokens } from './oauth2.js';
-import { parseAwsKeys, SIGV4_OWNED_HEADERS, SigV4RequestError, type SigV4Signers } from './sigv4.js';
+import {
+  parseAwsKeys,
+  SIGV4_OWNED_HEADERS,
+  SigV4RequestError,
+  type AwsKeys,
+  type SigV4Signers,
+} from './sigv4.js';
 
 /** The forwarded request, as the signature and the audit need it. */
 export interface DynamicRequest {
@@ -53,7 +59,7 @@ export type DynamicInjection =
   | { readonly kind: 'inject'; readonly credential: InjectedCredential }
   /** No value, or no token: 503 `credential_unavailable` with this reason; nothing is sent. */
   | { readonly kind: 'unavailable'; readonly reason: string }
-  /** The request cannot be signed as sent (SigV4 chunk-signed bodies): 400 `bad_request`. */
+  /** The request cannot be signed as sent (a SigV4 payload hash or presigned expiry it cannot sign): 400 `bad_request`. */
   | { readonly kind: 'bad_request'; readonly detail: string };
 
 /** A held value and its version. */
@@ -62,39 +68,55 @@ interface Held {
   readonly version: string;
 }
 
+/** Parsed access keys per held value (a value object lives as long as its version is held). */
+const parsedKeys = new WeakMap<Held, AwsKeys | null>();
+
+function keysOf(held: Held): AwsKeys | null {
+  let k = parsedKeys.get(held);
+  if (k === undefined) {
+    k = parseAwsKeys(held.value);
+    parsedKeys.set(held, k);
+  }
+  return k;
+}
+
 /**
- * Computes the headers for an allowed request bound to `def` (kind `aws-sigv4` or `oauth2-*`).
+ * Computes the headers for an allowed request bound to `def` (kind `aws-sigv4` or `oauth2-*`):
+ * synchronously for SigV4 (the signature is computed here, no I/O), a promise for OAuth2 (the token
+ * may have to be fetched).
  * @param valueOf the vault's value of a source (null: unavailable).
  */
-export async function injectDynamic(
+export function injectDynamic(
   def: CredentialDefinition,
   req: DynamicRequest,
   valueOf: (s: CredentialSource) => Held | null,
   signers: SigV4Signers,
   oauth2: OAuth2Tokens | undefined,
-): Promise<DynamicInjection> {
+): DynamicInjection | Promise<DynamicInjection> {
   const a = def.apply;
   const held = valueOf(def.source);
   if (!held) return { kind: 'unavailable', reason: 'its value is not available at the gateway' };
   if (a.type === 'aws-sigv4') {
-    const keys = parseAwsKeys(held.value);
+    const keys = keysOf(held);
     if (!keys)
       return {
         kind: 'unavailable',
         reason: 'its value is not ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]',
       };
     try {
-      const sig = await signers.sign(req, keys, { region: a.region, service: a.service });
+      const sig = signers.sign(req, keys, a);
       return {
         kind: 'inject',
         credential: {
           name: def.name,
           version: held.version,
-          header: 'authorization',
+          header: sig.authorization === null ? null : 'authorization',
           query: null,
-          value: sig.authorization,
+          value: sig.authorization ?? '',
           headers: sig.headers,
           dropHeaders: SIGV4_OWNED_HEADERS,
+          ...(sig.query !== null ? { replaceQuery: sig.query } : {}),
+          ...(sig.chunks !== null ? { body: sig.chunks } : {}),
         },
       };
     } catch (err) {
@@ -102,34 +124,43 @@ export async function injectDynamic(
       throw err;
     }
   }
-  if (a.type === 'oauth2-client-credentials' || a.type === 'oauth2-refresh-token') {
-    if (!oauth2) return { kind: 'unavailable', reason: 'this gateway fetches no OAuth2 tokens' };
-    let clientSecret: Held | null = null;
-    if (a.type === 'oauth2-refresh-token' && a.clientSecret !== undefined) {
-      clientSecret = valueOf(a.clientSecret);
-      if (!clientSecret)
-        return { kind: 'unavailable', reason: 'its client secret is not available at the gateway' };
-    }
-    const t = await oauth2.token({
-      name: def.name,
-      apply: a,
-      secret: held.value,
-      clientSecret: clientSecret?.value ?? null,
-      version: clientSecret ? `${held.version}.${clientSecret.version}` : held.version,
-    });
-    if (!t.ok) return { kind: 'unavailable', reason: t.reason };
-    return {
-      kind: 'inject',
-      credential: {
-        name: def.name,
-        version: held.version,
-        header: 'authorization',
-        query: null,
-        value: `Bearer ${t.accessToken}`,
-      },
-    };
-  }
+  if (a.type === 'oauth2-client-credentials' || a.type === 'oauth2-refresh-token')
+    return injectOAuth2(def, a, held, valueOf, oauth2);
   return { kind: 'unavailable', reason: `apply type ${a.type} is not computed per request` };
+}
+
+async function injectOAuth2(
+  def: CredentialDefinition,
+  a: OAuth2Apply,
+  held: Held,
+  valueOf: (s: CredentialSource) => Held | null,
+  oauth2: OAuth2Tokens | undefined,
+): Promise<DynamicInjection> {
+  if (!oauth2) return { kind: 'unavailable', reason: 'this gateway fetches no OAuth2 tokens' };
+  let clientSecret: Held | null = null;
+  if (a.type === 'oauth2-refresh-token' && a.clientSecret !== undefined) {
+    clientSecret = valueOf(a.clientSecret);
+    if (!clientSecret)
+      return { kind: 'unavailable', reason: 'its client secret is not available at the gateway' };
+  }
+  const t = await oauth2.token({
+    name: def.name,
+    apply: a,
+    secret: held.value,
+    clientSecret: clientSecret?.value ?? null,
+    version: clientSecret ? `${held.version}.${clientSecret.version}` : held.version,
+  });
+  if (!t.ok) return { kind: 'unavailable', reason: t.reason };
+  return {
+    kind: 'inject',
+    credential: {
+      name: def.name,
+      version: held.version,
+      header: 'authorization',
+      query: null,
+      value: `Bearer ${t.accessToken}`,
+    },
+  };
 }
 
 /**

@@ -56,6 +56,22 @@ export interface InjectedCredential {
   readonly headers?: readonly string[];
   /** Lowercase names of the sandbox's headers dropped besides `header` (SigV4's x-amz-security-token …). */
   readonly dropHeaders?: ReadonlySet<string>;
+  /** The query sent upstream instead of the sandbox's (`?…`: a SigV4 presigned request, sigv4.ts). */
+  readonly replaceQuery?: string;
+  /** Rewrites the request body on its way upstream (SigV4 chunk signatures, sigv4.ts ChunkResigner). */
+  readonly body?: BodyRewriter;
+}
+
+/**
+ * A request body rewrite the credential needs (forward.ts applies it). A malformed body throws
+ * sigv4.ts `SigV4RequestError` (400 `bad_request`): from {@link whole} before anything is sent, from
+ * {@link stream}'s iteration at the first bad byte (what came before it was sent).
+ */
+export interface BodyRewriter {
+  /** A body read whole: the bytes to send instead. */
+  whole(body: Buffer): Buffer;
+  /** A streamed body, rewritten as it flows. */
+  stream(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer>;
 }
 
 /** A value as read from its source. */
@@ -263,12 +279,20 @@ export class CredentialVault {
    * What an allowed request bound to an `aws-sigv4` or `oauth2-*` credential gets (credential-dynamic.ts):
    * the signed headers, or the bearer access token; or why not (the gateway answers 503
    * `credential_unavailable`, or 400 `bad_request` for a request SigV4 cannot sign). Records the last use.
+   * A SigV4 answer is returned as is, an OAuth2 one as a promise.
    */
-  async injectDynamic(match: CredentialMatch, req: DynamicRequest): Promise<DynamicInjection> {
+  injectDynamic(match: CredentialMatch, req: DynamicRequest): DynamicInjection | Promise<DynamicInjection> {
     const def = match.credential;
-    const value = (s: CredentialSource): LoadedValue | null => this.#values.get(sourceKey(s)) ?? null;
-    const got = await injectDynamic(def, req, value, this.#signers, this.#oauth2);
-    if (got.kind === 'inject') this.lastUsed.set(def.name, Date.now());
+    const got = injectDynamic(def, req, this.#valueOf, this.#signers, this.#oauth2);
+    // SigV4 answers at once (no promise on the signing path); OAuth2 may wait for a token.
+    if (got instanceof Promise) return got.then((g) => this.#used(def.name, g));
+    return this.#used(def.name, got);
+  }
+
+  readonly #valueOf = (s: CredentialSource): LoadedValue | null => this.#values.get(sourceKey(s)) ?? null;
+
+  #used(name: string, got: DynamicInjection): DynamicInjection {
+    if (got.kind === 'inject') this.lastUsed.set(name, Date.now());
     return got;
   }
 

@@ -17,6 +17,7 @@ import type { GatewayLimits } from '../config/schema.js';
 import type { BudgetMeter } from './budgets.js';
 import { queryWithCredential, type InjectedCredential } from './credentials.js';
 import type { Exchange } from './exchange.js';
+import { SigV4RequestError } from './sigv4.js';
 import type { ResponseRewriter } from './mcp-response.js';
 import { downstreamHeaders, upstreamHeaders } from './headers.js';
 import { sendJson, statusOf, type GatewayErrorBody } from './responses.js';
@@ -200,6 +201,7 @@ export function forward(
   );
   const fail = (err: Error): void => {
     if (cutOff) return;
+    if (err instanceof SigV4RequestError) return refuseBody(err.message); // aws-chunked framing
     const tlsFailure = isTlsError(err);
     x.reason = tlsFailure ? 'upstream_tls_error' : 'upstream_error';
     if (gone) return;
@@ -224,6 +226,24 @@ export function forward(
     x.status = statusOf(answer);
     sendJson(res, answer);
   };
+  /** A body the credential cannot rewrite (sigv4.ts ChunkResigner): 400, the upstream call aborted. */
+  const refuseBody = (detail: string): void => {
+    if (gone || res.writableFinished) return;
+    const answer = { error: 'bad_request' as const, detail, sessionId: x.session?.id ?? null };
+    const why = { rule: x.rule, policyVersion: x.policyVersion, body: answer };
+    x.refuse({ kind: 'refuse', reason: 'bad_request', ...why });
+    if (res.headersSent) return void res.destroy();
+    res.shouldKeepAlive = false;
+    sendJson(res, answer);
+  };
+  if (credential?.body && body !== null) {
+    try {
+      body = Buffer.isBuffer(body) ? credential.body.whole(body) : credential.body.stream(body);
+    } catch (err) {
+      if (err instanceof SigV4RequestError) return refuseBody(err.message); // nothing was sent
+      throw err;
+    }
+  }
   try {
     dispatcher.dispatch(
       {
@@ -232,7 +252,7 @@ export function forward(
           target.path +
           (credential?.query
             ? queryWithCredential(target.query, credential.query, credential.value)
-            : target.query),
+            : (credential?.replaceQuery ?? target.query)),
         method: req.method as Dispatcher.HttpMethod,
         headers: upstreamHeaders(req, target.authority, credential),
         // undici accepts any AsyncIterable body at runtime (docs/api/Dispatcher.md); its types lag.

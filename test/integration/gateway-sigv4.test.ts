@@ -7,16 +7,33 @@
  * of a known key, or moto answers 403 as S3 does). For the HTTPS path nginx terminates TLS in front
  * of moto with a test CA (Host passed through unchanged, so the signed host is the one moto checks).
  * One agent is the real AWS SDK for Python (boto3) configured with a made-up key.
+ *
+ * Presigned URLs: moto 5.2.5 does not check query signatures (with IAM authentication on, a request
+ * without an Authorization header fails its check with 500), so the presigned requests go to a
+ * recording S3 stand-in (plain and TLS) and what the gateway forwarded is checked against the AWS SDK
+ * for JavaScript's own presigner (`@smithy/signature-v4`) for the same request and time: the agent's
+ * URL comes from boto3's `generate_presigned_url` with a made-up key.
+ *
+ * aws-chunked uploads (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`): moto checks the header signature (whose
+ * payload hash is that marker) and decodes the chunked body, but does not check chunk signatures;
+ * the gateway's chunk signatures are checked against AWS's published example in
+ * test/unit/gateway/sigv4.test.ts. No AWS SDK at hand sends chunk-signed bodies (boto3 and the SDK for
+ * JavaScript v3 send unsigned or trailer-checksum payloads), so the agent here frames the body itself,
+ * with made-up chunk signatures.
  */
 import 'reflect-metadata';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditSink } from '../../src/audit/file-sink.js';
 import { DestinationPolicy } from '../../src/gateway/address.js';
@@ -51,7 +68,11 @@ let dir: string;
 let motoPython: string;
 let moto: ChildProcess;
 let nginx: ChildProcess;
-let ports: { moto: number; tls: number };
+let ports: { moto: number; tls: number; rec: number; recTls: number };
+/** The recording S3 stand-ins (presigned URLs): every request's method, URL and headers. */
+let recorder: http.Server;
+let recorderTls: https.Server;
+const recorded: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
 let keys: { accessKeyId: string; secretAccessKey: string };
 let caFile: string;
 let policy: PolicyStore;
@@ -88,7 +109,7 @@ beforeAll(async () => {
   );
   motoPython = /MOTO_PYTHON=(.*)/.exec(paths.stdout)![1]!.trim();
   dir = mkdtempSync(path.join(tmpdir(), 'airlock-sigv4-'));
-  ports = { moto: await freePort(), tls: await freePort() };
+  ports = { moto: await freePort(), tls: await freePort(), rec: 0, recTls: 0 };
 
   moto = spawn(motoPython, ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(ports.moto)], {
     // Path-style buckets whatever the Host (s3.test would otherwise be read as bucket "s3").
@@ -151,6 +172,27 @@ http {
     ]),
   );
 
+  const record = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      recorded.push({
+        method: req.method!,
+        url: req.url!,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+      });
+      res.end('recorded');
+    });
+  };
+  recorder = http.createServer(record);
+  await new Promise<void>((r) => recorder.listen(0, '127.0.0.1', r));
+  ports.rec = (recorder.address() as AddressInfo).port;
+  const recCert = await pki.issue('s3rec.test');
+  recorderTls = https.createServer({ cert: recCert.cert, key: recCert.key }, record);
+  await new Promise<void>((r) => recorderTls.listen(0, '127.0.0.1', r));
+  ports.recTls = (recorderTls.address() as AddressInfo).port;
+
   const secrets = path.join(dir, 'secrets');
   mkdirSync(secrets, { mode: 0o700 });
   writeFileSync(path.join(secrets, 's3'), `${keys.accessKeyId}:${keys.secretAccessKey}\n`, { mode: 0o600 });
@@ -164,6 +206,9 @@ http {
       `p, agent, s3tls.test:${ports.tls}, /*, *, allow`,
       `p, agent, s3tls.test:${ports.tls}, /, CONNECT, allow`,
       `p, plain, s3.test:${ports.moto}, /*, *, allow`,
+      `p, agent, s3rec.test:${ports.rec}, /*, *, allow`,
+      `p, agent, s3rec.test:${ports.recTls}, /*, *, allow`,
+      `p, agent, s3rec.test:${ports.recTls}, /, CONNECT, allow`,
       '',
     ].join('\n'),
   );
@@ -177,6 +222,8 @@ http {
       '    bindings:',
       `      - { host: "s3.test:${ports.moto}", path: /*, methods: ["*"] }`,
       `      - { host: "s3tls.test:${ports.tls}", path: /*, methods: ["*"] }`,
+      `      - { host: "s3rec.test:${ports.rec}", path: /*, methods: ["*"] }`,
+      `      - { host: "s3rec.test:${ports.recTls}", path: /*, methods: ["*"] }`,
       '    apply: { type: aws-sigv4, region: us-east-1 }',
       `    source: { file: ${path.join(secrets, 's3')} }`,
       '',
@@ -210,6 +257,7 @@ http {
         new Map([
           ['s3.test', '127.0.0.1'],
           ['s3tls.test', '127.0.0.1'],
+          ['s3rec.test', '127.0.0.1'],
         ]),
       ),
       upstreamCaPem: pki.caPem,
@@ -225,6 +273,8 @@ afterAll(async () => {
   await policy?.close();
   await stop(nginx);
   await stop(moto);
+  await new Promise((r) => recorder?.close(r));
+  await new Promise((r) => recorderTls?.close(r));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -256,6 +306,136 @@ async function curlTls(
   return { status: Number(r.stdout.slice(cut + 1)), body: r.stdout.slice(0, cut) };
 }
 
+/** An aws-chunked body of these chunks and the final one, with made-up chunk signatures (the agent's). */
+function chunked(chunks: Buffer[]): Buffer {
+  const sig = 'a'.repeat(64);
+  return Buffer.concat([
+    ...chunks.flatMap((c) => [
+      Buffer.from(`${c.length.toString(16)};chunk-signature=${sig}\r\n`),
+      c,
+      Buffer.from('\r\n'),
+    ]),
+    Buffer.from(`0;chunk-signature=${sig}\r\n\r\n`),
+  ]);
+}
+
+/** The headers of a chunk-signed upload as an SDK sends them, signed with the agent's made-up key. */
+function chunkedHeaders(decodedLength: number): Record<string, string> {
+  return {
+    authorization: BOGUS_AUTH,
+    'x-amz-date': '20260101T000000Z',
+    'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD',
+    'x-amz-decoded-content-length': String(decodedLength),
+    'content-encoding': 'aws-chunked',
+  };
+}
+
+/** Presigned GET and PUT URLs from boto3 with a made-up key, valid 7200 s (the gateway caps it). */
+async function presign(endpoint: string, bucket: string, key: string): Promise<{ get: string; put: string }> {
+  const r = await run(motoPython, [path.join(fixtures, 'boto3-presign.py'), endpoint, bucket, key, '7200']);
+  return JSON.parse(r.stdout) as { get: string; put: string };
+}
+
+/** curl through the gateway (intercepted for https), trusting the installation CA. */
+async function curlVia(
+  method: string,
+  url: string,
+  opts: { body?: string; headers?: string[] } = {},
+): Promise<{ status: number; body: string }> {
+  const r = await run('curl', [
+    '-s',
+    '-X',
+    method,
+    '--proxy',
+    `http://${auth(AGENT)}@127.0.0.1:${proxy.port}`,
+    '--cacert',
+    caFile,
+    '-w',
+    '\n%{http_code}',
+    ...(opts.headers ?? []).flatMap((h) => ['-H', h]),
+    ...(opts.body !== undefined ? ['--data-binary', opts.body] : []),
+    url,
+  ]);
+  const cut = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(cut + 1)), body: r.stdout.slice(0, cut) };
+}
+
+/** SHA-256 / HMAC on node:crypto for the reference presigner. */
+class RefSha256 {
+  readonly #h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    const b =
+      secret === undefined
+        ? null
+        : typeof secret === 'string'
+          ? Buffer.from(secret)
+          : ArrayBuffer.isView(secret)
+            ? Buffer.from(secret.buffer, secret.byteOffset, secret.byteLength)
+            : Buffer.from(secret);
+    this.#h = b ? createHmac('sha256', b) : createHash('sha256');
+  }
+  update(d: string | ArrayBuffer | ArrayBufferView): void {
+    this.#h.update(
+      typeof d === 'string'
+        ? d
+        : ArrayBuffer.isView(d)
+          ? Buffer.from(d.buffer, d.byteOffset, d.byteLength)
+          : Buffer.from(d),
+    );
+  }
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(this.#h.digest());
+  }
+  reset(): void {}
+}
+
+/**
+ * What reached the stand-in carries the gateway's presigned query: its access key, an expiry capped
+ * at 3600 s, no Authorization header, and the signature `@smithy/signature-v4`'s presigner gives for
+ * the same request, headers and time with the gateway's key.
+ */
+async function expectGatewayPresigned(
+  rec: (typeof recorded)[number],
+  method: string,
+  authority: string,
+): Promise<void> {
+  const q = rec.url.indexOf('?');
+  const reqPath = rec.url.slice(0, q);
+  const params = new URLSearchParams(rec.url.slice(q + 1));
+  expect(rec.headers['authorization']).toBeUndefined();
+  expect(params.get('X-Amz-Credential')).toMatch(
+    new RegExp(`^${keys.accessKeyId}/\\d{8}/us-east-1/s3/aws4_request$`),
+  );
+  expect(params.get('X-Amz-Expires')).toBe('3600');
+  expect(params.getAll('X-Amz-Signature')).toHaveLength(1);
+  const signed = params.get('X-Amz-SignedHeaders')!.split(';');
+  const headers: Record<string, string> = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+  for (const h of signed) headers[h] = String(rec.headers[h]);
+  const d = params.get('X-Amz-Date')!;
+  const at = new Date(
+    `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}T${d.slice(9, 11)}:${d.slice(11, 13)}:${d.slice(13, 15)}Z`,
+  );
+  const ref = await new SignatureV4({
+    credentials: keys,
+    region: 'us-east-1',
+    service: 's3',
+    sha256: RefSha256,
+    uriEscapePath: false,
+  }).presign(
+    { method, protocol: 'http:', hostname: authority, path: reqPath, query: {}, headers },
+    {
+      signingDate: at,
+      expiresIn: 3600,
+      unhoistableHeaders: new Set(
+        signed.filter((h) => h.startsWith('x-amz-')).concat('x-amz-content-sha256'),
+      ),
+      unsignableHeaders: new Set(['x-amz-content-sha256']),
+    },
+  );
+  expect(headers['host']).toBe(authority);
+  expect(params.get('X-Amz-Signature')).toBe(ref.query!['X-Amz-Signature']);
+}
+
 describe('AWS SigV4 signing by the gateway (issue 14 part B)', () => {
   it('moto checks signatures: a made-up key and a wrong secret for the real key are refused 403 directly', async () => {
     const bogus = await fetch(`http://127.0.0.1:${ports.moto}/any-bucket`, {
@@ -268,12 +448,12 @@ describe('AWS SigV4 signing by the gateway (issue 14 part B)', () => {
     expect(bogus.status).toBe(403);
     expect(await bogus.text()).toContain('InvalidAccessKeyId');
     const authority = `127.0.0.1:${ports.moto}`;
-    const wrong = await new SigV4Signers().sign(
+    const wrong = new SigV4Signers().sign(
       { method: 'GET', authority, path: '/any-bucket', query: '', rawHeaders: [] },
       { accessKeyId: keys.accessKeyId, secretAccessKey: 'wrong-secret-0000000000000000000000000000' },
       { region: 'us-east-1', service: 's3' },
     );
-    const headers: Record<string, string> = { authorization: wrong.authorization };
+    const headers: Record<string, string> = { authorization: wrong.authorization! };
     for (let i = 0; i < wrong.headers.length; i += 2) headers[wrong.headers[i]!] = wrong.headers[i + 1]!;
     const mismatch = await fetch(`http://${authority}/any-bucket`, { headers });
     expect(mismatch.status).toBe(403);
@@ -344,21 +524,95 @@ describe('AWS SigV4 signing by the gateway (issue 14 part B)', () => {
     expect(lastCall().credential ?? null).toBeNull();
   });
 
-  it('a chunk-signed upload (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) is refused 400 before anything is sent', async () => {
-    const r = await proxyRequest(proxy, s3('/plain-bucket/dir/chunked.txt'), {
+  it("a chunk-signed upload (STREAMING-AWS4-HMAC-SHA256-PAYLOAD): the agent's chunk signatures replaced, moto stores the decoded body", async () => {
+    const data = Buffer.alloc(8192 + 100, 'x');
+    data.write('chunk-signed through the gateway', 0);
+    const body = chunked([data.subarray(0, 8192), data.subarray(8192)]).toString('latin1');
+    const r = await proxyRequest(proxy, s3('/plain-bucket/dir/chunked.bin'), {
       method: 'PUT',
       auth: auth(AGENT),
-      body: '5;chunk-signature=00\r\nhello\r\n0;chunk-signature=00\r\n\r\n',
-      headers: {
-        'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD',
-        'x-amz-decoded-content-length': '5',
-      },
+      body,
+      headers: chunkedHeaders(data.length),
+    });
+    expect(r.status, r.body).toBe(200);
+    expect(lastCall()).toMatchObject({ decision: 'allow', status: 200, credential: { name: 's3' } });
+    const get = await proxyRequest(proxy, s3('/plain-bucket/dir/chunked.bin'), { auth: auth(AGENT) });
+    expect(get.status).toBe(200);
+    expect(get.body).toBe(data.toString());
+  });
+
+  it('a chunk-signed upload with malformed framing is refused 400 and nothing is sent (moto has no object)', async () => {
+    const good = chunked([Buffer.from('hello')]).toString();
+    for (const [name, body] of [
+      ['a chunk longer than its size', good.replace('5;chunk', '3;chunk')],
+      ['no final chunk', good.slice(0, good.indexOf('0;chunk'))],
+      ['a chunk header without its signature', '5\r\nhello\r\n0\r\n\r\n'],
+    ] as const) {
+      const key = `/plain-bucket/dir/bad-${name.replaceAll(' ', '-')}.txt`;
+      const r = await proxyRequest(proxy, s3(key), {
+        method: 'PUT',
+        auth: auth(AGENT),
+        body,
+        headers: chunkedHeaders(5),
+      });
+      expect(r.status, name).toBe(400);
+      expect(r.json()).toMatchObject({ error: 'bad_request' });
+      expect(String(r.json().detail)).toMatch(/aws-chunked body/);
+      expect(lastCall()).toMatchObject({
+        reason: 'bad_request',
+        status: 400,
+        credential: { name: 's3' },
+      });
+      expect((await proxyRequest(proxy, s3(key), { auth: auth(AGENT) })).status, name).toBe(404);
+    }
+  });
+
+  it('the trailer variant of chunk signing is refused 400 before anything is sent', async () => {
+    const r = await proxyRequest(proxy, s3('/plain-bucket/dir/trailer.txt'), {
+      method: 'PUT',
+      auth: auth(AGENT),
+      body: chunked([Buffer.from('hello')]).toString('latin1'),
+      headers: { ...chunkedHeaders(5), 'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER' },
     });
     expect(r.status).toBe(400);
-    expect(r.json()).toMatchObject({ error: 'bad_request' });
-    expect(String(r.json().detail)).toMatch(/chunk-signed/);
-    const get = await proxyRequest(proxy, s3('/plain-bucket/dir/chunked.txt'), { auth: auth(AGENT) });
-    expect(get.status).toBe(404);
+    expect(String(r.json().detail)).toMatch(/TRAILER/);
+  });
+
+  it("presigned URLs (boto3 with a made-up key), plain HTTP: the agent's query signature is replaced by the gateway's", async () => {
+    const urls = await presign(`http://s3rec.test:${ports.rec}`, 'rec-bucket', 'dir/a b.txt');
+    const get = await curlVia('GET', urls.get);
+    expect(get).toEqual({ status: 200, body: 'recorded' });
+    await expectGatewayPresigned(recorded.at(-1)!, 'GET', `s3rec.test:${ports.rec}`);
+    expect(lastCall()).toMatchObject({ decision: 'allow', status: 200, credential: { name: 's3' } });
+    const put = await curlVia('PUT', urls.put, {
+      body: 'presigned upload\n',
+      headers: ['Content-Type: text/plain'],
+    });
+    expect(put.status).toBe(200);
+    const rec = recorded.at(-1)!;
+    expect(rec.body).toBe('presigned upload\n');
+    await expectGatewayPresigned(rec, 'PUT', `s3rec.test:${ports.rec}`);
+    // The agent's own query signature, key and date are nowhere in what was forwarded.
+    expect(recorded.some((r) => r.url.includes('AKIAAGENTMADETHISUP0'))).toBe(false);
+  });
+
+  it('presigned URLs through an intercepted HTTPS tunnel: the same', async () => {
+    const urls = await presign(`https://s3rec.test:${ports.recTls}`, 'rec-bucket', 'tls/object.txt');
+    expect(await curlVia('GET', urls.get)).toEqual({ status: 200, body: 'recorded' });
+    await expectGatewayPresigned(recorded.at(-1)!, 'GET', `s3rec.test:${ports.recTls}`);
+    expect(lastCall()).toMatchObject({ scheme: 'https', decision: 'allow', credential: { name: 's3' } });
+  });
+
+  it('a presigned URL with an invalid X-Amz-Expires is refused 400, nothing sent', async () => {
+    const before = recorded.length;
+    const r = await proxyRequest(
+      proxy,
+      `http://s3rec.test:${ports.rec}/rec-bucket/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=99999999&X-Amz-Signature=00`,
+      { auth: auth(AGENT) },
+    );
+    expect(r.status).toBe(400);
+    expect(String(r.json().detail)).toMatch(/X-Amz-Expires/);
+    expect(recorded.length).toBe(before);
   });
 
   it('intercepted HTTPS: PUT, GET and list through the tunnel, signed for the TLS host', async () => {
