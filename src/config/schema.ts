@@ -430,6 +430,21 @@ export const configSchema = z
         defaultTtlSeconds: z.number().int().positive().default(3_600),
         /** Largest TTL a create request may ask for, in seconds. @default 86400 */
         maxTtlSeconds: z.number().int().positive().default(86_400),
+        /**
+         * Warm pools (Docker; docs/architecture.md "Warm pools"): sandboxes created, started and
+         * self-tested ahead of their sessions, claimed by a create of the same image.
+         */
+        warmPool: z
+          .object({
+            /** Ready sandboxes kept per pooled image; 0 turns pools off. @default 0 */
+            size: z.number().int().min(0).max(256).default(0),
+            /** Images pooled, exactly as create requests name them. @default [runtime.sandboxImage] */
+            images: z.array(z.string().min(1)).default([]),
+            /** Pool fills (create, start, self-test) in flight at most, all images together. @default 1 */
+            concurrency: z.number().int().min(1).max(16).default(1),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -42,6 +42,17 @@ export interface SandboxInfo {
   createdBy: string;
   labels: Record<string, string>;
   running: boolean;
+  /**
+   * A warm-pool sandbox (created before its session; docs/architecture.md "Warm pools"). Unclaimed
+   * members have an empty `role` and `credentialSha256`.
+   */
+  pooled?: boolean;
+}
+
+/** What a warm-pool sandbox is made from: the id its session will have and the image. */
+export interface PooledSandboxSpec {
+  sessionId: string;
+  image: string;
 }
 
 export interface ExecResult {
@@ -75,6 +86,21 @@ export interface SandboxRuntime {
    * address it will have. Nothing is left behind when this throws. @throws RuntimeError
    */
   prepare(spec: SandboxSpec): Promise<SandboxInfo>;
+  /**
+   * Warm pools (optional; the Docker runtime has them): creates a sandbox for a session that does
+   * not exist yet — its isolation and container, not started — with no role, credential, expiry or
+   * proxy settings, and returns the address it will have. Nothing is left behind when this throws.
+   * @throws RuntimeError
+   */
+  preparePooled?(spec: PooledSandboxSpec): Promise<SandboxInfo>;
+  /**
+   * Hands a started warm-pool sandbox to its session (`spec.sessionId` is the pooled sandbox's id):
+   * records the session (role, credential digest, expiry, creator, labels) durably so `list()`
+   * recovers it after a restart, and makes every later `exec` run with the session's environment
+   * (`spec.env` and the proxy URL with `spec.credential`). Registration at the gateway is the
+   * caller's. @throws RuntimeError when the sandbox is not an unclaimed pool member of this runtime
+   */
+  claim?(spec: SandboxSpec): Promise<SandboxInfo>;
   /** Starts a prepared sandbox. @throws RuntimeError */
   start(sessionId: string): Promise<void>;
   /**

@@ -19,6 +19,7 @@ import { validateGrantRule } from '../policy/grants.js';
 import type { PolicySnapshot, PolicySource } from '../policy/types.js';
 import type { SandboxInfo, SandboxRuntime } from '../runtime/types.js';
 import { runIsolationSelfTest, SelfTestMetrics } from './self-test.js';
+import { WarmPool } from './warm-pool.js';
 import type {
   CreateSessionRequest,
   ExecOutput,
@@ -114,7 +115,9 @@ function withPlaceholders(
  * Sessions: create / list / get / exec / audit / delete (kill switch) / TTL expiry, on any
  * SandboxRuntime. Order of operations is what makes the guarantees:
  * - create: sandbox prepared (not started) -> gateway registration -> start -> isolation self-test
- *   (`runtime.selfTest`, src/sessions/self-test.ts); any failure undoes all;
+ *   (`runtime.selfTest`, src/sessions/self-test.ts); any failure undoes all; from a warm pool
+ *   (src/sessions/warm-pool.ts): claim -> gateway registration, the sandbox having been started and
+ *   self-tested when the pool filled it;
  * - delete and expiry: gateway revocation (answers after the session's sockets are closed) -> sandbox
  *   removal, so no call of the session is allowed once `remove` resolves;
  * - restart: sessions are rebuilt from the runtime's labels and re-registered with the gateway.
@@ -139,6 +142,8 @@ export class SessionManager implements SessionService {
   private gatewayError: string | null = 'gateway not started';
   private readonly selfTestMetrics: SelfTestMetrics;
   private selfTestUnsupportedLogged = false;
+  /** Warm pools (`sessions.warmPool`), null when off or the runtime has none. */
+  readonly pool: WarmPool | null = null;
 
   constructor(
     private readonly cfg: Config,
@@ -148,7 +153,37 @@ export class SessionManager implements SessionService {
     private readonly logger?: Logger,
     opts: SessionManagerOptions = {},
   ) {
-    this.selfTestMetrics = new SelfTestMetrics(opts.registry ?? new Registry());
+    const registry = opts.registry ?? new Registry();
+    this.selfTestMetrics = new SelfTestMetrics(registry);
+    const wp = cfg.sessions.warmPool;
+    if (wp.size > 0 && !(runtime.preparePooled && runtime.claim)) {
+      logger?.warn('sessions.warmPool is set but this runtime has no warm pools; sessions start cold');
+    } else if (wp.size > 0) {
+      const images = wp.images.length > 0 ? wp.images : [cfg.runtime.sandboxImage];
+      this.pool = new WarmPool(
+        { size: wp.size, images, concurrency: wp.concurrency },
+        runtime,
+        (id, image) => this.fillPooled(id, image),
+        registry,
+        logger,
+      );
+    }
+  }
+
+  /**
+   * Makes one warm-pool sandbox ready: created, started and (with `runtime.selfTest`) self-tested
+   * before it can be claimed — its network binding is fixed from here on (docs/architecture.md
+   * "Warm pools"). Removes it and throws on any failure.
+   */
+  private async fillPooled(id: string, image: string): Promise<void> {
+    try {
+      await this.runtime.preparePooled!({ sessionId: id, image });
+      await this.runtime.start(id);
+      if (this.cfg.runtime.selfTest) await this.selfTest(id, '(warm pool)', 'warm-pool');
+    } catch (err) {
+      await this.runtime.remove(id).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -174,12 +209,14 @@ export class SessionManager implements SessionService {
     }
     await this.gateway.sync(this.liveGatewaySessions());
     this.logger?.info({ recovered: this.sessions.size }, 'sessions recovered');
+    this.pool?.start();
     this.watchdog = setInterval(() => void this.checkGateway(), 2_000);
     this.watchdog.unref();
   }
 
   /** Stops timers; sandboxes keep running and are recovered by the next start. */
   stop(): void {
+    this.pool?.stop();
     if (this.watchdog) clearInterval(this.watchdog);
     for (const r of this.sessions.values()) if (r.timer) clearTimeout(r.timer);
   }
@@ -209,6 +246,7 @@ export class SessionManager implements SessionService {
     // Only sessions already running before the listing: one whose create finishes meanwhile was
     // listed while still prepared (not started) and must not be taken for stopped.
     const before = new Set([...this.sessions].filter(([, r]) => r.status === 'running').map(([id]) => id));
+    const poolBefore = this.pool?.readyIds() ?? new Set<string>();
     let listed: SandboxInfo[];
     try {
       listed = await this.runtime.list();
@@ -216,6 +254,7 @@ export class SessionManager implements SessionService {
       return; // the runtime is away: nothing is known, nothing changes
     }
     const running = new Set(listed.filter((i) => i.running).map((i) => i.sessionId));
+    await this.pool?.prune(poolBefore, running);
     for (const [id, r] of this.sessions) {
       if (!before.has(id) || r.status !== 'running' || running.has(id)) continue;
       r.status = 'stopped';
@@ -382,15 +421,18 @@ export class SessionManager implements SessionService {
       );
     }
     const { env, placeholders } = withPlaceholders(req.env ?? {}, policy, req.role);
-    const id = newSessionId();
+    const image = req.image ?? this.cfg.runtime.sandboxImage;
+    // A warm-pool sandbox (started and self-tested already) when one is ready: docs/architecture.md.
+    const pooled = this.pool?.take(image) ?? null;
+    const id = pooled ?? newSessionId();
     const credential = randomBytes(32).toString('base64url');
     const credentialSha256 = createHash('sha256').update(credential).digest('hex');
     const createdAt = new Date();
     const expiresAt = new Date(createdAt.getTime() + ttl * 1000);
-    const info = await this.runtime.prepare({
+    const spec = {
       sessionId: id,
       role: req.role,
-      image: req.image ?? this.cfg.runtime.sandboxImage,
+      image,
       env,
       credential,
       credentialSha256,
@@ -399,12 +441,22 @@ export class SessionManager implements SessionService {
       expiresAt,
       createdBy: caller,
       labels: req.labels ?? {},
-    });
+    };
+    let info: SandboxInfo;
+    try {
+      info = pooled ? await this.runtime.claim!(spec) : await this.runtime.prepare(spec);
+    } catch (err) {
+      // A pooled sandbox whose claim failed is never offered again.
+      if (pooled) await this.runtime.remove(id).catch(() => undefined);
+      throw err;
+    }
     this.starting.set(id, info);
     try {
       await gateway.register(toGatewaySession(info));
-      await this.runtime.start(id);
-      if (this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);
+      if (!pooled) {
+        await this.runtime.start(id);
+        if (this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);
+      }
     } catch (err) {
       this.starting.delete(id);
       await gateway.revoke(id).catch(() => undefined);
@@ -415,7 +467,7 @@ export class SessionManager implements SessionService {
     this.sessions.set(id, record);
     this.starting.delete(id);
     this.arm(id);
-    this.logger?.info({ sessionId: id, role: req.role, caller }, 'session created');
+    this.logger?.info({ sessionId: id, role: req.role, caller, pooled: pooled !== null }, 'session created');
     return this.view(record);
   }
 

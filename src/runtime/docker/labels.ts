@@ -11,6 +11,12 @@ export const LABEL = {
   configHash: 'io.airlock.config-hash',
   /** JSON object credential name → placeholder (docs/credentials.md "Placeholders"). */
   placeholders: 'io.airlock.placeholders',
+  /**
+   * `true` on a warm-pool sandbox (docs/architecture.md "Warm pools"): created before its session,
+   * so its session labels (role, credential, expiry) are absent; the claim record under
+   * `<stateDir>/claims` holds them once it is claimed.
+   */
+  pooled: 'io.airlock.pooled',
   /** Prefix for user labels given at session creation. */
   userPrefix: 'io.airlock.label.',
 } as const;

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -14,7 +15,14 @@ import { ExecTimeoutError, RuntimeError, RuntimeUnavailableError } from '../../e
 import { DockerGatewayControl } from './gateway-control.js';
 import type { GatewayServiceConfig } from '../../gateway-wire/config.js';
 import type { GatewayControl } from '../../gateway-wire/control.js';
-import type { ExecResult, IsolationTargets, SandboxInfo, SandboxRuntime, SandboxSpec } from '../types.js';
+import type {
+  ExecResult,
+  IsolationTargets,
+  PooledSandboxSpec,
+  SandboxInfo,
+  SandboxRuntime,
+  SandboxSpec,
+} from '../types.js';
 import {
   EGRESS_NETWORK,
   GATEWAY_CONTAINER,
@@ -27,7 +35,7 @@ import {
   gatewayCredentialMounts,
   type GatewayCredentialMounts,
 } from './credentials.js';
-import { allocateSubnet, firstHost, subnetAddresses } from './subnets.js';
+import { allocateSubnet, firstHost, subnetAddresses, type SessionSubnet } from './subnets.js';
 import { parsePlaceholders } from '../placeholders.js';
 
 /** Bytes of stdout/stderr kept per exec call; more is cut with a marker. */
@@ -126,6 +134,31 @@ function wrap(what: string, err: unknown): RuntimeError {
   return new RuntimeError(`${what}: ${msg}`, { cause: err });
 }
 
+/** `<stateDir>/claims`: one claim record per claimed warm-pool sandbox ({@link DockerRuntime.claim}). */
+export function claimsDir(stateDir: string): string {
+  return path.join(stateDir, 'claims');
+}
+
+/** A claimed warm-pool sandbox's session, as `<stateDir>/claims/<sessionId>.json` holds it. */
+export interface ClaimRecord {
+  sessionId: string;
+  role: string;
+  image: string;
+  address: string;
+  credentialSha256: string;
+  placeholders: Record<string, string>;
+  /** ISO 8601. */
+  createdAt: string;
+  /** ISO 8601. */
+  expiresAt: string;
+  createdBy: string;
+  labels: Record<string, string>;
+  /** The session's environment, given to every exec (holds the credential: the file is 0600). */
+  env: Record<string, string>;
+}
+
+const toEnvList = (env: Record<string, string>): string[] => Object.entries(env).map(([k, v]) => `${k}=${v}`);
+
 /** A tiny promise mutex: subnet allocation and gateway setup must not interleave. */
 class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
@@ -149,6 +182,10 @@ export class DockerRuntime implements SandboxRuntime {
   private readonly lock = new Mutex();
   /** PEM bundle written into each sandbox when interception is on (set by ensureGateway). */
   private trustBundle: string | null = null;
+  /** Unclaimed warm-pool members this object prepared, by session id: their /29. */
+  private readonly poolAddresses = new Map<string, SessionSubnet>();
+  /** Claimed warm-pool sandboxes' exec environment (`KEY=value`), by session id; see {@link claim}. */
+  private readonly claimEnv = new Map<string, string[]>();
 
   constructor(
     private readonly cfg: Config,
@@ -418,20 +455,6 @@ export class DockerRuntime implements SandboxRuntime {
   }
 
   prepare(spec: SandboxSpec): Promise<SandboxInfo> {
-    return this.lock.run(() => this.prepareLocked(spec));
-  }
-
-  private async prepareLocked(spec: SandboxSpec): Promise<SandboxInfo> {
-    const nets = await this.docker
-      .listNetworks({ filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] } })
-      .catch((err: unknown) => {
-        throw wrap('list networks', err);
-      });
-    const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter((s): s is string => !!s));
-    const sub = allocateSubnet(this.cfg.runtime.docker.subnetPool, used);
-    if (!sub) throw new RuntimeError(`subnet pool ${this.cfg.runtime.docker.subnetPool} is exhausted`);
-
-    const netName = sessionNetworkName(spec.sessionId);
     const labels: Record<string, string> = {
       [LABEL.managed]: 'true',
       [LABEL.session]: spec.sessionId,
@@ -444,16 +467,122 @@ export class DockerRuntime implements SandboxRuntime {
     if (spec.placeholders && Object.keys(spec.placeholders).length > 0)
       labels[LABEL.placeholders] = JSON.stringify(spec.placeholders);
     for (const [k, v] of Object.entries(spec.labels)) labels[LABEL.userPrefix + k] = v;
+    return this.createSandbox(spec.sessionId, spec.image, labels, (gateway) =>
+      this.sessionEnv(spec, gateway),
+    ).then((sub) => ({
+      sessionId: spec.sessionId,
+      role: spec.role,
+      image: spec.image,
+      address: sub.sandbox,
+      credentialSha256: spec.credentialSha256,
+      ...(spec.placeholders ? { placeholders: spec.placeholders } : {}),
+      createdAt: spec.createdAt,
+      expiresAt: spec.expiresAt,
+      createdBy: spec.createdBy,
+      labels: spec.labels,
+      running: false,
+    }));
+  }
 
-    const proxyUrl = `http://${encodeURIComponent(spec.sessionId)}:${encodeURIComponent(spec.credential)}@${sub.gateway}:${this.cfg.gateway.port}`;
-    const env = {
-      ...spec.env,
-      HTTP_PROXY: proxyUrl,
-      HTTPS_PROXY: proxyUrl,
-      http_proxy: proxyUrl,
-      https_proxy: proxyUrl,
-      NO_PROXY: '',
-      no_proxy: '',
+  /**
+   * A warm-pool sandbox: network and container as for a session, labelled `io.airlock.pooled`, with
+   * no role, credential, expiry or proxy settings (its container environment holds only the trust
+   * bundle's variables and `AIRLOCK_SESSION_ID`); see {@link claim}. Not started.
+   * @throws RuntimeError (nothing is left behind)
+   */
+  async preparePooled(spec: PooledSandboxSpec): Promise<SandboxInfo> {
+    const labels = {
+      [LABEL.managed]: 'true',
+      [LABEL.session]: spec.sessionId,
+      [LABEL.pooled]: 'true',
+    };
+    const sub = await this.createSandbox(spec.sessionId, spec.image, labels, () =>
+      this.baseEnv(spec.sessionId),
+    );
+    this.poolAddresses.set(spec.sessionId, sub);
+    const address = sub.sandbox;
+    const epoch = new Date(0);
+    return {
+      sessionId: spec.sessionId,
+      role: '',
+      image: spec.image,
+      address,
+      credentialSha256: '',
+      createdAt: epoch,
+      expiresAt: epoch,
+      createdBy: '',
+      labels: {},
+      running: false,
+      pooled: true,
+    };
+  }
+
+  /**
+   * Claims a started warm-pool sandbox for its session. Docker cannot relabel a container and the
+   * container's environment is fixed at creation, so the session lives in a claim record,
+   * `<stateDir>/claims/<sessionId>.json` (mode 0600, written to a temporary file and renamed, so a
+   * crash leaves the old state or the new one), which `list()` reads back after a restart, and its
+   * environment (the proxy URL with the credential, `spec.env`) is given to every `exec` (Docker's
+   * per-exec `Env`). Until this returns the sandbox has no credential. Only members prepared by this
+   * runtime object can be claimed (a restarted control plane removes unclaimed members).
+   * @throws RuntimeError when the sandbox is not an unclaimed pool member, or the record cannot be
+   *   written
+   */
+  async claim(spec: SandboxSpec): Promise<SandboxInfo> {
+    const sub = this.poolAddresses.get(spec.sessionId);
+    if (sub === undefined)
+      throw new RuntimeError(`sandbox ${spec.sessionId} is not an unclaimed warm-pool member`);
+    this.poolAddresses.delete(spec.sessionId);
+    const address = sub.sandbox;
+    const env = this.sessionEnv(spec, sub.gateway);
+    const record: ClaimRecord = {
+      sessionId: spec.sessionId,
+      role: spec.role,
+      image: spec.image,
+      address,
+      credentialSha256: spec.credentialSha256,
+      placeholders: spec.placeholders ?? {},
+      createdAt: spec.createdAt.toISOString(),
+      expiresAt: spec.expiresAt.toISOString(),
+      createdBy: spec.createdBy,
+      labels: spec.labels,
+      env,
+    };
+    const dir = claimsDir(this.cfg.stateDir);
+    const file = path.join(dir, `${spec.sessionId}.json`);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+      await writeFile(tmp, JSON.stringify(record), { mode: 0o600 });
+      await rename(tmp, file);
+    } catch (err) {
+      throw new RuntimeError(
+        `claim of sandbox ${spec.sessionId}: cannot write ${file}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    this.claimEnv.set(spec.sessionId, toEnvList(env));
+    return {
+      sessionId: spec.sessionId,
+      role: spec.role,
+      image: spec.image,
+      address,
+      credentialSha256: spec.credentialSha256,
+      ...(spec.placeholders ? { placeholders: spec.placeholders } : {}),
+      createdAt: spec.createdAt,
+      expiresAt: spec.expiresAt,
+      createdBy: spec.createdBy,
+      labels: spec.labels,
+      running: true,
+      pooled: true,
+    };
+  }
+
+  /** Variables every sandbox gets whatever its session: the trust bundle's, and its session id. */
+  private baseEnv(sessionId: string): Record<string, string> {
+    return {
       ...(this.cfg.gateway.tls.intercept
         ? {
             SSL_CERT_FILE: SANDBOX_BUNDLE,
@@ -465,29 +594,71 @@ export class DockerRuntime implements SandboxRuntime {
             NODE_USE_ENV_PROXY: '1',
           }
         : {}),
-      AIRLOCK_SESSION_ID: spec.sessionId,
+      AIRLOCK_SESSION_ID: sessionId,
     };
+  }
+
+  /** A session's sandbox environment: `spec.env`, then the proxy URL with its credential, then {@link baseEnv}. */
+  private sessionEnv(spec: SandboxSpec, gatewayAddress: string): Record<string, string> {
+    const proxyUrl = `http://${encodeURIComponent(spec.sessionId)}:${encodeURIComponent(spec.credential)}@${gatewayAddress}:${this.cfg.gateway.port}`;
+    return {
+      ...spec.env,
+      HTTP_PROXY: proxyUrl,
+      HTTPS_PROXY: proxyUrl,
+      http_proxy: proxyUrl,
+      https_proxy: proxyUrl,
+      NO_PROXY: '',
+      no_proxy: '',
+      ...this.baseEnv(spec.sessionId),
+    };
+  }
+
+  /**
+   * Network (a /29 from the pool, allocated under the lock) and container of one sandbox, not
+   * started: the gateway joins the network while the container is created (both only need the
+   * network). @returns the sandbox's /29. @throws RuntimeError (nothing is left behind)
+   */
+  private async createSandbox(
+    sessionId: string,
+    image: string,
+    labels: Record<string, string>,
+    env: (gatewayAddress: string) => Record<string, string>,
+  ): Promise<SessionSubnet> {
+    const netName = sessionNetworkName(sessionId);
+    const sub = await this.lock.run(async () => {
+      const nets = await this.docker
+        .listNetworks({ filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] } })
+        .catch((err: unknown) => {
+          throw wrap('list networks', err);
+        });
+      const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter((s): s is string => !!s));
+      const sub = allocateSubnet(this.cfg.runtime.docker.subnetPool, used);
+      if (!sub) throw new RuntimeError(`subnet pool ${this.cfg.runtime.docker.subnetPool} is exhausted`);
+      try {
+        await this.docker.createNetwork({
+          Name: netName,
+          Driver: 'bridge',
+          Internal: true,
+          CheckDuplicate: true,
+          IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
+          Options: sessionNetworkOptions(sessionId),
+          Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: sessionId },
+        });
+      } catch (err) {
+        throw wrap(`create network for session ${sessionId}`, err);
+      }
+      return sub;
+    });
     const r = this.cfg.runtime.resources;
-    let networkCreated = false;
     try {
-      await this.docker.createNetwork({
-        Name: netName,
-        Driver: 'bridge',
-        Internal: true,
-        CheckDuplicate: true,
-        IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
-        Options: sessionNetworkOptions(spec.sessionId),
-        Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: spec.sessionId },
-      });
-      networkCreated = true;
-      await this.docker.getNetwork(netName).connect({
+      const joined = this.docker.getNetwork(netName).connect({
         Container: GATEWAY_CONTAINER,
         EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
       });
-      await this.docker.createContainer({
-        name: sandboxContainerName(spec.sessionId),
-        Image: spec.image,
-        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      const created = this.docker.createContainer({
+        name: sandboxContainerName(sessionId),
+        Image: image,
+        Env: toEnvList(env(sub.gateway)),
         Labels: { ...labels, [LABEL.kind]: 'sandbox' },
         HostConfig: {
           NetworkMode: netName,
@@ -504,27 +675,20 @@ export class DockerRuntime implements SandboxRuntime {
         },
         NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
       });
-      if (this.trustBundle) await this.installTrust(spec.sessionId, this.trustBundle);
+      const bundle = this.trustBundle;
+      const filled = bundle ? created.then(() => this.installTrust(sessionId, bundle)) : created;
+      // Both settle before anything is undone (a half-done twin would outlive the cleanup).
+      const [j, c] = await Promise.allSettled([joined, filled]);
+      if (j.status === 'rejected') throw j.reason;
+      if (c.status === 'rejected') throw c.reason;
     } catch (err) {
-      await this.removeLocked(spec.sessionId, networkCreated).catch(() => undefined);
+      await this.lock.run(() => this.removeLocked(sessionId, true)).catch(() => undefined);
       if (isNotFound(err) && (err as Error).message.includes('image')) {
-        throw new RuntimeError(`sandbox image ${spec.image} not found`, { cause: err });
+        throw new RuntimeError(`sandbox image ${image} not found`, { cause: err });
       }
-      throw wrap(`create sandbox for session ${spec.sessionId}`, err);
+      throw wrap(`create sandbox for session ${sessionId}`, err);
     }
-    return {
-      sessionId: spec.sessionId,
-      role: spec.role,
-      image: spec.image,
-      address: sub.sandbox,
-      credentialSha256: spec.credentialSha256,
-      ...(spec.placeholders ? { placeholders: spec.placeholders } : {}),
-      createdAt: spec.createdAt,
-      expiresAt: spec.expiresAt,
-      createdBy: spec.createdBy,
-      labels: spec.labels,
-      running: false,
-    };
+    return sub;
   }
 
   /**
@@ -593,11 +757,13 @@ export class DockerRuntime implements SandboxRuntime {
     onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
   ): Promise<ExecResult> {
     const container = this.docker.getContainer(sandboxContainerName(sessionId));
+    const env = this.claimEnv.get(sessionId);
     let exec: Docker.Exec;
     let stream: NodeJS.ReadWriteStream;
     try {
       exec = await container.exec({
         Cmd: command,
+        ...(env ? { Env: env } : {}),
         AttachStdout: true,
         AttachStderr: true,
         AttachStdin: false,
@@ -641,6 +807,10 @@ export class DockerRuntime implements SandboxRuntime {
     } catch (err) {
       if (!isNotFound(err)) throw wrap(`remove sandbox ${sessionId}`, err);
     }
+    // A removed sandbox is never claimed again, nor its session recovered.
+    this.poolAddresses.delete(sessionId);
+    this.claimEnv.delete(sessionId);
+    rmSync(path.join(claimsDir(this.cfg.stateDir), `${sessionId}.json`), { force: true });
     if (!withNetwork) return;
     const net = this.docker.getNetwork(sessionNetworkName(sessionId));
     try {
@@ -671,6 +841,10 @@ export class DockerRuntime implements SandboxRuntime {
       const l = c.Labels;
       const id = l[LABEL.session];
       if (!id) continue;
+      if (l[LABEL.pooled] === 'true') {
+        out.push(this.pooledInfo(id, c));
+        continue;
+      }
       const net = c.NetworkSettings?.Networks?.[sessionNetworkName(id)];
       const userLabels: Record<string, string> = {};
       for (const [k, v] of Object.entries(l))
@@ -690,6 +864,54 @@ export class DockerRuntime implements SandboxRuntime {
       });
     }
     return out;
+  }
+
+  /**
+   * A warm-pool sandbox as `list()` reports it: its claim record's session when it has one (the
+   * exec environment is taken back too), else an unclaimed member (no role, no credential digest,
+   * expired), which a starting control plane removes.
+   */
+  private pooledInfo(id: string, c: Docker.ContainerInfo): SandboxInfo {
+    const running = c.State === 'running';
+    let rec: ClaimRecord | null;
+    try {
+      rec = JSON.parse(
+        readFileSync(path.join(claimsDir(this.cfg.stateDir), `${id}.json`), 'utf8'),
+      ) as ClaimRecord;
+    } catch {
+      rec = null; // no record (unclaimed) or unreadable: not a session
+    }
+    if (!rec || rec.sessionId !== id) {
+      const epoch = new Date(0);
+      return {
+        sessionId: id,
+        role: '',
+        image: c.Image,
+        address: '',
+        credentialSha256: '',
+        createdAt: epoch,
+        expiresAt: epoch,
+        createdBy: '',
+        labels: {},
+        running,
+        pooled: true,
+      };
+    }
+    if (!this.claimEnv.has(id)) this.claimEnv.set(id, toEnvList(rec.env));
+    return {
+      sessionId: id,
+      role: rec.role,
+      image: rec.image,
+      address: rec.address,
+      credentialSha256: rec.credentialSha256,
+      ...(Object.keys(rec.placeholders).length > 0 ? { placeholders: rec.placeholders } : {}),
+      createdAt: new Date(rec.createdAt),
+      expiresAt: new Date(rec.expiresAt),
+      createdBy: rec.createdBy,
+      labels: rec.labels,
+      running,
+      pooled: true,
+    };
   }
 
   async close(): Promise<void> {
