@@ -6,6 +6,7 @@
 import type { GatewayServiceConfig } from '../gateway-wire/config.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import type { BudgetQuery, BudgetReply } from './budgets.js';
+import type { OAuth2Query, OAuth2Reply } from './oauth2-shared.js';
 
 /** Primary → worker. Each change carries `seq`; the worker answers `airlock:ack` with it once applied. */
 export type PrimaryMessage =
@@ -22,7 +23,9 @@ export type PrimaryMessage =
    */
   | { t: 'airlock:conn' }
   /** The answer to a worker's budget query (budgets.ts). */
-  | BudgetReply;
+  | BudgetReply
+  /** The answer to a worker's OAuth2 token query (oauth2-shared.ts). */
+  | OAuth2Reply;
 
 /** Worker → primary. */
 export type WorkerMessage =
@@ -35,7 +38,9 @@ export type WorkerMessage =
   /** Startup failed (the worker exits next). */
   | { t: 'airlock:failed'; message: string }
   /** A budget check or bytes count, answered from the primary's counters (budgets.ts). */
-  | BudgetQuery;
+  | BudgetQuery
+  /** A refresh-token credential's access token, from the primary's cache (oauth2-shared.ts). */
+  | OAuth2Query;
 
 /** Environment variable carrying a worker's settings (JSON of {@link WorkerSpec}). */
 export const WORKER_ENV = 'AIRLOCK_GATEWAY_WORKER';

@@ -23,6 +23,7 @@ import {
   type WorkerSpec,
 } from './cluster-messages.js';
 import { SharedBudgets, type BudgetReply } from './budgets.js';
+import { SharedOAuth2, type OAuth2Reply } from './oauth2-shared.js';
 import { type RunningGateway, startGatewayService } from './service.js';
 import type { SessionTable } from './sessions.js';
 
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
   };
 
   const budgets = new SharedBudgets((q) => send(q));
+  const oauth2 = new SharedOAuth2((q) => send(q)); // refresh-token credentials: the primary's cache
   /** Connections handed over before the gateway exists (none expected: sent after `ready`). */
   const early: Socket[] = [];
   process.on('message', (raw: unknown, handle?: unknown) => {
@@ -63,6 +65,7 @@ async function main(): Promise<void> {
     }
     if (m.t === 'airlock:budget-answer' || m.t === 'airlock:budget-bytes-answer')
       return budgets.receive(m as BudgetReply);
+    if (m.t === 'airlock:oauth2-token-answer') return oauth2.receive(m as OAuth2Reply);
     if (m.t === 'airlock:stop') return stop();
     if (!table) return; // changes are sent only after hello, when the table exists
     let closedSockets = 0;
@@ -85,6 +88,7 @@ async function main(): Promise<void> {
     id: spec.id,
     ...(process.env[CONTROL_TOKEN_ENV] ? { controlToken: process.env[CONTROL_TOKEN_ENV] } : {}),
     budgets,
+    oauth2Remote: oauth2.request,
     beforeListen: (sessions) =>
       new Promise<void>((resolve) => {
         table = sessions;

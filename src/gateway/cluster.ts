@@ -9,7 +9,8 @@
  *   per-session limits (limits.ts: connections, tunnels, requests in flight) hold for the whole
  *   gateway, and one session's load stays on one core. While a session's worker restarts, its new
  *   connections go to the next worker in its order (its old sockets died with the worker).
- * - Budgets (budgets.yaml) are counted here for every worker (budgets.ts `answerBudgetQuery`).
+ * - Budgets (budgets.yaml) are counted here for every worker (budgets.ts `answerBudgetQuery`), and
+ *   OAuth2 refresh-token credentials' tokens are fetched and held here (oauth2-shared.ts).
  * - The primary serves the admin API (one endpoint) and holds the authoritative session table. Every
  *   register, resync and revocation is applied there first, then sent to every worker over IPC; the
  *   admin call answers after every worker acknowledged it. A revocation is acknowledged by a worker
@@ -38,6 +39,7 @@ import { createLogger, type Logger } from '../log.js';
 import { PolicyStore } from '../policy/store.js';
 import { type AdminSessions, createAdminServer, listen } from './admin.js';
 import { answerBudgetQuery, BudgetCounters } from './budgets.js';
+import { answerOAuth2Query, primaryOAuth2Tokens } from './oauth2-shared.js';
 import {
   isAirlockMessage,
   type PrimaryMessage,
@@ -160,6 +162,8 @@ export async function startGatewayCluster(
   const slots = new Map<number, Slot>();
   /** budgets.yaml's counters for every worker. */
   const budgets = new BudgetCounters();
+  /** Refresh-token credentials' tokens for every worker (oauth2-shared.ts). */
+  const oauth2 = primaryOAuth2Tokens(cfg, logger);
   let seq = 0;
   let closing = false;
   let proxyPort: number;
@@ -266,6 +270,8 @@ export async function startGatewayCluster(
         slot.auditFailure = m.failure;
       } else if (m.t === 'airlock:budget' || m.t === 'airlock:budget-bytes') {
         sendTo(slot, answerBudgetQuery(budgets, m));
+      } else if (m.t === 'airlock:oauth2-token') {
+        void answerOAuth2Query(oauth2, m).then((reply) => sendTo(slot, reply));
       } else if (m.t === 'airlock:failed') {
         startupFailure?.(new Error(`gateway worker ${id}: ${m.message}`));
         logger.error({ worker: id, error: m.message }, 'gateway worker failed to start');

@@ -24,6 +24,11 @@
  *   one in memory (the source still holds the original: after a gateway restart the original is used
  *   again, which an authorization server that revokes rotated tokens refuses — turn rotation off
  *   for this client, or update the source).
+ * - **Several workers** (`gateway.workers` > 1, cluster.ts): a refresh-token credential's state (the
+ *   rotated refresh token, the access token, the single flight) lives in the primary only; each
+ *   worker's cache asks it (option `remote`, oauth2-shared.ts) instead of the token endpoint, so one
+ *   refresh token is used once by the whole gateway. Client-credentials tokens are fetched by each
+ *   worker (nothing rotates).
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -52,6 +57,22 @@ export interface OAuth2TokensOptions {
   onTokenRequest?: (e: { credential: string; grant: string; ok: boolean; detail: string | null }) => void;
   /** Clock, ms. @default Date.now */
   now?: () => number;
+  /**
+   * Where a worker gets the tokens of `oauth2-refresh-token` credentials: the primary's cache
+   * (oauth2-shared.ts), instead of the token endpoint. Unset: this process asks the endpoint.
+   */
+  remote?: (input: OAuth2Input) => Promise<RemoteToken>;
+}
+
+/** A token from the primary's cache: the access token and how long it stays valid, ms. */
+export interface RemoteToken {
+  readonly accessToken: string;
+  readonly ttlMs: number;
+}
+
+/** The primary could not get a token (its reason, already naming the endpoint). */
+export class RemoteTokenError extends Error {
+  override readonly name = 'RemoteTokenError';
 }
 
 /** What a credential needs to ask for a token. */
@@ -103,6 +124,33 @@ export class OAuth2Tokens {
 
   /** The access token for `input`'s credential (see the module comment for caching and failures). */
   async token(input: OAuth2Input): Promise<TokenResult> {
+    const e = this.#entry(input);
+    const now = this.#now();
+    if (e.accessToken !== null && now < e.expiresAtMs) {
+      if (now >= e.expiresAtMs - this.#skew && e.inflight === null) void this.#fetch(e, input);
+      return { ok: true, accessToken: e.accessToken };
+    }
+    if (e.failure && now < e.failure.untilMs) return { ok: false, reason: e.failure.reason };
+    return e.inflight ?? this.#fetch(e, input);
+  }
+
+  /**
+   * The primary's answer to a worker (oauth2-shared.ts): a token valid beyond the refresh skew, waiting
+   * for a refresh (shared with every other asker: single flight) when the held one is within it.
+   * @returns the result and, when ok, how long the token stays valid, ms.
+   */
+  async fresh(input: OAuth2Input): Promise<{ result: TokenResult; ttlMs: number }> {
+    const e = this.#entry(input);
+    const now = this.#now();
+    if (e.accessToken !== null && now < e.expiresAtMs - this.#skew)
+      return { result: { ok: true, accessToken: e.accessToken }, ttlMs: e.expiresAtMs - now };
+    if (e.failure && now < e.failure.untilMs && !(e.accessToken !== null && now < e.expiresAtMs))
+      return { result: { ok: false, reason: e.failure.reason }, ttlMs: 0 };
+    const result = await (e.inflight ?? this.#fetch(e, input));
+    return { result, ttlMs: result.ok ? Math.max(0, e.expiresAtMs - this.#now()) : 0 };
+  }
+
+  #entry(input: OAuth2Input): Entry {
     let e = this.#entries.get(input.name);
     if (!e || e.version !== input.version) {
       e = {
@@ -116,13 +164,7 @@ export class OAuth2Tokens {
       };
       this.#entries.set(input.name, e);
     }
-    const now = this.#now();
-    if (e.accessToken !== null && now < e.expiresAtMs) {
-      if (now >= e.expiresAtMs - this.#skew && e.inflight === null) void this.#fetch(e, input);
-      return { ok: true, accessToken: e.accessToken };
-    }
-    if (e.failure && now < e.failure.untilMs) return { ok: false, reason: e.failure.reason };
-    return e.inflight ?? this.#fetch(e, input);
+    return e;
   }
 
   /** Forgets the tokens of credentials not named (a policy without them). */
@@ -189,7 +231,10 @@ export class OAuth2Tokens {
           return { ok: true, accessToken: answer.accessToken };
         },
         (err: unknown): TokenResult => {
-          const reason = `token endpoint ${input.apply.tokenUrl}: ${(err as Error).message}`;
+          const reason =
+            err instanceof RemoteTokenError
+              ? err.message
+              : `token endpoint ${input.apply.tokenUrl}: ${(err as Error).message}`;
           e.failure = { reason, untilMs: this.#now() + FAILURE_HOLD_MS };
           this.#opts.onTokenRequest?.({
             credential: input.name,
@@ -215,6 +260,10 @@ export class OAuth2Tokens {
     input: OAuth2Input,
   ): Promise<{ accessToken: string; ttlMs: number; refreshToken: string | null }> {
     const a = input.apply;
+    if (this.#opts.remote && a.type === 'oauth2-refresh-token') {
+      const t = await this.#opts.remote(input); // the primary holds the refresh token
+      return { accessToken: t.accessToken, ttlMs: t.ttlMs, refreshToken: null };
+    }
     const form = new URLSearchParams();
     let clientSecret: string | null;
     if (a.type === 'oauth2-client-credentials') {

@@ -15,7 +15,7 @@ import type { BudgetAuthority } from './budgets.js';
 import { hostMatch } from '../policy/matchers.js';
 import { CredentialVault } from './credentials.js';
 import { KubernetesSecretValues } from './credential-sources/kubernetes-secrets.js';
-import { OAuth2Tokens } from './oauth2.js';
+import { OAuth2Tokens, type OAuth2Input, type RemoteToken } from './oauth2.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { EgressGateway, withGatewayDefaults } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
@@ -59,6 +59,8 @@ export interface GatewayWorkerOptions {
   onAuditFailure?(reason: string | null): void;
   /** The budget counters shared through the primary (budgets.ts `SharedBudgets`). */
   budgets?: BudgetAuthority;
+  /** Where refresh-token credentials' tokens come from: the primary (oauth2-shared.ts `SharedOAuth2`). */
+  oauth2Remote?: (input: OAuth2Input) => Promise<RemoteToken>;
   /**
    * The token for the control plane's approvals endpoint (the gateway admin token): a worker has no
    * admin token of its own. @default the admin token
@@ -204,6 +206,7 @@ export async function startGatewayService(
     oauth2: new OAuth2Tokens({
       resolver,
       refreshSkewMs: cfg.oauth2RefreshSkewMs,
+      ...(worker?.oauth2Remote ? { remote: worker.oauth2Remote } : {}),
       ...(upstreamCaPem ? { extraCaPem: upstreamCaPem } : {}),
       onTokenRequest: (e) => {
         tokenRequests.inc({ credential: e.credential, result: e.ok ? 'ok' : 'error' });
