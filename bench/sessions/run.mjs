@@ -5,7 +5,10 @@
  *   first    create + the first allowed call: an exec of `curl http://forum.test:3000/posts/1` in the
  *            sandbox, through the gateway, answered 200 by json-server (exec overhead included)
  * as p50/p99, on both runtimes in the same run:
- *   docker      `airlock serve` in-process (dist/), the Docker engine, the offline images;
+ *   docker      `airlock serve` in-process (dist/), the Docker engine, the offline images, with a warm
+ *               pool of 2 for airlock-sandbox:dev (issue 12 item 3): N warm creates (claims) and N
+ *               cold creates (a second tag of the same image, not pooled) interleaved, each started
+ *               once the pool is full again, so warm and cold share the run's noise;
  *   kubernetes  the chart installed on the one-node cluster of scripts/k8s-node.sh (which must be up),
  *               API through kubectl port-forward, exec through the Kubernetes exec API.
  * json-server listens on the egress bridge's host address (Docker) and on the node's address
@@ -13,7 +16,8 @@
  *
  *   npm run build && node bench/sessions/run.mjs [--only docker|kubernetes]
  *
- * Environment: BENCH_SESSIONS (20). The Docker part removes every io.airlock.managed container and
+ * JSON on stdout and in bench/results/sessions-<time>.json.
+ * Environment: BENCH_SESSIONS (20 of each kind). The Docker part removes every io.airlock.managed container and
  * network when it ends: never run it during an e2e run (the e2e suites own those objects).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -31,6 +35,10 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const N = Number(process.env.BENCH_SESSIONS ?? 20);
 const TOKEN = 'ci-api-token-0123456789abcdef'; // charts/airlock/ci/local-images-values.yaml
 const DOCKER_SUBNET = '10.217.0.0/24';
+const SANDBOX_IMAGE = 'airlock-sandbox:dev';
+/** Another tag of the sandbox image, not pooled: creates naming it take the cold path. */
+const COLD_IMAGE = 'airlock-sandbox:bench-cold';
+const POOL = 2;
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
 
 function percentile(values, p) {
@@ -79,30 +87,89 @@ function api(base) {
   return call;
 }
 
+/** One session: create, first allowed call, delete. @returns the create and first-call times in ms. */
+async function oneSession(call, label, image) {
+  const t0 = performance.now();
+  const s = await call('POST', '/v1/sessions', {
+    role: 'analyst',
+    ttlSeconds: 600,
+    ...(image ? { image } : {}),
+  });
+  const t1 = performance.now();
+  const out = await call('POST', `/v1/sessions/${s.id}/exec`, {
+    command: ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://forum.test:3000/posts/1'],
+    timeoutSeconds: 30,
+  });
+  const t2 = performance.now();
+  if (out.stdout !== '200') throw new Error(`${label}: first call answered ${out.stdout} ${out.stderr}`);
+  await call('DELETE', `/v1/sessions/${s.id}`);
+  return { create: t1 - t0, first: t2 - t0 };
+}
+
+const stats = (a) => ({
+  p50: Math.round(percentile(a, 50)),
+  p99: Math.round(percentile(a, 99)),
+  max: Math.round(Math.max(...a)),
+});
+
 /** N sessions one after another; returns the create and first-call times in ms. */
 async function measure(call, label) {
   const create = [];
   const first = [];
   for (let i = 0; i < N; i++) {
-    const t0 = performance.now();
-    const s = await call('POST', '/v1/sessions', { role: 'analyst', ttlSeconds: 600 });
-    const t1 = performance.now();
-    const out = await call('POST', `/v1/sessions/${s.id}/exec`, {
-      command: ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://forum.test:3000/posts/1'],
-      timeoutSeconds: 30,
-    });
-    const t2 = performance.now();
-    if (out.stdout !== '200') throw new Error(`${label}: first call answered ${out.stdout} ${out.stderr}`);
-    create.push(t1 - t0);
-    first.push(t2 - t0);
-    await call('DELETE', `/v1/sessions/${s.id}`);
+    const r = await oneSession(call, label);
+    create.push(r.create);
+    first.push(r.first);
   }
-  const r = (a) => ({
-    p50: Math.round(percentile(a, 50)),
-    p99: Math.round(percentile(a, 99)),
-    max: Math.round(Math.max(...a)),
-  });
-  return { runtime: label, sessions: N, createMs: r(create), firstAllowedCallMs: r(first) };
+  return { runtime: label, sessions: N, createMs: stats(create), firstAllowedCallMs: stats(first) };
+}
+
+/** A metric's value from the API's `/metrics` (0 when absent). */
+async function metric(base, name, labels) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const m = new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Warm against cold in the same run, on one control plane with `sessions.warmPool.size` POOL for
+ * SANDBOX_IMAGE: N creates of each, interleaved (warm, cold, cold, warm, ...), each one started only
+ * once the pool is full again (so no refill runs while a create is measured). Cold creates name
+ * COLD_IMAGE, a second tag of the same image that is not pooled, so they take the cold path.
+ */
+async function measureWarmCold(base, call) {
+  const warm = { create: [], first: [] };
+  const cold = { create: [], first: [] };
+  const ready = `image="${SANDBOX_IMAGE}"`;
+  const claims0 = await metric(base, 'airlock_warm_pool_claims_total', ready);
+  for (let i = 0; i < 2 * N; i++) {
+    const isWarm = i % 4 === 0 || i % 4 === 3;
+    await waitFor(
+      async () => (await metric(base, 'airlock_warm_pool_ready', ready)) === POOL,
+      'a full warm pool',
+      120_000,
+    );
+    const r = await oneSession(call, isWarm ? 'docker warm' : 'docker cold', isWarm ? undefined : COLD_IMAGE);
+    const into = isWarm ? warm : cold;
+    into.create.push(r.create);
+    into.first.push(r.first);
+  }
+  const claims = (await metric(base, 'airlock_warm_pool_claims_total', ready)) - claims0;
+  if (claims !== N) throw new Error(`warm creates claimed ${claims} pooled sandboxes, expected ${N}`);
+  const c = stats(cold.create);
+  const w = stats(warm.create);
+  return [
+    { runtime: 'docker cold', sessions: N, createMs: c, firstAllowedCallMs: stats(cold.first) },
+    {
+      runtime: `docker warm (pool ${POOL})`,
+      sessions: N,
+      pooledClaims: claims,
+      createMs: w,
+      firstAllowedCallMs: stats(warm.first),
+      warmOverColdCreateP50: Math.round((w.p50 / c.p50) * 1000) / 1000,
+      warmOverColdCreateP99: Math.round((w.p99 / c.p99) * 1000) / 1000,
+    },
+  ];
 }
 
 async function dockerPart() {
@@ -119,15 +186,18 @@ async function dockerPart() {
         docker: { egressSubnet: DOCKER_SUBNET },
         resources: { cpus: 0.5, memoryMiB: 256, pids: 128 },
       },
+      sessions: { warmPool: { size: POOL, images: [SANDBOX_IMAGE] } },
       stateDir,
     },
     ROOT,
   );
+  await run('docker', ['tag', SANDBOX_IMAGE, COLD_IMAGE]);
   const server = await startServer(cfg, pino({ level: 'warn' }));
   const forum = await startJsonServer(DOCKER_SUBNET.replace(/\.0\/24$/, '.1'));
   try {
-    return await measure(api(server.url), 'docker');
+    return await measureWarmCold(server.url, api(server.url));
   } finally {
+    await run('docker', ['rmi', COLD_IMAGE]).catch(() => undefined);
     await forum.stop();
     await server.close();
     const ids = (await run('docker', ['ps', '-aq', '--filter', 'label=io.airlock.managed=true'])).stdout
@@ -240,7 +310,7 @@ async function kubernetesPart() {
 }
 
 const results = [];
-if (only !== 'kubernetes') results.push(await dockerPart());
+if (only !== 'kubernetes') results.push(...(await dockerPart()));
 if (only !== 'docker') results.push(await kubernetesPart());
 const report = {
   time: new Date().toISOString(),
@@ -248,3 +318,6 @@ const report = {
   results,
 };
 console.log(JSON.stringify(report, null, 2));
+const out = path.join(ROOT, 'bench/results', `sessions-${report.time.replace(/[:.]/g, '-')}.json`);
+writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+console.error(`written ${path.relative(ROOT, out)}`);

@@ -15,7 +15,7 @@
  *
  * Run under the Docker lock: `flock /tmp/airlock-e2e.lock npx vitest run --project e2e test/e2e/warm-pool.test.ts`.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -289,7 +289,11 @@ describe('warm pools (issue 12 item 3)', () => {
     const unclaimed = readyMembers();
     await server!.close();
     server = null;
+    // A record whose sandbox is gone (removed while the control plane was down) is not kept.
+    const stale = path.join(claimsDir(stateDir), 's-00000000deadbeef.json');
+    writeFileSync(stale, readFileSync(path.join(claimsDir(stateDir), `${session.id}.json`)));
     await start();
+    expect(existsSync(stale)).toBe(false);
 
     expect(api.base).not.toBe('');
     expect((await api.raw('GET', `/v1/sessions/${session.id}`)).status).toBe(200);

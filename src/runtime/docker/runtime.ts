@@ -450,8 +450,33 @@ export class DockerRuntime implements SandboxRuntime {
           throw wrap(`connect gateway to ${n.Name}`, err);
         });
     }
+    await this.sweepClaims();
     // Follows the port: Docker publishes a new one when the restart policy restarts the container.
     return new DockerGatewayControl(this.docker, token, `http://127.0.0.1:${port}`);
+  }
+
+  /**
+   * Deletes claim records whose sandbox is gone (removed behind Airlock's back, or while the control
+   * plane was down): their credentials open nothing, but are not kept. Runs with the gateway set-up,
+   * before any claim of this process.
+   */
+  private async sweepClaims(): Promise<void> {
+    const dir = claimsDir(this.cfg.stateDir);
+    if (!existsSync(dir)) return;
+    let containers: Docker.ContainerInfo[];
+    try {
+      containers = await this.docker.listContainers({
+        all: true,
+        filters: { label: [`${LABEL.managed}=true`, `${LABEL.pooled}=true`] },
+      });
+    } catch (err) {
+      throw wrap('list warm-pool sandboxes', err);
+    }
+    const live = new Set(containers.map((c) => c.Labels[LABEL.session]));
+    for (const f of readdirSync(dir)) {
+      const id = f.replace(/\.json$/, '');
+      if (f.endsWith('.tmp') || !live.has(id)) rmSync(path.join(dir, f), { force: true });
+    }
   }
 
   prepare(spec: SandboxSpec): Promise<SandboxInfo> {
