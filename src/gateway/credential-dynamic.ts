@@ -68,6 +68,8 @@ interface Held {
   readonly version: string;
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** Parsed access keys per held value (a value object lives as long as its version is held). */
 const parsedKeys = new WeakMap<Held, AwsKeys | null>();
 
@@ -105,20 +107,18 @@ export function injectDynamic(
       };
     try {
       const sig = signers.sign(req, keys, a);
-      return {
-        kind: 'inject',
-        credential: {
-          name: def.name,
-          version: held.version,
-          header: sig.authorization === null ? null : 'authorization',
-          query: null,
-          value: sig.authorization ?? '',
-          headers: sig.headers,
-          dropHeaders: SIGV4_OWNED_HEADERS,
-          ...(sig.query !== null ? { replaceQuery: sig.query } : {}),
-          ...(sig.chunks !== null ? { body: sig.chunks } : {}),
-        },
+      const credential: Mutable<InjectedCredential> = {
+        name: def.name,
+        version: held.version,
+        header: sig.authorization === null ? null : 'authorization',
+        query: null,
+        value: sig.authorization ?? '',
+        headers: sig.headers,
+        dropHeaders: SIGV4_OWNED_HEADERS,
       };
+      if (sig.query !== null) credential.replaceQuery = sig.query; // presigned: signed in the query
+      if (sig.chunks !== null) credential.body = sig.chunks; // aws-chunked: chunk signatures replaced
+      return { kind: 'inject', credential };
     } catch (err) {
       if (err instanceof SigV4RequestError) return { kind: 'bad_request', detail: err.message };
       throw err;
