@@ -8,6 +8,7 @@
  * that cannot be normalised).
  */
 import { verdictOf } from '../policy/policy-tests.js';
+import { registerPolicySyncCommand } from './policy-sync.js';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -777,4 +778,6 @@ export function registerPolicyCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--limit <n>', 'changed calls of the diff to print', positiveInt, 100)
     .action(async (dir: string, opts: SuggestOptions) => exitWith(await policySuggest(dir, opts)));
+
+  registerPolicySyncCommand(policy);
 }

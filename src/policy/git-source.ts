@@ -61,8 +61,11 @@ const REPO_VARS = [
   'GIT_COMMON_DIR',
 ];
 
-/** The environment git runs with: never prompts (no terminal, ssh in batch mode), C locale. */
-function gitEnv(): NodeJS.ProcessEnv {
+/**
+ * The environment git runs with: never prompts (no terminal, ssh in batch mode), C locale, and no
+ * variable pointing git at another repository than the one it is given.
+ */
+export function gitEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const v of REPO_VARS) delete env[v];
   env.GIT_TERMINAL_PROMPT = '0';

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { lstat, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CompiledPolicy } from './compile.js';
 import { errorMessage, LastKnownGood, type PolicyListeners, type ReloadResult } from './last-good.js';
@@ -31,6 +31,9 @@ export interface PolicyStoreOptions extends PolicyListeners {
   /** Use `fs.watch` (events). Independent of polling. @default true */
   watch?: boolean;
 }
+
+/** Reads of a tree whose publishing symlink moved meanwhile, before giving up. */
+const MAX_READ_ATTEMPTS = 5;
 
 /** Longest a burst of events can postpone a reload. */
 const MAX_DEBOUNCE_WAIT_MS = 1000;
@@ -54,6 +57,9 @@ export class PolicyStore implements PolicySource {
   #dirIno: number | null = null;
   #testsWatcher: FSWatcher | null = null;
   #testsReal: string | null = null;
+  /** Watcher of the directory holding the symlink `dir` is published through (`ROOT` of `ROOT/current`). */
+  #linkWatcher: FSWatcher | null = null;
+  #linkDir: string | null = null;
   #debounce: NodeJS.Timeout | null = null;
   #firstEventAt = 0;
   #poll: NodeJS.Timeout | null = null;
@@ -109,8 +115,10 @@ export class PolicyStore implements PolicySource {
     this.#poll = null;
     this.#dirWatcher?.close();
     this.#testsWatcher?.close();
+    this.#linkWatcher?.close();
     this.#dirWatcher = null;
     this.#testsWatcher = null;
+    this.#linkWatcher = null;
     await this.#held.idle();
   }
 
@@ -139,11 +147,7 @@ export class PolicyStore implements PolicySource {
   async #attempt(force: boolean): Promise<ReloadResult> {
     let fingerprint: string | null = null;
     try {
-      const [{ modelText, policyText, files }, testFiles, pinned] = await Promise.all([
-        readPolicyDir(this.dir),
-        readPolicyTestFiles(this.dir),
-        readPinnedVersion(this.dir),
-      ]);
+      const [{ modelText, policyText, files }, testFiles, pinned] = await this.#readConsistent();
       const h = createHash('sha256')
         .update(modelText)
         .update('\0')
@@ -182,6 +186,39 @@ export class PolicyStore implements PolicySource {
     }
   }
 
+  /**
+   * Reads every file of one tree: the directory is resolved first (`dir` may be, or lie under, a
+   * symlink swapped to publish a new tree: git-sync's and `airlock policy sync`'s `ROOT/current`)
+   * and read through the resolved path; when the link moved during the read, the read is repeated,
+   * so files of two trees are never mixed. The version of a tree under `.worktrees/<commit>` is the
+   * commit's first 12 hex digits unless `.airlock-version` pins one.
+   */
+  async #readConsistent(): Promise<
+    [
+      Awaited<ReturnType<typeof readPolicyDir>>,
+      Awaited<ReturnType<typeof readPolicyTestFiles>>,
+      string | null,
+    ]
+  > {
+    for (let attempt = 1; ; attempt++) {
+      const real = await realpath(this.dir).catch(() => this.dir);
+      try {
+        const [dir, tests, pinned] = await Promise.all([
+          readPolicyDir(real),
+          readPolicyTestFiles(real),
+          readPinnedVersion(real),
+        ]);
+        const after = await realpath(this.dir).catch(() => this.dir);
+        if (after === real || attempt >= MAX_READ_ATTEMPTS)
+          return [dir, tests, pinned ?? worktreeVersion(real)];
+      } catch (err) {
+        // A tree removed under the reader (the old worktree pruned after a swap): read the new one.
+        const after = await realpath(this.dir).catch(() => this.dir);
+        if (after === real || attempt >= MAX_READ_ATTEMPTS) throw err;
+      }
+    }
+  }
+
   /** (Re)attaches the directory and tests/ watchers when missing or pointing at a replaced directory. */
   async #attachWatchers(): Promise<void> {
     if (this.#closed || !this.#watching) return;
@@ -198,6 +235,22 @@ export class PolicyStore implements PolicySource {
       }
     } catch {
       // Directory missing: the poll retries.
+    }
+    // A swap of the symlink (`ROOT/current` -> a new worktree) is an event in ROOT, not in the
+    // directory watched above (which is the old tree): watch ROOT too.
+    const linkDir = await symlinkParent(this.dir);
+    if (this.#closed) return;
+    if (linkDir !== this.#linkDir || (linkDir !== null && this.#linkWatcher === null)) {
+      this.#linkWatcher?.close();
+      this.#linkWatcher = null;
+      this.#linkDir = linkDir;
+      if (linkDir !== null) {
+        this.#linkWatcher = this.#watch(linkDir, (w) => {
+          if (this.#linkWatcher !== w) return;
+          this.#linkWatcher = null;
+          this.#linkDir = null;
+        });
+      }
     }
     const testsDir = path.join(this.dir, TESTS_DIR);
     const real = await realpath(testsDir).catch(() => null);
@@ -250,4 +303,25 @@ async function readPinnedVersion(dir: string): Promise<string | null> {
   } catch {
     return null;
   }
+}
+
+/**
+ * The commit of a tree published by git-sync or `airlock policy sync` (`ROOT/.worktrees/<sha>`,
+ * src/policy/git-sync.ts): its first 12 hex digits, or null for any other directory.
+ */
+export function worktreeVersion(realDir: string): string | null {
+  const m = /\/\.worktrees\/([0-9a-f]{40,64})(?:\/|$)/.exec(realDir);
+  return m ? m[1]!.slice(0, 12) : null;
+}
+
+/** The directory holding the nearest symlink among `dir` and its ancestors, or null when none is one. */
+async function symlinkParent(dir: string): Promise<string | null> {
+  for (let p = dir; p !== path.dirname(p); p = path.dirname(p)) {
+    const isLink = await lstat(p).then(
+      (st) => st.isSymbolicLink(),
+      () => false,
+    );
+    if (isLink) return path.dirname(p);
+  }
+  return null;
 }
