@@ -242,9 +242,11 @@ function signedHeaders(req: SigV4Request, extra: readonly string[]): { names: st
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const rawName = raw[i] as string;
+    // content-type, content-md5, x-amz-*: anything else is not signed (cheap tests first).
     const c = rawName.charCodeAt(0) | 0x20;
-    // content-type, content-md5, x-amz-*: anything else is not signed (cheap first-letter test).
-    if (c !== 0x63 && c !== 0x78) continue;
+    if (c === 0x63) {
+      if (rawName.length !== 12 && rawName.length !== 11) continue;
+    } else if (c !== 0x78 || rawName.length < 7 || (rawName.charCodeAt(2) | 0x20) !== 0x61) continue;
     const name = rawName.toLowerCase();
     if (name.startsWith('x-amz-')) {
       if (SIGV4_OWNED_HEADERS.has(name)) continue;
