@@ -641,6 +641,104 @@ describe('charts/airlock (helm, no cluster)', () => {
     });
   });
 
+  describe('policies from Git: policies.git.syncer (airlock, the default, or git-sync)', () => {
+    const pods = (objs: K8sObject[]): Array<[string, PodSpec]> =>
+      ['airlock-gateway', 'airlock-controller'].map((name) => [
+        name,
+        (one(objs, 'Deployment', name).spec as { template: { spec: PodSpec } }).template.spec,
+      ]);
+    const syncArgs = (oneTime: boolean) => [
+      '--repo=https://git.example.com/platform/airlock-policies.git',
+      '--ref=main',
+      '--root=/etc/airlock/policies',
+      '--link=current',
+      '--period=30s',
+      '--depth=1',
+      ...(oneTime ? ['--one-time'] : []),
+    ];
+
+    it('airlock (default): init container + sidecar run `airlock policy sync` from the Airlock image, hardened, git-sync arguments', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci/git-policies-values.yaml')]);
+      for (const [name, pod] of pods(objs)) {
+        const init = pod.initContainers?.find((c) => c.name === 'git-sync-init');
+        const side = pod.containers.find((c) => c.name === 'git-sync');
+        for (const [c, oneTime] of [
+          [init, true],
+          [side, false],
+        ] as const) {
+          expect(c, name).toMatchObject({
+            image: 'airlock-gateway:0.1.0',
+            imagePullPolicy: 'IfNotPresent',
+            command: ['node', '/app/dist/cli/main.js', 'policy', 'sync'],
+            args: syncArgs(oneTime),
+            envFrom: [{ secretRef: { name: 'airlock-git-credentials' } }],
+            securityContext: {
+              allowPrivilegeEscalation: false,
+              readOnlyRootFilesystem: true,
+              privileged: false,
+              capabilities: { drop: ['ALL'] },
+            },
+          });
+          expect(c!.volumeMounts).toEqual([
+            { name: 'policies', mountPath: '/etc/airlock/policies' },
+            { name: 'tmp', mountPath: '/tmp' },
+          ]);
+          expect(c!.env, name).toBeUndefined();
+        }
+        // The main container reads the published checkout read-only.
+        expect(pod.containers[0]!.volumeMounts).toContainEqual({
+          name: 'policies',
+          mountPath: '/etc/airlock/policies',
+          readOnly: true,
+        });
+        expect(pod.volumes?.map((v) => v.name)).not.toContain('git-ca');
+      }
+      const gw = JSON.parse(
+        pods(objs)[0]![1].containers[0]!.env!.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value!,
+      ) as { policyDir: string };
+      expect(gw.policyDir).toBe('/etc/airlock/policies/current/policies');
+      // The image follows image.* (registry, tag, pull policy), as the main containers do.
+      const local = await render([
+        '-f',
+        path.join(chart, 'ci/git-policies-values.yaml'),
+        '-f',
+        path.join(chart, 'ci/local-images-values.yaml'),
+      ]);
+      for (const [name, pod] of pods(local)) {
+        expect(pod.initContainers?.[0], name).toMatchObject({
+          image: 'airlock-gateway:dev',
+          imagePullPolicy: 'Never',
+        });
+      }
+    });
+
+    it('git-sync: the upstream image with the same arguments; caSecret mounted and named by GIT_SSL_CAINFO', async () => {
+      const objs = await render(['-f', path.join(chart, 'ci/git-sync-image-values.yaml')]);
+      for (const [name, pod] of pods(objs)) {
+        for (const c of [pod.initContainers![0]!, pod.containers.find((x) => x.name === 'git-sync')!]) {
+          expect(c.image, name).toBe('registry.k8s.io/git-sync/git-sync:v4.4.0');
+          expect((c as { command?: unknown }).command).toBeUndefined();
+          expect((c as { args?: string[] }).args).toEqual(
+            expect.arrayContaining([
+              '--repo=https://git.internal.example/platform/airlock-policies.git',
+              '--ref=v3',
+              '--period=10s',
+            ]),
+          );
+          expect(c.env).toEqual([{ name: 'GIT_SSL_CAINFO', value: '/etc/airlock/git-ca/ca.pem' }]);
+          expect(c.volumeMounts).toContainEqual({
+            name: 'git-ca',
+            mountPath: '/etc/airlock/git-ca',
+            readOnly: true,
+          });
+        }
+        expect(pod.volumes?.find((v) => v.name === 'git-ca')?.secret, name).toEqual({ secretName: 'git-ca' });
+        // Only the sync containers see the CA bundle.
+        expect(pod.containers[0]!.volumeMounts?.map((m) => m.name)).not.toContain('git-ca');
+      }
+    });
+  });
+
   describe('bad values fail on the schema, naming the key path', () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['wrong type', ['--set', 'gateway.replicas=two'], /\/gateway\/replicas.*got string, want integer/],
@@ -651,6 +749,18 @@ describe('charts/airlock (helm, no cluster)', () => {
       ['more than one controller', ['--set', 'controller.replicas=2'], /\/controller\/replicas/],
       ['bad digest', ['--set', 'image.digest=latest'], /\/image\/digest/],
       ['git without a repository', ['--set', 'policies.source=git'], /\/policies\/git\/repository/],
+      [
+        'unknown git syncer',
+        [
+          '--set',
+          'policies.source=git',
+          '--set',
+          'policies.git.repository=https://g/r.git',
+          '--set',
+          'policies.git.syncer=flux',
+        ],
+        /\/policies\/git\/syncer/,
+      ],
       ['short API token', ['--set', 'tokens.apiToken=short'], /\/tokens\/apiToken/],
       [
         'tls.intercept not a boolean',

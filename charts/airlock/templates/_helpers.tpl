@@ -125,6 +125,11 @@ airlock.policyVolume: the volume holding model.conf, policy.csv and tests/. Conf
 - name: policies
   emptyDir:
     sizeLimit: 64Mi
+{{- with .Values.policies.git.caSecret.name }}
+- name: git-ca
+  secret:
+    secretName: {{ . }}
+{{- end }}
 {{- else }}
 - name: policies
   configMap:
@@ -161,7 +166,8 @@ airlock.policyFiles: the policy files as a YAML map of ConfigMap key -> content:
 {{- end }}
 
 {{/*
-airlock.gitSync: a git-sync container (policies.source: git) publishing the checkout at
+airlock.gitSync: a sync container (policies.source: git; policies.git.syncer: airlock runs `airlock
+policy sync` from the Airlock image, git-sync the upstream image) publishing the checkout at
 /etc/airlock/policies/current through an atomically swapped symlink. Takes a dict {ctx, oneTime}:
 oneTime (the init container) makes the first checkout before the main container starts.
 */}}
@@ -169,8 +175,15 @@ oneTime (the init container) makes the first checkout before the main container 
 {{- $ctx := .ctx }}
 {{- $g := $ctx.Values.policies.git }}
 - name: {{ if .oneTime }}git-sync-init{{ else }}git-sync{{ end }}
+  {{- if eq $g.syncer "git-sync" }}
   image: {{ include "airlock.image" (dict "image" $g.image "ctx" $ctx) }}
   imagePullPolicy: {{ $g.image.pullPolicy }}
+  {{- else }}
+  {{- /* syncer: airlock — `airlock policy sync` (src/policy/git-sync.ts), same arguments and layout. */}}
+  image: {{ include "airlock.image" (dict "image" $ctx.Values.image "ctx" $ctx) }}
+  imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+  command: [node, /app/dist/cli/main.js, policy, sync]
+  {{- end }}
   args:
     - --repo={{ $g.repository }}
     - --ref={{ $g.ref }}
@@ -186,6 +199,11 @@ oneTime (the init container) makes the first checkout before the main container 
     - secretRef:
         name: {{ . }}
   {{- end }}
+  {{- if $g.caSecret.name }}
+  env:
+    - name: GIT_SSL_CAINFO
+      value: /etc/airlock/git-ca/{{ $g.caSecret.key }}
+  {{- end }}
   securityContext:
     {{- toYaml $ctx.Values.containerSecurityContext | nindent 4 }}
   resources:
@@ -195,4 +213,9 @@ oneTime (the init container) makes the first checkout before the main container 
       mountPath: /etc/airlock/policies
     - name: tmp
       mountPath: /tmp
+    {{- if $g.caSecret.name }}
+    - name: git-ca
+      mountPath: /etc/airlock/git-ca
+      readOnly: true
+    {{- end }}
 {{- end }}
