@@ -228,7 +228,12 @@ async function gatewayMetrics() {
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
     return m ? Number(m[1]) : null;
   };
+  // ARP entries in the gateway's network namespace (the kernel's neighbour table limits, docs/architecture.md).
+  const neigh = lines(
+    await sh('nsenter', ['-t', String(info.State.Pid), '-n', 'ip', '-4', 'neigh', 'show']).catch(() => ''),
+  ).length;
   return {
+    gatewayNeighbours: neigh,
     heapUsedBytes: metric('nodejs_heap_size_used_bytes'),
     residentBytes: metric('process_resident_memory_bytes'),
     sessions: metric('airlock_gateway_sessions'),
@@ -258,6 +263,8 @@ async function memory(serve) {
     gatewayProcesses: last.procs.map((p) => `${p.name}:${p.pid}`),
     gatewaySessionsGauge: m.sessions,
     gatewayNetworks: m.networks,
+    gatewayNeighbours: m.gatewayNeighbours,
+    hostNeighbours: lines(await sh('ip', ['-4', 'neigh', 'show'])).length,
     controlPlaneRssKB: median(cp),
   };
 }
