@@ -27,6 +27,9 @@
  *   the body is forwarded ({@link ChunkResigner});
  * - the trailer and ECDSA chunked variants, anything else → refused ({@link SigV4RequestError}).
  *
+ * A request with `x-amz-copy-source` (S3 server-side copy) is refused: the object it reads is not the
+ * one its path names, so the credential's binding would not cover it.
+ *
  * Presigned URLs: a request whose query carries `X-Amz-Algorithm` or `X-Amz-Signature` (the agent
  * presigned it with a made-up key) is signed in the query instead ({@link SigV4Signers.presign}).
  */
@@ -235,7 +238,14 @@ function canonicalValue(v: string): string {
     .replace(/^ | $/g, '');
 }
 
-/** The request's signed headers (lowercase name, canonical value), sorted by name. */
+const COPY_REFUSED =
+  'x-amz-copy-source: a server-side copy reads an object the request path does not name, which the ' +
+  "credential's binding would not cover; the gateway does not sign copies (GET the object, then PUT it)";
+
+/**
+ * The request's signed headers (lowercase name, canonical value), sorted by name.
+ * @throws SigV4RequestError for `x-amz-copy-source` (see {@link SigV4Signers.sign}).
+ */
 function signedHeaders(req: SigV4Request, extra: readonly string[]): { names: string[]; values: string[] } {
   const names: string[] = ['host'];
   const values: string[] = [req.authority];
@@ -250,6 +260,7 @@ function signedHeaders(req: SigV4Request, extra: readonly string[]): { names: st
     const name = rawName.toLowerCase();
     if (name.startsWith('x-amz-')) {
       if (SIGV4_OWNED_HEADERS.has(name)) continue;
+      if (name === 'x-amz-copy-source') throw new SigV4RequestError(COPY_REFUSED);
     } else if (name !== 'content-type' && name !== 'content-md5') continue;
     const value = raw[i + 1] as string;
     const at = names.indexOf(name);
@@ -361,8 +372,11 @@ export class SigV4Signers {
    * Signs `req` as forwarded: with the `authorization` header, or — when its query carries
    * `X-Amz-Algorithm` or `X-Amz-Signature` — in the query ({@link presign}).
    * @param now the signing time. @default new Date()
-   * @throws SigV4RequestError when the request's payload hash cannot be signed, or a presigned
-   *   request's `X-Amz-Expires` is not a number of seconds from 1 to 604800.
+   * @throws SigV4RequestError when the request's payload hash cannot be signed, a presigned
+   *   request's `X-Amz-Expires` is not a number of seconds from 1 to 604800, or the request carries
+   *   `x-amz-copy-source` (S3 server-side copy: the object it reads is named in that header, not in
+   *   the path the binding matched, so signing it would let a binding limited to one bucket or
+   *   prefix copy any object the key can read into it).
    */
   sign(req: SigV4Request, keys: AwsKeys, scope: SigV4Scope, now: Date = new Date()): SigV4Signature {
     if (isPresigned(req.query)) return this.presign(req, keys, scope, now);

@@ -567,6 +567,19 @@ describe('AWS SigV4 signing by the gateway (issue 14 part B)', () => {
     }
   });
 
+  it('a server-side copy (x-amz-copy-source) is refused 400: it would read an object its path does not name', async () => {
+    const r = await proxyRequest(proxy, s3('/plain-bucket/dir/copied.txt'), {
+      method: 'PUT',
+      auth: auth(AGENT),
+      headers: { 'x-amz-copy-source': '/plain-bucket/dir/hello.txt' },
+    });
+    expect(r.status).toBe(400);
+    expect(String(r.json().detail)).toMatch(/x-amz-copy-source/);
+    expect(
+      (await proxyRequest(proxy, s3('/plain-bucket/dir/copied.txt'), { auth: auth(AGENT) })).status,
+    ).toBe(404);
+  });
+
   it('the trailer variant of chunk signing is refused 400 before anything is sent', async () => {
     const r = await proxyRequest(proxy, s3('/plain-bucket/dir/trailer.txt'), {
       method: 'PUT',

@@ -164,6 +164,20 @@ describe('payload hash and value shape', () => {
   });
 });
 
+describe('server-side copy is not signed', () => {
+  it('x-amz-copy-source (any case) is refused, header-signed or presigned', () => {
+    const s = new SigV4Signers();
+    const base = { method: 'PUT', authority: 'b.s3.test', path: '/allowed-bucket/copy', query: '' };
+    for (const name of ['x-amz-copy-source', 'X-Amz-Copy-Source']) {
+      const rawHeaders = [name, '/secret-bucket/key'];
+      expect(() => s.sign({ ...base, rawHeaders }, KEYS, scope, AT)).toThrow(/x-amz-copy-source/);
+      expect(() => s.sign({ ...base, query: '?X-Amz-Signature=0', rawHeaders }, KEYS, scope, AT)).toThrow(
+        SigV4RequestError,
+      );
+    }
+  });
+});
+
 describe('presigned requests: signed in the query', () => {
   it('the S3 API reference example (GET object, 86400 s) gives its published signature', () => {
     const q = new SigV4Signers().presign(
