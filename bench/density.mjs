@@ -59,6 +59,7 @@ const CREATE_SECONDS = env('DENSITY_CREATE_SECONDS', 1200);
 const CALLS = env('DENSITY_CALLS', 200);
 const SAMPLE = env('DENSITY_SAMPLE', 10);
 const WARMUP = env('DENSITY_WARMUP', 3);
+const RESTART = env('DENSITY_RESTART', 0) === 1;
 const LEVELS = [...new Set([0, Math.min(50, TARGET), TARGET])];
 const TOKEN = 'density-bench-token-0123456789abcdef';
 const EGRESS_SUBNET = '10.217.0.0/24';
@@ -111,7 +112,7 @@ function api(base) {
   };
 }
 
-async function startServe(dir) {
+async function startServe(dir, gatewayExtra = {}) {
   const port = await freePort();
   const cfgFile = path.join(dir, 'airlock.yaml');
   // JSON is YAML: no yaml dependency needed here.
@@ -119,7 +120,11 @@ async function startServe(dir) {
     cfgFile,
     JSON.stringify({
       api: { listen: `127.0.0.1:${port}`, tokens: [{ name: 'density', token: TOKEN }] },
-      gateway: { hostAliases: { 'forum.test': 'host-gateway' }, allowPrivateCidrs: [EGRESS_SUBNET] },
+      gateway: {
+        hostAliases: { 'forum.test': 'host-gateway' },
+        allowPrivateCidrs: [EGRESS_SUBNET],
+        ...gatewayExtra,
+      },
       policy: { dir: path.join(ROOT, 'policies') },
       runtime: { docker: { egressSubnet: EGRESS_SUBNET }, resources: RESOURCES },
       sessions: { defaultTtlSeconds: 7200 },
@@ -134,7 +139,7 @@ async function startServe(dir) {
   );
   child.stdout.on('data', () => undefined);
   const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 180_000;
+  const deadline = Date.now() + 600_000;
   for (;;) {
     if (child.exitCode !== null)
       throw new Error(`airlock serve exited ${child.exitCode}: ${child.stderrText}`);
@@ -142,7 +147,7 @@ async function startServe(dir) {
       .then((r) => r.ok)
       .catch(() => false);
     if (ok) break;
-    if (Date.now() > deadline) throw new Error(`airlock serve not ready within 180 s: ${child.stderrText}`);
+    if (Date.now() > deadline) throw new Error(`airlock serve not ready within 600 s: ${child.stderrText}`);
     await sleep(500);
   }
   return { child, base, call: api(base) };
@@ -441,7 +446,14 @@ async function main() {
       docker: (await sh('docker', ['version', '-f', '{{.Server.Version}}'])).trim(),
       node: process.version,
     },
-    config: { target: TARGET, concurrency: CONCURRENCY, calls: CALLS, warmup: WARMUP, resources: RESOURCES },
+    config: {
+      target: TARGET,
+      concurrency: CONCURRENCY,
+      calls: CALLS,
+      warmup: WARMUP,
+      restart: RESTART,
+      resources: RESOURCES,
+    },
     baseline: null,
     levels: [],
     reached: 0,
@@ -557,6 +569,44 @@ async function main() {
     const memAfter = await memory(serve);
     report.decided.gatewayRssKBAfterCalls = memAfter.gatewayRssKB;
     report.decided.gatewayHeapUsedKBAfterCalls = memAfter.gatewayHeapUsedKB;
+
+    // Restarts at this density (DENSITY_RESTART=1): `airlock serve` stopped and started again with
+    // the same config (the gateway is adopted), then with a changed gateway setting (the gateway
+    // container is re-created and joins every session network again). Each time: seconds until the
+    // API is ready, until the gateway is on every session network, and the decided check on the
+    // first, middle and last session.
+    if (RESTART && n > 0) {
+      report.restarts = [];
+      const few = [...new Set([0, Math.floor(n / 2), n - 1])];
+      for (const [what, extra] of [
+        ['same config: gateway adopted', {}],
+        ['gateway setting changed: gateway re-created', { connectTimeoutMs: 4_999 }],
+      ]) {
+        log(`restart: ${what}`);
+        await stopChild(serve.child);
+        const t0 = performance.now();
+        serve = await startServe(dir, extra);
+        const readySeconds = r1((performance.now() - t0) / 1000);
+        const m = await gatewayMetrics();
+        const listed = (await serve.call('GET', '/v1/sessions')).sessions.length;
+        const checks = [];
+        for (const i of few) {
+          const other = await sessionAddresses(ids[(i + Math.floor(n / 2)) % n]);
+          const wrong = await decided(serve, ids[i], other);
+          checks.push({ index: i + 1, ok: wrong.length === 0, wrong });
+        }
+        report.restarts.push({
+          what,
+          readySeconds,
+          sessionsListed: listed,
+          gatewayNetworks: m.networks,
+          gatewaySessionsGauge: m.sessions,
+          decidedOk: checks.filter((c) => c.ok).length,
+          checks,
+        });
+        log(`restart: ready in ${readySeconds} s, ${listed} sessions, gateway on ${m.networks} networks`);
+      }
+    }
   } catch (err) {
     report.error = String(err.stack ?? err);
     log(`failed: ${report.error}`);
@@ -635,5 +685,9 @@ if (report) {
   console.log(
     `reached ${report.reached}/${TARGET}${report.createFailure ? ` (create failed: ${report.createFailure.error})` : ''}; decided ${report.decided?.ok}/${report.decided?.checked}; leftovers ${JSON.stringify(report.leftovers)}; removal ${JSON.stringify(report.removal)}`,
   );
+  for (const r of report.restarts ?? [])
+    console.log(
+      `restart (${r.what}): ready in ${r.readySeconds} s, ${r.sessionsListed} sessions listed, gateway on ${r.gatewayNetworks} networks, decided ${r.decidedOk}/${r.checks.length}`,
+    );
   console.log(`wrote ${path.relative(ROOT, file)}`);
 }
