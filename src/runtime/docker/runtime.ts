@@ -184,6 +184,8 @@ export class DockerRuntime implements SandboxRuntime {
   private trustBundle: string | null = null;
   /** Unclaimed warm-pool members this object prepared, by session id: their /29. */
   private readonly poolAddresses = new Map<string, SessionSubnet>();
+  /** Set once dropping sandboxes' default route is found impossible here ({@link dropDefaultRoute}). */
+  private routeDropOff = false;
   /** Claimed warm-pool sandboxes' exec environment (`KEY=value`), by session id; see {@link claim}. */
   private readonly claimEnv = new Map<string, string[]>();
 
@@ -738,10 +740,47 @@ export class DockerRuntime implements SandboxRuntime {
   }
 
   async start(sessionId: string): Promise<void> {
+    const container = this.docker.getContainer(sandboxContainerName(sessionId));
     try {
-      await this.docker.getContainer(sandboxContainerName(sessionId)).start();
+      await container.start();
     } catch (err) {
       throw wrap(`start sandbox ${sessionId}`, err);
+    }
+    await this.dropDefaultRoute(container);
+  }
+
+  /**
+   * Deletes the IPv4 default route Docker gives a sandbox on its internal network (via the /29's .1,
+   * an address nobody holds: `inhibit_ipv4`), from the host (`nsenter -n ip route del default`; the
+   * sandbox holds no capability to do it, or to put it back). The sandbox then reaches only its
+   * /29 — the gateway at .2 — and a connect anywhere else fails at once (network unreachable)
+   * instead of after ~3 s of unanswered ARP: isolation is unchanged (the host firewall rule and
+   * `inhibit_ipv4` still hold), and the isolation self-test's probes to this machine's addresses
+   * end at once instead of at their 500 ms deadline. Needs root, `nsenter` (util-linux) and `ip`
+   * (iproute2); without them a warning is given once and sandboxes keep the route.
+   */
+  private async dropDefaultRoute(container: Docker.Container): Promise<void> {
+    if (this.routeDropOff) return;
+    if (process.getuid?.() !== 0) {
+      this.routeDropOff = true;
+      return;
+    }
+    let pid: number;
+    try {
+      pid = (await container.inspect()).State.Pid;
+    } catch (err) {
+      throw wrap(`inspect sandbox ${container.id}`, err);
+    }
+    try {
+      await promisify(execFile)('nsenter', ['-t', String(pid), '-n', 'ip', '-4', 'route', 'del', 'default']);
+    } catch (err) {
+      const stderr = String((err as { stderr?: string }).stderr ?? '');
+      if (/No such process/.test(stderr)) return; // no default route: nothing to drop
+      this.routeDropOff = true;
+      this.warn(
+        `cannot drop the default route of sandboxes (${stderr.trim() || (err as Error).message}): ` +
+          'isolation is unchanged, the isolation self-test takes ~0.5 s longer (install util-linux and iproute2)',
+      );
     }
   }
 
