@@ -26,7 +26,7 @@ import {
   requireDockerAndImages,
 } from '../helpers/docker.js';
 import { startEtcd, startJsonServer, type Etcd, type JsonServer } from '../helpers/upstreams.js';
-import { watchedLogger } from '../helpers/log-watch.js';
+import { expectErrorLog, watchedLogger } from '../helpers/log-watch.js';
 
 const run = promisify(execFile);
 const EGRESS_SUBNET = '10.214.0.0/24';
@@ -394,6 +394,10 @@ describe('bad input on the real server', () => {
 describe('fail closed at start (property 3)', () => {
   it('with the policy dir missing: not ready, and no session can be created', async () => {
     await server.close();
+    expectErrorLog(
+      /^no valid policy[;:] every call is denied$/,
+      'this test starts with the policy dir missing',
+    );
     const missing = makeConfig(path.join(stateDir, 'no-such-policy-dir'));
     server = await start(missing);
     const ready = await api.raw('GET', '/readyz', undefined, null);

@@ -15,7 +15,7 @@ import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
 import { networkGateway, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
 import { startJsonServer, type JsonServer } from '../helpers/upstreams.js';
-import { watchedLogger } from '../helpers/log-watch.js';
+import { expectErrorLog, watchedLogger } from '../helpers/log-watch.js';
 
 const run = promisify(execFile);
 const EGRESS_SUBNET = '10.214.0.0/24';
@@ -111,6 +111,10 @@ describe('policy.git drives the gateway container', () => {
       policyVersion: second.slice(0, 12),
     });
 
+    expectErrorLog(
+      /^policy commit rejected; keeping the last good policy$/,
+      'this test commits a broken policy',
+    );
     await commitPolicy('p, analyst, forum.test:3000, /posts/*, GET, allow, extra-field\n', 'broken');
     await expect.poll(() => server.policy.lastError(), { timeout: 10_000 }).toBeTruthy();
     expect(server.policy.current()?.version).toBe(second.slice(0, 12));
