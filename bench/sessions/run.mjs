@@ -154,6 +154,12 @@ async function measureWarmCold(base, call) {
     into.create.push(r.create);
     into.first.push(r.first);
   }
+  // No fill in flight when the control plane stops (its sandbox would be removed under it).
+  await waitFor(
+    async () => (await metric(base, 'airlock_warm_pool_ready', ready)) === POOL,
+    'a full warm pool',
+    120_000,
+  );
   const claims = (await metric(base, 'airlock_warm_pool_claims_total', ready)) - claims0;
   if (claims !== N) throw new Error(`warm creates claimed ${claims} pooled sandboxes, expected ${N}`);
   const c = stats(cold.create);
