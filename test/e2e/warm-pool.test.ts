@@ -147,6 +147,12 @@ describe('warm pools (issue 12 item 3)', () => {
       expect(c.Config.Labels[LABEL.credentialSha256]).toBeUndefined();
       expect(c.Config.Env.filter((e) => /^(https?|all)_proxy=/i.test(e))).toEqual([]);
       expect(existsSync(path.join(claimsDir(stateDir), `${id}.json`))).toBe(false);
+      // Its only route is its own /29 (the runtime drops Docker's default route after start).
+      if (process.getuid?.() === 0) {
+        const routes = (await dockerSh(id, 'cat /proc/net/route')).trim().split('\n').slice(1);
+        expect(routes.length).toBeGreaterThan(0);
+        expect(routes.filter((r) => r.split(/\s+/)[1] === '00000000')).toEqual([]);
+      }
       const selfTest = lines.find((l) => l.event === 'isolation_selftest' && l.sessionId === id);
       expect(selfTest?.result).toBe('pass');
     }
