@@ -8,7 +8,8 @@
  * - a create claims a pooled sandbox (metric, the sandbox existed before the POST): role, TTL,
  *   credential and env are the claim's; GET is 200 and POST 403 as the analyst role says;
  * - the pool refills; DELETE (kill switch) removes the claimed sandbox — no call sent after DELETE
- *   returned is allowed — and its id is never handed out again;
+ *   returned is allowed — and its id is never handed out again; a claimed session ends at its TTL
+ *   counted from the claim;
  * - a control-plane restart recovers the claimed session (it still works) and removes the unclaimed
  *   members, then fills the pool again with new ones.
  * Traffic goes only to this machine and the project's own containers.
@@ -286,6 +287,21 @@ describe('warm pools (issue 12 item 3)', () => {
     expect(next.id).not.toBe(claimed);
     await api.remove(next.id);
     expect(await exists('container', sandboxContainerName(next.id))).toBe(false);
+  });
+
+  it('a claimed session ends at its TTL, counted from the claim; its sandbox is removed', async () => {
+    await until(() => readyMembers().length === POOL, 180_000, 'a full pool');
+    const members = readyMembers();
+    const view = await api.create({ role: 'analyst', ttlSeconds: 3 });
+    expect(members).toContain(view.id);
+    expect(Date.parse(view.expiresAt) - Date.parse(view.createdAt)).toBe(3_000);
+    await until(
+      async () => (await api.raw('GET', `/v1/sessions/${view.id}`)).status === 404,
+      30_000,
+      'the session to expire',
+    );
+    expect(await exists('container', sandboxContainerName(view.id))).toBe(false);
+    expect(existsSync(path.join(claimsDir(stateDir), `${view.id}.json`))).toBe(false);
   });
 
   it('a control-plane restart recovers claimed sessions and removes unclaimed members', async () => {
