@@ -14,7 +14,11 @@
  *     through the controller's API, the retry forwarded once whichever replica takes it; a grant
  *     honoured by every replica, after Pod updates and by a replacement replica; 503
  *     approval_unavailable while the controller is down;
- *  6. upgrade and uninstall leave no sandbox Pods, Secrets or NetworkPolicies.
+ *  6. GitOps (policies.source: git, the chart's sync sidecar with `policies.git.syncer: airlock`):
+ *     a policy repository served by git http-backend on the node; a pushed commit enforced on both
+ *     gateway replicas (commit -> enforced measured), a broken commit keeps the last good policy on
+ *     every replica with the reason visible;
+ *  7. upgrade and uninstall leave no sandbox Pods, Secrets or NetworkPolicies.
  *
  * Upstreams listen on the node's own address (json-server) or on a link-local address of a bridge
  * this test creates; nothing leaves the machine.
@@ -52,6 +56,8 @@ const TOKEN = 'ci-api-token-0123456789abcdef'; // ci/local-images-values.yaml
 const chart = path.join(repoRoot, 'charts/airlock');
 /** nginx's TLS ports on the node (fixed: the policy names them; not the Docker e2e's 9443-9445). */
 const HTTPS_PORTS = { secure: 19443, expired: 19444, wrongName: 19445 };
+/** nginx's plain-http git port on the node: the policy repository of the GitOps case. */
+const GIT_HTTP_PORT = 19446;
 /**
  * The tier's `ask` rule (issue 9): an analyst's edit of a post waits for a person's approval (not a
  * comment: policies/tests expect analysts' comments denied and responders', who inherit, allowed).
@@ -75,6 +81,12 @@ let setupError: unknown = null;
 const timings: Record<string, string> = {};
 
 const ms = (t0: number): string => `${Date.now() - t0} ms`;
+const GIT_AUTHOR = {
+  GIT_AUTHOR_NAME: 'e2e',
+  GIT_AUTHOR_EMAIL: 'e2e@airlock.test',
+  GIT_COMMITTER_NAME: 'e2e',
+  GIT_COMMITTER_EMAIL: 'e2e@airlock.test',
+};
 
 beforeAll(async () => {
   try {
@@ -86,7 +98,7 @@ beforeAll(async () => {
     etcd = await startEtcd(n.nodeIp, 2379);
     await etcd.etcdctl('put', 'app/feature-flags', '{"beta":false}');
     // nginx with a test CA's certificate in front of json-server, and git over HTTPS.
-    tlsUp = await startTlsUpstreams(n.nodeIp, forum.url, HTTPS_PORTS);
+    tlsUp = await startTlsUpstreams(n.nodeIp, forum.url, HTTPS_PORTS, { plainGitPort: GIT_HTTP_PORT });
     const dir = mkdtempSync(path.join(tmpdir(), 'airlock-k8s-node-'));
     policyFile = path.join(dir, 'policy.csv');
     writeFileSync(
@@ -925,6 +937,223 @@ describe('one-node cluster: helm install, sandboxes that run, NetworkPolicy enfo
       expect(JSON.parse(post.stdout)).toMatchObject({ error: 'egress_denied', sessionId: f });
       await api.remove(f);
     });
+  });
+
+  describe("GitOps: policies from a Git repository through the chart's sync sidecar (syncer: airlock)", () => {
+    /** A clone of the policy repository served at http://NODE:GIT_HTTP_PORT/git/policies.git. */
+    let work = '';
+    /** Runs a command on the node; resolves to its stdout, rejects with its stderr. */
+    const run = async (file: string, args: string[]): Promise<string> => {
+      const r = await cmd(file, args, GIT_AUTHOR);
+      if (r.code !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout.trim();
+    };
+    const git = (...args: string[]): Promise<string> => run('git', ['-C', work, ...args]);
+    /** Writes policy.csv (the tier's plus `extra` lines), commits, pushes; resolves to the commit id. */
+    const pushPolicy = async (extra: string[], message: string): Promise<string> => {
+      writeFileSync(
+        path.join(work, 'policies', 'policy.csv'),
+        readFileSync(policyFile, 'utf8') + extra.map((l) => `${l}\n`).join(''),
+      );
+      await git('add', '-A');
+      await git('commit', '-q', '-m', message);
+      await git('push', '-q', 'origin', 'main');
+      return git('rev-parse', 'HEAD');
+    };
+    /** GET /readyz and /admin/status of one gateway replica (admin port, from the node). */
+    const replicaStatus = async (
+      ip: string,
+      token: string,
+    ): Promise<{ policyVersion: string | null; policyError: string | null }> => {
+      const r = await fetch(`http://${ip}:9090/admin/status`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(5000),
+      });
+      return (await r.json()) as { policyVersion: string | null; policyError: string | null };
+    };
+    const readyVersion = async (ip: string): Promise<string | null> => {
+      const r = await fetch(`http://${ip}:9090/readyz`, { signal: AbortSignal.timeout(5000) });
+      return ((await r.json()) as { policyVersion?: string }).policyVersion ?? null;
+    };
+    /** The status code of GET /comments/1 through one replica, from inside the session Pod. */
+    const comment1 = async (s: string, ip: string): Promise<string> =>
+      (await api.sh(s, viaReplica(ip, 'http://forum.test:3000/comments/1'))).stdout.trim().split('\n').pop()!;
+
+    it('a pushed commit is enforced on every gateway replica; a broken one keeps the last good policy everywhere, the reason visible', async () => {
+      // The policy repository: the tier's policy (model.conf, policy.csv, tests/) under policies/.
+      const remote = path.join(path.dirname(tlsUp!.repoDir), 'policies.git');
+      await run('git', ['init', '-q', '--bare', '-b', 'main', remote]);
+      work = mkdtempSync(path.join(tmpdir(), 'airlock-policy-repo-'));
+      await run('git', ['clone', '-q', remote, work]);
+      await run('cp', ['-r', path.join(repoRoot, 'policies'), path.join(work, 'policies')]);
+      const c1 = await pushPolicy([], 'the tier policy');
+      const url = `http://${n.nodeIp}:${GIT_HTTP_PORT}/git/policies.git`;
+
+      const t0 = Date.now();
+      const up = await helm(n, [
+        'upgrade',
+        RELEASE,
+        chart,
+        '-n',
+        NS,
+        '--reuse-values',
+        '--set',
+        'policies.source=git',
+        '--set',
+        `policies.git.repository=${url}`,
+        '--set',
+        'policies.git.path=policies',
+        '--set',
+        'policies.git.periodSeconds=2',
+        '--wait',
+        '--timeout',
+        '3m',
+      ]);
+      if (up.code !== 0) console.error(`helm upgrade failed:\n${up.stderr}\n${await clusterState()}`);
+      expect(up.code, up.stderr).toBe(0);
+      timings['helm upgrade to policies.source=git --wait'] = ms(t0);
+      await stopForward?.();
+      const fwd = await portForward(n, NS, `svc/${RELEASE}-controller`, 8080);
+      stopForward = fwd.stop;
+      api = new TestApi(`http://127.0.0.1:${fwd.port}`, TOKEN);
+      await waitUntil(async () => (await api.raw('GET', '/readyz')).ok, 'controller ready', 120_000);
+      const token = Buffer.from(
+        await kubectl(n, [
+          '-n',
+          NS,
+          'get',
+          'secret',
+          `${RELEASE}-tokens`,
+          '-o',
+          'jsonpath={.data.admin-token}',
+        ]),
+        'base64',
+      ).toString('utf8');
+
+      // Every replica and the controller enforce the commit the sync init container published.
+      await waitUntil(
+        async () => (await gatewayIps().catch(() => [])).length === 2,
+        'two gateway replicas running',
+        120_000,
+      );
+      const ips = await gatewayIps();
+      for (const ip of ips) expect(await readyVersion(ip), ip).toBe(c1.slice(0, 12));
+      const policyNow = async () =>
+        (await (await api.raw('GET', '/v1/policy')).json()) as {
+          version: string | null;
+          lastError: string | null;
+        };
+      expect((await policyNow()).version).toBe(c1.slice(0, 12));
+      // The rollout leaves the old replicas terminating for a while, and the controller registers a
+      // session with every replica it resolves: wait until the old ones are gone from its view.
+      await waitUntil(
+        async () => (await listNames(NS, 'pods', 'app.kubernetes.io/component=gateway')).length === 2,
+        'the old gateway replicas gone',
+        120_000,
+      );
+      let s = '';
+      await waitUntil(
+        async () => {
+          try {
+            s = (await api.create({ role: 'analyst', ttlSeconds: 900 })).id;
+            return true;
+          } catch (err) {
+            if (/AIRLOCK_GATEWAY_UNAVAILABLE/.test(String(err))) return false;
+            throw err;
+          }
+        },
+        'a session registered with every replica',
+        60_000,
+      );
+      try {
+        for (const ip of ips) expect(await comment1(s, ip), ip).toBe('200');
+
+        // A commit that denies GET /comments/1: measured from the push to enforced on each replica.
+        const c2 = await pushPolicy(
+          ['p, analyst, forum.test:3000, /comments/1, GET, deny'],
+          'deny comment 1',
+        );
+        const pushed = Date.now();
+        const enforcedAt: Record<string, number> = {};
+        await waitUntil(
+          async () => {
+            await Promise.all(
+              ips
+                .filter((ip) => enforcedAt[ip] === undefined)
+                .map(async (ip) => {
+                  if ((await readyVersion(ip)) === c2.slice(0, 12)) enforcedAt[ip] = Date.now();
+                }),
+            );
+            return Object.keys(enforcedAt).length === ips.length;
+          },
+          'the new commit in force on every replica',
+          120_000,
+        );
+        const perReplica = ips.map((ip) => enforcedAt[ip]! - pushed);
+        timings['git commit -> enforced on every replica (sync period 2 s)'] =
+          `${Math.max(...perReplica)} ms (per replica: ${perReplica.join(', ')} ms)`;
+        // ...and a call through each replica is decided by the new rule, audited with the commit.
+        for (const ip of ips) {
+          const out = (await api.sh(s, viaReplica(ip, 'http://forum.test:3000/comments/1'))).stdout
+            .trim()
+            .split('\n');
+          expect(out.pop(), ip).toBe('403');
+          expect(JSON.parse(out.join('\n')), ip).toMatchObject({
+            error: 'egress_denied',
+            policyVersion: c2.slice(0, 12),
+          });
+        }
+        await waitUntil(
+          async () => (await policyNow()).version === c2.slice(0, 12),
+          'the controller on the new commit',
+          60_000,
+        );
+
+        // A broken commit (an unknown effect): every replica keeps c2 and says why.
+        const c3 = await pushPolicy(['p, analyst, forum.test:3000, /posts/3, GET, permit'], 'broken');
+        await waitUntil(
+          async () => {
+            const all = await Promise.all(ips.map((ip) => replicaStatus(ip, token)));
+            return all.every((st) => /permit/.test(st.policyError ?? ''));
+          },
+          `every replica rejected ${c3.slice(0, 12)}`,
+          120_000,
+        );
+        for (const ip of ips) {
+          expect(await replicaStatus(ip, token), ip).toMatchObject({ policyVersion: c2.slice(0, 12) });
+          expect(await readyVersion(ip), ip).toBe(c2.slice(0, 12));
+          expect(await comment1(s, ip), ip).toBe('403');
+          expect(
+            (await api.sh(s, viaReplica(ip, 'http://forum.test:3000/posts/1'))).stdout
+              .trim()
+              .split('\n')
+              .pop(),
+            ip,
+          ).toBe('200');
+        }
+        await waitUntil(
+          async () => /permit/.test((await policyNow()).lastError ?? ''),
+          'GET /v1/policy names the reason',
+          60_000,
+        );
+        expect(await policyNow()).toMatchObject({
+          version: c2.slice(0, 12),
+          lastError: expect.stringMatching(/policy\.csv:\d+:.*permit/),
+        });
+
+        // Fixed forward: the next commit is enforced again (and the release stays installable below).
+        const c4 = await pushPolicy([], 'back to the tier policy');
+        await waitUntil(
+          async () =>
+            (await Promise.all(ips.map((ip) => readyVersion(ip)))).every((v) => v === c4.slice(0, 12)),
+          'the fix on every replica',
+          120_000,
+        );
+        for (const ip of ips) expect(await comment1(s, ip), ip).toBe('200');
+      } finally {
+        await api.remove(s).catch(() => undefined); // the next case checks nothing is left
+      }
+    }, 480_000);
   });
 
   it('helm upgrade to a changed value, then uninstall: nothing left behind', async () => {

@@ -105,12 +105,14 @@ function stop(p: ChildProcess): Promise<void> {
 /**
  * Starts nginx on `host` with three TLS servers, proxying `/` to `jsonServerUrl` and serving
  * `/git/` through git-http-backend (push enabled on the server side, so only Airlock can refuse it).
- * Fixed ports may be given (e2e policies name them).
+ * Fixed ports may be given (e2e policies name them). `opts.plainGitPort`: also serve `/git/` over
+ * plain http on that port (for clients that cannot resolve the TLS servers' names).
  */
 export async function startTlsUpstreams(
   host: string,
   jsonServerUrl: string,
   fixed?: { secure: number; expired: number; wrongName: number },
+  opts: { plainGitPort?: number } = {},
 ): Promise<TlsUpstreams> {
   const dir = mkdtempSync(path.join(tmpdir(), 'airlock-nginx-'));
   const pki = await makeTestPki();
@@ -156,6 +158,18 @@ export async function startTlsUpstreams(
     expired: await freePort(host),
     wrongName: await freePort(host),
   };
+  const gitLocation = `
+    location ~ ^/git(/.*)$ {
+      client_max_body_size 0;
+      fastcgi_pass unix:${sock};
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;
+      fastcgi_param GIT_PROJECT_ROOT ${path.join(dir, 'git')};
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO $1;
+      fastcgi_param REMOTE_USER tester;
+    }`;
+  const plainGit = opts.plainGitPort ? `server { listen ${host}:${opts.plainGitPort}; ${gitLocation} }` : '';
   const server = (port: number, name: string, cert: string) => `
   server {
     listen ${host}:${port} ssl;
@@ -189,6 +203,7 @@ http {
   ${server(ports.secure, 'secure.test', 'secure')}
   ${server(ports.expired, 'expired.test', 'expired')}
   ${server(ports.wrongName, 'wrongname.test', 'wrongName')}
+  ${plainGit}
 }
 `,
   );
