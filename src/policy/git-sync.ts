@@ -109,7 +109,10 @@ export class GitSync {
   readonly #cache: string;
   #cacheReady = false;
 
-  /** @throws Error when `link` is not a plain file name or `depth` not a positive integer */
+  /**
+   * @throws Error when `link` is not a plain file name, `depth` not a positive integer, or `ref`
+   *   empty, starting with "-" or holding ":" or whitespace
+   */
   constructor(opts: GitSyncOptions) {
     this.repo = opts.repo;
     this.ref = opts.ref ?? 'main';
@@ -122,7 +125,9 @@ export class GitSync {
     if (!Number.isInteger(this.#depth) || this.#depth < 1) {
       throw new Error(`depth ${String(opts.depth)} must be a positive integer`);
     }
-    if (this.ref.startsWith('-')) throw new Error(`ref "${this.ref}" must not start with "-"`);
+    if (this.ref === '' || this.ref.startsWith('-') || /[:\s]/.test(this.ref)) {
+      throw new Error(`ref "${this.ref}" must be a branch, tag or commit (no leading "-", no ":" or spaces)`);
+    }
     this.#git = opts.gitBinary ?? 'git';
     this.#timeout = opts.commandTimeoutMs ?? 120_000;
     this.#env = { ...gitEnv(), ...credentialEnv(opts.env ?? process.env) };

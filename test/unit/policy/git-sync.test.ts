@@ -147,10 +147,24 @@ describe('GitSync', () => {
     expect(credentialEnv({})).toEqual({});
   });
 
+  it('a tag or a full commit id as the ref publishes that commit', async () => {
+    const c1 = await commitPolicy(1);
+    await git(work, 'tag', 'v1');
+    await git(work, 'push', '-q', remote, 'v1');
+    await commitPolicy(2);
+    expect(await new GitSync({ repo: `file://${remote}`, ref: 'v1', root }).syncOnce()).toEqual({
+      commit: c1,
+      changed: true,
+    });
+    const pinned = new GitSync({ repo: `file://${remote}`, ref: c1, root: path.join(tmp, 'root2') });
+    expect((await pinned.syncOnce()).commit).toBe(c1);
+  });
+
   it('bad input is refused with a message naming it', () => {
     expect(() => new GitSync({ repo: 'x', root, link: '../escape' })).toThrow(/link "..\/escape"/);
     expect(() => new GitSync({ repo: 'x', root, depth: 0 })).toThrow(/depth 0/);
     expect(() => new GitSync({ repo: 'x', root, ref: '--upload-pack=x' })).toThrow(/ref "--upload-pack=x"/);
+    expect(() => new GitSync({ repo: 'x', root, ref: 'main:refs/heads/x' })).toThrow(/ref "main:refs/);
     expect(parsePeriod('30s')).toBe(30_000);
     expect(parsePeriod('30')).toBe(30_000);
     expect(parsePeriod('500ms')).toBe(500);
