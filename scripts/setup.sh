@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_MIN="22.19"
 DEBIAN_PACKAGES=(docker.io etcd-server etcd-client squid iptables busybox curl git ca-certificates
-  nginx-light fcgiwrap python3-requests python3-venv openssl chromium)
+  nginx-light fcgiwrap python3-requests python3-venv openssl chromium iproute2 util-linux)
 DOCKERD_LOG=/var/log/airlock-dockerd.log
 
 say() { printf '[setup] %s\n' "$*"; }
