@@ -28,8 +28,13 @@ export interface GatewayStatus {
 export interface GatewayControl {
   /** The gateway's status. @throws GatewayUnavailableError */
   status(): Promise<GatewayStatus>;
-  /** Registers (or updates) a session; the gateway serves it from when this resolves. @throws GatewayUnavailableError */
-  register(session: GatewaySession): Promise<void>;
+  /**
+   * Registers (or updates) a session; the gateway serves it from when this resolves.
+   * `newSession`: the first push of a session being created — a runtime with replicas that learn
+   * sessions on their own (Kubernetes' Pod watch) may skip a replica it cannot connect to.
+   * @throws GatewayUnavailableError
+   */
+  register(session: GatewaySession, opts?: { newSession?: boolean }): Promise<void>;
   /**
    * Kill switch: resolves only once the session is refused (every replica has forgotten it and
    * closed its sockets). @returns the number of client sockets closed. @throws GatewayUnavailableError

@@ -452,7 +452,7 @@ export class SessionManager implements SessionService {
     }
     this.starting.set(id, info);
     try {
-      await gateway.register(toGatewaySession(info));
+      await gateway.register(toGatewaySession(info), { newSession: true });
       if (!pooled) {
         await this.runtime.start(id);
         if (this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);

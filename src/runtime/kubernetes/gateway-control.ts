@@ -48,9 +48,10 @@ export class KubernetesGatewayControl implements GatewayControl {
     return unavailable(() => this.replicas.status());
   }
 
-  register(session: GatewaySession): Promise<void> {
+  register(session: GatewaySession, opts: { newSession?: boolean } = {}): Promise<void> {
     return unavailable(async () => {
-      for (const s of await this.withPodIp([session])) await this.replicas.register(s);
+      for (const s of await this.withPodIp([session]))
+        await this.replicas.register(s, opts.newSession === true);
     });
   }
 

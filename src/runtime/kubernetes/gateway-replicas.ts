@@ -55,21 +55,30 @@ export class GatewayReplicas {
     return found.sort().map((ip) => `http://${ip.includes(':') ? `[${ip}]` : ip}:${this.d.port}`);
   }
 
-  private async each<T>(fn: (c: GatewayAdminClient, url: string) => Promise<T>): Promise<T[]> {
+  private async each<T>(
+    fn: (c: GatewayAdminClient, url: string) => Promise<T>,
+    skipUnconnectable = false,
+  ): Promise<T[]> {
     const urls = await this.endpoints();
     const results = await Promise.allSettled(
       urls.map((url) =>
         fn(new GatewayAdminClient({ adminUrl: url, adminToken: this.d.token }, this.d.timeoutMs), url),
       ),
     );
-    const failed = results
-      .map((r, i) => (r.status === 'rejected' ? `${urls[i]}: ${(r.reason as Error).message}` : null))
-      .filter((m): m is string => m !== null);
+    const failures = results
+      .map((r, i) => (r.status === 'rejected' ? { url: urls[i]!, err: r.reason as Error } : null))
+      .filter((f): f is { url: string; err: Error } => f !== null);
+    const ok = results.length - failures.length;
+    // A replica that cannot even be connected to (a terminating Pod the headless Service still
+    // lists, a Pod being replaced) may be skipped where allowed, if another one answered.
+    const failed = failures
+      .filter((f) => !(skipUnconnectable && ok > 0 && isConnectFailure(f.err)))
+      .map((f) => `${f.url}: ${f.err.message}`);
     if (failed.length > 0)
       throw new GatewayUnavailableError(
         `${failed.length} of ${urls.length} gateway replicas failed: ${failed.join('; ')}`,
       );
-    return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+    return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   }
 
   /**
@@ -90,9 +99,15 @@ export class GatewayReplicas {
     };
   }
 
-  /** Registers (or updates) a session on every replica. @throws GatewayUnavailableError */
-  async register(session: GatewaySession): Promise<void> {
-    await this.each((c) => c.register(session));
+  /**
+   * Registers (or updates) a session on every replica. With `skipUnconnectable` (a new session's
+   * first push), a replica that refuses or times out the *connection* is skipped as long as another
+   * one took the session: it learns the session from its Pod watch like every replica does
+   * (src/gateway/session-sources/kubernetes-pods.ts), and until then refuses its calls (fail
+   * closed). Without it (grants, resyncs) every replica must answer. @throws GatewayUnavailableError
+   */
+  async register(session: GatewaySession, skipUnconnectable = false): Promise<void> {
+    await this.each((c) => c.register(session), skipUnconnectable);
   }
 
   /**
@@ -103,4 +118,22 @@ export class GatewayReplicas {
     const n = await this.each((c) => c.revoke(id));
     return n.reduce((a, b) => a + b, 0);
   }
+}
+
+/** Error codes of a connection that could not be made (undici or the socket). */
+const CONNECT_FAILURES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Whether an admin call failed before a connection existed (nothing reached that replica). */
+export function isConnectFailure(err: Error): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && CONNECT_FAILURES.has(code)) return true;
+  }
+  return false;
 }

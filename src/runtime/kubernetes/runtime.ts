@@ -345,18 +345,23 @@ export class KubernetesRuntime implements SandboxRuntime {
       await new Promise((r) => setTimeout(r, START_POLL_MS));
     }
     const info = this.infoOf(pod);
-    await this.replicas?.register({
-      id: info.sessionId,
-      role: info.role,
-      address: info.address,
-      credentialSha256: info.credentialSha256,
-      expiresAtMs: info.expiresAt.getTime(),
-      // Re-registered at start: the same record the manager registered (delegation, placeholders).
-      ...(info.createdBy ? { creator: info.createdBy } : {}),
-      ...(info.placeholders && Object.keys(info.placeholders).length > 0
-        ? { placeholders: info.placeholders }
-        : {}),
-    });
+    // Skips a replica it cannot connect to (a terminating Pod during a rollout): it learns the
+    // session from its Pod watch.
+    await this.replicas?.register(
+      {
+        id: info.sessionId,
+        role: info.role,
+        address: info.address,
+        credentialSha256: info.credentialSha256,
+        expiresAtMs: info.expiresAt.getTime(),
+        // Re-registered at start: the same record the manager registered (delegation, placeholders).
+        ...(info.createdBy ? { creator: info.createdBy } : {}),
+        ...(info.placeholders && Object.keys(info.placeholders).length > 0
+          ? { placeholders: info.placeholders }
+          : {}),
+      },
+      true,
+    );
   }
 
   async exec(
