@@ -220,5 +220,6 @@ try {
   );
 } finally {
   await stopAll();
-  rmSync(dir, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP) log(`kept ${dir} (BENCH_KEEP)`);
+  else rmSync(dir, { recursive: true, force: true });
 }
