@@ -100,6 +100,33 @@ export class BodyWatch {
 }
 
 /**
+ * A refusal decided while forwarding (the body was cut off, or the credential cannot rewrite it):
+ * recorded on `x` for the audit event, answered with `body` while the response head is not sent yet
+ * (then the connection closes: the rest of the request body is not read), else the response is
+ * destroyed.
+ */
+function refuseWhileForwarding(
+  res: ServerResponse,
+  x: Exchange,
+  reason: 'client_timeout' | 'bad_request',
+  body: GatewayErrorBody,
+): void {
+  x.refuse({ kind: 'refuse', reason, rule: x.rule, policyVersion: x.policyVersion, body });
+  if (res.headersSent) return void res.destroy();
+  res.shouldKeepAlive = false;
+  sendJson(res, body);
+}
+
+/** 400 `bad_request` for a body the credential cannot rewrite (sigv4.ts ChunkResigner). */
+function refuseBody(res: ServerResponse, x: Exchange, detail: string): void {
+  refuseWhileForwarding(res, x, 'bad_request', {
+    error: 'bad_request',
+    detail,
+    sessionId: x.session?.id ?? null,
+  });
+}
+
+/**
  * Streams the call upstream with undici's dispatch() handler API: response head and chunks go
  * straight into `res` (no intermediate Readable, promise or AbortController per request; measured
  * in bench/README.md). Failures before the response starts are answered with the catalogue's
@@ -159,20 +186,12 @@ export function forward(
       if (cutOff || gone || res.writableFinished) return;
       cutOff = true;
       watch?.stop();
-      x.refuse({
-        kind: 'refuse',
-        reason: 'client_timeout',
-        rule: x.rule,
-        policyVersion: x.policyVersion,
-        body: { error: 'request_timeout', detail, sessionId: x.session?.id ?? null },
-      });
       controller?.abort(new Error('request body cut off'));
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      res.shouldKeepAlive = false; // the rest of the body is not read: close after the answer
-      sendJson(res, { error: 'request_timeout', detail, sessionId: x.session?.id ?? null });
+      refuseWhileForwarding(res, x, 'client_timeout', {
+        error: 'request_timeout',
+        detail,
+        sessionId: x.session?.id ?? null,
+      });
     };
     const w = (watch = new BodyWatch(ctx.limits, cut));
     body = (async function* () {
@@ -201,7 +220,11 @@ export function forward(
   );
   const fail = (err: Error): void => {
     if (cutOff) return;
-    if (err instanceof SigV4RequestError) return refuseBody(err.message); // aws-chunked framing
+    if (err instanceof SigV4RequestError) {
+      // aws-chunked framing the credential cannot re-sign (sigv4.ts ChunkResigner); undici aborted
+      if (!gone && !res.writableFinished) refuseBody(res, x, err.message);
+      return;
+    }
     const tlsFailure = isTlsError(err);
     x.reason = tlsFailure ? 'upstream_tls_error' : 'upstream_error';
     if (gone) return;
@@ -226,21 +249,11 @@ export function forward(
     x.status = statusOf(answer);
     sendJson(res, answer);
   };
-  /** A body the credential cannot rewrite (sigv4.ts ChunkResigner): 400, the upstream call aborted. */
-  const refuseBody = (detail: string): void => {
-    if (gone || res.writableFinished) return;
-    const answer = { error: 'bad_request' as const, detail, sessionId: x.session?.id ?? null };
-    const why = { rule: x.rule, policyVersion: x.policyVersion, body: answer };
-    x.refuse({ kind: 'refuse', reason: 'bad_request', ...why });
-    if (res.headersSent) return void res.destroy();
-    res.shouldKeepAlive = false;
-    sendJson(res, answer);
-  };
   if (credential?.body && body !== null) {
     try {
       body = Buffer.isBuffer(body) ? credential.body.whole(body) : credential.body.stream(body);
     } catch (err) {
-      if (err instanceof SigV4RequestError) return refuseBody(err.message); // nothing was sent
+      if (err instanceof SigV4RequestError) return refuseBody(res, x, err.message); // nothing was sent
       throw err;
     }
   }
