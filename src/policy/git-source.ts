@@ -74,6 +74,50 @@ export function gitEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/** How {@link runGit} runs one git command. */
+export interface RunGitOptions {
+  /** The repository (`--git-dir`); unset: none given (e.g. `init`). */
+  gitDir?: string;
+  cwd: string;
+  /** Time limit, ms. */
+  timeoutMs: number;
+  /** Largest stdout accepted, bytes. */
+  maxBuffer: number;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Runs `git ARGS` through `execFile` (never a shell) with repository hooks off and the `ext::`
+ * transport refused; resolves to stdout. Shared by the Git policy source and `airlock policy sync`.
+ * @throws GitCommandError with the first three non-empty lines of git's stderr, or the time limit.
+ */
+export function runGit(git: string, args: string[], o: RunGitOptions): Promise<Buffer> {
+  const full = ['-c', 'protocol.ext.allow=never', '-c', 'core.hooksPath=/dev/null'];
+  if (o.gitDir !== undefined) full.push('--git-dir', o.gitDir);
+  full.push(...args);
+  return new Promise((resolve, reject) => {
+    execFile(
+      git,
+      full,
+      { cwd: o.cwd, encoding: 'buffer', maxBuffer: o.maxBuffer, timeout: o.timeoutMs, env: o.env },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const detail = stderr
+          .toString('utf8')
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .slice(0, 3)
+          .join(' | ');
+        const why = (err as NodeJS.ErrnoException & { killed?: boolean }).killed
+          ? `timed out after ${o.timeoutMs} ms`
+          : detail || err.message;
+        reject(new GitCommandError(why));
+      },
+    );
+  });
+}
+
 /**
  * The cache directory for a remote: `<stateDir>/policy-git/<first 16 hex of sha256(url)>.git`, so
  * two configured remotes never share a cache.
@@ -332,31 +376,12 @@ export class GitPolicySource implements PolicySource {
 
   /** Runs git in the cache repository; resolves to stdout. @throws GitCommandError with git's stderr. */
   #run(args: string[], cwd = this.cacheDir): Promise<Buffer> {
-    const full = ['-c', 'protocol.ext.allow=never', '-c', 'core.hooksPath=/dev/null', ...args];
-    if (cwd === this.cacheDir) full.unshift('--git-dir', this.cacheDir);
-    return new Promise((resolve, reject) => {
-      execFile(
-        this.#git,
-        full,
-        {
-          cwd,
-          encoding: 'buffer',
-          maxBuffer: MAX_FILE_BYTES,
-          timeout: this.#timeout,
-          env: gitEnv(),
-        },
-        (err, stdout, stderr) => {
-          if (err) {
-            const detail = stderr.toString('utf8').trim().split('\n').slice(0, 3).join(' | ');
-            const why = (err as NodeJS.ErrnoException & { killed?: boolean }).killed
-              ? `timed out after ${this.#timeout} ms`
-              : detail || err.message;
-            reject(new GitCommandError(why));
-            return;
-          }
-          resolve(stdout);
-        },
-      );
+    return runGit(this.#git, args, {
+      ...(cwd === this.cacheDir ? { gitDir: this.cacheDir } : {}),
+      cwd,
+      timeoutMs: this.#timeout,
+      maxBuffer: MAX_FILE_BYTES,
+      env: gitEnv(),
     });
   }
 }

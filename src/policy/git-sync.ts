@@ -21,11 +21,10 @@
  * `Authorization` header passed to git through `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n`
  * (never in argv or in the URL). `GIT_SSL_CAINFO` (a CA bundle file) is honoured by git itself.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { GitCommandError, gitEnv } from './git-source.js';
+import { GitCommandError, gitEnv, runGit } from './git-source.js';
 import type { PolicyLogger } from './last-good.js';
 
 /** Options of {@link GitSync}. */
@@ -274,44 +273,12 @@ export class GitSync {
 
   /** Runs git against the cache repository. @throws GitCommandError with git's stderr (first lines). */
   #run(args: string[], cwd = this.#cache, extraEnv: NodeJS.ProcessEnv = {}): Promise<Buffer> {
-    const full = [
-      '-c',
-      'protocol.ext.allow=never',
-      '-c',
-      'core.hooksPath=/dev/null',
-      '--git-dir',
-      this.#cache,
-      ...args,
-    ];
-    return new Promise((resolve, reject) => {
-      execFile(
-        this.#git,
-        full,
-        {
-          cwd,
-          encoding: 'buffer',
-          maxBuffer: 16 * 1024 * 1024,
-          timeout: this.#timeout,
-          env: { ...this.#env, ...extraEnv },
-        },
-        (err, stdout, stderr) => {
-          if (err) {
-            const detail = stderr
-              .toString('utf8')
-              .split('\n')
-              .map((l) => l.trim())
-              .filter(Boolean)
-              .slice(0, 3)
-              .join(' | ');
-            const why = (err as NodeJS.ErrnoException & { killed?: boolean }).killed
-              ? `timed out after ${this.#timeout} ms`
-              : detail || err.message;
-            reject(new GitCommandError(why));
-            return;
-          }
-          resolve(stdout);
-        },
-      );
+    return runGit(this.#git, args, {
+      gitDir: this.#cache,
+      cwd,
+      timeoutMs: this.#timeout,
+      maxBuffer: 16 * 1024 * 1024,
+      env: { ...this.#env, ...extraEnv },
     });
   }
 }
