@@ -248,9 +248,11 @@ describe('audit export over OTLP into a real OpenTelemetry Collector', () => {
       'airlock.decision': 'Str(allow)',
       'url.path': 'Str(/posts/1)',
     });
-    // Start time is the decision time (the debug exporter prints UTC with a space: 2026-11-30 01:02:03.456 +0000 UTC).
-    const printed = new Date(getEvent!.time).toISOString().replace('T', ' ').replace('Z', '');
-    expect(spans[0]!.startTime.startsWith(printed), `${spans[0]!.startTime} vs ${printed}`).toBe(true);
+    // Start time is the decision time, to the millisecond. The debug exporter prints Go's default
+    // format, UTC with trailing zeros of the fraction trimmed: 2026-11-30 01:02:03.45 +0000 UTC.
+    const [day, clock] = spans[0]!.startTime.split(' ');
+    const startMs = Math.floor(Date.parse(`${day}T${clock}Z`));
+    expect(startMs, `${spans[0]!.startTime} vs ${getEvent!.time}`).toBe(Date.parse(getEvent!.time));
   });
 
   it('never carries the query string or the session credential', () => {
