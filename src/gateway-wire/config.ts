@@ -100,6 +100,24 @@ export const gatewayServiceSchema = z.strictObject({
    */
   oauth2RefreshSkewMs: z.number().int().min(0).max(3_600_000).default(30_000),
   /**
+   * Where OAuth2 refresh-token credentials' state (rotated refresh token, access token, refresh lease)
+   * is shared by the gateway's replicas (the chart's `gateway.oauth2RefreshState`;
+   * src/gateway/oauth2-kube-store.ts): one Secret of the gateway namespace, updated with
+   * resourceVersion preconditions. Unset: each gateway keeps its own (one replica).
+   */
+  oauth2RefreshState: z
+    .strictObject({
+      kind: z.literal('kubernetes'),
+      namespace: z.string().min(1),
+      secretName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a Secret name'),
+      /** kubeconfig file; unset: the in-cluster ServiceAccount. */
+      kubeconfig: z.string().min(1).optional(),
+      context: z.string().min(1).optional(),
+      /** How long a replica may hold a credential's refresh lease, ms. @default 15000 */
+      leaseMs: z.number().int().min(1_000).max(600_000).default(15_000),
+    })
+    .optional(),
+  /**
    * Gateway worker processes sharing the proxy port (`gateway.workers`; src/gateway/cluster.ts).
    * 1: one process, as `startGatewayService` runs it. Unset: the cores this process may use
    * (`os.availableParallelism()`), decided by `airlock gateway`.

@@ -6,6 +6,9 @@
  * that rotates refresh tokens and revokes a used one (RFC 9700 4.14.2) sees each refresh token used
  * once by the whole gateway, whatever the worker that needed a token.
  *
+ * With `oauth2RefreshState` (several Kubernetes replicas) the primary's cache in turn asks the
+ * replicas' shared state (oauth2-kube-store.ts) instead of the token endpoint.
+ *
  * What crosses IPC: the credential's name, `apply` and its values (the refresh token and client
  * secret as the worker's vault read them: both processes are the same gateway, the values never
  * leave it) one way; the access token and its remaining lifetime the other.
@@ -21,6 +24,7 @@ import {
   type RemoteToken,
   type TokenResult,
 } from './oauth2.js';
+import { kubeRefreshStateFrom } from './oauth2-kube-store.js';
 import { UpstreamResolver } from './resolve.js';
 
 /** Worker → primary: a token for this credential, valid beyond the refresh skew. */
@@ -54,6 +58,7 @@ export function primaryOAuth2Tokens(cfg: GatewayServiceSettings, logger: Logger)
   } catch (err) {
     logger.warn({ file: cfg.upstreamCaFile, error: (err as Error).message }, 'cannot read upstreamCaFile');
   }
+  const state = kubeRefreshStateFrom(cfg, logger); // several replicas: their shared state, else this primary's
   return new OAuth2Tokens({
     resolver: new UpstreamResolver(
       new DestinationPolicy(cfg.allowPrivateCidrs),
@@ -61,6 +66,7 @@ export function primaryOAuth2Tokens(cfg: GatewayServiceSettings, logger: Logger)
     ),
     refreshSkewMs: cfg.oauth2RefreshSkewMs,
     ...(ca ? { extraCaPem: ca } : {}),
+    ...(state ? { remote: state.token } : {}),
     onTokenRequest: (e) => {
       if (!e.ok)
         logger.warn(

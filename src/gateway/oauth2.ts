@@ -61,8 +61,22 @@ export interface OAuth2TokensOptions {
    * Where a worker gets the tokens of `oauth2-refresh-token` credentials: the primary's cache
    * (oauth2-shared.ts), instead of the token endpoint. Unset: this process asks the endpoint.
    */
-  remote?: (input: OAuth2Input) => Promise<RemoteToken>;
+  remote?: (input: OAuth2Input, grant: RefreshGrant) => Promise<RemoteToken>;
 }
+
+/** The token endpoint's answer to one refresh-token grant: ttlMs in ms, refreshToken null when not rotated. */
+export interface GrantAnswer {
+  readonly accessToken: string;
+  readonly ttlMs: number;
+  readonly refreshToken: string | null;
+}
+
+/**
+ * One refresh-token grant at the credential's token endpoint with `refreshToken`, through this
+ * cache's destination checks, handed to `remote` (the replicas' shared store, oauth2-kube-store.ts,
+ * refreshes with it). @throws Error with the endpoint's reason (not prefixed with the URL).
+ */
+export type RefreshGrant = (refreshToken: string) => Promise<GrantAnswer>;
 
 /** A token from the primary's cache: the access token and how long it stays valid, ms. */
 export interface RemoteToken {
@@ -255,15 +269,17 @@ export class OAuth2Tokens {
     return run;
   }
 
-  async #request(
-    e: Entry,
-    input: OAuth2Input,
-  ): Promise<{ accessToken: string; ttlMs: number; refreshToken: string | null }> {
-    const a = input.apply;
-    if (this.#opts.remote && a.type === 'oauth2-refresh-token') {
-      const t = await this.#opts.remote(input); // the primary holds the refresh token
+  async #request(e: Entry, input: OAuth2Input): Promise<GrantAnswer> {
+    if (this.#opts.remote && input.apply.type === 'oauth2-refresh-token') {
+      // the primary, or the replicas' shared store, holds the refresh token
+      const t = await this.#opts.remote(input, (rt) => this.#post(input, rt));
       return { accessToken: t.accessToken, ttlMs: t.ttlMs, refreshToken: null };
     }
+    return this.#post(input, e.refreshToken ?? input.secret);
+  }
+
+  async #post(input: OAuth2Input, refreshToken: string): Promise<GrantAnswer> {
+    const a = input.apply;
     const form = new URLSearchParams();
     let clientSecret: string | null;
     if (a.type === 'oauth2-client-credentials') {
@@ -271,7 +287,7 @@ export class OAuth2Tokens {
       clientSecret = input.secret;
     } else {
       form.set('grant_type', 'refresh_token');
-      form.set('refresh_token', e.refreshToken ?? input.secret);
+      form.set('refresh_token', refreshToken);
       clientSecret = input.clientSecret;
     }
     if (a.scope !== undefined) form.set('scope', a.scope);

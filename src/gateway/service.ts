@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import client from 'prom-client';
 import { FanoutSink, FileAuditSink, WorkerTagSink } from '../audit/file-sink.js';
-import { AuditRingSink } from '../audit/ring-sink.js';
+import { AuditRing } from '../audit/ring-sink.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type GatewayServiceConfig, parseGatewayServiceConfig } from '../gateway-wire/config.js';
@@ -16,6 +16,7 @@ import { hostMatch } from '../policy/matchers.js';
 import { CredentialVault } from './credentials.js';
 import { KubernetesSecretValues } from './credential-sources/kubernetes-secrets.js';
 import { OAuth2Tokens, type OAuth2Input, type RemoteToken } from './oauth2.js';
+import { kubeRefreshStateFrom } from './oauth2-kube-store.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { EgressGateway, withGatewayDefaults } from './proxy.js';
 import { UpstreamResolver } from './resolve.js';
@@ -41,7 +42,7 @@ export interface RunningGateway {
   /** This process's metrics (a multi-worker gateway's primary aggregates its workers'). */
   registry: client.Registry;
   /** The recent audit events the admin API serves to the collector; null in a worker. */
-  auditRing: AuditRingSink | null;
+  auditRing: AuditRing | null;
   /**
    * Stops the gateway. When a collector has read the audit ring, the admin API stays up after the
    * proxy closed until every event is acknowledged or `auditDrainMs` (default 10 s) passed.
@@ -169,8 +170,17 @@ export async function startGatewayService(
     cfg.auditOnFailure === 'deny' && !fileSink.healthy()
       ? `audit file ${cfg.auditFile} cannot be written (${fileSink.failure() ?? 'error'}); calls are refused (audit.onFailure: deny)`
       : null;
-  const fileSink = auditFileSink(cfg.auditFile, cfg.auditStdout, cfg.auditOnFailure, registry, logger, () =>
-    worker?.onAuditFailure?.(auditNotReady()),
+  // The admin API serves the recent events to the control plane's collector (Kubernetes, issue 16):
+  // the lines the file sink writes, kept in a ring (a worker keeps none: its primary serves no audit).
+  const auditRing = worker ? null : new AuditRing();
+  const fileSink = auditFileSink(
+    cfg.auditFile,
+    cfg.auditStdout,
+    cfg.auditOnFailure,
+    registry,
+    logger,
+    () => worker?.onAuditFailure?.(auditNotReady()),
+    auditRing?.push,
   );
   const resolver = new UpstreamResolver(
     new DestinationPolicy(cfg.allowPrivateCidrs),
@@ -198,6 +208,7 @@ export async function startGatewayService(
     });
     await secretValues.start();
   }
+  const oauth2State = worker?.oauth2Remote ? null : kubeRefreshStateFrom(cfg, logger);
   const credentials = (vault = new CredentialVault({
     logger,
     ...(cfg.credentialFilesDir !== undefined ? { fileRoot: cfg.credentialFilesDir } : {}),
@@ -206,7 +217,11 @@ export async function startGatewayService(
     oauth2: new OAuth2Tokens({
       resolver,
       refreshSkewMs: cfg.oauth2RefreshSkewMs,
-      ...(worker?.oauth2Remote ? { remote: worker.oauth2Remote } : {}),
+      ...(worker?.oauth2Remote
+        ? { remote: worker.oauth2Remote }
+        : oauth2State
+          ? { remote: oauth2State.token } // refresh-token state shared by the replicas (oauth2-kube-store.ts)
+          : {}),
       ...(upstreamCaPem ? { extraCaPem: upstreamCaPem } : {}),
       onTokenRequest: (e) => {
         tokenRequests.inc({ credential: e.credential, result: e.ok ? 'ok' : 'error' });
@@ -237,13 +252,13 @@ export async function startGatewayService(
       : null,
     { holdSeconds: ap.holdSeconds, holdRules: ap.holdRules },
   );
-  // The admin API serves the recent events to the control plane's collector (Kubernetes, issue 16).
-  const auditRing = worker ? null : new AuditRingSink(new FanoutSink([fileSink, decisionMetrics]));
   const gateway = new EgressGateway(
     withGatewayDefaults({
       policy,
       sessions,
-      audit: worker ? new WorkerTagSink(new FanoutSink([fileSink, decisionMetrics]), worker.id) : auditRing!,
+      audit: worker
+        ? new WorkerTagSink(new FanoutSink([fileSink, decisionMetrics]), worker.id)
+        : new FanoutSink([fileSink, decisionMetrics]),
       resolver,
       connectTimeoutMs: cfg.connectTimeoutMs,
       headersTimeoutMs: cfg.headersTimeoutMs,
@@ -333,6 +348,7 @@ function auditFileSink(
   registry: client.Registry,
   logger: Logger,
   onTransition: () => void,
+  onLine?: (line: string) => void,
 ): FileAuditSink {
   const writeErrors = new client.Counter({
     name: 'airlock_gateway_audit_write_errors_total',
@@ -347,6 +363,7 @@ function auditFileSink(
   });
   let droppedSinceFailure = 0;
   const sink: FileAuditSink = new FileAuditSink(file, toStdout, {
+    ...(onLine ? { onLine } : {}),
     onWriteError: (code) => writeErrors.inc({ code }),
     onDrop: (event) => {
       dropped.inc();

@@ -111,6 +111,19 @@ by the controller, or tls.existingCaSecret. The trust bundle ConfigMap lives in 
 {{- default (include "airlock.gatewayName" .) .Values.gateway.serviceAccount.name }}
 {{- end }}
 
+{{/*
+OAuth2 refresh-token state shared by the gateway replicas (docs/credentials.md "Several replicas"):
+"true" when gateway.oauth2RefreshState is kubernetes, or auto with more than one replica and credential
+Secrets to read (refresh tokens come from them on Kubernetes).
+*/}}
+{{- define "airlock.oauth2StateEnabled" -}}
+{{- $m := .Values.gateway.oauth2RefreshState -}}
+{{- if or (eq $m "kubernetes") (and (eq $m "auto") (gt (int .Values.gateway.replicas) 1) (not (empty .Values.gateway.credentialSecrets))) -}}
+true
+{{- end -}}
+{{- end }}
+{{- define "airlock.oauth2StateName" -}}{{ include "airlock.gatewayName" . }}-oauth2-state{{- end }}
+
 {{/* The `airlock.io/instance` label value on sandbox objects: the release name, kept apart per install. */}}
 {{- define "airlock.instance" -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
