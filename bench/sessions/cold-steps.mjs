@@ -1,22 +1,26 @@
 #!/usr/bin/env node
 /**
- * Where a cold Docker session create spends its time (issue 12 item 3, not a test): N sandboxes
- * one after another through the real DockerRuntime of dist/, each step timed on its own:
- *   prepare    subnet allocation + network create (under the runtime's lock), then the gateway's
- *              join of the network in parallel with container create + trust bundle upload
- *   start      container start
- *   selftest   the isolation self-test (one exec of the bash probe, src/sessions/self-test.ts)
- *   remove     container and network removal (not part of create)
- * and, in the same rounds, the pre-change cold path done with the same Docker calls: prepare in
- * the old order (`sequentialPrepare`: join, then create, then trust bundle, one after another), a
- * start that keeps Docker's default route, and the self-test on that sandbox — so each gain is a
- * ratio within one run (`total` against `preChangeTotal`, register and API excluded). p50/p99 per step as JSON on stdout and in
- * bench/results/cold-steps-<time>.json.
+ * Where a cold Docker session create spends its time (issue 12 item 3, not a test), and the create
+ * sequence before and after the spare networks and the registration during start, in the same
+ * rotating rounds through the real DockerRuntime of dist/ and the real gateway's admin API:
+ *   before   the sequence of commit b4b43df: prepare (subnet + network create under the runtime's
+ *            lock, then the gateway's join ‖ container create + trust bundle) -> register at the
+ *            gateway -> start (+ default route dropped) -> isolation self-test
+ *   after    the sequence now, with `runtime.docker.spareNetworks: 1`: prepare on a spare network
+ *            (reserveSessionId: network made and joined ahead) -> register ‖ start -> self-test
+ * Steps timed on their own: prepare, register, start, selftest; `create` is the whole sequence
+ * (what POST /v1/sessions waits for, less HTTP and bookkeeping), `createNoSelfTest` the same up
+ * to started and registered (`runtime.selfTest: false`). Every create (either path) waits until the spare
+ * network is made again, so no refill competes with a measured create (a burst of creates beyond
+ * `spareNetworks` takes the `before` path). Then `primitives`: the Docker calls on their own
+ * (network create, gateway join, container create, start on the /29 and with no network, inspect,
+ * the nsenter route drop, an exec of `true`) to show what is left.
+ * p50/p99 as JSON on stdout and in bench/results/cold-steps-<time>.json.
  *
- *   npm run build && node bench/sessions/cold-steps.mjs
+ *   npm run build && flock /tmp/airlock-e2e.lock node bench/sessions/cold-steps.mjs
  *
- * Environment: BENCH_SESSIONS (20). Removes every io.airlock.managed container and network at its
- * end: never run it while an e2e run uses the engine (take /tmp/airlock-e2e.lock).
+ * Environment: BENCH_SESSIONS (20 rounds), BENCH_PRIMITIVES (10). Removes every io.airlock.managed
+ * container and network at its end: never run it while an e2e run uses the engine (take the lock).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,25 +33,25 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const N = Number(process.env.BENCH_SESSIONS ?? 20);
+const NP = Number(process.env.BENCH_PRIMITIVES ?? 10);
 const IMAGE = 'airlock-sandbox:dev';
 
 const { DockerRuntime } = await import(path.join(ROOT, 'dist/runtime/docker/runtime.js'));
 const { parseConfig } = await import(path.join(ROOT, 'dist/config/load.js'));
 const { runIsolationSelfTest } = await import(path.join(ROOT, 'dist/sessions/self-test.js'));
 const { waitForGateway } = await import(path.join(ROOT, 'dist/gateway-wire/control.js'));
-const { allocateSubnet } = await import(path.join(ROOT, 'dist/runtime/docker/subnets.js'));
-const { LABEL, GATEWAY_CONTAINER, sessionNetworkName, sandboxContainerName } = await import(
-  path.join(ROOT, 'dist/runtime/docker/labels.js')
-);
+const { LABEL, GATEWAY_CONTAINER } = await import(path.join(ROOT, 'dist/runtime/docker/labels.js'));
 
 function percentile(values, p) {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 const stats = (a) => ({
+  n: a.length,
   p50: Math.round(percentile(a, 50) * 10) / 10,
   p99: Math.round(percentile(a, 99) * 10) / 10,
 });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const stateDir = mkdtempSync(path.join(os.tmpdir(), 'airlock-bench-cold-'));
 const cfg = parseConfig(
@@ -55,26 +59,17 @@ const cfg = parseConfig(
     api: { listen: '127.0.0.1:0', tokens: [{ name: 'bench', token: 'bench-token-0123456789abcdef' }] },
     policy: { dir: path.join(ROOT, 'policies') },
     runtime: {
-      docker: { egressSubnet: '10.217.0.0/24' },
+      docker: { egressSubnet: '10.217.0.0/24', spareNetworks: 1 },
       resources: { cpus: 0.5, memoryMiB: 256, pids: 128 },
     },
     stateDir,
   },
   ROOT,
 );
-const runtime = new DockerRuntime(cfg, () => undefined);
+const runtime = new DockerRuntime(cfg, (m) => console.error(`warning: ${m}`));
 const docker = runtime.docker;
-const times = {
-  prepare: [],
-  start: [],
-  selftest: [],
-  total: [],
-  remove: [],
-  sequentialPrepare: [],
-  startKeepingRoute: [],
-  selftestWithRoute: [],
-  preChangeTotal: [],
-};
+const times = { before: {}, after: {}, primitives: {} };
+const rec = (path_, step, ms) => (times[path_][step] ??= []).push(ms);
 
 async function selfTest(id) {
   const report = await runIsolationSelfTest({
@@ -84,131 +79,182 @@ async function selfTest(id) {
   if (report.result !== 'pass') throw new Error(`self-test ${report.result}: ${report.findings}`);
 }
 
-/** The pre-change prepare: every Docker call one after another (same calls, same options). */
-async function sequentialPrepare(id) {
-  const nets = await docker.listNetworks({
-    filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] },
-  });
-  const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter(Boolean));
-  const sub = allocateSubnet(cfg.runtime.docker.subnetPool, used);
-  const netName = sessionNetworkName(id);
-  await docker.createNetwork({
-    Name: netName,
-    Driver: 'bridge',
-    Internal: true,
-    CheckDuplicate: true,
-    IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
-    Options: {
-      'com.docker.network.bridge.inhibit_ipv4': 'true',
-      'com.docker.network.bridge.enable_ip_masquerade': 'false',
-      'com.docker.network.bridge.name': 'alkb' + id.slice(-11),
-    },
-    Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: id },
-  });
-  await docker.getNetwork(netName).connect({
-    Container: GATEWAY_CONTAINER,
-    EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
-  });
-  const c = await docker.createContainer({
-    name: sandboxContainerName(id),
-    Image: IMAGE,
-    Env: [`AIRLOCK_SESSION_ID=${id}`],
-    Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'bench', [LABEL.session]: id },
-    HostConfig: {
-      NetworkMode: netName,
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      NanoCpus: 0.5e9,
-      Memory: 256 * 1024 * 1024,
-      PidsLimit: 128,
-      Init: true,
-      IpcMode: 'private',
-    },
-    NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
-  });
-  // The trust bundle upload of the pre-change code: one small archive, after the create.
-  const { default: tar } = await import('tar-stream');
-  const pack = tar.pack();
-  const upload = c.putArchive(pack, { path: '/' });
-  pack.entry({ name: 'etc/airlock/ca-bundle.pem', mode: 0o444 }, 'x'.repeat(200_000));
-  pack.finalize();
-  await upload;
+function spec(id) {
+  const now = new Date();
+  return {
+    sessionId: id,
+    role: 'analyst',
+    image: IMAGE,
+    env: {},
+    credential: 'c'.repeat(43),
+    credentialSha256: '0'.repeat(64),
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + 600_000),
+    createdBy: 'bench',
+    labels: {},
+  };
+}
+const gatewaySession = (info) => ({
+  id: info.sessionId,
+  role: info.role,
+  address: info.address,
+  credentialSha256: info.credentialSha256,
+  expiresAtMs: info.expiresAt.getTime(),
+  creator: info.createdBy,
+});
+
+async function spareReady() {
+  for (let i = 0; i < 200 && runtime.spareNetworksReady() < 1; i++) await sleep(25);
+  if (runtime.spareNetworksReady() < 1) throw new Error('the spare network was not made again within 5 s');
 }
 
-async function removeRaw(id) {
-  await docker
-    .getContainer(sandboxContainerName(id))
-    .remove({ force: true })
-    .catch(() => undefined);
-  const net = docker.getNetwork(sessionNetworkName(id));
-  await net.disconnect({ Container: GATEWAY_CONTAINER, Force: true }).catch(() => undefined);
-  await net.remove().catch(() => undefined);
-}
-
-try {
-  await waitForGateway(await runtime.ensureGateway());
-  for (let i = 0; i < N; i++) {
-    // Rotating order: the new and the pre-change prepare take turns going first.
-    const order = i % 2 === 0 ? ['new', 'old'] : ['old', 'new'];
-    for (const which of order) {
-      const id = `s-bench${String(i).padStart(3, '0')}${which}${Math.random().toString(16).slice(2, 6)}`;
-      if (which === 'old') {
-        const t0 = performance.now();
-        await sequentialPrepare(id);
-        const t1 = performance.now();
-        // Started as before: the sandbox keeps Docker's default route.
-        await docker.getContainer(sandboxContainerName(id)).start();
-        const t2 = performance.now();
-        await selfTest(id);
-        const t3 = performance.now();
-        times.sequentialPrepare.push(t1 - t0);
-        times.startKeepingRoute.push(t2 - t1);
-        times.selftestWithRoute.push(t3 - t2);
-        times.preChangeTotal.push(t3 - t0);
-        await removeRaw(id);
-        continue;
-      }
-      const now = new Date();
-      const t0 = performance.now();
-      let t = t0;
-      await runtime.prepare({
-        sessionId: id,
-        role: 'analyst',
-        image: IMAGE,
-        env: {},
-        credential: 'c'.repeat(43),
-        credentialSha256: '0'.repeat(64),
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + 600_000),
-        createdBy: 'bench',
-        labels: {},
-      });
-      times.prepare.push(performance.now() - t);
-      t = performance.now();
-      await runtime.start(id);
-      times.start.push(performance.now() - t);
-      t = performance.now();
-      await selfTest(id);
-      times.selftest.push(performance.now() - t);
-      times.total.push(performance.now() - t0);
-      t = performance.now();
-      await runtime.remove(id);
-      times.remove.push(performance.now() - t);
-    }
+/** One cold create along `which` path, each step timed; the session is removed (untimed) after. */
+async function create(gateway, which) {
+  // Before either path: no refill competes with a measured create (nor holds the runtime's lock).
+  await spareReady();
+  const t0 = performance.now();
+  let id;
+  if (which === 'after') {
+    id = runtime.reserveSessionId();
+    if (!id) throw new Error('no spare network reserved');
+  } else id = `s-${Math.random().toString(16).slice(2, 10)}${Math.random().toString(16).slice(2, 10)}`;
+  const info = await runtime.prepare(spec(id));
+  const t1 = performance.now();
+  rec(which, 'prepare', t1 - t0);
+  if (which === 'before') {
+    await gateway.register(gatewaySession(info), { newSession: true });
+    const t2 = performance.now();
+    await runtime.start(id);
+    rec(which, 'register', t2 - t1);
+    rec(which, 'start', performance.now() - t2);
+  } else {
+    const timed = (p, step) => p.then(() => rec(which, step, performance.now() - t1));
+    await Promise.all([
+      timed(gateway.register(gatewaySession(info), { newSession: true }), 'register'),
+      timed(runtime.start(id), 'start'),
+    ]);
   }
-  const steps = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, stats(v)]));
+  const t3 = performance.now();
+  rec(which, 'createNoSelfTest', t3 - t0);
+  await selfTest(id);
+  const t4 = performance.now();
+  rec(which, 'selftest', t4 - t3);
+  rec(which, 'create', t4 - t0);
+  await gateway.revoke(id);
+  await runtime.remove(id);
+}
+
+/** The Docker calls alone, on a /29 of their own (10.218.x.0/29) with the same options. */
+async function primitives(i) {
+  const timed = async (step, fn) => {
+    const t = performance.now();
+    const r = await fn();
+    rec('primitives', step, performance.now() - t);
+    return r;
+  };
+  const name = `airlock-net-bench-p${i}`;
+  const labels = { [LABEL.managed]: 'true', [LABEL.kind]: 'bench' };
+  const net = await timed('networkCreate', () =>
+    docker.createNetwork({
+      Name: name,
+      Driver: 'bridge',
+      Internal: true,
+      IPAM: { Driver: 'default', Config: [{ Subnet: `10.218.${i}.0/29`, Gateway: `10.218.${i}.1` }] },
+      Options: {
+        'com.docker.network.bridge.inhibit_ipv4': 'true',
+        'com.docker.network.bridge.enable_ip_masquerade': 'false',
+        'com.docker.network.bridge.name': `alkbenchp${i}`,
+      },
+      Labels: labels,
+    }),
+  );
+  await timed('gatewayJoin', () =>
+    net.connect({
+      Container: GATEWAY_CONTAINER,
+      EndpointConfig: { IPAMConfig: { IPv4Address: `10.218.${i}.2` } },
+    }),
+  );
+  for (const mode of ['bridge', 'none']) {
+    const c = await timed(`containerCreate_${mode}`, () =>
+      docker.createContainer({
+        name: `airlock-bench-p${i}-${mode}`,
+        Image: IMAGE,
+        Labels: labels,
+        HostConfig: {
+          NetworkMode: mode === 'bridge' ? name : 'none',
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges'],
+          NanoCpus: 0.5e9,
+          Memory: 256 * 1024 * 1024,
+          PidsLimit: 128,
+          Init: true,
+          IpcMode: 'private',
+        },
+      }),
+    );
+    await timed(`start_${mode}`, () => c.start());
+    if (mode === 'bridge') {
+      const pid = await timed('inspect', async () => (await c.inspect()).State.Pid);
+      await timed('nsenterRouteDel', () =>
+        run('nsenter', ['-t', String(pid), '-n', 'ip', '-4', 'route', 'del', 'default']),
+      );
+      await timed('execTrue', async () => {
+        const e = await c.exec({ Cmd: ['true'], AttachStdout: true, AttachStderr: true });
+        const s = await e.start({ hijack: true, stdin: false });
+        await new Promise((resolve) => {
+          s.once('end', resolve);
+          s.once('close', resolve);
+          s.resume();
+        });
+      });
+    }
+    await c.remove({ force: true });
+  }
+  await net.disconnect({ Container: GATEWAY_CONTAINER, Force: true }).catch(() => undefined);
+  await net.remove();
+}
+
+const load0 = os.loadavg();
+try {
+  const gateway = await runtime.ensureGateway();
+  await waitForGateway(gateway);
+  // One untimed create of each kind first (image and engine caches).
+  await create(gateway, 'before');
+  await create(gateway, 'after');
+  times.before = {};
+  times.after = {};
+  for (let i = 0; i < N; i++) {
+    // Rotating order: before and after take turns going first.
+    for (const which of i % 2 === 0 ? ['before', 'after'] : ['after', 'before']) await create(gateway, which);
+  }
+  for (let i = 0; i < NP; i++) await primitives(i);
+  const summary = Object.fromEntries(
+    Object.entries(times).map(([p, steps]) => [
+      p,
+      Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, stats(v)])),
+    ]),
+  );
+  const ratio = (k, q) => Math.round((summary.after[k][q] / summary.before[k][q]) * 1000) / 1000;
   const report = {
     time: new Date().toISOString(),
-    loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
-    sessions: N,
-    stepsMs: steps,
-    prepareOverSequentialP50: Math.round((steps.prepare.p50 / steps.sequentialPrepare.p50) * 1000) / 1000,
-    totalOverPreChangeP50: Math.round((steps.total.p50 / steps.preChangeTotal.p50) * 1000) / 1000,
+    loadavg: {
+      start: load0.map((x) => Math.round(x * 100) / 100),
+      end: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    },
+    rounds: N,
+    stepsMs: summary,
+    afterOverBefore: {
+      createP50: ratio('create', 'p50'),
+      createP99: ratio('create', 'p99'),
+      createNoSelfTestP50: ratio('createNoSelfTest', 'p50'),
+      createNoSelfTestP99: ratio('createNoSelfTest', 'p99'),
+    },
   };
   console.log(JSON.stringify(report, null, 2));
   const out = path.join(ROOT, 'bench/results', `cold-steps-${report.time.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
 } finally {
+  await runtime.close().catch(() => undefined);
   const ids = (await run('docker', ['ps', '-aq', '--filter', 'label=io.airlock.managed=true'])).stdout
     .split(/\s+/)
     .filter(Boolean);

@@ -416,6 +416,12 @@ export const configSchema = z
              * `host-gateway` aliases resolve to. Unset: Docker picks one when creating the network.
              */
             egressSubnet: cidr.optional(),
+            /**
+             * Spare per-session networks kept ready (docs/architecture.md "Session create"): empty
+             * internal /29s with the gateway joined, each bound to the next cold create and never
+             * reused; refilled in the background. 0 turns it off. @default 0
+             */
+            spareNetworks: z.number().int().min(0).max(64).default(0),
           })
           .strict()
           .prefault({}),

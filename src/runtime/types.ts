@@ -87,6 +87,18 @@ export interface SandboxRuntime {
    */
   prepare(spec: SandboxSpec): Promise<SandboxInfo>;
   /**
+   * Optional (Docker with `runtime.docker.spareNetworks`): the id for the next cold session whose
+   * isolation (its network, the gateway joined) was made ahead, or null when none is ready. The id
+   * is handed out once; `prepare` with it binds that network, and `remove` deletes it.
+   */
+  reserveSessionId?(): string | null;
+  /**
+   * True when `start` does not depend on the session being registered at the gateway, and a
+   * sandbox running before it is registered gets only refusals (its address is unknown to the
+   * gateway): the caller may then register while the sandbox starts (Docker).
+   */
+  readonly registerWhileStarting?: boolean;
+  /**
    * Warm pools (optional; the Docker runtime has them): creates a sandbox for a session that does
    * not exist yet — its isolation and container, not started — with no role, credential, expiry or
    * proxy settings, and returns the address it will have. Nothing is left behind when this throws.

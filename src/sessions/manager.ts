@@ -114,8 +114,9 @@ function withPlaceholders(
 /**
  * Sessions: create / list / get / exec / audit / delete (kill switch) / TTL expiry, on any
  * SandboxRuntime. Order of operations is what makes the guarantees:
- * - create: sandbox prepared (not started) -> gateway registration -> start -> isolation self-test
- *   (`runtime.selfTest`, src/sessions/self-test.ts); any failure undoes all; from a warm pool
+ * - create: sandbox prepared (not started) -> gateway registration -> start (on Docker the two run
+ *   at once: `registerWhileStarting`) -> isolation self-test (`runtime.selfTest`,
+ *   src/sessions/self-test.ts); any failure undoes all; from a warm pool
  *   (src/sessions/warm-pool.ts): claim -> gateway registration, the sandbox having been started and
  *   self-tested when the pool filled it;
  * - delete and expiry: gateway revocation (answers after the session's sockets are closed) -> sandbox
@@ -424,7 +425,8 @@ export class SessionManager implements SessionService {
     const image = req.image ?? this.cfg.runtime.sandboxImage;
     // A warm-pool sandbox (started and self-tested already) when one is ready: docs/architecture.md.
     const pooled = this.pool?.take(image) ?? null;
-    const id = pooled ?? newSessionId();
+    // Else a spare network made ahead (runtime.docker.spareNetworks) names the session, when one is ready.
+    const id = pooled ?? this.runtime.reserveSessionId?.() ?? newSessionId();
     const credential = randomBytes(32).toString('base64url');
     const credentialSha256 = createHash('sha256').update(credential).digest('hex');
     const createdAt = new Date();
@@ -452,11 +454,19 @@ export class SessionManager implements SessionService {
     }
     this.starting.set(id, info);
     try {
-      await gateway.register(toGatewaySession(info), { newSession: true });
-      if (!pooled) {
+      const registered = gateway.register(toGatewaySession(info), { newSession: true });
+      if (pooled) {
+        await registered;
+      } else if (this.runtime.registerWhileStarting) {
+        // Both settle before anything is undone; the sandbox's calls are refused until registered.
+        const [r, s] = await Promise.allSettled([registered, this.runtime.start(id)]);
+        if (r.status === 'rejected') throw r.reason;
+        if (s.status === 'rejected') throw s.reason;
+      } else {
+        await registered;
         await this.runtime.start(id);
-        if (this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);
       }
+      if (!pooled && this.cfg.runtime.selfTest) await this.selfTest(id, req.role, caller);
     } catch (err) {
       this.starting.delete(id);
       await gateway.revoke(id).catch(() => undefined);

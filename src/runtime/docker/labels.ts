@@ -17,6 +17,11 @@ export const LABEL = {
    * `<stateDir>/claims` holds them once it is claimed.
    */
   pooled: 'io.airlock.pooled',
+  /**
+   * `true` on a per-session network made ahead of its session (`runtime.docker.spareNetworks`):
+   * one with no sandbox container is a spare, removed by the next control plane that starts.
+   */
+  spare: 'io.airlock.spare',
   /** Prefix for user labels given at session creation. */
   userPrefix: 'io.airlock.label.',
 } as const;

@@ -188,6 +188,23 @@ export class DockerRuntime implements SandboxRuntime {
   private routeDropOff = false;
   /** Claimed warm-pool sandboxes' exec environment (`KEY=value`), by session id; see {@link claim}. */
   private readonly claimEnv = new Map<string, string[]>();
+  /**
+   * Spare session networks (`runtime.docker.spareNetworks`), made ahead with the gateway joined, by
+   * the session id they are named for: `ready` until {@link reserveSessionId} hands the id out, then
+   * `reserved` until {@link prepare} binds it (and, once the sandbox started, a refill follows).
+   */
+  private readonly spare = {
+    ready: new Map<string, SessionSubnet>(),
+    reserved: new Map<string, SessionSubnet>(),
+    filling: false,
+    stopped: false,
+    swept: false,
+    /** Delay before the next fill after a failure (ms): 1 s doubling to 30 s, reset by a success. */
+    backoffMs: 0,
+    timer: null as NodeJS.Timeout | null,
+  };
+  /** Docker: a sandbox running before its registration is refused by the gateway (unknown address). */
+  readonly registerWhileStarting = true;
 
   constructor(
     private readonly cfg: Config,
@@ -435,9 +452,13 @@ export class DockerRuntime implements SandboxRuntime {
     if (!port) throw new RuntimeError('gateway admin port is not published');
     // Rejoin every session network (after a re-creation the gateway is on none of them).
     const joined = new Set(Object.keys(info.NetworkSettings.Networks));
-    const nets = await this.docker.listNetworks({
+    let nets = await this.docker.listNetworks({
       filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] },
     });
+    if (!this.spare.swept) {
+      nets = await this.sweepSpareNetworks(nets);
+      this.spare.swept = true;
+    }
     for (const n of nets) {
       if (joined.has(n.Name)) continue;
       const subnet = n.IPAM?.Config?.[0]?.Subnet;
@@ -453,8 +474,102 @@ export class DockerRuntime implements SandboxRuntime {
         });
     }
     await this.sweepClaims();
+    this.fillSpareNetworks();
     // Follows the port: Docker publishes a new one when the restart policy restarts the container.
     return new DockerGatewayControl(this.docker, token, `http://127.0.0.1:${port}`);
+  }
+
+  /**
+   * Removes spare session networks a previous control plane left (label `io.airlock.spare`, no
+   * sandbox container on them): their ids were never handed to a session. Runs once, at the first
+   * gateway set-up, before any create. @returns the session networks that are left.
+   */
+  private async sweepSpareNetworks(nets: Docker.NetworkInspectInfo[]): Promise<Docker.NetworkInspectInfo[]> {
+    const spares = nets.filter((n) => n.Labels?.[LABEL.spare] === 'true');
+    if (spares.length === 0) return nets;
+    let containers: Docker.ContainerInfo[];
+    try {
+      containers = await this.docker.listContainers({
+        all: true,
+        filters: { label: [`${LABEL.managed}=true`] },
+      });
+    } catch (err) {
+      throw wrap('list sandboxes', err);
+    }
+    const used = new Set(containers.map((c) => c.Labels[LABEL.session]));
+    const gone = new Set<string>();
+    for (const n of spares) {
+      const id = n.Labels?.[LABEL.session];
+      if (!id || used.has(id)) continue;
+      await this.removeNetwork(id).catch((err: unknown) =>
+        this.warn(`cannot remove the spare network of ${id}: ${(err as Error).message}`),
+      );
+      gone.add(n.Name);
+    }
+    return nets.filter((n) => !gone.has(n.Name));
+  }
+
+  /**
+   * The id of a ready spare session network (`runtime.docker.spareNetworks`) for the next cold
+   * session, or null when none is ready. Handed out once: the network is bound by {@link prepare}
+   * with that id, removed with the session, never reused.
+   */
+  reserveSessionId(): string | null {
+    const next = this.spare.ready.entries().next();
+    if (next.done) return null;
+    const [id, sub] = next.value;
+    this.spare.ready.delete(id);
+    this.spare.reserved.set(id, sub);
+    return id;
+  }
+
+  /** Spare session networks ready to be reserved now (`runtime.docker.spareNetworks` at most). */
+  spareNetworksReady(): number {
+    return this.spare.ready.size;
+  }
+
+  /**
+   * Makes spare session networks, one at a time, until `runtime.docker.spareNetworks` are ready or
+   * handed out and not yet started. Background work: a failure removes what it made, warns, and
+   * retries after 1 s (doubling to 30 s). Never throws.
+   */
+  private fillSpareNetworks(): void {
+    const want = this.cfg.runtime.docker.spareNetworks;
+    const sp = this.spare;
+    if (want === 0 || sp.filling || sp.stopped || sp.timer || sp.ready.size >= want) return;
+    sp.filling = true;
+    const id = 's-' + randomBytes(8).toString('hex');
+    this.createSessionNetwork(id, true)
+      .then(async (sub) => {
+        try {
+          await this.joinGateway(id, sub);
+        } catch (err) {
+          await this.lock.run(() => this.removeNetwork(id)).catch(() => undefined);
+          throw err;
+        }
+        if (sp.stopped) {
+          await this.lock.run(() => this.removeNetwork(id)).catch(() => undefined);
+          return;
+        }
+        sp.ready.set(id, sub);
+        sp.backoffMs = 0;
+      })
+      .catch((err: unknown) => {
+        sp.backoffMs = Math.min(30_000, Math.max(1_000, sp.backoffMs * 2));
+        this.warn(
+          `spare session network not made (${(err as Error).message}); cold creates make their own, ` +
+            `next try in ${sp.backoffMs / 1000} s`,
+        );
+        sp.timer = setTimeout(() => {
+          sp.timer = null;
+          this.fillSpareNetworks();
+        }, sp.backoffMs);
+        sp.timer.unref();
+      })
+      .finally(() => {
+        sp.filling = false;
+        this.fillSpareNetworks();
+      });
   }
 
   /**
@@ -652,36 +767,13 @@ export class DockerRuntime implements SandboxRuntime {
     env: (gatewayAddress: string) => Record<string, string>,
   ): Promise<SessionSubnet> {
     const netName = sessionNetworkName(sessionId);
-    const sub = await this.lock.run(async () => {
-      const nets = await this.docker
-        .listNetworks({ filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] } })
-        .catch((err: unknown) => {
-          throw wrap('list networks', err);
-        });
-      const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter((s): s is string => !!s));
-      const sub = allocateSubnet(this.cfg.runtime.docker.subnetPool, used);
-      if (!sub) throw new RuntimeError(`subnet pool ${this.cfg.runtime.docker.subnetPool} is exhausted`);
-      try {
-        await this.docker.createNetwork({
-          Name: netName,
-          Driver: 'bridge',
-          Internal: true,
-          CheckDuplicate: true,
-          IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
-          Options: sessionNetworkOptions(sessionId),
-          Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: sessionId },
-        });
-      } catch (err) {
-        throw wrap(`create network for session ${sessionId}`, err);
-      }
-      return sub;
-    });
+    // A spare network reserved for this id is ready (gateway joined); else one is made now.
+    const spare = this.spare.reserved.get(sessionId);
+    this.spare.reserved.delete(sessionId);
+    const sub = spare ?? (await this.createSessionNetwork(sessionId, false));
     const r = this.cfg.runtime.resources;
     try {
-      const joined = this.docker.getNetwork(netName).connect({
-        Container: GATEWAY_CONTAINER,
-        EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
-      });
+      const joined = spare ? Promise.resolve() : this.joinGateway(sessionId, sub);
       const created = this.docker.createContainer({
         name: sandboxContainerName(sessionId),
         Image: image,
@@ -710,12 +802,58 @@ export class DockerRuntime implements SandboxRuntime {
       if (c.status === 'rejected') throw c.reason;
     } catch (err) {
       await this.lock.run(() => this.removeLocked(sessionId, true)).catch(() => undefined);
+      if (spare) this.fillSpareNetworks();
       if (isNotFound(err) && (err as Error).message.includes('image')) {
         throw new RuntimeError(`sandbox image ${image} not found`, { cause: err });
       }
       throw wrap(`create sandbox for session ${sessionId}`, err);
     }
     return sub;
+  }
+
+  /**
+   * A session network (a /29 from the pool, allocated and created under the lock), the gateway not
+   * yet joined. `spare`: made ahead of its session (label `io.airlock.spare`).
+   * @throws RuntimeError (pool exhausted, engine failure; nothing is left behind)
+   */
+  private createSessionNetwork(sessionId: string, spare: boolean): Promise<SessionSubnet> {
+    return this.lock.run(async () => {
+      const nets = await this.docker
+        .listNetworks({ filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] } })
+        .catch((err: unknown) => {
+          throw wrap('list networks', err);
+        });
+      const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter((s): s is string => !!s));
+      const sub = allocateSubnet(this.cfg.runtime.docker.subnetPool, used);
+      if (!sub) throw new RuntimeError(`subnet pool ${this.cfg.runtime.docker.subnetPool} is exhausted`);
+      try {
+        await this.docker.createNetwork({
+          Name: sessionNetworkName(sessionId),
+          Driver: 'bridge',
+          Internal: true,
+          CheckDuplicate: true,
+          IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
+          Options: sessionNetworkOptions(sessionId),
+          Labels: {
+            [LABEL.managed]: 'true',
+            [LABEL.kind]: 'session',
+            [LABEL.session]: sessionId,
+            ...(spare ? { [LABEL.spare]: 'true' } : {}),
+          },
+        });
+      } catch (err) {
+        throw wrap(`create network for session ${sessionId}`, err);
+      }
+      return sub;
+    });
+  }
+
+  /** Joins the gateway to a session's network at the /29's .2. @throws the engine's error */
+  private async joinGateway(sessionId: string, sub: SessionSubnet): Promise<void> {
+    await this.docker.getNetwork(sessionNetworkName(sessionId)).connect({
+      Container: GATEWAY_CONTAINER,
+      EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
+    });
   }
 
   /**
@@ -745,6 +883,9 @@ export class DockerRuntime implements SandboxRuntime {
       await container.start();
     } catch (err) {
       throw wrap(`start sandbox ${sessionId}`, err);
+    } finally {
+      // A spare network was taken: made again now, so the fill does not slow this start.
+      this.fillSpareNetworks();
     }
     await this.dropDefaultRoute(container);
   }
@@ -879,7 +1020,13 @@ export class DockerRuntime implements SandboxRuntime {
     this.poolAddresses.delete(sessionId);
     this.claimEnv.delete(sessionId);
     rmSync(path.join(claimsDir(this.cfg.stateDir), `${sessionId}.json`), { force: true });
+    this.spare.reserved.delete(sessionId);
     if (!withNetwork) return;
+    await this.removeNetwork(sessionId);
+  }
+
+  /** Disconnects the gateway from a session's network and removes it (gone already: nothing). */
+  private async removeNetwork(sessionId: string): Promise<void> {
     const net = this.docker.getNetwork(sessionNetworkName(sessionId));
     try {
       await net.disconnect({ Container: GATEWAY_CONTAINER, Force: true });
@@ -982,8 +1129,18 @@ export class DockerRuntime implements SandboxRuntime {
     };
   }
 
+  /**
+   * Stops making spare networks and removes the ready ones (a next control plane would sweep them
+   * anyway). dockerode keeps no pooled connections that need closing.
+   */
   async close(): Promise<void> {
-    // dockerode keeps no pooled connections that need closing.
+    const sp = this.spare;
+    sp.stopped = true;
+    if (sp.timer) clearTimeout(sp.timer);
+    sp.timer = null;
+    const ids = [...sp.ready.keys()];
+    sp.ready.clear();
+    for (const id of ids) await this.lock.run(() => this.removeNetwork(id)).catch(() => undefined);
   }
 }
 
