@@ -154,6 +154,9 @@ const ASCII_ESCAPED = /^(?:[A-Za-z0-9\-._~]|%[0-7][0-9A-F])*$/;
 /** … an escape is of an unreserved character (decoded, it is written plain). */
 const UNRESERVED_ESCAPE = /%(?:2[DE]|3[0-9]|4[1-9A-F]|5[0-9AF]|6[1-9A-F]|7[0-9AE])/;
 
+/** A query of unreserved characters, `=`, `&` and uppercase escapes of ASCII characters only. */
+const SAFE_QUERY = /^\?(?:[A-Za-z0-9\-._~=&]|%[0-7][0-9A-F])*$/;
+
 /** A query part as the canonical query has it: decoded once (kept as is when not decodable), encoded again. */
 function canonicalPart(raw: string): string {
   if (UNRESERVED.test(raw)) return raw;
@@ -175,6 +178,9 @@ function canonicalPart(raw: string): string {
  */
 export function canonicalQuery(query: string): string {
   if (query.length <= 1) return '';
+  // Only unreserved characters, `=`, `&` and uppercase escapes of other ASCII characters: every name
+  // and value is canonical as sent (one regex over the query instead of some per part).
+  const safe = SAFE_QUERY.test(query) && !UNRESERVED_ESCAPE.test(query);
   const names: string[] = [];
   const pairs: string[] = [];
   let start = 1;
@@ -185,10 +191,15 @@ export function canonicalQuery(query: string): string {
       const part = query.slice(start, end);
       const eq = part.indexOf('=');
       const rawName = eq < 0 ? part : part.slice(0, eq);
-      const name = canonicalPart(rawName);
+      const name = safe ? rawName : canonicalPart(rawName);
       if (name.length !== 15 || name.toLowerCase() !== 'x-amz-signature') {
         names.push(name);
-        pairs.push(`${name}=${eq < 0 ? '' : canonicalPart(part.slice(eq + 1))}`);
+        if (eq < 0) pairs.push(`${name}=`);
+        else {
+          const rawValue = part.slice(eq + 1);
+          // A second `=` is part of the value, encoded as %3D.
+          pairs.push(`${name}=${safe && !rawValue.includes('=') ? rawValue : canonicalPart(rawValue)}`);
+        }
       }
     }
     start = end + 1;
@@ -242,11 +253,20 @@ const COPY_REFUSED =
   'x-amz-copy-source: a server-side copy reads an object the request path does not name, which the ' +
   "credential's binding would not cover; the gateway does not sign copies (GET the object, then PUT it)";
 
+/** The signed headers of a request, as the canonical request has them. */
+interface CanonicalHeaders {
+  /** `name:value\n` per header, sorted by name (lowercase names, canonical values). */
+  readonly block: string;
+  /** The `SignedHeaders` list: the names, sorted, `;`-separated. */
+  readonly signed: string;
+}
+
 /**
  * The request's signed headers (lowercase name, canonical value), sorted by name.
+ * @param extra the gateway's own headers `[name, value, …]` (lowercase names).
  * @throws SigV4RequestError for `x-amz-copy-source` (see {@link SigV4Signers.sign}).
  */
-function signedHeaders(req: SigV4Request, extra: readonly string[]): { names: string[]; values: string[] } {
+function signedHeaders(req: SigV4Request, extra: readonly string[]): CanonicalHeaders {
   const names: string[] = ['host'];
   const values: string[] = [req.authority];
   const raw = req.rawHeaders;
@@ -259,7 +279,9 @@ function signedHeaders(req: SigV4Request, extra: readonly string[]): { names: st
     } else if (c !== 0x78 || rawName.length < 7 || (rawName.charCodeAt(2) | 0x20) !== 0x61) continue;
     const name = rawName.toLowerCase();
     if (name.startsWith('x-amz-')) {
-      if (SIGV4_OWNED_HEADERS.has(name)) continue;
+      // SIGV4_OWNED_HEADERS' x-amz-* names (compared directly: a Set lookup hashes the new string).
+      if (name === 'x-amz-date' || name === 'x-amz-content-sha256' || name === 'x-amz-security-token')
+        continue;
       if (name === 'x-amz-copy-source') throw new SigV4RequestError(COPY_REFUSED);
     } else if (name !== 'content-type' && name !== 'content-md5') continue;
     const value = raw[i + 1] as string;
@@ -286,21 +308,24 @@ function signedHeaders(req: SigV4Request, extra: readonly string[]): { names: st
     names[j + 1] = n;
     values[j + 1] = v;
   }
-  for (let i = 0; i < values.length; i++) values[i] = canonicalValue(values[i] as string);
-  return { names, values };
+  let block = '';
+  let signed = '';
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i] as string;
+    block += `${n}:${canonicalValue(values[i] as string)}\n`;
+    signed = i === 0 ? n : `${signed};${n}`;
+  }
+  return { block, signed };
 }
 
 function canonicalRequest(
   method: string,
   path: string,
   query: string,
-  h: { names: string[]; values: string[] },
-  signed: string,
+  h: CanonicalHeaders,
   hash: string,
 ): string {
-  let s = `${method}\n${path}\n${query}\n`;
-  for (let i = 0; i < h.names.length; i++) s += `${h.names[i]}:${h.values[i]}\n`;
-  return `${s}\n${signed}\n${hash}`;
+  return `${method}\n${path}\n${query}\n${h.block}\n${h.signed}\n${hash}`;
 }
 
 /** A derived signing key (HMAC chain over the day, region, service) and its credential scope. */
@@ -316,6 +341,12 @@ interface SigningKey {
   readonly inner: Buffer;
   /** HMAC's outer block (key XOR opad) followed by room for the inner digest. */
   readonly outer: Buffer;
+  /**
+   * The `x-amz-date` whose string-to-sign prefix (`AWS4-HMAC-SHA256\n<date>\n<scope>\n`) stands in
+   * `inner` after the key block, ending at {@link stsEnd}; `''` when `inner` holds something else.
+   */
+  stsDate: string;
+  stsEnd: number;
 }
 
 /** Room for a string to sign after HMAC's inner block (a request's is about 150 bytes), bytes. */
@@ -328,8 +359,17 @@ const HMAC_ROOM = 448;
  */
 function hmacHex(sk: SigningKey, message: string): string {
   if (message.length > HMAC_ROOM) return createHmac('sha256', sk.key).update(message).digest('hex');
-  const n = sk.inner.write(message, 64, 'latin1');
-  digest('sha256', sk.inner.subarray(0, 64 + n), 'buffer').copy(sk.outer, 64);
+  sk.stsDate = '';
+  return hmacInner(sk, 64 + sk.inner.write(message, 64, 'latin1'));
+}
+
+/**
+ * HMAC of the message already written in `sk.inner` after the key block (`end`: where it ends),
+ * hex. The inner digest goes out as hex and is written back as bytes: a one-shot `'buffer'` digest
+ * allocates a Buffer, which costs more than the hex round trip (bench/credentials-dynamic.mjs).
+ */
+function hmacInner(sk: SigningKey, end: number): string {
+  sk.outer.write(digest('sha256', sk.inner.subarray(0, end), 'hex'), 64, 'hex');
   return digest('sha256', sk.outer, 'hex');
 }
 
@@ -348,6 +388,8 @@ function signingKeyOf(key: Buffer, day: string, scope: SigV4Scope): SigningKey {
     service: scope.service,
     inner,
     outer,
+    stsDate: '',
+    stsEnd: 0,
   };
 }
 
@@ -388,20 +430,18 @@ export class SigV4Signers {
         ? ['x-amz-content-sha256', hash, 'x-amz-date', longDate]
         : ['x-amz-content-sha256', hash, 'x-amz-date', longDate, 'x-amz-security-token', keys.sessionToken];
     const h = signedHeaders(req, extra);
-    const signed = h.names.join(';');
     const cr = canonicalRequest(
       req.method,
       canonicalPath(req.path, scope.service),
       canonicalQuery(req.query),
       h,
-      signed,
       hash,
     );
     const signature = this.#signature(sk, longDate, cr);
     const out = ['x-amz-date', longDate, 'x-amz-content-sha256', hash];
     if (keys.sessionToken !== undefined) out.push('x-amz-security-token', keys.sessionToken);
     return {
-      authorization: `AWS4-HMAC-SHA256 Credential=${keys.accessKeyId}/${sk.scope}, SignedHeaders=${signed}, Signature=${signature}`,
+      authorization: `AWS4-HMAC-SHA256 Credential=${keys.accessKeyId}/${sk.scope}, SignedHeaders=${h.signed}, Signature=${signature}`,
       headers: out,
       query: null,
       chunks: hash === STREAMING_PAYLOAD ? new ChunkResigner(sk, longDate, signature) : null,
@@ -433,14 +473,13 @@ export class SigV4Signers {
     const longDate = this.#dateOf(now);
     const sk = this.#signingKey(keys, scope, longDate);
     const h = signedHeaders(req, []);
-    const signed = h.names.join(';');
     let q =
       `${kept.length > 0 ? `?${kept.join('&')}&` : '?'}X-Amz-Algorithm=AWS4-HMAC-SHA256` +
       `&X-Amz-Credential=${escapeUri(`${keys.accessKeyId}/${sk.scope}`)}&X-Amz-Date=${longDate}` +
       `&X-Amz-Expires=${Math.min(expires ?? maxExpiresS, maxExpiresS)}` +
-      `&X-Amz-SignedHeaders=${escapeUri(signed)}`;
+      `&X-Amz-SignedHeaders=${escapeUri(h.signed)}`;
     if (keys.sessionToken !== undefined) q += `&X-Amz-Security-Token=${escapeUri(keys.sessionToken)}`;
-    const cr = canonicalRequest(req.method, req.path, canonicalQuery(q), h, signed, 'UNSIGNED-PAYLOAD');
+    const cr = canonicalRequest(req.method, req.path, canonicalQuery(q), h, 'UNSIGNED-PAYLOAD');
     return {
       authorization: null,
       headers: [],
@@ -458,8 +497,18 @@ export class SigV4Signers {
     return new ChunkResigner(this.#signingKey(keys, scope, longDate), longDate, seed);
   }
 
+  /**
+   * The signature of a canonical request: HMAC of the string to sign, whose prefix (algorithm, date,
+   * scope) is written once per key and second, then only the canonical request's hash after it.
+   */
   #signature(sk: SigningKey, longDate: string, cr: string): string {
-    return hmacHex(sk, `AWS4-HMAC-SHA256\n${longDate}\n${sk.scope}\n${digest('sha256', cr)}`);
+    if (sk.stsDate !== longDate) {
+      const prefix = `AWS4-HMAC-SHA256\n${longDate}\n${sk.scope}\n`;
+      if (prefix.length + 64 > HMAC_ROOM) return hmacHex(sk, `${prefix}${digest('sha256', cr)}`);
+      sk.stsEnd = 64 + sk.inner.write(prefix, 64, 'latin1');
+      sk.stsDate = longDate;
+    }
+    return hmacInner(sk, sk.stsEnd + sk.inner.write(digest('sha256', cr), sk.stsEnd, 'latin1'));
   }
 
   #dateOf(now: Date): string {

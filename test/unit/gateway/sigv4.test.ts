@@ -555,6 +555,12 @@ const qChar = fc.constantFrom(
   '$',
   '%3D',
   '%26',
+  // Escapes of unreserved characters (canonically written plain) and of other ASCII ones.
+  '%41',
+  '%7E',
+  '%2D',
+  '%2C',
+  '=',
 );
 const qWord = fc.array(qChar, { maxLength: 5 }).map((a) => a.join(''));
 const qName = fc.oneof(
