@@ -29,6 +29,7 @@ bash scripts/k8s-tools.sh --with-kubectl </dev/null # kube-apiserver, etcd, helm
 
 step "moto (S3-compatible server)"
 bash scripts/moto.sh </dev/null # moto[server] from PyPI in a venv cached in ~/.cache/airlock-tools, for test/integration/gateway-sigv4.test.ts
+bash scripts/versitygw.sh </dev/null # versitygw from the Go module proxy (~2-3 min cold), cached likewise: verifies presigned URLs in test/integration/gateway-sigv4-presigned.test.ts
 
 step "python venv and OpenTelemetry Collector"
 bash scripts/python-venv.sh </dev/null # httpx + pytest for the Python SDK's tests (test/e2e/sdk.test.ts), cached in ~/.cache/airlock-tools

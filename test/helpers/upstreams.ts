@@ -1,10 +1,14 @@
 /**
  * Real upstream servers for tests (nobody here wrote them): json-server (npm) as a forum and etcd
- * (Debian etcd-server) as a config store with an ACL API. Each listens on `host` (loopback by
+ * (Debian etcd-server) as a config store with an ACL API, versitygw (built from the Go module proxy by
+ * scripts/versitygw.sh) as an S3 server that verifies SigV4 signatures. Each listens on `host` (loopback by
  * default, or the Docker egress bridge address for e2e) on a free port, with its data in a temp dir.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -138,4 +142,99 @@ export async function startEtcd(host = '127.0.0.1', fixedPort?: number): Promise
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A running versitygw (S3 server, posix backend) and its root access key. */
+export interface Versitygw {
+  host: string;
+  port: number;
+  /** `http(s)://host:port` (path-style buckets). */
+  url: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** The stderr it wrote so far (its last 8 KiB), for failure messages. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts versitygw (built by scripts/versitygw.sh, which prints its path) with a posix backend in a
+ * temp dir and a random root key: an S3 server, not written here, that verifies SigV4 header and
+ * query-string (presigned) signatures. With `tls` it serves HTTPS with that certificate (PEM).
+ * A start that fails (the free port taken meanwhile) is retried on another port, three times.
+ * @throws Error when scripts/versitygw.sh has not built it, or it does not answer within 20 s.
+ */
+export async function startVersitygw(
+  opts: { host?: string; tls?: { cert: string; key: string } } = {},
+): Promise<Versitygw> {
+  const host = opts.host ?? '127.0.0.1';
+  const script = path.join(path.dirname(new URL(import.meta.url).pathname), '../../scripts/versitygw.sh');
+  const paths = await run('bash', [script, '--paths']).catch((err: unknown) => {
+    throw new Error(`versitygw is not built: run bash scripts/versitygw.sh (${String(err)})`, { cause: err });
+  });
+  const bin = /VERSITYGW=(.*)/.exec(paths.stdout)![1]!.trim();
+  const accessKeyId = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
+  const secretAccessKey = randomBytes(30).toString('base64');
+  const dir = mkdtempSync(path.join(tmpdir(), 'airlock-versitygw-'));
+  const args: string[] = [];
+  if (opts.tls) {
+    writeFileSync(path.join(dir, 'tls.crt'), opts.tls.cert);
+    writeFileSync(path.join(dir, 'tls.key'), opts.tls.key, { mode: 0o600 });
+    args.push('--cert', path.join(dir, 'tls.crt'), '--key', path.join(dir, 'tls.key'));
+  }
+  mkdirSync(path.join(dir, 'data'));
+  const scheme = opts.tls ? 'https' : 'http';
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort(host);
+    const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    let log = '';
+    const proc = spawn(
+      bin,
+      [...args, '-p', `${host}:${port}`, '--health', '/health', '-q', 'posix', path.join(dir, 'data')],
+      {
+        // The root key in the environment, not on the command line.
+        env: { ...process.env, ROOT_ACCESS_KEY_ID: accessKeyId, ROOT_SECRET_ACCESS_KEY: secretAccessKey },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    proc.stderr!.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-8_192)));
+    const probe = async (): Promise<boolean> => {
+      if (proc.exitCode !== null) throw new Error(`versitygw exited ${proc.exitCode}: ${log}`);
+      return new Promise<boolean>((resolve) => {
+        // A readiness probe only (the tests check TLS through the gateway): the certificate is not verified here.
+        const r = (scheme === 'https' ? https : http).request(
+          `${url}/health`,
+          { rejectUnauthorized: false },
+          (res: http.IncomingMessage) => {
+            res.resume();
+            resolve(res.statusCode === 200);
+          },
+        );
+        r.on('error', () => resolve(false));
+        r.end();
+      });
+    };
+    try {
+      await waitFor(probe, `versitygw (${log})`);
+    } catch (err) {
+      await stopProcess(proc);
+      if (attempt >= 3) {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+      continue;
+    }
+    return {
+      host,
+      port,
+      url,
+      accessKeyId,
+      secretAccessKey,
+      log: () => log,
+      async stop() {
+        await stopProcess(proc);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
 }
