@@ -9,6 +9,7 @@
  *   BENCH_CURRENT=HEAD node bench/gateway-only.mjs        # a commit instead of ./dist (no uncommitted edits)
  *   BENCH_BASELINE= node bench/gateway-only.mjs           # this tree alone (the old quick loop)
  *   BENCH_ALSO=156abcc^,e3c8311 node bench/gateway-only.mjs   # more trees in the same rounds
+ *   BENCH_ALSO=/tmp/patched/dist node bench/gateway-only.mjs   # a compiled tree (a path), as is
  *   BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" BENCH_BASELINE= node bench/gateway-only.mjs
  *
  * A commit is built once into `$TMPDIR/airlock-bench-tree-<sha12>` (git archive of the commit,
@@ -99,7 +100,9 @@ try {
       ? { name: `current (${currentRef})`, ...buildTree(currentRef) }
       : { name: 'current (./dist)', sha: 'working tree', dist: process.env.BENCH_DIST ?? '' },
   ];
-  for (const ref of alsoRefs) trees.push({ name: ref, ...buildTree(ref) });
+  // An entry that is a path names a compiled tree (`dist/`) to run as is (e.g. a patched copy).
+  for (const ref of alsoRefs)
+    trees.push(ref.startsWith('/') ? { name: ref, sha: 'dist', dist: ref } : { name: ref, ...buildTree(ref) });
   if (baselineRef) trees.push({ name: `baseline (${baselineRef})`, ...buildTree(baselineRef) });
   const base = baselineRef ? trees.at(-1) : null;
   const nginxPort = await freePort();

@@ -86,6 +86,12 @@ export interface FileAuditSinkOptions {
   ops?: AuditFileOps;
   /** The hash chain's stream id (src/audit/chain.ts). @default a random UUID */
   stream?: string;
+  /**
+   * Told every event's JSON text (no newline) as it is queued for the file, in order — the gateway's
+   * ring for the collector (src/audit/ring-sink.ts). An event dropped from the file (buffer full) is
+   * told too, without its chain link.
+   */
+  onLine?: (line: string) => void;
 }
 
 export const AUDIT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
@@ -173,9 +179,11 @@ export class FileAuditSink implements AuditSink {
     const line = Buffer.from(text);
     if (this.bufferedBytes + line.length > this.maxBytes) {
       delete event.chain; // not written: the next event takes its place in the chain
+      this.opts.onLine?.(JSON.stringify(event));
       this.opts.onDrop?.(event);
       return;
     }
+    this.opts.onLine?.(json);
     this.chain.commit(line.subarray(0, line.length - 1)); // the bytes as written, without the newline
     this.chunks.push(line);
     this.bufferedBytes += line.length;

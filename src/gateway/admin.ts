@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { BlockList, isIP, type AddressInfo } from 'node:net';
 import { gatewaySessionSchema, gatewaySyncSchema } from '../gateway-wire/session.js';
-import type { AuditRingSink } from '../audit/ring-sink.js';
+import { auditPageJson, type AuditRing } from '../audit/ring-sink.js';
 import type { PolicySource } from '../policy/types.js';
 import type { GatewaySession } from '../gateway-wire/session.js';
 import { normalizeRemoteAddress } from './sessions.js';
@@ -37,7 +37,7 @@ export interface AdminOptions {
    */
   notReady?: () => string | null;
   /** The recent audit events served by `GET /admin/audit` (absent: 404). */
-  audit?: Pick<AuditRingSink, 'page'>;
+  audit?: Pick<AuditRing, 'page'>;
   /**
    * Source ranges (CIDR) refused whatever the session table says: the sandboxes' networks (Docker:
    * `runtime.docker.subnetPool`). The table alone is not enough: a gateway that has just restarted
@@ -164,10 +164,11 @@ export function createAdminServer(opts: AdminOptions): http.Server {
             error: 'bad_request',
             detail: 'after must be an integer >= 0, limit >= 1',
           });
-        return send(res, 200, {
-          instanceId: opts.instanceId,
-          ...opts.audit.page(after, Math.min(limit, AUDIT_PAGE_MAX)),
-        });
+        const text = auditPageJson(opts.instanceId, opts.audit.page(after, Math.min(limit, AUDIT_PAGE_MAX)));
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+          .end(text);
+        return;
       }
       if (url === '/admin/sessions' && req.method === 'PUT') {
         const parsed = gatewaySyncSchema.safeParse(await readJson(req));
