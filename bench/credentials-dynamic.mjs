@@ -13,11 +13,19 @@
  *   per token lifetime; the first one goes to a token endpoint on loopback and is not counted);
  * - `bearer`: CredentialVault.inject (the part A path), the baseline.
  *
- * process.cpuUsage() over many sequential iterations (each awaited: the async paths include their
- * promise overhead). Prints one JSON object and writes it to bench/results/credentials-dynamic-<time>.json.
- * Needs dist/ (`npm run build`). Usage: node bench/credentials-dynamic.mjs [iterations=50000]
+ * process.cpuUsage() over many sequential iterations, each awaited (the async paths include their
+ * promise overhead: `usPerRequest`). The gateway calls the SigV4 and bearer paths synchronously
+ * (decide.ts: no promise on the signing path), so they are measured called that way too
+ * (`usPerRequestSync`), with the signer alone (`SigV4Signers.sign`, no vault) beside them.
+ *
+ * `--before REV`: the signer of git revision REV (its src/gateway/sigv4.ts, compiled with esbuild into
+ * a temp dir) against the current one, alternating rounds in the same run, medians (`signerBeforeAfter`).
+ *
+ * Prints one JSON object and writes it to bench/results/credentials-dynamic-<time>.json.
+ * Needs dist/ (`npm run build`). Usage: node bench/credentials-dynamic.mjs [iterations=50000] [--before REV]
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,7 +41,13 @@ const { DestinationPolicy } = await import(dist('gateway/address.js'));
 const { SignatureV4 } = await import('@smithy/signature-v4');
 const { createHash, createHmac, createSecretKey } = await import('node:crypto');
 
-const N = Number(process.argv[2] ?? 50_000);
+const args = process.argv.slice(2);
+const beforeAt = args.indexOf('--before');
+const beforeRev = beforeAt >= 0 ? args.splice(beforeAt, 2)[1] : null;
+if (beforeAt >= 0 && !beforeRev) throw new Error('--before needs a git revision');
+const N = Number(args[0] ?? 50_000);
+if (!(N > 0)) throw new Error(`iterations must be a positive number, not ${args[0]}`);
+const { SigV4Signers } = await import(dist('gateway/sigv4.js'));
 const round3 = (x) => Math.round(x * 1000) / 1000;
 
 // A token endpoint on loopback for the one token request the OAuth2 path makes.
@@ -213,6 +227,65 @@ const smithySign = async () => {
     throw new Error('the gateway signer and @smithy/signature-v4 disagree on the bench request');
 }
 
+function measureSync(fn) {
+  for (let i = 0; i < 2_000; i++) fn(); // warm up
+  const t0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) fn();
+  const d = process.cpuUsage(t0);
+  return round3((d.user + d.system) / N);
+}
+const checkSync = (m, r) => {
+  const got = vault.injectDynamic(m, r);
+  if (got.kind !== 'inject') throw new Error(`not injected: ${JSON.stringify(got)}`);
+  return got;
+};
+const s3Keys = {
+  accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+  secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+};
+const s3Scope = { region: 'eu-west-1', service: 's3' };
+
+// The signer of another revision (--before), alternating rounds with the current one.
+let signerBeforeAfter = null;
+if (beforeRev !== null) {
+  const { transformSync } = await import('esbuild');
+  const src = execFileSync('git', ['-C', ROOT, 'show', `${beforeRev}:src/gateway/sigv4.ts`], {
+    encoding: 'utf8',
+  });
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'airlock-bench-sigv4-'));
+  const file = path.join(tmp, 'sigv4-before.mjs');
+  writeFileSync(file, transformSync(src, { loader: 'ts', format: 'esm', target: 'node22' }).code);
+  const Before = (await import(file)).SigV4Signers;
+  rmSync(tmp, { recursive: true, force: true });
+  const before = new Before();
+  const after = new SigV4Signers();
+  const at = new Date();
+  if (
+    before.sign(s3Req, s3Keys, s3Scope, at).authorization !==
+    after.sign(s3Req, s3Keys, s3Scope, at).authorization
+  )
+    throw new Error(`the signer of ${beforeRev} and the current one disagree on the bench request`);
+  const rounds = { before: [], after: [] };
+  for (let r = 0; r < 7; r++) {
+    rounds.before.push(measureSync(() => before.sign(s3Req, s3Keys, s3Scope)));
+    rounds.after.push(measureSync(() => after.sign(s3Req, s3Keys, s3Scope)));
+  }
+  const median = (xs) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
+  signerBeforeAfter = {
+    beforeRev,
+    rounds: 7,
+    beforeUs: median(rounds.before),
+    afterUs: median(rounds.after),
+    ratio: round3(median(rounds.after) / median(rounds.before)),
+    beforeRoundsUs: rounds.before,
+    afterRoundsUs: rounds.after,
+  };
+}
+
+const signers = new SigV4Signers();
+const signerUs = measureSync(() => signers.sign(s3Req, s3Keys, s3Scope));
+const bearerSyncUs = measureSync(() => vault.inject(gh));
+const sigv4SyncUs = measureSync(() => checkSync(s3, s3Req));
 const bearerUs = await measure(async () => vault.inject(gh));
 const smithyUs = await measure(smithySign);
 const sigv4Us = await measure(() => check(s3, s3Req));
@@ -233,6 +306,15 @@ const result = {
     awsSigV4SmithyBefore: smithyUs,
     oauth2CachedToken: oauth2CachedUs,
   },
+  usPerRequestSync: {
+    bearerBaseline: bearerSyncUs,
+    awsSigV4: sigv4SyncUs,
+    awsSigV4SignerOnly: signerUs,
+    vaultShare: round3(sigv4SyncUs - signerUs),
+  },
+  targetUs: 5,
+  awsSigV4TargetMet: sigv4SyncUs <= 5,
+  signerBeforeAfter,
   ratioToBearer: {
     awsSigV4: round3(sigv4Us / bearerUs),
     awsSigV4SmithyBefore: round3(smithyUs / bearerUs),

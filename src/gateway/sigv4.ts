@@ -195,11 +195,9 @@ export function canonicalQuery(query: string): string {
       if (name.length !== 15 || name.toLowerCase() !== 'x-amz-signature') {
         names.push(name);
         if (eq < 0) pairs.push(`${name}=`);
-        else {
-          const rawValue = part.slice(eq + 1);
-          // A second `=` is part of the value, encoded as %3D.
-          pairs.push(`${name}=${safe && !rawValue.includes('=') ? rawValue : canonicalPart(rawValue)}`);
-        }
+        // Canonical as sent (a second `=` is part of the value, encoded as %3D).
+        else if (safe && part.indexOf('=', eq + 1) < 0) pairs.push(part);
+        else pairs.push(`${name}=${canonicalPart(part.slice(eq + 1))}`);
       }
     }
     start = end + 1;
