@@ -29,6 +29,8 @@
  *   worker's cache asks it (option `remote`, oauth2-shared.ts) instead of the token endpoint, so one
  *   refresh token is used once by the whole gateway. Client-credentials tokens are fetched by each
  *   worker (nothing rotates).
+ * - **Several replicas** (Kubernetes, `oauth2RefreshState`): `remote` is the replicas' shared state
+ *   in a Secret (oauth2-kube-store.ts), which refreshes through the {@link RefreshGrant} it is handed.
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
