@@ -7,7 +7,8 @@
 #
 # Usage: scripts/versitygw.sh [--paths]
 #   (no flag)  build when missing, then print VERSITYGW=PATH and VERSITYGW_VERSION=…; seconds when
-#              cached, about 2-3 minutes cold on 2 cores (module downloads included)
+#              cached; cold ~135 s of CPU (empty Go module and build caches, measured), 2-3 minutes
+#              on 2 idle cores with the downloads
 #   --paths    only print those lines; exit 1 when it is not built (never builds)
 #
 # Why versitygw (github.com/versity/versitygw, Apache-2.0): a maintained S3 protocol gateway whose
