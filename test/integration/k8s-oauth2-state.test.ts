@@ -29,9 +29,12 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { DestinationPolicy } from '../../src/gateway/address.js';
 import { OAuth2Tokens, type OAuth2Input } from '../../src/gateway/oauth2.js';
 import {
@@ -46,6 +49,7 @@ import { K8S_ANNOTATION, K8S_LABEL, MANAGED_BY, SANDBOX_COMPONENT } from '../../
 import { CANONICAL_MODEL } from '../../src/policy/model.js';
 import {
   GATEWAY_SA,
+  k8sTools,
   RELEASE,
   RELEASE_NS,
   repoRoot,
@@ -526,6 +530,67 @@ describe('OAuth2 refresh-token state shared by gateway replicas (Kubernetes Secr
     expect(r.ok).toBe(false);
     expect(r.ok ? '' : r.reason).toMatch(
       /^cannot read the OAuth2 refresh state Secret airlock\/airlock-not-the-state: .*\(HTTP 403 Forbidden\): the gateway ServiceAccount needs get and update on it/,
+    );
+  });
+});
+
+describe('chart: gateway.oauth2RefreshState', () => {
+  type Obj = { kind: string; metadata: { name: string }; spec?: unknown };
+  const render = async (args: string[]): Promise<Obj[]> => {
+    const { stdout } = await promisify(execFile)(
+      k8sTools().helm,
+      ['template', RELEASE, path.join(repoRoot, 'charts/airlock'), '--namespace', RELEASE_NS, ...args],
+      { maxBuffer: 64 << 20 },
+    );
+    return YAML.parseAllDocuments(stdout)
+      .map((d) => d.toJS() as Obj | null)
+      .filter((o): o is Obj => o !== null);
+  };
+  const stateOf = (objs: Obj[]): unknown => {
+    const gw = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'airlock-gateway')!;
+    const env = (
+      gw.spec as { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } }
+    ).template.spec.containers[0]!.env;
+    return (
+      JSON.parse(env.find((e) => e.name === 'AIRLOCK_GATEWAY_CONFIG')!.value) as {
+        oauth2RefreshState?: unknown;
+      }
+    ).oauth2RefreshState;
+  };
+  const named = (objs: Obj[]): string[] =>
+    objs
+      .filter((o) => o.metadata.name === STATE)
+      .map((o) => o.kind)
+      .sort();
+  const on = { kind: 'kubernetes', namespace: RELEASE_NS, secretName: STATE };
+
+  it.each([
+    ['auto, 2 replicas, credential Secrets', true, ['--set', `gateway.credentialSecrets={${SOURCE}}`]],
+    ['auto, 2 replicas, no credential Secrets (no refresh token can be read)', false, []],
+    [
+      'auto, 1 replica',
+      false,
+      ['--set', 'gateway.replicas=1', '--set', `gateway.credentialSecrets={${SOURCE}}`],
+    ],
+    [
+      'off',
+      false,
+      ['--set', 'gateway.oauth2RefreshState=off', '--set', `gateway.credentialSecrets={${SOURCE}}`],
+    ],
+    [
+      'kubernetes, 1 replica',
+      true,
+      ['--set', 'gateway.oauth2RefreshState=kubernetes', '--set', 'gateway.replicas=1'],
+    ],
+  ])('%s → shared state: %s', async (_what, shared, args) => {
+    const objs = await render(args);
+    expect(named(objs)).toEqual(shared ? ['Role', 'RoleBinding', 'Secret'] : []);
+    expect(stateOf(objs)).toEqual(shared ? on : undefined);
+  });
+
+  it('a value other than auto, kubernetes, off is refused by the schema, naming the key', async () => {
+    await expect(render(['--set', 'gateway.oauth2RefreshState=redis'])).rejects.toThrow(
+      /\/gateway\/oauth2RefreshState/,
     );
   });
 });
