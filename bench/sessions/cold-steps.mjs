@@ -3,18 +3,19 @@
  * Where a cold Docker session create spends its time (issue 12 item 3, not a test), and the create
  * sequence before and after the spare networks and the registration during start, in the same
  * rotating rounds through the real DockerRuntime of dist/ and the real gateway's admin API:
- *   before   the sequence of commit b4b43df: prepare (subnet + network create under the runtime's
- *            lock, then the gateway's join ‖ container create + trust bundle) -> register at the
- *            gateway -> start (+ default route dropped) -> isolation self-test
+ *   before   the sequence of commit b4b43df: prepare (subnet + network create, then the gateway's
+ *            join ‖ container create + trust bundle upload; the same Docker calls made here) ->
+ *            register at the gateway -> start (+ default route dropped) -> isolation self-test
  *   after    the sequence now, with `runtime.docker.spareNetworks: 1`: prepare on a spare network
- *            (reserveSessionId: network made and joined ahead) -> register ‖ start -> self-test
+ *            (reserveSessionId: network made and joined ahead) and from the sandbox image with the
+ *            trust bundle baked in (no upload) -> register ‖ start -> self-test
  * Steps timed on their own: prepare, register, start, selftest; `create` is the whole sequence
  * (what POST /v1/sessions waits for, less HTTP and bookkeeping), `createNoSelfTest` the same up
  * to started and registered (`runtime.selfTest: false`). Every create (either path) waits until the spare
  * network is made again, so no refill competes with a measured create (a burst of creates beyond
  * `spareNetworks` takes the `before` path). Then `primitives`: the Docker calls on their own
- * (network create, gateway join, container create, start on the /29 and with no network, inspect,
- * the nsenter route drop, an exec of `true`) to show what is left.
+ * (network create, gateway join, container create, the trust bundle upload, start on the /29 and
+ * with no network, inspect, the nsenter route drop, an exec of `true`) to show what is left.
  * p50/p99 as JSON on stdout and in bench/results/cold-steps-<time>.json.
  *
  *   npm run build && flock /tmp/airlock-e2e.lock node bench/sessions/cold-steps.mjs
@@ -40,7 +41,11 @@ const { DockerRuntime } = await import(path.join(ROOT, 'dist/runtime/docker/runt
 const { parseConfig } = await import(path.join(ROOT, 'dist/config/load.js'));
 const { runIsolationSelfTest } = await import(path.join(ROOT, 'dist/sessions/self-test.js'));
 const { waitForGateway } = await import(path.join(ROOT, 'dist/gateway-wire/control.js'));
-const { LABEL, GATEWAY_CONTAINER } = await import(path.join(ROOT, 'dist/runtime/docker/labels.js'));
+const { LABEL, GATEWAY_CONTAINER, sessionNetworkName, sandboxContainerName } = await import(
+  path.join(ROOT, 'dist/runtime/docker/labels.js')
+);
+const { allocateSubnet } = await import(path.join(ROOT, 'dist/runtime/docker/subnets.js'));
+const { default: tar } = await import('tar-stream');
 
 function percentile(values, p) {
   const s = [...values].sort((a, b) => a - b);
@@ -108,6 +113,75 @@ async function spareReady() {
   if (runtime.spareNetworksReady() < 1) throw new Error('the spare network was not made again within 5 s');
 }
 
+/** The trust bundle upload of commit b4b43df: one archive into a created container. */
+async function uploadTrust(container) {
+  const bundle = runtime.trustBundle;
+  const pack = tar.pack();
+  const upload = container.putArchive(pack, { path: '/' });
+  const dir = { type: 'directory', mode: 0o755, uid: 0, gid: 0 };
+  const file = { type: 'file', mode: 0o444, uid: 0, gid: 0 };
+  pack.entry({ ...dir, name: 'etc/airlock' });
+  pack.entry({ ...file, name: 'etc/airlock/ca-bundle.pem' }, bundle);
+  pack.entry({ ...dir, name: 'etc/ssl/certs' });
+  pack.entry({ ...file, name: 'etc/ssl/certs/ca-certificates.crt' }, bundle);
+  pack.finalize();
+  await upload;
+}
+
+/**
+ * The prepare of commit b4b43df, same Docker calls and options: subnet + network create, then the
+ * gateway's join ‖ container create (the image as named) + trust bundle upload.
+ */
+async function oldPrepare(s) {
+  const id = s.sessionId;
+  const nets = await docker.listNetworks({
+    filters: { label: [`${LABEL.managed}=true`, `${LABEL.kind}=session`] },
+  });
+  const used = new Set(nets.map((n) => n.IPAM?.Config?.[0]?.Subnet).filter(Boolean));
+  const sub = allocateSubnet(cfg.runtime.docker.subnetPool, used);
+  const netName = sessionNetworkName(id);
+  await docker.createNetwork({
+    Name: netName,
+    Driver: 'bridge',
+    Internal: true,
+    CheckDuplicate: true,
+    IPAM: { Driver: 'default', Config: [{ Subnet: sub.subnet, Gateway: sub.bridge }] },
+    Options: {
+      'com.docker.network.bridge.inhibit_ipv4': 'true',
+      'com.docker.network.bridge.enable_ip_masquerade': 'false',
+      'com.docker.network.bridge.name': 'alkb' + id.slice(-11),
+    },
+    Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'session', [LABEL.session]: id },
+  });
+  const joined = docker.getNetwork(netName).connect({
+    Container: GATEWAY_CONTAINER,
+    EndpointConfig: { IPAMConfig: { IPv4Address: sub.gateway } },
+  });
+  const proxy = `http://${id}:${s.credential}@${sub.gateway}:${cfg.gateway.port}`;
+  const created = docker
+    .createContainer({
+      name: sandboxContainerName(id),
+      Image: IMAGE,
+      Env: [`HTTP_PROXY=${proxy}`, `HTTPS_PROXY=${proxy}`, `AIRLOCK_SESSION_ID=${id}`],
+      Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'bench', [LABEL.session]: id },
+      HostConfig: {
+        NetworkMode: netName,
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        NanoCpus: 0.5e9,
+        Memory: 256 * 1024 * 1024,
+        MemorySwap: 256 * 1024 * 1024,
+        PidsLimit: 128,
+        Init: true,
+        IpcMode: 'private',
+      },
+      NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
+    })
+    .then(uploadTrust);
+  await Promise.all([joined, created]);
+  return { ...s, address: sub.sandbox };
+}
+
 /** One cold create along `which` path, each step timed; the session is removed (untimed) after. */
 async function create(gateway, which) {
   // Before either path: no refill competes with a measured create (nor holds the runtime's lock).
@@ -118,7 +192,7 @@ async function create(gateway, which) {
     id = runtime.reserveSessionId();
     if (!id) throw new Error('no spare network reserved');
   } else id = `s-${Math.random().toString(16).slice(2, 10)}${Math.random().toString(16).slice(2, 10)}`;
-  const info = await runtime.prepare(spec(id));
+  const info = which === 'before' ? await oldPrepare(spec(id)) : await runtime.prepare(spec(id));
   const t1 = performance.now();
   rec(which, 'prepare', t1 - t0);
   if (which === 'before') {
@@ -192,6 +266,7 @@ async function primitives(i) {
         },
       }),
     );
+    if (mode === 'none') await timed('trustUpload', () => uploadTrust(c));
     await timed(`start_${mode}`, () => c.start());
     if (mode === 'bridge') {
       const pid = await timed('inspect', async () => (await c.inspect()).State.Pid);

@@ -28,7 +28,7 @@ import {
   sandboxContainerName,
   sessionNetworkName,
 } from '../../src/runtime/docker/labels.js';
-import { DockerRuntime } from '../../src/runtime/docker/runtime.js';
+import { DockerRuntime, TRUST_IMAGE_REPO } from '../../src/runtime/docker/runtime.js';
 import { subnetAddresses } from '../../src/runtime/docker/subnets.js';
 import { TestApi, curlResult } from '../helpers/api-client.js';
 import { docker, exists, removeAirlockObjects, requireDockerAndImages } from '../helpers/docker.js';
@@ -187,6 +187,12 @@ describe('spare session networks (issue 12 item 3)', () => {
     const addrs = subnetAddresses(net.IPAM!.Config![0]!.Subnet!);
     const c = await docker.getContainer(sandboxContainerName(bound)).inspect();
     expect(Object.keys(c.NetworkSettings.Networks)).toEqual([sessionNetworkName(bound)]);
+    // From the sandbox image with the trust bundle baked in: no mount, the asked-for image recorded.
+    expect(view.image).toBe('airlock-sandbox:dev');
+    expect(c.Config.Labels[LABEL.image]).toBe('airlock-sandbox:dev');
+    expect(c.Mounts).toEqual([]);
+    const img = await docker.getImage(c.Image).inspect();
+    expect(img.RepoTags.some((t) => t.startsWith(`${TRUST_IMAGE_REPO}:`))).toBe(true);
     expect(await onNetwork(bound)).toEqual(
       new Map([
         [GATEWAY_CONTAINER, addrs.gateway],
@@ -263,6 +269,7 @@ describe('spare session networks (issue 12 item 3)', () => {
 
   it('a spare left by a control plane that did not stop is removed by the next one', async () => {
     await until(async () => (await spares()).length === SPARES, 60_000, 'the spares');
+    const kept = await api.create({ role: 'analyst' });
     await server!.close();
     server = null;
     // A stopped control plane removed its own ready spares.
@@ -282,6 +289,12 @@ describe('spare session networks (issue 12 item 3)', () => {
     expect(gw.NetworkSettings.Networks[sessionNetworkName(orphan!)]).toBeUndefined();
     await until(async () => (await spares()).length === SPARES, 60_000, 'new spares');
     expect(await spares()).not.toContain(orphan);
+    // A session that outlived the restart is recovered with the image it asked for, still decided.
+    const recovered = server!.manager.get(kept.id);
+    expect(recovered.image).toBe('airlock-sandbox:dev');
+    expect(await exists('network', sessionNetworkName(kept.id))).toBe(true);
+    await expectDecided(kept.id);
+    await api.remove(kept.id);
     const view = await api.create({ role: 'analyst' });
     await expectDecided(view.id);
     await api.remove(view.id);

@@ -22,6 +22,11 @@ export const LABEL = {
    * one with no sandbox container is a spare, removed by the next control plane that starts.
    */
   spare: 'io.airlock.spare',
+  /**
+   * The image a sandbox was asked for (its container may run a derived image with the trust bundle
+   * baked in, `airlock-trust:<key>`).
+   */
+  image: 'io.airlock.image',
   /** Prefix for user labels given at session creation. */
   userPrefix: 'io.airlock.label.',
 } as const;

@@ -46,6 +46,8 @@ const GATEWAY_UID = 10002;
 const SYSTEM_ROOTS = '/etc/ssl/certs/ca-certificates.crt';
 /** Where sandboxes find the trust bundle (named by SSL_CERT_FILE and friends). */
 const SANDBOX_BUNDLE = '/etc/airlock/ca-bundle.pem';
+/** Repository of the sandbox images with the trust bundle baked in ({@link DockerRuntime.sandboxImage}). */
+export const TRUST_IMAGE_REPO = 'airlock-trust';
 
 /**
  * Per-session bridges are named `alk<12 hex>` (Linux allows 15 characters), so one host firewall
@@ -182,6 +184,8 @@ export class DockerRuntime implements SandboxRuntime {
   private readonly lock = new Mutex();
   /** PEM bundle written into each sandbox when interception is on (set by ensureGateway). */
   private trustBundle: string | null = null;
+  /** Sandbox images with the trust bundle baked in ({@link sandboxImage}), by key: their image id. */
+  private readonly trustImages = new Map<string, Promise<string>>();
   /** Unclaimed warm-pool members this object prepared, by session id: their /29. */
   private readonly poolAddresses = new Map<string, SessionSubnet>();
   /** Set once dropping sandboxes' default route is found impossible here ({@link dropDefaultRoute}). */
@@ -196,7 +200,8 @@ export class DockerRuntime implements SandboxRuntime {
   private readonly spare = {
     ready: new Map<string, SessionSubnet>(),
     reserved: new Map<string, SessionSubnet>(),
-    filling: false,
+    /** The fill in flight, if any (awaited by {@link close}). */
+    filling: null as Promise<void> | null,
     stopped: false,
     swept: false,
     /** Delay before the next fill after a failure (ms): 1 s doubling to 30 s, reset by a success. */
@@ -475,6 +480,9 @@ export class DockerRuntime implements SandboxRuntime {
     }
     await this.sweepClaims();
     this.fillSpareNetworks();
+    // The default sandbox image with the trust bundle, built ahead of the first create (background;
+    // a failure is the first create's to report).
+    void this.sandboxImage(this.cfg.runtime.sandboxImage).catch(() => undefined);
     // Follows the port: Docker publishes a new one when the restart policy restarts the container.
     return new DockerGatewayControl(this.docker, token, `http://127.0.0.1:${port}`);
   }
@@ -537,9 +545,8 @@ export class DockerRuntime implements SandboxRuntime {
     const want = this.cfg.runtime.docker.spareNetworks;
     const sp = this.spare;
     if (want === 0 || sp.filling || sp.stopped || sp.timer || sp.ready.size >= want) return;
-    sp.filling = true;
     const id = 's-' + randomBytes(8).toString('hex');
-    this.createSessionNetwork(id, true)
+    sp.filling = this.createSessionNetwork(id, true)
       .then(async (sub) => {
         try {
           await this.joinGateway(id, sub);
@@ -567,7 +574,7 @@ export class DockerRuntime implements SandboxRuntime {
         sp.timer.unref();
       })
       .finally(() => {
-        sp.filling = false;
+        sp.filling = null;
         this.fillSpareNetworks();
       });
   }
@@ -774,30 +781,31 @@ export class DockerRuntime implements SandboxRuntime {
     const r = this.cfg.runtime.resources;
     try {
       const joined = spare ? Promise.resolve() : this.joinGateway(sessionId, sub);
-      const created = this.docker.createContainer({
-        name: sandboxContainerName(sessionId),
-        Image: image,
-        Env: toEnvList(env(sub.gateway)),
-        Labels: { ...labels, [LABEL.kind]: 'sandbox' },
-        HostConfig: {
-          NetworkMode: netName,
-          CapDrop: ['ALL'],
-          SecurityOpt: ['no-new-privileges'],
-          Privileged: false,
-          NanoCpus: Math.round(r.cpus * 1e9),
-          Memory: r.memoryMiB * 1024 * 1024,
-          MemorySwap: r.memoryMiB * 1024 * 1024,
-          PidsLimit: r.pids,
-          Init: true,
-          Binds: [],
-          IpcMode: 'private',
-        },
-        NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
-      });
-      const bundle = this.trustBundle;
-      const filled = bundle ? created.then(() => this.installTrust(sessionId, bundle)) : created;
+      // With interception, the image with the trust bundle baked in (built once per image and bundle).
+      const created = this.sandboxImage(image).then((imageId) =>
+        this.docker.createContainer({
+          name: sandboxContainerName(sessionId),
+          Image: imageId,
+          Env: toEnvList(env(sub.gateway)),
+          Labels: { ...labels, [LABEL.kind]: 'sandbox', [LABEL.image]: image },
+          HostConfig: {
+            NetworkMode: netName,
+            CapDrop: ['ALL'],
+            SecurityOpt: ['no-new-privileges'],
+            Privileged: false,
+            NanoCpus: Math.round(r.cpus * 1e9),
+            Memory: r.memoryMiB * 1024 * 1024,
+            MemorySwap: r.memoryMiB * 1024 * 1024,
+            PidsLimit: r.pids,
+            Init: true,
+            Binds: [],
+            IpcMode: 'private',
+          },
+          NetworkingConfig: { EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } } },
+        }),
+      );
       // Both settle before anything is undone (a half-done twin would outlive the cleanup).
-      const [j, c] = await Promise.allSettled([joined, filled]);
+      const [j, c] = await Promise.allSettled([joined, created]);
       if (j.status === 'rejected') throw j.reason;
       if (c.status === 'rejected') throw c.reason;
     } catch (err) {
@@ -857,16 +865,64 @@ export class DockerRuntime implements SandboxRuntime {
   }
 
   /**
-   * Writes the trust bundle into the created (not yet started) sandbox, without a mount: as
+   * The image a sandbox of `image` is created from (an image id): without interception `image`
+   * itself; with it, `image` plus one layer holding the trust bundle ({@link installTrust}), tagged
+   * `airlock-trust:<24 hex of sha256(image id, bundle)>` — built once per image build and bundle
+   * (one container create, one archive upload, one commit: ~0.3 s) and reused by every later
+   * sandbox of that image, so no create pays the archive upload (~80 ms here) and no sandbox gets a
+   * host mount. A rebuilt image or a new bundle (CA rotation) gives a new key, so a new image.
+   * @throws the engine's error (404 when `image` does not exist)
+   */
+  private async sandboxImage(image: string): Promise<string> {
+    const bundle = this.trustBundle;
+    if (!bundle) return image;
+    const baseId = (await this.docker.getImage(image).inspect()).Id;
+    const key = createHash('sha256').update(baseId).update('\0').update(bundle).digest('hex').slice(0, 24);
+    let built = this.trustImages.get(key);
+    if (!built) {
+      built = this.buildTrustImage(baseId, key, bundle);
+      this.trustImages.set(key, built);
+      // A failed build is tried again by the next create.
+      built.catch(() => this.trustImages.delete(key));
+    }
+    return built;
+  }
+
+  /** `airlock-trust:<key>` (found, or built from `baseId`): its image id. @throws the engine's error */
+  private async buildTrustImage(baseId: string, key: string, bundle: string): Promise<string> {
+    try {
+      return (await this.docker.getImage(`${TRUST_IMAGE_REPO}:${key}`).inspect()).Id;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const c = await this.docker.createContainer({
+      name: `airlock-trust-build-${key}-${randomBytes(3).toString('hex')}`,
+      Image: baseId,
+      Labels: { [LABEL.managed]: 'true', [LABEL.kind]: 'trust-build' },
+      HostConfig: { NetworkMode: 'none' },
+    });
+    try {
+      await this.installTrust(c, bundle);
+      const res = (await c.commit({
+        repo: TRUST_IMAGE_REPO,
+        tag: key,
+        comment: 'Airlock sandbox trust bundle',
+      })) as { Id: string };
+      return res.Id;
+    } finally {
+      await c.remove({ force: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Writes the trust bundle into a created (never started) container, without a mount: as
    * `/etc/airlock/ca-bundle.pem` and over the system store `/etc/ssl/certs/ca-certificates.crt`,
    * root-owned, mode 0444 (the sandbox user, without capabilities, cannot change them).
    */
-  private async installTrust(sessionId: string, bundle: string): Promise<void> {
+  private async installTrust(container: Docker.Container, bundle: string): Promise<void> {
     const pack = tar.pack();
     // The engine consumes the archive while it is written (entries wait for room in the stream).
-    const upload = this.docker
-      .getContainer(sandboxContainerName(sessionId))
-      .putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/' });
+    const upload = container.putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/' });
     const dirEntry = { type: 'directory', mode: 0o755, uid: 0, gid: 0 } as const;
     const fileEntry = { type: 'file', mode: 0o444, uid: 0, gid: 0 } as const;
     pack.entry({ ...dirEntry, name: 'etc/airlock' });
@@ -1067,7 +1123,7 @@ export class DockerRuntime implements SandboxRuntime {
       out.push({
         sessionId: id,
         role: l[LABEL.role] ?? '',
-        image: c.Image,
+        image: l[LABEL.image] ?? c.Image,
         address: net?.IPAddress || net?.IPAMConfig?.IPv4Address || '',
         credentialSha256: l[LABEL.credentialSha256] ?? '',
         placeholders: parsePlaceholders(l[LABEL.placeholders]),
@@ -1101,7 +1157,7 @@ export class DockerRuntime implements SandboxRuntime {
       return {
         sessionId: id,
         role: '',
-        image: c.Image,
+        image: c.Labels[LABEL.image] ?? c.Image,
         address: '',
         credentialSha256: '',
         createdAt: epoch,
@@ -1138,6 +1194,8 @@ export class DockerRuntime implements SandboxRuntime {
     sp.stopped = true;
     if (sp.timer) clearTimeout(sp.timer);
     sp.timer = null;
+    // A fill in flight sees `stopped` and removes its network.
+    await sp.filling;
     const ids = [...sp.ready.keys()];
     sp.ready.clear();
     for (const id of ids) await this.lock.run(() => this.removeNetwork(id)).catch(() => undefined);
