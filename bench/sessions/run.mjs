@@ -8,7 +8,9 @@
  *   docker      `airlock serve` in-process (dist/), the Docker engine, the offline images, with a warm
  *               pool of 2 for airlock-sandbox:dev (issue 12 item 3): N warm creates (claims) and N
  *               cold creates (a second tag of the same image, not pooled) interleaved, each started
- *               once the pool is full again, so warm and cold share the run's noise;
+ *               once the pool is full again, so warm and cold share the run's noise; cold creates
+ *               bind a spare network (`runtime.docker.spareNetworks`, BENCH_SPARE_NETWORKS, 1;
+ *               0 turns them off), each started once the spares are made again too;
  *   kubernetes  the chart installed on the one-node cluster of scripts/k8s-node.sh (which must be up),
  *               API through kubectl port-forward, exec through the Kubernetes exec API.
  * json-server listens on the egress bridge's host address (Docker) and on the node's address
@@ -17,7 +19,7 @@
  *   npm run build && node bench/sessions/run.mjs [--only docker|kubernetes]
  *
  * JSON on stdout and in bench/results/sessions-<time>.json.
- * Environment: BENCH_SESSIONS (20 of each kind). The Docker part removes every io.airlock.managed container and
+ * Environment: BENCH_SESSIONS (20 of each kind), BENCH_SPARE_NETWORKS (1). The Docker part removes every io.airlock.managed container and
  * network when it ends: never run it during an e2e run (the e2e suites own those objects).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -38,6 +40,8 @@ const DOCKER_SUBNET = '10.217.0.0/24';
 const SANDBOX_IMAGE = 'airlock-sandbox:dev';
 /** Another tag of the sandbox image, not pooled: creates naming it take the cold path. */
 const COLD_IMAGE = 'airlock-sandbox:bench-cold';
+/** `runtime.docker.spareNetworks` of the Docker part. */
+const SPARES = Number(process.env.BENCH_SPARE_NETWORKS ?? 1);
 const POOL = 2;
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
 
@@ -131,6 +135,24 @@ async function metric(base, name, labels) {
   return m ? Number(m[1]) : 0;
 }
 
+/** Spare session networks on the engine (label io.airlock.spare, no container on them). */
+async function spareNetworks() {
+  const nets = (
+    await run('docker', ['network', 'ls', '--filter', 'label=io.airlock.spare=true', '--format', '{{.Name}}'])
+  ).stdout
+    .split(/\s+/)
+    .filter(Boolean);
+  const used = new Set(
+    (
+      await run('docker', ['ps', '-a', '--filter', 'label=io.airlock.managed=true', '--format', '{{.Names}}'])
+    ).stdout
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((n) => n.replace(/^airlock-/, 'airlock-net-')),
+  );
+  return nets.filter((n) => !used.has(n)).length;
+}
+
 /**
  * Warm against cold in the same run, on one control plane with `sessions.warmPool.size` POOL for
  * SANDBOX_IMAGE: N creates of each, interleaved (warm, cold, cold, warm, ...), each one started only
@@ -141,6 +163,8 @@ async function measureWarmCold(base, call) {
   const warm = { create: [], first: [] };
   const cold = { create: [], first: [] };
   const ready = `image="${SANDBOX_IMAGE}"`;
+  // One untimed cold create first: the sandbox image with the trust bundle is built once.
+  await oneSession(call, 'docker cold (warm-up)', COLD_IMAGE);
   const claims0 = await metric(base, 'airlock_warm_pool_claims_total', ready);
   for (let i = 0; i < 2 * N; i++) {
     const isWarm = i % 4 === 0 || i % 4 === 3;
@@ -149,6 +173,7 @@ async function measureWarmCold(base, call) {
       'a full warm pool',
       120_000,
     );
+    await waitFor(async () => (await spareNetworks()) === SPARES, 'the spare networks', 60_000);
     const r = await oneSession(call, isWarm ? 'docker warm' : 'docker cold', isWarm ? undefined : COLD_IMAGE);
     const into = isWarm ? warm : cold;
     into.create.push(r.create);
@@ -165,7 +190,13 @@ async function measureWarmCold(base, call) {
   const c = stats(cold.create);
   const w = stats(warm.create);
   return [
-    { runtime: 'docker cold', sessions: N, createMs: c, firstAllowedCallMs: stats(cold.first) },
+    {
+      runtime: 'docker cold',
+      sessions: N,
+      spareNetworks: SPARES,
+      createMs: c,
+      firstAllowedCallMs: stats(cold.first),
+    },
     {
       runtime: `docker warm (pool ${POOL})`,
       sessions: N,
@@ -189,7 +220,7 @@ async function dockerPart() {
       gateway: { hostAliases: { 'forum.test': 'host-gateway' }, allowPrivateCidrs: [DOCKER_SUBNET] },
       policy: { dir: path.join(ROOT, 'policies') },
       runtime: {
-        docker: { egressSubnet: DOCKER_SUBNET },
+        docker: { egressSubnet: DOCKER_SUBNET, spareNetworks: SPARES },
         resources: { cpus: 0.5, memoryMiB: 256, pids: 128 },
       },
       sessions: { warmPool: { size: POOL, images: [SANDBOX_IMAGE] } },
