@@ -20,7 +20,7 @@
  * Faults (each ends in the gateway's 503 `credential_unavailable` with the reason, nothing sent):
  * - **The token endpoint refuses the refresh token** (`invalid_grant`): the chain is **lost** — stored
  *   with the reason, every replica answers it without asking the endpoint again until the credential
- *   is re-seeded (a new refresh token in its source: a new value version). When a lease holder's lease
+ *   is re-seeded (a new refresh token in its source; a new client secret alone keeps the chain). When a lease holder's lease
  *   had expired without a write-back (it crashed or stalled after the endpoint may have rotated the
  *   token), the reason says so.
  * - **The lease holder fails otherwise** (endpoint unreachable, 5xx): the failure is stored for
@@ -38,7 +38,7 @@
  * The refresh token and access tokens are written only to this Secret (never logged); the gateway's
  * ServiceAccount may get and update only it (the chart's Role names it).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { GatewayServiceSettings } from '../gateway-wire/config.js';
@@ -57,14 +57,17 @@ export const DEFAULT_LEASE_MS = 15_000;
 export const DEFAULT_POLL_MS = 200;
 /** How long one ask may take in all (reads, waits, a takeover and its refresh), ms. */
 export const DEFAULT_ASK_TIMEOUT_MS = 25_000;
-/** Earlier value versions remembered per credential (a replica still on one of them uses the chain). */
+/** Earlier seeds remembered per credential (a replica whose source still holds one uses the chain). */
 const RETIRED_KEPT = 16;
 
 /** One credential's shared state: the JSON in the Secret's data key named after the credential. */
 export interface StoredRefreshState {
-  /** The value version (source refresh token + client secret) the chain started from. */
-  version: string;
-  /** Earlier versions, newest first: a replica whose source still holds one uses this chain. */
+  /**
+   * Which source value the chain started from: the first 16 hex digits of the SHA-256 of the source's
+   * refresh token ({@link seedOf}); a client secret rotated alone keeps the chain.
+   */
+  seed: string;
+  /** Earlier seeds, newest first: a replica whose source still holds one uses this chain. */
   retired: string[];
   /** The refresh token to present next. */
   refreshToken: string;
@@ -159,9 +162,10 @@ export class KubeRefreshState {
         );
       const { secret, states } = await this.#read();
       const s = states.get(input.name);
-      if (!s || (s.version !== input.version && !s.retired.includes(input.version))) {
+      const seedId = seedOf(input.secret);
+      if (!s || (s.seed !== seedId && !s.retired.includes(seedId))) {
         // First use, or the source holds a new refresh token (re-seeded): start a new chain from it.
-        const retired = s ? [s.version, ...s.retired].slice(0, RETIRED_KEPT) : [];
+        const retired = s ? [s.seed, ...s.retired].slice(0, RETIRED_KEPT) : [];
         await this.#tryWrite(secret, input.name, seed(input, retired));
         continue; // re-read: this seed or a concurrent one is stored
       }
@@ -260,7 +264,9 @@ export class KubeRefreshState {
   ): Promise<void> {
     let wait = 100;
     let last: unknown = null;
-    while (this.#now() < lease.untilMs) {
+    // Past the lease too while nobody took it over (a slow token endpoint): the lease id decides.
+    const until = Math.max(lease.untilMs, this.#now() + 2_000);
+    while (this.#now() < until) {
       try {
         const { secret, states } = await this.#read();
         const cur = states.get(name);
@@ -278,7 +284,7 @@ export class KubeRefreshState {
       wait = Math.min(wait * 2, 2_000);
     }
     throw new Error(
-      `the refresh lease expired before the write-back${last ? `: ${(last as Error).message}` : ''}`,
+      `the state could not be written within the lease${last ? `: ${(last as Error).message}` : ''}`,
     );
   }
 
@@ -358,9 +364,14 @@ export function kubeRefreshStateFrom(
   });
 }
 
+/** Names a source refresh token in the state without holding it: 16 hex digits of its SHA-256. */
+export function seedOf(refreshToken: string): string {
+  return createHash('sha256').update(refreshToken).digest('hex').slice(0, 16);
+}
+
 function seed(input: OAuth2Input, retired: string[]): StoredRefreshState {
   return {
-    version: input.version,
+    seed: seedOf(input.secret),
     retired,
     refreshToken: input.secret,
     accessToken: null,
@@ -381,10 +392,10 @@ export function parseState(text: string): StoredRefreshState | null {
   }
   if (v === null || typeof v !== 'object') return null;
   const o = v as Partial<StoredRefreshState>;
-  if (typeof o.version !== 'string' || typeof o.refreshToken !== 'string' || !Array.isArray(o.retired))
+  if (typeof o.seed !== 'string' || typeof o.refreshToken !== 'string' || !Array.isArray(o.retired))
     return null;
   return {
-    version: o.version,
+    seed: o.seed,
     retired: o.retired.filter((x): x is string => typeof x === 'string'),
     refreshToken: o.refreshToken,
     accessToken: typeof o.accessToken === 'string' ? o.accessToken : null,

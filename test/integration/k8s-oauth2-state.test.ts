@@ -40,6 +40,7 @@ import { OAuth2Tokens, type OAuth2Input } from '../../src/gateway/oauth2.js';
 import {
   KubeRefreshState,
   parseState,
+  seedOf,
   type StoredRefreshState,
 } from '../../src/gateway/oauth2-kube-store.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
@@ -414,6 +415,18 @@ describe('OAuth2 refresh-token state shared by gateway replicas (Kubernetes Secr
     expect(grantErrors).toEqual([]);
   });
 
+  it('a client secret rotated alone (a new value version, the same refresh token) keeps the chain', async () => {
+    const rt = await mintRefreshToken();
+    const v1 = { ...input('cs', rt), version: 'rt1.cs1' };
+    const first = await replica('a').token(v1);
+    expect(first.ok).toBe(true);
+    const before = presented.length;
+    // Another replica (or this one after the rotation) with the new client secret's version: the stored token.
+    expect(await replica('b').token({ ...v1, version: 'rt1.cs2' })).toEqual(first);
+    expect(presented.length).toBe(before);
+    expect((await stored('cs')).s).toMatchObject({ seed: seedOf(rt), retired: [] });
+  });
+
   it('lease expiry: a holder that died before the token endpoint is taken over and the chain goes on', async () => {
     const rt = await mintRefreshToken();
     expect((await replica('a').token(input('stale', rt))).ok).toBe(true);
@@ -473,8 +486,8 @@ describe('OAuth2 refresh-token state shared by gateway replicas (Kubernetes Secr
     const again = await replica('c').token(input('crash', fresh));
     expect(again.ok).toBe(true);
     const reseeded = (await stored('crash')).s!;
-    expect(reseeded).toMatchObject({ lost: null, version: input('crash', fresh).version });
-    expect(reseeded.retired).toContain(input('crash', rt).version);
+    expect(reseeded).toMatchObject({ lost: null, seed: seedOf(fresh) });
+    expect(reseeded.retired).toContain(seedOf(rt));
     // A replica whose source still holds the old value (its watch is behind) uses the new chain.
     const late = await replica('d').token(input('crash', rt));
     expect(late).toEqual(again);

@@ -11,6 +11,7 @@ import {
   KubeRefreshState,
   kubeRefreshStateFrom,
   parseState,
+  seedOf,
 } from '../../../src/gateway/oauth2-kube-store.js';
 
 const ADMIN = 'admin-token-0123456789';
@@ -98,7 +99,7 @@ describe('gateway settings oauth2RefreshState', () => {
 describe('parseState', () => {
   it('reads a stored state back as written', () => {
     const s = {
-      version: 'v1',
+      seed: 'v1',
       retired: ['v0'],
       refreshToken: 'rt',
       accessToken: 'at',
@@ -112,11 +113,9 @@ describe('parseState', () => {
 
   it('fills what an older or partial value lacks; a broken lease or failure is none', () => {
     expect(
-      parseState(
-        JSON.stringify({ version: 'v', retired: ['a', 3], refreshToken: 'rt', lease: { holder: 1 } }),
-      ),
+      parseState(JSON.stringify({ seed: 'v', retired: ['a', 3], refreshToken: 'rt', lease: { holder: 1 } })),
     ).toEqual({
-      version: 'v',
+      seed: 'v',
       retired: ['a'],
       refreshToken: 'rt',
       accessToken: null,
@@ -127,12 +126,16 @@ describe('parseState', () => {
     });
   });
 
-  it.each([
-    '',
-    'not json',
-    'null',
-    '[]',
-    '{"version":"v","retired":[]}',
-    '{"refreshToken":"x","retired":[]}',
-  ])('%j is no state (the next writer re-seeds)', (text) => expect(parseState(text)).toBeNull());
+  it.each(['', 'not json', 'null', '[]', '{"seed":"v","retired":[]}', '{"refreshToken":"x","retired":[]}'])(
+    '%j is no state (the next writer re-seeds)',
+    (text) => expect(parseState(text)).toBeNull(),
+  );
+});
+
+describe('seedOf', () => {
+  it('names a refresh token by 16 hex digits of its SHA-256, never the token', () => {
+    expect(seedOf('abc')).toBe('ba7816bf8f01cfea');
+    expect(seedOf('abc')).not.toContain('abc');
+    expect(seedOf('abd')).not.toBe(seedOf('abc'));
+  });
 });
