@@ -161,11 +161,12 @@ export interface Versitygw {
  * Starts versitygw (built by scripts/versitygw.sh, which prints its path) with a posix backend in a
  * temp dir and a random root key: an S3 server, not written here, that verifies SigV4 header and
  * query-string (presigned) signatures. With `tls` it serves HTTPS with that certificate (PEM).
- * A start that fails (the free port taken meanwhile) is retried on another port, three times.
+ * Without `port`, a start that fails (the free port taken meanwhile) is retried on another port,
+ * three times.
  * @throws Error when scripts/versitygw.sh has not built it, or it does not answer within 20 s.
  */
 export async function startVersitygw(
-  opts: { host?: string; tls?: { cert: string; key: string } } = {},
+  opts: { host?: string; port?: number; tls?: { cert: string; key: string } } = {},
 ): Promise<Versitygw> {
   const host = opts.host ?? '127.0.0.1';
   const script = path.join(path.dirname(new URL(import.meta.url).pathname), '../../scripts/versitygw.sh');
@@ -185,7 +186,7 @@ export async function startVersitygw(
   mkdirSync(path.join(dir, 'data'));
   const scheme = opts.tls ? 'https' : 'http';
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort(host);
+    const port = opts.port ?? (await freePort(host));
     const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
     let log = '';
     const proc = spawn(
@@ -218,7 +219,7 @@ export async function startVersitygw(
       await waitFor(probe, `versitygw (${log})`);
     } catch (err) {
       await stopProcess(proc);
-      if (attempt >= 3) {
+      if (attempt >= 3 || opts.port !== undefined) {
         rmSync(dir, { recursive: true, force: true });
         throw err;
       }
