@@ -10,6 +10,7 @@
  *   BENCH_BASELINE= node bench/gateway-only.mjs           # this tree alone (the old quick loop)
  *   BENCH_ALSO=156abcc^,e3c8311 node bench/gateway-only.mjs   # more trees in the same rounds
  *   BENCH_ALSO=/tmp/patched/dist node bench/gateway-only.mjs   # a compiled tree (a path), as is
+ *   BENCH_ALSO='/work/main/dist#--max-semi-space-size=32' node bench/gateway-only.mjs   # with node flags
  *   BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" BENCH_BASELINE= node bench/gateway-only.mjs
  *
  * A commit is built once into `$TMPDIR/airlock-bench-tree-<sha12>` (git archive of the commit,
@@ -101,8 +102,12 @@ try {
       : { name: 'current (./dist)', sha: 'working tree', dist: process.env.BENCH_DIST ?? '' },
   ];
   // An entry that is a path names a compiled tree (`dist/`) to run as is (e.g. a patched copy).
-  for (const ref of alsoRefs)
-    trees.push(ref.startsWith('/') ? { name: ref, sha: 'dist', dist: ref } : { name: ref, ...buildTree(ref) });
+  // `/path/dist#--flag --flag2` runs that tree's gateway with extra node flags.
+  for (const entry of alsoRefs) {
+    const [ref, flags] = entry.split('#');
+    const t = ref.startsWith('/') ? { name: entry, sha: 'dist', dist: ref } : { name: entry, ...buildTree(ref) };
+    trees.push(flags ? { ...t, nodeArgs: flags.split(' ').filter(Boolean) } : t);
+  }
   if (baselineRef) trees.push({ name: `baseline (${baselineRef})`, ...buildTree(baselineRef) });
   const base = baselineRef ? trees.at(-1) : null;
   const nginxPort = await freePort();
@@ -112,7 +117,10 @@ try {
     // Each gateway its own dir (policy, audit file), the same settings.
     const d = path.join(dir, `gw${i}`);
     mkdirSync(d);
-    t.gw = await startGateway(d, nginxPort, t.dist ? { dist: t.dist } : {});
+    t.gw = await startGateway(d, nginxPort, {
+      ...(t.dist ? { dist: t.dist } : {}),
+      ...(t.nodeArgs ? { nodeArgs: t.nodeArgs } : {}),
+    });
     t.p = {
       name: t.name,
       port: t.gw.proxyPort,

@@ -362,7 +362,10 @@ export async function startGateway(dir, upstreamPort, opts = {}) {
     credentialSha256: createHash('sha256').update(SESSION.cred).digest('hex'),
     expiresAtMs: Date.now() + 3_600_000,
   };
-  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = [
+    ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...(opts.nodeArgs ?? []),
+  ];
   const child = startChild(
     `airlock-gateway${opts.config?.workers > 1 ? `-${opts.config.workers}w` : ''}`,
     process.execPath,

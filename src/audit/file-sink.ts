@@ -120,6 +120,11 @@ export class FileAuditSink implements AuditSink {
   private readonly opts: FileAuditSinkOptions;
   /** Lines (and a first partly written chunk) not yet written, in order. */
   private chunks: Buffer[] = [];
+  /**
+   * Lines emitted since the last drain, as text (one Buffer per batch instead of one per line);
+   * they follow `chunks`.
+   */
+  private pendingText = '';
   private bufferedBytes = 0;
   private stdoutPending = '';
   private scheduled = false;
@@ -175,20 +180,26 @@ export class FileAuditSink implements AuditSink {
 
   emit(event: AuditEvent): void {
     const json = this.chain.serialise(event);
-    const text = json + '\n';
-    const line = Buffer.from(text);
-    if (this.bufferedBytes + line.length > this.maxBytes) {
+    const bytes = Buffer.byteLength(json) + 1;
+    if (this.bufferedBytes + bytes > this.maxBytes) {
       delete event.chain; // not written: the next event takes its place in the chain
       this.opts.onLine?.(JSON.stringify(event));
       this.opts.onDrop?.(event);
       return;
     }
     this.opts.onLine?.(json);
-    this.chain.commit(line.subarray(0, line.length - 1)); // the bytes as written, without the newline
-    this.chunks.push(line);
-    this.bufferedBytes += line.length;
-    if (this.stdout) this.stdoutPending += text;
+    this.chain.commit(json); // hashed as UTF-8: the bytes as written, without the newline
+    this.pendingText += json + '\n';
+    this.bufferedBytes += bytes;
+    if (this.stdout) this.stdoutPending += json + '\n';
     this.schedule();
+  }
+
+  /** Moves the lines emitted since the last drain into `chunks`, as one Buffer. */
+  private takePending(): void {
+    if (this.pendingText === '') return;
+    this.chunks.push(Buffer.from(this.pendingText));
+    this.pendingText = '';
   }
 
   private schedule(): void {
@@ -211,7 +222,7 @@ export class FileAuditSink implements AuditSink {
   private drain(): Promise<void> {
     this.writing ??= this.drainOnce().finally(() => {
       this.writing = null;
-      if (this.ok && this.chunks.length > 0) this.schedule();
+      if (this.ok && (this.chunks.length > 0 || this.pendingText !== '')) this.schedule();
     });
     return this.writing;
   }
@@ -220,6 +231,7 @@ export class FileAuditSink implements AuditSink {
     const waiting = this.ok ? 0 : this.countBuffered(); // written on recovery
     try {
       if (this.fd === null) this.fd = await this.ops.open(this.path);
+      this.takePending();
       while (this.chunks.length > 0) {
         const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
         this.chunks = [buf]; // lines emitted during the write are pushed after it
@@ -228,6 +240,7 @@ export class FileAuditSink implements AuditSink {
         this.bufferedBytes -= n;
         if (n < buf.length) this.chunks[0] = buf.subarray(n);
         else this.chunks.shift();
+        this.takePending(); // lines emitted while an (asynchronous) write was under way
       }
       this.setHealthy(null, waiting);
     } catch (err) {
@@ -253,6 +266,7 @@ export class FileAuditSink implements AuditSink {
 
   /** Lines in the buffer (a partly written first chunk counts as one). */
   private countBuffered(): number {
+    this.takePending();
     let n = 0;
     for (const c of this.chunks) for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) n++;
     return n;
@@ -260,7 +274,7 @@ export class FileAuditSink implements AuditSink {
 
   private readonly tick = (): void => {
     if (this.writing || this.closed) return;
-    if (!this.ok || this.chunks.length > 0) {
+    if (!this.ok || this.chunks.length > 0 || this.pendingText !== '') {
       void this.drain();
       return;
     }
@@ -288,7 +302,7 @@ export class FileAuditSink implements AuditSink {
     clearInterval(this.timer);
     this.flushPending();
     await this.writing;
-    if (this.chunks.length > 0) await this.drain();
+    if (this.chunks.length > 0 || this.pendingText !== '') await this.drain();
     const lost = this.countBuffered();
     if (this.fd !== null) {
       const fd = this.fd;

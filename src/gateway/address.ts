@@ -93,6 +93,13 @@ export function classifyAddress(address: string): AddressClass {
 export class DestinationPolicy {
   private readonly allow = new BlockList();
   private readonly hasAllow: boolean;
+  /**
+   * Answers by address: classifying takes up to 16 BlockList checks (each builds a SocketAddress),
+   * and a gateway dials the same few addresses again and again. Pure (ranges and allow list are
+   * fixed), so never stale; cleared when it reaches {@link DestinationPolicy.MEMO_MAX} entries.
+   */
+  private readonly memo = new Map<string, AddressClass | null>();
+  static readonly MEMO_MAX = 4096;
 
   /** @param allowCidrs CIDRs such as `172.18.0.0/16`, already validated by the config schema. */
   constructor(allowCidrs: readonly string[]) {
@@ -103,8 +110,20 @@ export class DestinationPolicy {
     this.hasAllow = allowCidrs.length > 0;
   }
 
-  /** Returns null when the address may be dialled, else the refused class. */
+  /**
+   * Returns null when the address may be dialled, else the refused class.
+   * @throws TypeError when `address` is not an IP literal.
+   */
   check(address: string): AddressClass | null {
+    const known = this.memo.get(address);
+    if (known !== undefined) return known;
+    const verdict = this.decide(address);
+    if (this.memo.size >= DestinationPolicy.MEMO_MAX) this.memo.clear();
+    this.memo.set(address, verdict);
+    return verdict;
+  }
+
+  private decide(address: string): AddressClass | null {
     const cls = classifyAddress(address);
     if (cls === 'public') return null;
     if (this.hasAllow && this.allow.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6')) return null;

@@ -43,6 +43,19 @@ export interface ExchangeTarget {
   query?: string;
 }
 
+/** The last epoch ms formatted by {@link isoTime} and its text (calls of one ms share it). */
+let isoAt = -1;
+let isoText = '';
+
+/** `new Date(ms).toISOString()`, reused for calls decided in the same millisecond (~0.4 µs each). */
+function isoTime(ms: number): string {
+  if (ms !== isoAt) {
+    isoAt = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+}
+
 export class Exchange {
   /** performance.now() at arrival, for `durationMs`. */
   readonly started = performance.now();
@@ -159,7 +172,7 @@ export class Exchange {
     this.finished = true;
     if (this.silent) return;
     const event: AuditEvent = {
-      time: new Date(this.at).toISOString(),
+      time: isoTime(this.at),
       sessionId: this.session?.id ?? null,
       role: this.session?.role ?? null,
       method: this.method,

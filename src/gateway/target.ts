@@ -21,6 +21,11 @@ export interface Target {
 
 const DEFAULT_PORT = { http: 80, https: 443 } as const;
 
+/** An IPv6 literal (only a name with a colon can be one: isIP's IPv6 pattern is not run on names). */
+function isV6(host: string): boolean {
+  return host.includes(':') && isIP(host) === 6;
+}
+
 /**
  * Splits `host[:port]` / `[v6]:port`. The host is normalised; the port defaults to the scheme's.
  * @throws RequestValidationError naming `field` when the authority is malformed.
@@ -56,12 +61,12 @@ export function parseAuthority(
     port = Number(portPart);
   }
   // IPv6 literals are canonicalised (`[0::1]` -> `::1`) so they compare equal to policy patterns.
-  const host = isIP(hostPart) === 6 ? normalizeHost(`[${hostPart}]`).slice(1, -1) : normalizeHost(hostPart);
+  const host = isV6(hostPart) ? normalizeHost(`[${hostPart}]`).slice(1, -1) : normalizeHost(hostPart);
   return { host, port };
 }
 
 function authorityOf(host: string, port: number, scheme: 'http' | 'https'): string {
-  const h = isIP(host) === 6 ? `[${host}]` : host;
+  const h = isV6(host) ? `[${host}]` : host;
   return port === DEFAULT_PORT[scheme] ? h : `${h}:${port}`;
 }
 
@@ -118,7 +123,7 @@ export function parseTunnelTarget(
     port,
     path,
     query,
-    policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, scheme),
+    policyHost: policyHost(isV6(host) ? `[${host}]` : host, port, scheme),
     authority: authorityOf(host, port, scheme),
   };
 }
@@ -159,7 +164,7 @@ export function parseAbsoluteTarget(url: string): Target {
     port,
     path,
     query,
-    policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'http'),
+    policyHost: policyHost(isV6(host) ? `[${host}]` : host, port, 'http'),
     authority: authorityOf(host, port, 'http'),
   };
 }
@@ -170,7 +175,7 @@ export function parseConnectTarget(authority: string): { host: string; port: num
     throw new RequestValidationError('CONNECT needs host:port', 'request-target');
   }
   const { host, port } = parseAuthority(authority, 'https', 'request-target');
-  return { host, port, policyHost: policyHost(isIP(host) === 6 ? `[${host}]` : host, port, 'https') };
+  return { host, port, policyHost: policyHost(isV6(host) ? `[${host}]` : host, port, 'https') };
 }
 
 /**
@@ -220,5 +225,5 @@ export function targetUrl(t: Target): string {
 
 /** `https://host:port` of a CONNECT (IPv6 bracketed): the `url` of its deny body. */
 export function connectUrl(host: string, port: number): string {
-  return `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  return `https://${isV6(host) ? `[${host}]` : host}:${port}`;
 }

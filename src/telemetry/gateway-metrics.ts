@@ -17,39 +17,121 @@ export const DECISION_DURATION_BUCKETS = [
 /** Label value for an event without a role (the caller could not be identified). */
 export const NO_ROLE = '(none)';
 
+/** Decisions of one label set since the metrics were last read (see {@link DecisionMetricsSink}). */
+interface DecisionTally {
+  decision: string;
+  reason: string;
+  role: string;
+  /** Decisions counted and not yet added to the counter. */
+  count: number;
+}
+
+/** The duration histogram of one (decision, role): cumulative since start, like any histogram. */
+interface DurationSeries {
+  labels: { decision: string; role: string };
+  /** Observations per bucket of {@link DECISION_DURATION_BUCKETS} (not cumulative), then above the last. */
+  buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
 /**
- * Counts every audited decision, as one audit sink among the gateway's (no work on the request path
- * beyond two label lookups):
+ * Counts every audited decision, as one audit sink among the gateway's:
  * - `airlock_gateway_decisions_total{decision,reason,role}` — counter; `role` is the session's role
  *   (policy-defined, so bounded), `(none)` when the caller could not be identified.
  * - `airlock_gateway_request_duration_seconds{decision,role}` — histogram of the event's `durationMs`
  *   (decision + upstream exchange), in seconds.
+ *
+ * On the request path it only bumps numbers in a map keyed by the label values (~0.1 µs; prom-client's
+ * `inc()` + `observe()` with label objects took ~0.6 µs per call, measured in bench/README.md): the
+ * counter takes the tallies in its `collect()` when the registry is read, and the histogram is a
+ * metric of its own on the registry in prom-client's histogram format (`_bucket{le}`, `_sum`,
+ * `_count`, aggregated across workers by summing like prom-client's).
  */
 export class DecisionMetricsSink implements AuditSink {
   readonly decisions: client.Counter<'decision' | 'reason' | 'role'>;
-  readonly duration: client.Histogram<'decision' | 'role'>;
+  private readonly tallies = new Map<string, DecisionTally>();
+  private readonly series = new Map<string, DurationSeries>();
 
   constructor(registry: client.Registry) {
+    const tallies = this.tallies;
     this.decisions = new client.Counter({
       name: 'airlock_gateway_decisions_total',
       help: 'Gateway decisions by outcome, reason and session role',
       labelNames: ['decision', 'reason', 'role'] as const,
       registers: [registry],
+      collect() {
+        for (const t of tallies.values()) {
+          if (t.count === 0) continue;
+          this.inc({ decision: t.decision, reason: t.reason, role: t.role }, t.count);
+          t.count = 0;
+        }
+      },
     });
-    this.duration = new client.Histogram({
-      name: 'airlock_gateway_request_duration_seconds',
-      help: 'Time from a call reaching the gateway to its exchange ending (decision + upstream), seconds',
-      labelNames: ['decision', 'role'] as const,
-      buckets: [...DECISION_DURATION_BUCKETS],
-      registers: [registry],
-    });
+    registry.registerMetric(new DurationHistogram(this.series) as unknown as client.Metric);
   }
 
   emit(e: AuditEvent): void {
     const role = e.role ?? NO_ROLE;
-    this.decisions.inc({ decision: e.decision, reason: e.reason, role });
-    if (Number.isFinite(e.durationMs) && e.durationMs >= 0)
-      this.duration.observe({ decision: e.decision, role }, e.durationMs / 1000);
+    const key = `${e.decision}\0${e.reason}\0${role}`;
+    let t = this.tallies.get(key);
+    if (!t) this.tallies.set(key, (t = { decision: e.decision, reason: e.reason, role, count: 0 }));
+    t.count++;
+    if (!(Number.isFinite(e.durationMs) && e.durationMs >= 0)) return;
+    const skey = `${e.decision}\0${role}`;
+    let s = this.series.get(skey);
+    if (!s) {
+      s = {
+        labels: { decision: e.decision, role },
+        buckets: new Float64Array(DECISION_DURATION_BUCKETS.length + 1),
+        sum: 0,
+        count: 0,
+      };
+      this.series.set(skey, s);
+    }
+    const v = e.durationMs / 1000;
+    let i = 0;
+    while (i < DECISION_DURATION_BUCKETS.length && v > DECISION_DURATION_BUCKETS[i]!) i++;
+    s.buckets[i]! += 1;
+    s.sum += v;
+    s.count += 1;
+  }
+}
+
+/** `airlock_gateway_request_duration_seconds` as a registry metric (what prom-client's `get()` gives). */
+class DurationHistogram {
+  readonly name = 'airlock_gateway_request_duration_seconds';
+  readonly help =
+    'Time from a call reaching the gateway to its exchange ending (decision + upstream), seconds';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+
+  constructor(private readonly series: Map<string, DurationSeries>) {}
+
+  get(): {
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
+  } {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const s of this.series.values()) {
+      let acc = 0;
+      DECISION_DURATION_BUCKETS.forEach((le, i) => {
+        acc += s.buckets[i]!;
+        values.push({ labels: { le, ...s.labels }, value: acc, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', ...s.labels }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  /** `Registry.resetMetrics()`: starts again from zero. */
+  reset(): void {
+    this.series.clear();
   }
 }
 

@@ -58,3 +58,18 @@ describe('DestinationPolicy', () => {
     expect(p.check('127.0.0.1')).toBe('loopback');
   });
 });
+
+describe('DestinationPolicy answers by address (memo)', () => {
+  it('gives the same verdict as a fresh policy, for every address, asked repeatedly past the memo bound', () => {
+    const p = new DestinationPolicy(['10.214.0.0/24']);
+    const addresses = ['127.0.0.1', '10.214.0.9', '10.214.1.1', '::ffff:10.214.0.1', 'fe80::1', '8.8.4.4'];
+    for (let round = 0; round < 3; round++)
+      for (const a of addresses) expect(p.check(a)).toBe(new DestinationPolicy(['10.214.0.0/24']).check(a));
+    // Past the bound the memo starts again; answers stay the same.
+    for (let i = 0; i < DestinationPolicy.MEMO_MAX + 10; i++)
+      p.check(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+    expect(p.check('10.214.0.9')).toBeNull();
+    expect(p.check('10.214.1.1')).toBe('private');
+    expect(() => p.check('example.com')).toThrow(TypeError); // not cached as a verdict
+  });
+});
