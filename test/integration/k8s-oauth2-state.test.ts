@@ -547,6 +547,33 @@ describe('OAuth2 refresh-token state shared by gateway replicas (Kubernetes Secr
   });
 });
 
+describe('chart upgrade and uninstall keep the state', () => {
+  it('helm upgrade with a changed value leaves the stored chains; uninstall leaves the Secret (keep)', async () => {
+    const before = await core.readNamespacedSecret({ name: STATE, namespace: RELEASE_NS });
+    expect(Object.keys(before.data ?? {}).length).toBeGreaterThan(0);
+    await cluster.helm([
+      'upgrade',
+      RELEASE,
+      path.join(repoRoot, 'charts/airlock'),
+      '--namespace',
+      RELEASE_NS,
+      '-f',
+      path.join(repoRoot, 'charts/airlock/ci/local-images-values.yaml'),
+      '--set',
+      'gateway.replicas=2',
+      '--set',
+      `gateway.credentialSecrets={${SOURCE}}`,
+      '--set',
+      'gateway.oauth2RefreshSkewSeconds=5',
+    ]);
+    const after = await core.readNamespacedSecret({ name: STATE, namespace: RELEASE_NS });
+    expect(after.data).toEqual(before.data);
+    await cluster.helm(['uninstall', RELEASE, '--namespace', RELEASE_NS]);
+    const kept = await core.readNamespacedSecret({ name: STATE, namespace: RELEASE_NS });
+    expect(kept.data).toEqual(before.data);
+  });
+});
+
 describe('chart: gateway.oauth2RefreshState', () => {
   type Obj = { kind: string; metadata: { name: string }; spec?: unknown };
   const render = async (args: string[]): Promise<Obj[]> => {
