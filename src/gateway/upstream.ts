@@ -85,6 +85,22 @@ export class UpstreamDispatchers {
   private readonly maxPools: number;
   private readonly idleMs: number;
   private readonly sweeper: NodeJS.Timeout;
+  /** Bumped whenever a pool leaves {@link pools}: invalidates {@link last}. */
+  private generation = 0;
+  /**
+   * The previous call's arguments and answer: consecutive calls of one session to one upstream (the
+   * common case under load) skip building the origin and key strings and the map lookup.
+   */
+  private last: {
+    scheme: string;
+    address: string;
+    port: number;
+    servername: string;
+    sessionId: string;
+    generation: number;
+    entry: PoolEntry;
+    origin: string;
+  } | null = null;
 
   constructor(private readonly opts: UpstreamOptions) {
     this.perSession = opts.connectionsPerSessionOrigin ?? 32;
@@ -109,6 +125,19 @@ export class UpstreamDispatchers {
     servername: string,
     sessionId: string,
   ): { dispatcher: Dispatcher; origin: string } {
+    const l = this.last;
+    if (
+      l !== null &&
+      l.generation === this.generation &&
+      l.sessionId === sessionId &&
+      l.address === address &&
+      l.port === port &&
+      l.scheme === scheme &&
+      l.servername === servername
+    ) {
+      l.entry.lastUsed = Date.now();
+      return { dispatcher: l.entry.pool, origin: l.origin };
+    }
     const host = address.includes(':') ? `[${address}]` : address;
     const origin = `${scheme}://${host}:${port}`;
     const key = scheme === 'http' ? `${sessionId}|${origin}` : `${sessionId}|${origin}|${servername}`;
@@ -119,6 +148,7 @@ export class UpstreamDispatchers {
       this.pools.set(key, entry);
       if (this.pools.size > this.maxPools) this.evictLeastRecentlyUsed();
     } else entry.lastUsed = now;
+    this.last = { scheme, address, port, servername, sessionId, generation: this.generation, entry, origin };
     return { dispatcher: entry.pool, origin };
   }
 
@@ -153,6 +183,7 @@ export class UpstreamDispatchers {
     if (oldestKey === null) return;
     const e = this.pools.get(oldestKey)!;
     this.pools.delete(oldestKey);
+    this.generation++;
     void e.pool.close(); // calls in flight finish; new ones get a new pool
   }
 
@@ -162,12 +193,14 @@ export class UpstreamDispatchers {
     for (const [k, e] of this.pools) {
       if (this.opts.isLive && !this.opts.isLive(e.sessionId)) {
         this.pools.delete(k);
+        this.generation++;
         void e.pool.destroy().catch(() => undefined);
         n++;
       } else if (now - e.lastUsed >= this.idleMs) {
         const { running, pending } = e.pool.stats;
         if (running === 0 && pending === 0) {
           this.pools.delete(k);
+          this.generation++;
           void e.pool.close().catch(() => undefined);
           n++;
         }
@@ -181,6 +214,7 @@ export class UpstreamDispatchers {
     for (const [k, e] of this.pools) {
       if (e.sessionId !== sessionId) continue;
       this.pools.delete(k);
+      this.generation++;
       void e.pool.destroy().catch(() => undefined);
     }
   }
@@ -208,6 +242,7 @@ export class UpstreamDispatchers {
     clearInterval(this.sweeper);
     const pools = [...this.pools.values()].map((e) => e.pool.close());
     this.pools.clear();
+    this.generation++;
     await Promise.all(pools);
   }
 }

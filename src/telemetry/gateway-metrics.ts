@@ -50,36 +50,51 @@ interface DurationSeries {
  */
 export class DecisionMetricsSink implements AuditSink {
   readonly decisions: client.Counter<'decision' | 'reason' | 'role'>;
-  private readonly tallies = new Map<string, DecisionTally>();
-  private readonly series = new Map<string, DurationSeries>();
+  /** decision → reason → role → tally; {@link order}: the tallies in the order they appeared. */
+  private readonly tallies = new Map<string, Map<string, Map<string, DecisionTally>>>();
+  private readonly order: DecisionTally[] = [];
+  /** decision → role → series; {@link seriesOrder}: in the order they appeared. */
+  private readonly series = new Map<string, Map<string, DurationSeries>>();
+  private readonly seriesOrder: DurationSeries[] = [];
 
   constructor(registry: client.Registry) {
-    const tallies = this.tallies;
+    const tallies = this.order;
     this.decisions = new client.Counter({
       name: 'airlock_gateway_decisions_total',
       help: 'Gateway decisions by outcome, reason and session role',
       labelNames: ['decision', 'reason', 'role'] as const,
       registers: [registry],
       collect() {
-        for (const t of tallies.values()) {
+        for (const t of tallies) {
           if (t.count === 0) continue;
           this.inc({ decision: t.decision, reason: t.reason, role: t.role }, t.count);
           t.count = 0;
         }
       },
     });
-    registry.registerMetric(new DurationHistogram(this.series) as unknown as client.Metric);
+    registry.registerMetric(
+      new DurationHistogram(this.seriesOrder, () => this.series.clear()) as unknown as client.Metric,
+    );
   }
 
   emit(e: AuditEvent): void {
     const role = e.role ?? NO_ROLE;
-    const key = `${e.decision}\0${e.reason}\0${role}`;
-    let t = this.tallies.get(key);
-    if (!t) this.tallies.set(key, (t = { decision: e.decision, reason: e.reason, role, count: 0 }));
+    // Nested maps keyed by the label values (interned strings): no key string built per call.
+    let byReason = this.tallies.get(e.decision);
+    if (!byReason) this.tallies.set(e.decision, (byReason = new Map()));
+    let byRole = byReason.get(e.reason);
+    if (!byRole) byReason.set(e.reason, (byRole = new Map()));
+    let t = byRole.get(role);
+    if (!t) {
+      t = { decision: e.decision, reason: e.reason, role, count: 0 };
+      byRole.set(role, t);
+      this.order.push(t);
+    }
     t.count++;
     if (!(Number.isFinite(e.durationMs) && e.durationMs >= 0)) return;
-    const skey = `${e.decision}\0${role}`;
-    let s = this.series.get(skey);
+    let seriesByRole = this.series.get(e.decision);
+    if (!seriesByRole) this.series.set(e.decision, (seriesByRole = new Map()));
+    let s = seriesByRole.get(role);
     if (!s) {
       s = {
         labels: { decision: e.decision, role },
@@ -87,7 +102,8 @@ export class DecisionMetricsSink implements AuditSink {
         sum: 0,
         count: 0,
       };
-      this.series.set(skey, s);
+      seriesByRole.set(role, s);
+      this.seriesOrder.push(s);
     }
     const v = e.durationMs / 1000;
     let i = 0;
@@ -106,7 +122,10 @@ class DurationHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
 
-  constructor(private readonly series: Map<string, DurationSeries>) {}
+  constructor(
+    private readonly series: DurationSeries[],
+    private readonly cleared: () => void,
+  ) {}
 
   get(): {
     name: string;
@@ -116,7 +135,7 @@ class DurationHistogram {
     values: { labels: Record<string, string | number>; value: number; metricName: string }[];
   } {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-    for (const s of this.series.values()) {
+    for (const s of this.series) {
       let acc = 0;
       DECISION_DURATION_BUCKETS.forEach((le, i) => {
         acc += s.buckets[i]!;
@@ -131,7 +150,8 @@ class DurationHistogram {
 
   /** `Registry.resetMetrics()`: starts again from zero. */
   reset(): void {
-    this.series.clear();
+    this.series.length = 0;
+    this.cleared();
   }
 }
 

@@ -137,6 +137,27 @@ describe('UpstreamDispatchers: one pool per session and origin', () => {
     await u.close();
   });
 
+  it('never hands a repeated call a pool that was closed (kill switch, sweep, eviction)', async () => {
+    const live = new Set(['a']);
+    const u = new UpstreamDispatchers({ ...opts, poolIdleMs: 0, maxPools: 1, isLive: (id) => live.has(id) });
+    const call = () => u.forTarget('http', '127.0.0.1', 80, 'x.test', 'a').dispatcher;
+    const first = call();
+    expect(call()).toBe(first); // the same session and upstream again: the same pool
+    u.closeSession('a'); // kill switch
+    const second = call();
+    expect(second).not.toBe(first);
+    u.sweep(Date.now() + 1); // idle
+    const third = call();
+    expect(third).not.toBe(second);
+    u.forTarget('http', '127.0.0.2', 80, 'x.test', 'a'); // evicts the least recently used (maxPools 1)
+    expect(call()).not.toBe(third);
+    live.delete('a');
+    const before = call();
+    u.sweep(); // the session ended
+    expect(call()).not.toBe(before);
+    await u.close();
+  });
+
   it('closes idle pools and those of ended sessions; keeps at most maxPools', async () => {
     const live = new Set(['a', 'b']);
     const u = new UpstreamDispatchers({
