@@ -43,7 +43,10 @@ import {
   seedOf,
   type StoredRefreshState,
 } from '../../src/gateway/oauth2-kube-store.js';
+import { answerOAuth2Query, primaryOAuth2Tokens, SharedOAuth2 } from '../../src/gateway/oauth2-shared.js';
 import { UpstreamResolver } from '../../src/gateway/resolve.js';
+import { parseGatewayServiceConfig } from '../../src/gateway-wire/config.js';
+import { createLogger } from '../../src/log.js';
 import type { RunningGateway } from '../../src/gateway/service.js';
 import { kubeFailure } from '../../src/kube/client.js';
 import { K8S_ANNOTATION, K8S_LABEL, MANAGED_BY, SANDBOX_COMPONENT } from '../../src/kube/labels.js';
@@ -425,6 +428,46 @@ describe('OAuth2 refresh-token state shared by gateway replicas (Kubernetes Secr
     expect(await replica('b').token({ ...v1, version: 'rt1.cs2' })).toEqual(first);
     expect(presented.length).toBe(before);
     expect((await stored('cs')).s).toMatchObject({ seed: seedOf(rt), retired: [] });
+  });
+
+  it('replicas with workers: each primary asks the shared state (primaryOAuth2Tokens), its workers ask the primary → one refresh for 2 x 2 workers', async () => {
+    const rt = await mintRefreshToken();
+    const cfg = parseGatewayServiceConfig(
+      {
+        port: 0,
+        adminPort: 0,
+        policyDir: work,
+        auditFile: path.join(work, 'unused.jsonl'),
+        sessionSource: { kind: 'admin' },
+        allowPrivateCidrs: ['127.0.0.0/8'],
+        oauth2RefreshSkewMs: SKEW_MS,
+        oauth2RefreshState: {
+          kind: 'kubernetes',
+          namespace: RELEASE_NS,
+          secretName: STATE,
+          kubeconfig: gatewayKubeconfigFile,
+        },
+      },
+      'admin-token-0123456789',
+    );
+    const workers = [0, 1].flatMap(() => {
+      const primary = primaryOAuth2Tokens(cfg, createLogger({ level: 'silent' }));
+      return [0, 1].map(() => {
+        const shared: SharedOAuth2 = new SharedOAuth2((q) => {
+          void answerOAuth2Query(primary, q).then((reply) => shared.receive(reply));
+        });
+        return new OAuth2Tokens({ resolver, refreshSkewMs: SKEW_MS, remote: shared.request });
+      });
+    });
+    const before = presented.length;
+    const results = await Promise.all(
+      workers.flatMap((w) => Array.from({ length: 5 }, () => w.token(input('workers', rt)))),
+    );
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(new Set(results.map((r) => (r.ok ? r.accessToken : ''))).size).toBe(1);
+    expect(presented.length - before).toBe(1);
+    expect((await stored('workers')).s).toMatchObject({ lease: null, seed: seedOf(rt) });
+    expect(grantErrors).toEqual([]);
   });
 
   it('lease expiry: a holder that died before the token endpoint is taken over and the chain goes on', async () => {
