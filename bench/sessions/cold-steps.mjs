@@ -14,8 +14,9 @@
  * to started and registered (`runtime.selfTest: false`). Every create (either path) waits until the spare
  * network is made again, so no refill competes with a measured create (a burst of creates beyond
  * `spareNetworks` takes the `before` path). Then `primitives`: the Docker calls on their own
- * (network create, gateway join, container create, the trust bundle upload, start on the /29 and
- * with no network, inspect, the nsenter route drop, an exec of `true`) to show what is left.
+ * (network create, gateway join, container create, the trust bundle upload, start on the /29, with
+ * no network and in the network namespace of a running container (`joinNetns`), inspect, the nsenter
+ * route drop, an exec of `true`) to show what is left.
  * p50/p99 as JSON on stdout and in bench/results/cold-steps-<time>.json.
  *
  *   npm run build && flock /tmp/airlock-e2e.lock node bench/sessions/cold-steps.mjs
@@ -248,14 +249,18 @@ async function primitives(i) {
       EndpointConfig: { IPAMConfig: { IPv4Address: `10.218.${i}.2` } },
     }),
   );
-  for (const mode of ['bridge', 'none']) {
+  const made = [];
+  // joinNetns: a container sharing the running /29 container's network namespace (what a pre-made
+  // network namespace holder would give a sandbox: no veth, no DNS resolver set-up at start).
+  for (const mode of ['bridge', 'none', 'joinNetns']) {
     const c = await timed(`containerCreate_${mode}`, () =>
       docker.createContainer({
         name: `airlock-bench-p${i}-${mode}`,
         Image: IMAGE,
         Labels: labels,
         HostConfig: {
-          NetworkMode: mode === 'bridge' ? name : 'none',
+          NetworkMode:
+            mode === 'bridge' ? name : mode === 'none' ? 'none' : `container:airlock-bench-p${i}-bridge`,
           CapDrop: ['ALL'],
           SecurityOpt: ['no-new-privileges'],
           NanoCpus: 0.5e9,
@@ -283,8 +288,9 @@ async function primitives(i) {
         });
       });
     }
-    await c.remove({ force: true });
+    made.push(c);
   }
+  for (const c of made.reverse()) await c.remove({ force: true });
   await net.disconnect({ Container: GATEWAY_CONTAINER, Force: true }).catch(() => undefined);
   await net.remove();
 }

@@ -25,6 +25,7 @@ import type { Config } from '../../src/config/schema.js';
 import {
   GATEWAY_CONTAINER,
   LABEL,
+  netnsHolderName,
   sandboxContainerName,
   sessionNetworkName,
 } from '../../src/runtime/docker/labels.js';
@@ -82,7 +83,9 @@ async function spares(): Promise<string[]> {
     all: true,
     filters: { label: [`${LABEL.managed}=true`] },
   });
-  const used = new Set(containers.map((c) => c.Labels[LABEL.session]));
+  const used = new Set(
+    containers.filter((c) => c.Labels[LABEL.kind] === 'sandbox').map((c) => c.Labels[LABEL.session]),
+  );
   return nets.map((n) => n.Labels![LABEL.session]!).filter((id) => !used.has(id));
 }
 
@@ -92,6 +95,19 @@ async function onNetwork(id: string): Promise<Map<string, string>> {
   return new Map(
     Object.values(info.Containers ?? {}).map((c) => [c.Name, c.IPv4Address.replace(/\/\d+$/, '')]),
   );
+}
+
+/**
+ * The networks a sandbox is on, and who holds its network namespace: itself, or (on a spare) the
+ * spare's holder container, whose namespace it joined.
+ */
+async function sandboxNetworks(id: string): Promise<{ holder: string; networks: string[] }> {
+  const c = await docker.getContainer(sandboxContainerName(id)).inspect();
+  const mode = c.HostConfig.NetworkMode ?? '';
+  if (!mode.startsWith('container:'))
+    return { holder: c.Name.slice(1), networks: Object.keys(c.NetworkSettings.Networks) };
+  const h = await docker.getContainer(mode.slice('container:'.length)).inspect();
+  return { holder: h.Name.slice(1), networks: Object.keys(h.NetworkSettings.Networks) };
 }
 
 /** Runs `sh -c script` in a sandbox through the engine (not the API). */
@@ -161,7 +177,7 @@ describe('spare session networks (issue 12 item 3)', () => {
   let firstSpares: string[] = [];
   let bound = '';
 
-  it('fill in the background: internal /29s with only the gateway on them, no sandbox, no session', async () => {
+  it('fill in the background: internal /29s with the gateway and a bare network holder, no sandbox, no session', async () => {
     await until(async () => (await spares()).length === SPARES, 60_000, 'the spares');
     firstSpares = await spares();
     expect(firstSpares).toHaveLength(SPARES);
@@ -171,7 +187,21 @@ describe('spare session networks (issue 12 item 3)', () => {
       expect(info.Options?.['com.docker.network.bridge.inhibit_ipv4']).toBe('true');
       expect(info.Labels?.[LABEL.kind]).toBe('session');
       const addrs = subnetAddresses(info.IPAM!.Config![0]!.Subnet!);
-      expect(await onNetwork(id)).toEqual(new Map([[GATEWAY_CONTAINER, addrs.gateway]]));
+      expect(await onNetwork(id)).toEqual(
+        new Map([
+          [GATEWAY_CONTAINER, addrs.gateway],
+          [netnsHolderName(id), addrs.sandbox],
+        ]),
+      );
+      // The holder only holds the namespace: nobody, no capability, no environment of a session.
+      const h = await docker.getContainer(netnsHolderName(id)).inspect();
+      expect(h.State.Running).toBe(true);
+      expect(h.Config.User).toBe('65534:65534');
+      expect(h.HostConfig.CapDrop).toEqual(['ALL']);
+      expect(h.HostConfig.ReadonlyRootfs).toBe(true);
+      expect(h.Config.Env.filter((e) => /proxy|credential|AIRLOCK_SESSION/i.test(e))).toEqual([]);
+      expect(h.Config.Labels[LABEL.kind]).toBe('netns');
+      expect(h.Mounts).toEqual([]);
     }
     expect(server!.manager.list()).toEqual([]);
   });
@@ -186,7 +216,12 @@ describe('spare session networks (issue 12 item 3)', () => {
     expect(Date.parse(net.Created)).toBeLessThan(t0);
     const addrs = subnetAddresses(net.IPAM!.Config![0]!.Subnet!);
     const c = await docker.getContainer(sandboxContainerName(bound)).inspect();
-    expect(Object.keys(c.NetworkSettings.Networks)).toEqual([sessionNetworkName(bound)]);
+    // In the spare holder's network namespace, whose only network is the session's.
+    expect(await sandboxNetworks(bound)).toEqual({
+      holder: netnsHolderName(bound),
+      networks: [sessionNetworkName(bound)],
+    });
+    expect(c.HostConfig.CapDrop).toEqual(['ALL']);
     // From the sandbox image with the trust bundle baked in: no mount, the asked-for image recorded.
     expect(view.image).toBe('airlock-sandbox:dev');
     expect(c.Config.Labels[LABEL.image]).toBe('airlock-sandbox:dev');
@@ -196,7 +231,7 @@ describe('spare session networks (issue 12 item 3)', () => {
     expect(await onNetwork(bound)).toEqual(
       new Map([
         [GATEWAY_CONTAINER, addrs.gateway],
-        [sandboxContainerName(bound), addrs.sandbox],
+        [netnsHolderName(bound), addrs.sandbox],
       ]),
     );
     const selfTest = lines.find((l) => l.event === 'isolation_selftest' && l.sessionId === bound);
@@ -217,6 +252,7 @@ describe('spare session networks (issue 12 item 3)', () => {
     await api.remove(bound);
     expect(await exists('network', sessionNetworkName(bound))).toBe(false);
     expect(await exists('container', sandboxContainerName(bound))).toBe(false);
+    expect(await exists('container', netnsHolderName(bound))).toBe(false);
     const gw = await docker.getContainer(GATEWAY_CONTAINER).inspect();
     expect(gw.NetworkSettings.Networks[sessionNetworkName(bound)]).toBeUndefined();
     const next = await api.create({ role: 'analyst' });
@@ -236,6 +272,7 @@ describe('spare session networks (issue 12 item 3)', () => {
     const taken = before.filter((id) => !now.includes(id));
     expect(taken).toHaveLength(1);
     expect(await exists('network', sessionNetworkName(taken[0]!))).toBe(false);
+    expect(await exists('container', netnsHolderName(taken[0]!))).toBe(false);
     const left = await docker.listContainers({
       all: true,
       filters: { label: [`${LABEL.session}=${taken[0]}`] },
@@ -253,13 +290,12 @@ describe('spare session networks (issue 12 item 3)', () => {
     expect(new Set(ids).size).toBe(3);
     const subnets = new Set<string>();
     for (const id of ids) {
-      const c = await docker.getContainer(sandboxContainerName(id)).inspect();
-      expect(Object.keys(c.NetworkSettings.Networks)).toEqual([sessionNetworkName(id)]);
+      // Two bound spares (holder namespaces), one made its own network: each on its own only.
+      const { holder, networks } = await sandboxNetworks(id);
+      expect(networks).toEqual([sessionNetworkName(id)]);
       const net = await docker.getNetwork(sessionNetworkName(id)).inspect();
       subnets.add(net.IPAM!.Config![0]!.Subnet!);
-      expect([...(await onNetwork(id)).keys()].sort()).toEqual(
-        [GATEWAY_CONTAINER, sandboxContainerName(id)].sort(),
-      );
+      expect([...(await onNetwork(id)).keys()].sort()).toEqual([GATEWAY_CONTAINER, holder].sort());
       const get = curlResult((await api.sh(id, `curl -s -w '\\n%{http_code}' ${FORUM}/posts/1`)).stdout);
       expect(get.status).toBe(200);
     }
@@ -285,6 +321,7 @@ describe('spare session networks (issue 12 item 3)', () => {
     expect(orphan).toBeDefined();
     await start();
     expect(await exists('network', sessionNetworkName(orphan!))).toBe(false);
+    expect(await exists('container', netnsHolderName(orphan!))).toBe(false);
     const gw = await docker.getContainer(GATEWAY_CONTAINER).inspect();
     expect(gw.NetworkSettings.Networks[sessionNetworkName(orphan!)]).toBeUndefined();
     await until(async () => (await spares()).length === SPARES, 60_000, 'new spares');

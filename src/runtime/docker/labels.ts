@@ -27,6 +27,8 @@ export const LABEL = {
    * baked in, `airlock-trust:<key>`).
    */
   image: 'io.airlock.image',
+  /** The sandbox's address on its /29, for a sandbox in its network holder's namespace. */
+  address: 'io.airlock.address',
   /** Prefix for user labels given at session creation. */
   userPrefix: 'io.airlock.label.',
 } as const;
@@ -35,3 +37,8 @@ export const GATEWAY_CONTAINER = 'airlock-gateway';
 export const EGRESS_NETWORK = 'airlock-egress';
 export const sessionNetworkName = (sessionId: string): string => `airlock-net-${sessionId}`;
 export const sandboxContainerName = (sessionId: string): string => `airlock-${sessionId}`;
+/**
+ * The network holder of a spare network (`runtime.docker.spareNetworks`): a container on the /29 at
+ * .3 that holds the network namespace the session's sandbox then joins.
+ */
+export const netnsHolderName = (sessionId: string): string => `airlock-netns-${sessionId}`;
