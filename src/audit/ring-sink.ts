@@ -39,7 +39,7 @@ export const AUDIT_RING_BYTES = 32 * 1024 * 1024;
  * keeps their bytes in one buffer allocated up front, not the event objects: a ring of 50,000 object
  * graphs (or even 50,000 strings) kept alive for seconds each is promoted to the old generation and
  * collected by major GCs — about 1.4 µs (objects) and 1 µs (strings) of CPU per event at
- * saturation, measured in-process (bench/README.md "Audit ring") — where bytes in a Buffer cost the
+ * saturation, measured in-process (bench/README.md "Closing the gap") — where bytes in a Buffer cost the
  * garbage collector nothing. The admin API splices the lines into its answer without serialising
  * events again.
  */
