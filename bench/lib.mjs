@@ -435,7 +435,8 @@ export function runWrk(wrkBin, p, seconds) {
     '2s',
     '-s',
     path.join(BENCH_DIR, 'wrk-proxy.lua'),
-    `http://127.0.0.1:${p.port}/`,
+    // p.connectHost: where TCP goes (another loopback address, bench/workers.mjs); 127.0.0.1 by default.
+    `http://${p.connectHost ?? '127.0.0.1'}:${p.port}/`,
   ];
   return new Promise((resolve, reject) => {
     const child = startChild(`wrk ${p.name}`, wrkBin, args, {
