@@ -1,11 +1,13 @@
 /**
  * Spare session networks (issue 12 item 3, `runtime.docker.spareNetworks: 2`; docs/architecture.md
  * "Session create") on the real Docker engine with the real images and json-server as the upstream:
- * - spares fill in the background: internal /29s (`inhibit_ipv4`) with only the gateway on them at
- *   .2, no sandbox, no session;
+ * - spares fill in the background: internal /29s (`inhibit_ipv4`) with the gateway at .2 and a bare
+ *   network holder at .3 (nobody, no capability, read-only, no session env), no sandbox, no session;
  * - a cold create binds one: its session id is the spare's, the network existed before the POST, the
- *   sandbox is on that network only, self-tested, and its calls are decided as its role says;
+ *   sandbox is in the holder's network namespace (that network only, no default route), from the
+ *   image with the trust bundle baked in, self-tested, and its calls are decided as its role says;
  * - spares refill with new ids; DELETE removes the bound network and its id is never handed out again;
+ * - kill switch: no call sent after DELETE returned is allowed; sandbox, holder and network gone;
  * - a create that fails on a spare (image missing) leaves neither its network nor a container;
  * - more concurrent creates than spares all run, each on its own network;
  * - a spare left by a control plane that did not stop (no close) is removed by the next one.
@@ -261,6 +263,50 @@ describe('spare session networks (issue 12 item 3)', () => {
     await api.remove(next.id);
     await until(async () => (await spares()).length === SPARES, 60_000, 'the spares to refill');
     expect(await spares()).not.toContain(bound);
+  });
+
+  it('kill switch on a spare: no call sent after DELETE returned is allowed; sandbox, holder, network gone', async () => {
+    await until(async () => (await spares()).length === SPARES, 60_000, 'the spares');
+    const view = await api.create({ role: 'analyst' });
+    expect(await exists('container', netnsHolderName(view.id))).toBe(true);
+    const calls: Array<{ code: number; t: number }> = [];
+    // A loop in the sandbox (its own proxy environment), each call stamped when it is sent.
+    const loop = (async () => {
+      const exec = await docker.getContainer(sandboxContainerName(view.id)).exec({
+        Cmd: [
+          'sh',
+          '-c',
+          `i=0; while [ $i -lt 400 ]; do i=$((i+1)); t=$(date +%s%3N); ` +
+            `c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 '${FORUM}/posts/1'); echo "$c $t"; sleep 0.05; done`,
+        ],
+        AttachStdout: true,
+        AttachStderr: true,
+      });
+      const stream = await exec.start({ hijack: true, stdin: false });
+      const out = new PassThrough();
+      docker.modem.demuxStream(stream, out, new PassThrough());
+      let partial = '';
+      out.on('data', (d: Buffer) => {
+        const ls = (partial + d.toString()).split('\n');
+        partial = ls.pop() ?? '';
+        for (const l of ls) {
+          const [code, t] = l.trim().split(' ').map(Number);
+          if (code !== undefined && t !== undefined) calls.push({ code, t });
+        }
+      });
+      await new Promise<void>((resolve) => {
+        stream.on('end', () => resolve());
+        stream.on('close', () => resolve());
+      });
+    })();
+    await until(() => calls.filter((c) => c.code === 200).length >= 3, 30_000, 'allowed calls in the loop');
+    await api.remove(view.id);
+    const returned = Date.now();
+    await loop;
+    expect(calls.filter((c) => c.t > returned && c.code === 200)).toEqual([]);
+    expect(await exists('container', sandboxContainerName(view.id))).toBe(false);
+    expect(await exists('container', netnsHolderName(view.id))).toBe(false);
+    expect(await exists('network', sessionNetworkName(view.id))).toBe(false);
   });
 
   it('a create that fails on a spare leaves neither its network nor a container', async () => {
