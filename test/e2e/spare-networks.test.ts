@@ -9,6 +9,7 @@
  * - spares refill with new ids; DELETE removes the bound network and its id is never handed out again;
  * - kill switch: no call sent after DELETE returned is allowed; sandbox, holder and network gone;
  * - a create that fails on a spare (image missing) leaves neither its network nor a container;
+ * - a spare whose holder was stopped behind Airlock's back is not used: the create makes its own;
  * - more concurrent creates than spares all run, each on its own network;
  * - a spare left by a control plane that did not stop (no close) is removed by the next one.
  * Traffic goes only to this machine and the project's own containers.
@@ -327,6 +328,29 @@ describe('spare session networks (issue 12 item 3)', () => {
     expect(server!.manager.list()).toEqual([]);
     await until(async () => (await spares()).length === SPARES, 60_000, 'the spares to refill');
     expect(await spares()).not.toContain(taken[0]);
+  });
+
+  it('a spare whose holder was stopped behind Airlock’s back is not used: the create makes its own network', async () => {
+    await until(async () => (await spares()).length === SPARES, 60_000, 'the spares');
+    const dead = await spares();
+    for (const id of dead) await docker.getContainer(netnsHolderName(id)).kill();
+    for (let i = 0; i < dead.length; i++) {
+      const view = await api.create({ role: 'analyst' });
+      expect(view.status).toBe('running');
+      expect(dead).toContain(view.id);
+      // Its own network under the spare's name, made anew; no holder.
+      expect(await sandboxNetworks(view.id)).toEqual({
+        holder: sandboxContainerName(view.id),
+        networks: [sessionNetworkName(view.id)],
+      });
+      expect(await exists('container', netnsHolderName(view.id))).toBe(false);
+      const get = curlResult((await api.sh(view.id, `curl -s -w '\\n%{http_code}' ${FORUM}/posts/1`)).stdout);
+      expect(get.status).toBe(200);
+      await api.remove(view.id);
+      expect(await exists('network', sessionNetworkName(view.id))).toBe(false);
+    }
+    await until(async () => (await spares()).length === SPARES, 60_000, 'new spares');
+    expect((await spares()).filter((id) => dead.includes(id))).toEqual([]);
   });
 
   it('more concurrent creates than spares all run, each on its own network', async () => {

@@ -625,6 +625,15 @@ export class DockerRuntime implements SandboxRuntime {
     await this.dropDefaultRoute(holder);
   }
 
+  /** Whether a spare's network holder runs (false when it is stopped, gone, or the engine fails). */
+  private async holderRunning(sessionId: string): Promise<boolean> {
+    try {
+      return (await this.docker.getContainer(netnsHolderName(sessionId)).inspect()).State.Running;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * Deletes claim records whose sandbox is gone (removed behind Airlock's back, or while the control
    * plane was down): their credentials open nothing, but are not kept. Runs with the gateway set-up,
@@ -821,8 +830,14 @@ export class DockerRuntime implements SandboxRuntime {
   ): Promise<SessionSubnet> {
     const netName = sessionNetworkName(sessionId);
     // A spare network reserved for this id is ready (gateway joined); else one is made now.
-    const spare = this.spare.reserved.get(sessionId);
+    let spare = this.spare.reserved.get(sessionId);
     this.spare.reserved.delete(sessionId);
+    if (spare && !(await this.holderRunning(sessionId))) {
+      // Its holder was stopped behind Airlock's back (engine restart, docker stop): not used.
+      this.warn(`spare network of ${sessionId} has no running holder: made anew for this session`);
+      await this.lock.run(() => this.removeNetwork(sessionId)).catch(() => undefined);
+      spare = undefined;
+    }
     const sub = spare ?? (await this.createSessionNetwork(sessionId, false));
     const r = this.cfg.runtime.resources;
     try {
