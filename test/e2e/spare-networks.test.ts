@@ -10,6 +10,7 @@
  * - kill switch: no call sent after DELETE returned is allowed; sandbox, holder and network gone;
  * - a create that fails on a spare (image missing) leaves neither its network nor a container;
  * - a spare whose holder was stopped behind Airlock's back is not used: the create makes its own;
+ * - a trust image removed behind Airlock's back is built again by the next create;
  * - more concurrent creates than spares all run, each on its own network;
  * - a spare left by a control plane that did not stop (no close) is removed by the next one.
  * Traffic goes only to this machine and the project's own containers.
@@ -20,6 +21,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../../src/cli/serve.js';
@@ -351,6 +353,25 @@ describe('spare session networks (issue 12 item 3)', () => {
     }
     await until(async () => (await spares()).length === SPARES, 60_000, 'new spares');
     expect((await spares()).filter((id) => dead.includes(id))).toEqual([]);
+  });
+
+  it('a sandbox image with the trust bundle removed behind Airlock’s back is built again by the next create', async () => {
+    expect(server!.manager.list()).toEqual([]);
+    const trustImages = (): Promise<Docker.ImageInfo[]> =>
+      docker.listImages({ filters: { reference: [TRUST_IMAGE_REPO] } });
+    // Built at start, in the background, or by an earlier create.
+    await until(async () => (await trustImages()).length > 0, 60_000, 'the trust image');
+    const trust = await trustImages();
+    for (const i of trust) await docker.getImage(i.Id).remove();
+    const view = await api.create({ role: 'analyst' });
+    expect(view.status).toBe('running');
+    const c = await docker.getContainer(sandboxContainerName(view.id)).inspect();
+    const img = await docker.getImage(c.Image).inspect();
+    expect(img.RepoTags.some((t) => t.startsWith(`${TRUST_IMAGE_REPO}:`))).toBe(true);
+    expect(trust.map((i) => i.Id)).not.toContain(img.Id);
+    const get = curlResult((await api.sh(view.id, `curl -s -w '\\n%{http_code}' ${FORUM}/posts/1`)).stdout);
+    expect(get.status).toBe(200);
+    await api.remove(view.id);
   });
 
   it('more concurrent creates than spares all run, each on its own network', async () => {

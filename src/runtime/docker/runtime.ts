@@ -843,7 +843,7 @@ export class DockerRuntime implements SandboxRuntime {
     try {
       const joined = spare ? Promise.resolve() : this.joinGateway(sessionId, sub);
       // With interception, the image with the trust bundle baked in (built once per image and bundle).
-      const created = this.sandboxImage(image).then((imageId) =>
+      const create = (imageId: string): Promise<Docker.Container> =>
         this.docker.createContainer({
           name: sandboxContainerName(sessionId),
           Image: imageId,
@@ -870,6 +870,13 @@ export class DockerRuntime implements SandboxRuntime {
                   EndpointsConfig: { [netName]: { IPAMConfig: { IPv4Address: sub.sandbox } } },
                 },
               }),
+        });
+      const created = this.sandboxImage(image).then((imageId) =>
+        create(imageId).catch(async (err: unknown) => {
+          // A trust image removed behind Airlock's back (docker rmi, prune): built again, once.
+          if (!isNotFound(err) || imageId === image) throw err;
+          this.trustImages.clear();
+          return create(await this.sandboxImage(image));
         }),
       );
       if (spare) this.spare.bound.add(sessionId);
