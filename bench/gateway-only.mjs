@@ -105,7 +105,9 @@ try {
   // `/path/dist#--flag --flag2` runs that tree's gateway with extra node flags.
   for (const entry of alsoRefs) {
     const [ref, flags] = entry.split('#');
-    const t = ref.startsWith('/') ? { name: entry, sha: 'dist', dist: ref } : { name: entry, ...buildTree(ref) };
+    const t = ref.startsWith('/')
+      ? { name: entry, sha: 'dist', dist: ref }
+      : { name: entry, ...buildTree(ref) };
     trees.push(flags ? { ...t, nodeArgs: flags.split(' ').filter(Boolean) } : t);
   }
   if (baselineRef) trees.push({ name: `baseline (${baselineRef})`, ...buildTree(baselineRef) });
