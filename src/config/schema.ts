@@ -353,6 +353,11 @@ export const configSchema = z
          * this many seconds before it expires (docs/credentials.md "OAuth2"). @default 30
          */
         oauth2RefreshSkewSeconds: z.number().int().min(0).max(3600).default(30),
+        /**
+         * How long the gateway reuses a name's DNS answer, seconds (0: every call looks it up;
+         * docs/security.md "Destinations"). @default 5
+         */
+        dnsCacheSeconds: z.number().int().min(0).max(300).default(5),
         /** Gateway container image (Docker runtime). @default "airlock-gateway:dev" */
         image: z.string().min(1).default('airlock-gateway:dev'),
         /** HTTPS under policy (docs/tls.md). */

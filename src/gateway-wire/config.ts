@@ -100,6 +100,11 @@ export const gatewayServiceSchema = z.strictObject({
    */
   oauth2RefreshSkewMs: z.number().int().min(0).max(3_600_000).default(30_000),
   /**
+   * How long the gateway reuses a name's DNS answer, ms; 0: every call looks the name up
+   * (src/gateway/resolve.ts). @default 5000
+   */
+  dnsCacheMs: z.number().int().min(0).max(300_000).default(5_000),
+  /**
    * Where OAuth2 refresh-token credentials' state (rotated refresh token, access token, refresh lease)
    * is shared by the gateway's replicas (the chart's `gateway.oauth2RefreshState`;
    * src/gateway/oauth2-kube-store.ts): one Secret of the gateway namespace, updated with

@@ -185,6 +185,8 @@ export async function startGatewayService(
   const resolver = new UpstreamResolver(
     new DestinationPolicy(cfg.allowPrivateCidrs),
     new Map(Object.entries(cfg.hostAliases).map(([k, v]) => [k.toLowerCase(), v])),
+    undefined,
+    { ttlMs: cfg.dnsCacheMs },
   );
   // credentials.yaml (docs/credentials.md): values from files (watched), this process's environment,
   // or (Kubernetes) the Secrets listed in credentialSecrets (watched); OAuth2 tokens fetched through

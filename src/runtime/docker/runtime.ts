@@ -351,6 +351,7 @@ export class DockerRuntime implements SandboxRuntime {
       passthrough: g.tls.passthrough,
       upstreams: g.upstreams,
       oauth2RefreshSkewMs: g.oauth2RefreshSkewSeconds * 1000,
+      dnsCacheMs: g.dnsCacheSeconds * 1000,
       leafCacheSize: g.tls.leafCacheSize,
       // One process unless configured: more workers only where the config says so (docs/config.md).
       workers: g.workers ?? 1,
