@@ -4,9 +4,9 @@
  * scripts/versitygw.sh) as an S3 server that verifies SigV4 signatures. Each listens on `host` (loopback by
  * default, or the Docker egress bridge address for e2e) on a free port, with its data in a temp dir.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -53,7 +53,11 @@ export interface JsonServer {
   /** Base URL, e.g. http://127.0.0.1:40123 */
   url: string;
   dbFile: string;
-  /** The data as json-server has written it to disk. */
+  /**
+   * json-server's data as it holds it now (`GET /db`, asked synchronously with curl). Not the file:
+   * json-server writes it after answering, so a read right after a 200 could miss the change (and a
+   * check that something did *not* change could pass before a write lands).
+   */
   db(): { posts: Array<Record<string, unknown>>; comments: Array<Record<string, unknown>> };
   stop(): Promise<void>;
 }
@@ -80,7 +84,10 @@ export async function startJsonServer(host = '127.0.0.1', fixedPort?: number): P
     port,
     url,
     dbFile,
-    db: () => JSON.parse(readFileSync(dbFile, 'utf8')),
+    db: () =>
+      JSON.parse(
+        execFileSync('curl', ['-sf', '--max-time', '10', `${url}/db`], { encoding: 'utf8' }),
+      ) as ReturnType<JsonServer['db']>,
     async stop() {
       await stopProcess(proc);
       rmSync(dir, { recursive: true, force: true });
