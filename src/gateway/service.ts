@@ -254,13 +254,12 @@ export async function startGatewayService(
       : null,
     { holdSeconds: ap.holdSeconds, holdRules: ap.holdRules },
   );
+  const auditSinks = new FanoutSink([fileSink, decisionMetrics]);
   const gateway = new EgressGateway(
     withGatewayDefaults({
       policy,
       sessions,
-      audit: worker
-        ? new WorkerTagSink(new FanoutSink([fileSink, decisionMetrics]), worker.id)
-        : new FanoutSink([fileSink, decisionMetrics]),
+      audit: worker ? new WorkerTagSink(auditSinks, worker.id) : auditSinks,
       resolver,
       connectTimeoutMs: cfg.connectTimeoutMs,
       headersTimeoutMs: cfg.headersTimeoutMs,
